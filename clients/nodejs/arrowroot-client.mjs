@@ -311,7 +311,9 @@ class Summary {
     if (batch.numRows === 0) return;
     if (this.first === null) {
       this.first = {};
-      for (const f of this.schema.fields) this.first[f.name] = toJSONValue(batch.getChild(f.name).get(0));
+      this.schema.fields.forEach((f, idx) => {
+        this.first[f.name] = toJSONValue(batch.getChildAt(idx).get(0));
+      });
     }
     this.rows += batch.numRows;
     this.schema.fields.forEach((f, idx) => {
@@ -413,11 +415,12 @@ function parseRequest(text) {
   if (!request || typeof request !== 'object' || Array.isArray(request)) {
     throw new UsageError('READ_REQUEST_JSON must be a JSON object (an arrowroot.v1.ReadRequest)');
   }
-  return request;
+  // Sent as written (not re-serialised), so int64 values beyond 2**53 stay exact.
+  return { request, text: text.trim() };
 }
 
-async function read(client, request, opts) {
-  const descriptor = { type: 'CMD', cmd: Buffer.from(JSON.stringify(request), 'utf8'), path: [] };
+async function read(client, { request, text }, opts) {
+  const descriptor = { type: 'CMD', cmd: Buffer.from(text, 'utf8'), path: [] };
   const info = await unary(client, 'GetFlightInfo', descriptor, opts);
 
   const summary = new Summary();
