@@ -18,8 +18,9 @@ expression syntax, restricted):
 * **Columns**: bare identifiers (``MET_pt``) or, for names that are not identifiers (or are
   keywords / ``true`` / ``false``), backquotes: ```Jet.pt[3]```, ```fType[20]```.
 * **Arithmetic**: ``+ - * / ** %`` and unary ``-``/``+``.  Integer columns of every width are
-  computed as int64 (uint64 stays uint64), floats as float64 (float32 is widened, as C++ does
-  when mixing with double literals); ``/`` and ``**`` always give float64; bools count as 0/1.
+  computed as int64 (uint64 values above 2**63-1 make that batch's column float64), floats as
+  float64 (float32 is widened, as C++ does when mixing with double literals); ``/`` and ``**``
+  always give float64; bools count as 0/1; int64 overflow wraps around as in numpy.
   Division by zero gives inf/NaN (integer ``x % 0`` gives 0); nothing raises.
 * **Comparisons**: ``== != < <= > >=``, chained (``0 < x < 5`` means ``0 < x and x < 5``).
   Strings support ``==``/``!=`` and ``in`` only.
@@ -205,8 +206,11 @@ def _numpy_values(arr: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
     t = arr.type
     if pa.types.is_floating(t):
         vals = vals.astype(np.float64, copy=False)
-    elif pa.types.is_integer(t) and t != pa.uint64():
-        vals = vals.astype(np.int64, copy=False)
+    elif pa.types.is_integer(t):
+        if t == pa.uint64() and len(vals) and vals.max() > _INT64_MAX:
+            vals = vals.astype(np.float64)  # beyond int64: approximate rather than wrap around
+        else:
+            vals = vals.astype(np.int64, copy=False)
     return vals, valid
 
 
