@@ -1,0 +1,42 @@
+"""File formats behind one interface (see ``base.py``); the registry is imported lazily.
+
+To add a format: write ``sources/<format>.py`` with a ``Source`` subclass and add it to
+``REGISTRY``. Order matters where formats overlap: the first that recognises a file and
+finds datasets in it wins (LH5 before plain HDF5).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError
+
+REGISTRY: dict[str, str] = {
+    "root": "arrowroot.flight_server.sources.root:RootSource",
+    "hdf5": "arrowroot.flight_server.sources.hdf5:Hdf5Source",
+}
+
+__all__ = ["ColumnInfo", "ColumnUnreadable", "DatasetInfo", "Reader", "Source", "SourceError",
+           "REGISTRY", "source_for", "detect"]
+
+
+@cache
+def source_for(fmt: str) -> Source:
+    """The Source instance for a format name; KeyError for unknown formats."""
+    module, _, cls = REGISTRY[fmt].partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def detect(path: str) -> Source | None:
+    """The source that recognises a file from its first bytes, or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return None
+    for fmt in REGISTRY:
+        src = source_for(fmt)
+        if src.recognises(head):
+            return src
+    return None

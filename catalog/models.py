@@ -1,0 +1,81 @@
+"""Plain records the catalog hands out. Frozen: they are shared between threads and cached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    file_id: int
+    path: str
+    format: str | None
+    size: int
+    mtime: float
+    status: str
+    error: str | None
+    keys: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ColumnRecord:
+    name: str
+    arrow_type: str | None
+    source_type: str
+    shape: tuple[int, ...] = ()
+    compressed_bytes: int | None = None
+    uncompressed_bytes: int | None = None
+    readable: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """A contiguous run of a dataset's entries stored in one object of one file."""
+
+    file_id: int
+    path: str          # relative file path
+    object_path: str
+    entry_offset: int  # global number of the first entry
+    entries: int
+    boundaries: tuple[int, ...]
+    size: int = 0
+    mtime: float = 0.0
+    channel: str | None = None
+    keys: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    dataset_id: int
+    name: str
+    kind: str
+    format: str
+    entries: int
+    schema: bytes       # serialised Arrow schema (the catalog itself never parses it)
+    attributes: dict[str, Any]
+    origin: str
+    parts: tuple[PartRecord, ...]
+    columns: tuple[ColumnRecord, ...]
+
+    def column(self, name: str) -> ColumnRecord | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """What the indexer hands the catalog for one dataset."""
+
+    name: str
+    kind: str
+    format: str
+    entries: int
+    schema: bytes
+    attributes: dict[str, Any]
+    columns: list[ColumnRecord]
+    parts: list[tuple[str, str, int, list[int], str | None]]  # (file path, object path, entries, boundaries, channel)
+    origin: str = "file"

@@ -1,0 +1,306 @@
+"""The DuckDB catalog: the only module that holds the DuckDB connection.
+
+One process owns the read-write catalog file; every thread gets its own cursor. Reads
+of dataset records are served from an in-memory cache that is dropped whenever a write
+commits, so a GetFlightInfo costs a dict lookup, not a query.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .errors import NotFound, not_found
+from .models import ColumnRecord, DatasetRecord, FileRecord, NewDataset, PartRecord
+
+SCHEMA_VERSION = "1"
+
+
+class Catalog:
+    """Files, datasets, parts and columns of one served directory."""
+
+    def __init__(self, path: str | Path = ":memory:", read_only: bool = False):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = duckdb.connect(self.path, read_only=read_only)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self.generation = 0
+        self._by_name: dict[str, DatasetRecord] | None = None
+        self._by_id: dict[int, DatasetRecord] = {}
+        if not read_only:
+            ddl = resources.files("arrowroot.catalog").joinpath("schema.sql").read_text()
+            self._conn.execute(ddl)
+            version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version is None:
+                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+            elif version[0] != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"catalog {self.path} has schema version {version[0]}, this arrowroot needs "
+                    f"{SCHEMA_VERSION}: delete the file (it is rebuilt by indexing) or pass --catalog"
+                )
+
+    # ------------------------------------------------------------ plumbing
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor on the shared connection."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._conn.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _changed(self) -> None:
+        with self._cache_lock:
+            self.generation += 1
+            self._by_name = None
+            self._by_id = {}
+
+    # ------------------------------------------------------------ files
+
+    def files(self) -> dict[str, FileRecord]:
+        rows = self.cursor().execute(
+            "SELECT file_id, path, format, size, mtime, status, error, keys FROM files ORDER BY path"
+        ).fetchall()
+        return {r[1]: FileRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else {})
+                for r in rows}
+
+    def record_file(
+        self,
+        path: str,
+        fmt: str | None,
+        size: int,
+        mtime: float,
+        datasets: Sequence[NewDataset] = (),
+        error: str | None = None,
+        keys: dict[str, Any] | None = None,
+    ) -> int:
+        """Replace everything known about one file (its row and its single-file datasets)."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                self._drop_file(cur, path)
+                file_id = cur.execute("SELECT nextval('file_ids')").fetchone()[0]
+                cur.execute(
+                    "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, now(), ?)",
+                    [file_id, path, fmt, size, mtime, "error" if error else "ok", error,
+                     json.dumps(keys or {})],
+                )
+                self._insert_datasets(cur, datasets, {path: file_id})
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        self._changed()
+        return file_id
+
+    def remove_files(self, paths: Iterable[str]) -> int:
+        """Forget files (deleted from disk); returns how many were known."""
+        n = 0
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for p in paths:
+                    n += self._drop_file(cur, p)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        if n:
+            self._changed()
+        return n
+
+    def _drop_file(self, cur: duckdb.DuckDBPyConnection, path: str) -> int:
+        row = cur.execute("SELECT file_id FROM files WHERE path = ?", [path]).fetchone()
+        if row is None:
+            return 0
+        file_id = row[0]
+        ids = [r[0] for r in cur.execute(
+            "SELECT DISTINCT dataset_id FROM dataset_parts WHERE file_id = ?", [file_id]).fetchall()]
+        self._delete_datasets(cur, ids)
+        cur.execute("DELETE FROM files WHERE file_id = ?", [file_id])
+        return 1
+
+    @staticmethod
+    def _delete_datasets(cur: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
+        if not ids:
+            return
+        for table in ("columns", "dataset_parts", "datasets"):
+            cur.execute(f"DELETE FROM {table} WHERE dataset_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+
+    def _insert_datasets(self, cur: duckdb.DuckDBPyConnection, datasets: Sequence[NewDataset],
+                         file_ids: dict[str, int]) -> None:
+        for ds in datasets:
+            taken = cur.execute("SELECT dataset_id FROM datasets WHERE name = ?", [ds.name]).fetchone()
+            if taken is not None:  # a name is unique: the newest definition wins
+                self._delete_datasets(cur, [taken[0]])
+            dataset_id = cur.execute("SELECT nextval('dataset_ids')").fetchone()[0]
+            cur.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataset_id, ds.name, ds.kind, ds.format, ds.entries, ds.schema,
+                 json.dumps(ds.attributes, default=str), ds.origin],
+            )
+            offset = 0
+            part_rows = []
+            for i, (fpath, obj, entries, boundaries, channel) in enumerate(ds.parts):
+                if fpath not in file_ids:
+                    row = cur.execute("SELECT file_id FROM files WHERE path = ?", [fpath]).fetchone()
+                    if row is None:
+                        raise NotFound(f"dataset {ds.name!r} refers to unknown file {fpath!r}")
+                    file_ids[fpath] = row[0]
+                part_rows.append([dataset_id, i, file_ids[fpath], obj, offset, entries, list(boundaries), channel])
+                offset += entries
+            if part_rows:
+                cur.executemany("INSERT INTO dataset_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", part_rows)
+            col_rows = [
+                [dataset_id, i, c.name, c.arrow_type, c.source_type, list(c.shape), c.compressed_bytes,
+                 c.uncompressed_bytes, c.readable, c.reason]
+                for i, c in enumerate(ds.columns)
+            ]
+            if col_rows:
+                cur.executemany("INSERT INTO columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", col_rows)
+
+    def replace_derived(self, origin: str, datasets: Sequence[NewDataset]) -> None:
+        """Replace every dataset of one origin ('folder', 'declared') by ``datasets``."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                ids = [r[0] for r in cur.execute(
+                    "SELECT dataset_id FROM datasets WHERE origin = ?", [origin]).fetchall()]
+                self._delete_datasets(cur, ids)
+                self._insert_datasets(cur, datasets, {})
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        self._changed()
+
+    # ------------------------------------------------------------ datasets
+
+    def _load(self) -> dict[str, DatasetRecord]:
+        with self._cache_lock:
+            if self._by_name is not None:
+                return self._by_name
+            generation = self.generation
+        cur = self.cursor()
+        cols: dict[int, list[ColumnRecord]] = {}
+        for r in cur.execute(
+            "SELECT dataset_id, name, arrow_type, source_type, shape, compressed_bytes, uncompressed_bytes,"
+            " readable, reason FROM columns ORDER BY dataset_id, position"
+        ).fetchall():
+            cols.setdefault(r[0], []).append(
+                ColumnRecord(r[1], r[2], r[3], tuple(r[4] or ()), r[5], r[6], bool(r[7]), r[8] or ""))
+        parts: dict[int, list[PartRecord]] = {}
+        for r in cur.execute(
+            "SELECT p.dataset_id, p.file_id, f.path, p.object_path, p.entry_offset, p.entries, p.boundaries,"
+            " f.size, f.mtime, p.channel, f.keys FROM dataset_parts p JOIN files f USING (file_id)"
+            " ORDER BY p.dataset_id, p.part_index"
+        ).fetchall():
+            parts.setdefault(r[0], []).append(
+                PartRecord(r[1], r[2], r[3], r[4], r[5], tuple(r[6] or (0,)), r[7], r[8], r[9],
+                           json.loads(r[10]) if r[10] else {}))
+        out: dict[str, DatasetRecord] = {}
+        for r in cur.execute(
+            "SELECT dataset_id, name, kind, format, entries, schema, attributes, origin FROM datasets"
+            " ORDER BY name"
+        ).fetchall():
+            rec = DatasetRecord(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), json.loads(r[6]) if r[6] else {},
+                                r[7], tuple(parts.get(r[0], ())), tuple(cols.get(r[0], ())))
+            out[rec.name] = rec
+        with self._cache_lock:
+            if self.generation == generation:
+                self._by_name = out
+                self._by_id = {d.dataset_id: d for d in out.values()}
+        return out
+
+    def datasets(self) -> list[DatasetRecord]:
+        return list(self._load().values())
+
+    def dataset(self, name: str) -> DatasetRecord:
+        """The dataset by name; NotFound lists the closest names."""
+        found = self._load()
+        rec = found.get(name)
+        if rec is None:
+            raise not_found("dataset", name, found.keys())
+        return rec
+
+    def dataset_by_id(self, dataset_id: int) -> DatasetRecord:
+        self._load()
+        with self._cache_lock:
+            rec = self._by_id.get(dataset_id)
+        if rec is None:
+            rec = next((d for d in self._load().values() if d.dataset_id == dataset_id), None)
+        if rec is None:
+            raise NotFound(f"dataset id {dataset_id} is no longer in the catalog (re-indexed?); ask for a new FlightInfo")
+        return rec
+
+    def search(
+        self,
+        name: str | None = None,
+        fmt: str | None = None,
+        kind: str | None = None,
+        has_column: str | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> list[DatasetRecord]:
+        """Datasets matching every given criterion (name is a shell glob; attribute values
+        compare equal as JSON, or as text for strings)."""
+        found = self._load()
+        if not (has_column or attributes):
+            ids = None
+        else:
+            sql = ["SELECT d.dataset_id FROM datasets d WHERE TRUE"]
+            params: list[Any] = []
+            if has_column:
+                sql.append("AND EXISTS (SELECT 1 FROM columns c WHERE c.dataset_id = d.dataset_id AND c.name = ?)")
+                params.append(has_column)
+            for key, value in (attributes or {}).items():
+                sql.append("AND json_extract(d.attributes, ?) = ?::JSON")
+                params += ["$." + json.dumps(str(key)), json.dumps(value)]
+            ids = {r[0] for r in self.cursor().execute(" ".join(sql), params).fetchall()}
+        out = []
+        for rec in found.values():
+            if ids is not None and rec.dataset_id not in ids:
+                continue
+            if name and not fnmatch.fnmatchcase(rec.name, name):
+                continue
+            if fmt and rec.format != fmt:
+                continue
+            if kind and rec.kind != kind:
+                continue
+            out.append(rec)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        cur = self.cursor()
+        files = dict(cur.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        by_format = dict(cur.execute("SELECT format, count(*) FROM datasets GROUP BY format").fetchall())
+        n_bytes = cur.execute("SELECT coalesce(sum(size), 0) FROM files").fetchone()[0]
+        return {
+            "files": sum(files.values()),
+            "files_with_errors": files.get("error", 0),
+            "bytes": int(n_bytes),
+            "datasets": sum(by_format.values()),
+            "datasets_by_format": by_format,
+            "generation": self.generation,
+            "checked_at": time.time(),
+        }
+
+    def file_errors(self) -> list[tuple[str, str]]:
+        return [tuple(r) for r in self.cursor().execute(
+            "SELECT path, error FROM files WHERE status = 'error' ORDER BY path").fetchall()]

@@ -1,0 +1,231 @@
+"""The Python client: one primitive, ``read_batches``, and everything else derived from it.
+
+Depends only on pyarrow and the protos, never on the server package.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+from arrowroot.protos import arrowroot_pb2 as pb
+
+from .convert import convert
+from .errors import translate
+
+_DONE = object()
+
+
+def _request(
+    dataset: str,
+    columns: Sequence[str] | str | None = None,
+    entries: tuple[int | None, int | None] | None = None,
+    *,
+    where: str | None = None,
+    slices: Sequence[slice | tuple] | None = None,
+    batch_rows: int | None = None,
+    files: str | None = None,
+    channels: Sequence[str | int] | None = None,
+    with_entry_numbers: bool = False,
+    allow_missing: bool = False,
+) -> pb.ReadRequest:
+    msg = pb.ReadRequest(dataset=dataset)
+    if isinstance(columns, str):
+        columns = [columns]
+    msg.columns.extend(columns or [])
+    if entries is not None:
+        start, stop = entries
+        if start is not None:
+            msg.entry_start = int(start)
+        if stop is not None:
+            msg.entry_stop = int(stop)
+    for s in slices or ():
+        s = s if isinstance(s, slice) else slice(*s)
+        a = msg.slices.add()
+        if s.start is not None:
+            a.start = s.start
+        if s.stop is not None:
+            a.stop = s.stop
+        if s.step is not None:
+            a.step = s.step
+    if batch_rows is not None:
+        msg.batch_rows = batch_rows
+    if where:
+        msg.where = where
+    if files:
+        msg.files = files
+    msg.channels.extend(str(c) for c in channels or ())
+    msg.with_entry_numbers = with_entry_numbers
+    msg.allow_missing = allow_missing
+    return msg
+
+
+class Client:
+    """A connection to an arrowroot server.
+
+    >>> c = Client("grpc://127.0.0.1:8815")
+    >>> df = c.read("hep/events.root:events", ["nMuon", "Muon_*"], entries=(0, 1000), library="pd")
+    """
+
+    def __init__(
+        self,
+        location: str = "grpc://127.0.0.1:8815",
+        *,
+        threads: int = 4,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        tls_root_certs: bytes | None = None,
+        cert_chain: bytes | None = None,
+        private_key: bytes | None = None,
+        **flight_kwargs: Any,
+    ):
+        if tls_root_certs is not None:
+            flight_kwargs["tls_root_certs"] = tls_root_certs
+        if cert_chain is not None:
+            flight_kwargs["cert_chain"] = cert_chain
+            flight_kwargs["private_key"] = private_key
+        self.location = location
+        self.threads = max(1, threads)
+        self._flight = fl.FlightClient(location, **flight_kwargs)
+        self._headers: list[tuple[bytes, bytes]] = []
+        if token:
+            self._headers.append((b"authorization", f"Bearer {token}".encode()))
+        elif username is not None:
+            with translate():
+                pair = self._flight.authenticate_basic_token(username, password or "")
+            self._headers.append(pair)
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def flight(self) -> fl.FlightClient:
+        """The underlying pyarrow FlightClient, for anything not wrapped here."""
+        return self._flight
+
+    def _options(self) -> fl.FlightCallOptions:
+        return fl.FlightCallOptions(headers=self._headers)
+
+    def close(self) -> None:
+        self._flight.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ catalog
+
+    def datasets(self, name: str | None = None, **criteria: Any) -> pa.Table:
+        """Datasets (name, entries, bytes, columns) matching the criteria, as an Arrow table.
+
+        ``name`` is a shell glob; ``format=``, ``kind=``, ``has_column=`` and
+        ``attributes={...}`` narrow the search.
+        """
+        if name is not None:
+            criteria["name"] = name
+        payload = json.dumps(criteria).encode() if criteria else b""
+        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
+        with translate():
+            for info in self._flight.list_flights(payload, options=self._options()):
+                rows["name"].append(info.descriptor.path[0].decode())
+                rows["entries"].append(info.total_records)
+                rows["bytes"].append(info.total_bytes)
+                rows["columns"].append(info.schema.names)
+        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
+                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+
+    def schema(self, dataset: str, columns: Sequence[str] | None = None, **kwargs: Any) -> pa.Schema:
+        """The Arrow schema a read of these columns would have (answered from the catalog)."""
+        desc = fl.FlightDescriptor.for_command(_request(dataset, columns, **kwargs).SerializeToString())
+        with translate():
+            return self._flight.get_schema(desc, options=self._options()).schema
+
+    def flight_info(self, dataset: str, columns: Sequence[str] | str | None = None,
+                    entries: tuple[int | None, int | None] | None = None, **kwargs: Any) -> fl.FlightInfo:
+        desc = fl.FlightDescriptor.for_command(_request(dataset, columns, entries, **kwargs).SerializeToString())
+        with translate():
+            return self._flight.get_flight_info(desc, options=self._options())
+
+    def action(self, name: str, body: dict | None = None) -> Any:
+        """Run a server action (health, rescan, stats, ...) and return its JSON answer."""
+        payload = json.dumps(body or {}).encode()
+        with translate():
+            results = list(self._flight.do_action(fl.Action(name, payload), options=self._options()))
+        answers = [json.loads(r.body.to_pybytes()) for r in results]
+        return answers[0] if len(answers) == 1 else answers
+
+    # ------------------------------------------------------------ data
+
+    def read_batches(self, dataset: str, columns: Sequence[str] | str | None = None,
+                     entries: tuple[int | None, int | None] | None = None, **kwargs: Any) -> pa.RecordBatchReader:
+        """Stream the requested rows as record batches, in entry order.
+
+        Endpoints are fetched in parallel (``threads`` at a time); each has a small
+        queue, so memory stays bounded however large the read.
+        """
+        info = self.flight_info(dataset, columns, entries, **kwargs)
+        return pa.RecordBatchReader.from_batches(info.schema, self._fetch(info))
+
+    def _fetch(self, info: fl.FlightInfo) -> Iterator[pa.RecordBatch]:
+        endpoints = list(info.endpoints)
+        if len(endpoints) <= 1 or self.threads == 1:
+            for ep in endpoints:
+                with translate():
+                    yield from self._flight.do_get(ep.ticket, options=self._options()).to_reader()
+            return
+        stop = threading.Event()
+        queues = [queue.Queue(maxsize=4) for _ in endpoints]
+
+        def fetch(i: int) -> None:
+            q = queues[i]
+            try:
+                reader = self._flight.do_get(endpoints[i].ticket, options=self._options()).to_reader()
+                for batch in reader:
+                    while not stop.is_set():
+                        try:
+                            q.put(batch, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(_DONE)
+            except BaseException as exc:
+                q.put(exc)
+
+        pool = ThreadPoolExecutor(max_workers=min(self.threads, len(endpoints)))
+        try:
+            for i in range(len(endpoints)):
+                pool.submit(fetch, i)
+            for q in queues:
+                while True:
+                    item = q.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, BaseException):
+                        with translate():
+                            raise item
+                    yield item
+        finally:
+            stop.set()
+            for q in queues:  # unblock producers so the pool can finish
+                while not q.empty():
+                    q.get_nowait()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def read(self, dataset: str, columns: Sequence[str] | str | None = None,
+             entries: tuple[int | None, int | None] | None = None, *, library: str = "pa",
+             **kwargs: Any) -> Any:
+        """Read into one object: ``library`` is "pa" (pyarrow.Table), "pd" (pandas),
+        "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot."""
+        table = self.read_batches(dataset, columns, entries, **kwargs).read_all()
+        return convert(table, library)

@@ -1,0 +1,68 @@
+"""Arrow table → the user's library, as uproot's ``library=`` does. Optional libraries
+are imported only when asked for, and a missing one names the pip command."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pyarrow as pa
+
+LIBRARIES = {
+    "pa": "pyarrow", "pyarrow": "pyarrow", "arrow": "pyarrow",
+    "pd": "pandas", "pandas": "pandas",
+    "pl": "polars", "polars": "polars",
+    "ak": "awkward", "awkward": "awkward",
+    "np": "numpy", "numpy": "numpy",
+}
+
+
+def _need(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"library={module!r} needs {module}: pip install {module}") from None
+
+
+def convert(table: pa.Table, library: str = "pa") -> Any:
+    """Convert a table; unknown library names list the known ones."""
+    name = LIBRARIES.get(library)
+    if name is None:
+        raise ValueError(f"library={library!r} is not known; use one of {sorted(set(LIBRARIES))}")
+    if name == "pyarrow":
+        return table
+    if name == "pandas":
+        _need("pandas")
+        return table.to_pandas()
+    if name == "polars":
+        return _need("polars").from_arrow(table)
+    if name == "awkward":
+        return _need("awkward").from_arrow(table)
+    # numpy: flat columns as arrays; list columns as object arrays of arrays (uproot's "np")
+    import numpy as np
+
+    out = {}
+    for field, column in zip(table.schema, table.columns):
+        t = field.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            column = column.combine_chunks()
+            values = column.flatten().to_numpy(zero_copy_only=False)
+            offsets = column.offsets.to_numpy()
+            arr = np.empty(len(column), dtype=object)
+            for i in range(len(column)):
+                arr[i] = values[offsets[i] - offsets[0]: offsets[i + 1] - offsets[0]]
+            out[field.name] = arr
+        elif pa.types.is_fixed_size_list(t):
+            column = column.combine_chunks()
+            shape = []
+            inner = t
+            while pa.types.is_fixed_size_list(inner):
+                shape.append(inner.list_size)
+                inner = inner.value_type
+            flat = column.flatten()
+            for _ in shape[1:]:
+                flat = flat.flatten()
+            out[field.name] = flat.to_numpy(zero_copy_only=False).reshape([len(column)] + shape)
+        else:
+            out[field.name] = column.to_numpy()
+    return out

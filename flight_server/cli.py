@@ -1,0 +1,200 @@
+"""The ``arrowroot`` command line: serve, index, ls, schema, get, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _parse_entries(text: str | None) -> tuple[int | None, int | None] | None:
+    if not text:
+        return None
+    start, sep, stop = text.partition(":")
+    if not sep:
+        raise click.BadParameter("use START:STOP, e.g. 100:2100 (either side may be empty)")
+    try:
+        return (int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise click.BadParameter("START and STOP must be integers") from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="arrowroot")
+def main() -> None:
+    """Serve ROOT and HDF5 files as Arrow over Flight."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8815, show_default=True, help="Port (0 picks a free one and prints it).")
+@click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+@click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
+@click.option("--no-index", is_flag=True, help="Serve the catalog as it is; do not scan the directory at start.")
+@click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
+          no_index: bool, verbose: int) -> None:
+    """Serve DIRECTORY; indexing runs in the background while the server answers."""
+    from .config import from_env
+    from .service import ArrowrootServer
+
+    _logging(max(verbose, 1))
+    settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression)
+    server = ArrowrootServer(settings)
+    n = len(server.catalog.datasets())
+    if not no_index:
+        server.indexer.start()
+    click.echo(f"serving grpc://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
+    sys.stdout.flush()
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker = threading.Thread(target=server.serve, daemon=True)
+    worker.start()
+    stop.wait()
+    server.shutdown()
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+@click.option("--path", "sub", help="Only this sub-path of DIRECTORY.")
+def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
+    """Index DIRECTORY into its catalog without serving (with a progress bar)."""
+    from rich.progress import Progress
+
+    from arrowroot.catalog.store import Catalog
+
+    from .config import from_env
+    from .indexer import Indexer
+
+    settings = from_env(directory, catalog=catalog)
+    cat = Catalog(settings.catalog_path)
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("indexing", total=None)
+
+        def update(path: str, done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total, description=f"indexing {path[-40:]}")
+
+        report = Indexer(settings.root, cat).run(sub, progress=update)
+    click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
+               f"{report.unchanged} unchanged, {len(report.errors)} errors "
+               f"({len(cat.datasets())} datasets in {settings.catalog_path})")
+    for path, error in report.errors:
+        click.echo(f"  error: {path}: {error}", err=True)
+    cat.close()
+
+
+def _client(location: str):
+    from arrowroot.clients import Client
+
+    return Client(location)
+
+
+@main.command("ls")
+@click.argument("pattern", required=False)
+@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+def ls_(pattern: str | None, location: str) -> None:
+    """List datasets (PATTERN is a shell glob on names)."""
+    with _client(location) as c:
+        table = c.datasets(pattern)
+    for name, n, cols in zip(table["name"].to_pylist(), table["entries"].to_pylist(), table["columns"].to_pylist()):
+        click.echo(f"{name}\t{n} entries\t{len(cols)} columns")
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+def schema(dataset: str, location: str) -> None:
+    """Print a dataset's Arrow schema."""
+    with _client(location) as c:
+        click.echo(c.schema(dataset).to_string(show_schema_metadata=False))
+
+
+@main.command()
+@click.argument("dataset")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-c", "--columns", multiple=True, help="Column name or glob (repeatable).")
+@click.option("-e", "--entries", help="START:STOP entry range.")
+@click.option("-w", "--where", help="Server-side cut, e.g. 'nMuon >= 2 and MET_pt > 40'.")
+@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]),
+              help="Output format [from the file suffix].")
+def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
+        location: str, fmt: str | None) -> None:
+    """Fetch DATASET into OUTPUT (Parquet, Feather or CSV), with a progress bar."""
+    import pyarrow.csv as pcsv
+    import pyarrow.feather  # noqa: F401
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+    from rich.progress import Progress
+
+    fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".feather": "feather", ".arrow": "feather",
+                  ".csv": "csv"}.get(output.suffix.lower())
+    if fmt is None:
+        raise click.BadParameter("cannot tell the format from the suffix; pass --format", param_hint="OUTPUT")
+    kwargs = {"where": where} if where else {}
+    with _client(location) as c:
+        info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
+        reader = c.read_batches(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
+        total = info.total_records if info.total_records >= 0 else None
+        rows = 0
+        with Progress() as progress:
+            bar = progress.add_task(f"{dataset} → {output.name}", total=total)
+            if fmt == "parquet":
+                writer = pq.ParquetWriter(output, reader.schema)
+            elif fmt == "feather":
+                writer = ipc.new_file(output, reader.schema)
+            else:
+                writer = pcsv.CSVWriter(output, reader.schema)
+            with writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+                    progress.update(bar, advance=batch.num_rows)
+    click.echo(f"wrote {rows} rows to {output}")
+
+
+@main.command()
+@click.argument("name", default="health")
+@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@click.option("-b", "--body", default="{}", help="JSON body.")
+def action(name: str, location: str, body: str) -> None:
+    """Run a server action (health, rescan, stats) and print its JSON answer; exits 1 on failure."""
+    try:
+        with _client(location) as c:
+            click.echo(json.dumps(c.action(name, json.loads(body)), indent=2))
+    except Exception as exc:
+        click.echo(f"arrowroot action {name}: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+def demo() -> None:
+    """Write sample ROOT and HDF5 files, serve them on a free port, read slices back, stop."""
+    from .demo import run_demo
+
+    run_demo(click.echo)
+
+
+if __name__ == "__main__":
+    main()

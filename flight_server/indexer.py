@@ -1,0 +1,186 @@
+"""Walks the served directory and keeps the catalog in step with the files on disk.
+
+Incremental: a file whose size and mtime are unchanged is skipped, deleted files are
+dropped, new and changed files are (re)scanned. One unreadable file is recorded with
+its error and never stops the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arrowroot.catalog.models import ColumnRecord, NewDataset
+from arrowroot.catalog.store import Catalog
+
+from .sources import DatasetInfo, detect
+
+log = logging.getLogger("arrowroot.indexer")
+
+STATE_DIR = ".arrowroot"
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed,
+                "unchanged": self.unchanged, "errors": [{"path": p, "error": e} for p, e in self.errors],
+                "seconds": round(self.seconds, 3)}
+
+
+def to_new_datasets(rel_path: str, fmt: str, infos: list[DatasetInfo]) -> list[NewDataset]:
+    """Catalog rows for the datasets found in one file."""
+    out = []
+    for info in infos:
+        columns = [
+            ColumnRecord(c.name, str(c.arrow_type) if c.arrow_type is not None else None, c.source_type,
+                         tuple(c.shape), c.compressed_bytes, c.uncompressed_bytes, c.readable, c.reason)
+            for c in info.columns
+        ]
+        out.append(NewDataset(
+            name=f"{rel_path}:{info.object_path}",
+            kind=info.kind,
+            format=fmt,
+            entries=info.entries,
+            schema=info.schema.serialize().to_pybytes(),
+            attributes=info.attributes,
+            columns=columns,
+            parts=[(rel_path, info.object_path, info.entries, list(info.boundaries), None)],
+        ))
+    return out
+
+
+class Indexer:
+    """Indexes ``root`` into ``catalog``; one run at a time, callable from any thread."""
+
+    def __init__(self, root: Path, catalog: Catalog):
+        self.root = Path(root)
+        self.catalog = catalog
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.running = False
+        self.last_report: IndexReport | None = None
+
+    def walk(self, sub: str | None = None) -> dict[str, os.stat_result]:
+        """Relative path → stat of every regular file under root (or root/sub)."""
+        base = self.root / sub if sub else self.root
+        base = base.resolve()
+        if self.root.resolve() not in (base, *base.parents):
+            raise ValueError(f"path {sub!r} is outside the served directory")
+        found: dict[str, os.stat_result] = {}
+        if base.is_file():
+            found[base.relative_to(self.root.resolve()).as_posix()] = base.stat()
+            return found
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                full = Path(dirpath) / name
+                try:
+                    st = full.stat()
+                except OSError:
+                    continue
+                found[full.relative_to(self.root.resolve()).as_posix()] = st
+        return found
+
+    def run(self, sub: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> IndexReport:
+        """Bring the catalog up to date for root (or one sub-path of it)."""
+        with self._lock:
+            self.running = True
+            try:
+                return self._run(sub, progress)
+            finally:
+                self.running = False
+
+    def _run(self, sub: str | None, progress: Callable[[str, int, int], None] | None) -> IndexReport:
+        t0 = time.perf_counter()
+        report = IndexReport()
+        on_disk = self.walk(sub)
+        known = self.catalog.files()
+        prefix = (sub.strip("/") + "/") if sub else ""
+        in_scope = {p: r for p, r in known.items() if not sub or p == sub.strip("/") or p.startswith(prefix)}
+        gone = [p for p in in_scope if p not in on_disk]
+        if gone:
+            report.removed = self.catalog.remove_files(gone)
+        todo = []
+        for rel, st in on_disk.items():
+            rec = in_scope.get(rel)
+            if rec is not None and rec.size == st.st_size and abs(rec.mtime - st.st_mtime) < 1e-6:
+                report.unchanged += 1
+            else:
+                todo.append((rel, st, rec is not None))
+        for i, (rel, st, existed) in enumerate(todo):
+            if progress:
+                progress(rel, i, len(todo))
+            fmt, error = self.index_file(rel, st)
+            if fmt is None:
+                continue
+            if existed:
+                report.updated += 1
+            else:
+                report.added += 1
+            if error:
+                report.errors.append((rel, error))
+        if progress:
+            progress("", len(todo), len(todo))
+        report.seconds = time.perf_counter() - t0
+        self.last_report = report
+        log.info("indexed %s: %d added, %d updated, %d removed, %d unchanged, %d errors in %.2fs",
+                 sub or str(self.root), report.added, report.updated, report.removed, report.unchanged,
+                 len(report.errors), report.seconds)
+        return report
+
+    def index_file(self, rel: str, st: os.stat_result | None = None) -> tuple[str | None, str | None]:
+        """(Re)scan one file; returns its format (None if not ours) and the error, if any."""
+        full = self.root / rel
+        try:
+            st = st or full.stat()
+        except OSError as exc:
+            self.catalog.remove_files([rel])
+            return None, None if isinstance(exc, FileNotFoundError) else str(exc)
+        source = detect(str(full))
+        if source is None:
+            # Not a format we serve; remember it so it is not re-read on every scan.
+            self.catalog.record_file(rel, None, st.st_size, st.st_mtime)
+            return None, None
+        try:
+            infos = source.scan(str(full))
+            datasets = to_new_datasets(rel, source.format, infos)
+        except Exception as exc:  # any failure is this file's problem, not the index's
+            msg = f"{type(exc).__name__}: {exc}"
+            log.warning("cannot index %s: %s", rel, msg)
+            self.catalog.record_file(rel, source.format, st.st_size, st.st_mtime, error=msg)
+            return source.format, msg
+        self.catalog.record_file(rel, source.format, st.st_size, st.st_mtime, datasets)
+        return source.format, None
+
+    def start(self, sub: str | None = None) -> threading.Thread:
+        """Index in a background thread (the server answers meanwhile)."""
+        t = threading.Thread(target=self._background, args=(sub,), name="indexer", daemon=True)
+        self._thread = t
+        self.running = True
+        t.start()
+        return t
+
+    def _background(self, sub: str | None) -> None:
+        try:
+            self.run(sub)
+        except Exception:
+            log.exception("background indexing failed")
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

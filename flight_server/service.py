@@ -1,0 +1,286 @@
+"""The Flight service: a thin FlightServerBase that wires codec → catalog → planner →
+sources → stream, and one error boundary that maps every failure to one Flight status.
+
+    NotFound / KeyError            → NOT_FOUND         (message lists the closest names)
+    InvalidRequest / ValueError    → INVALID_ARGUMENT  (message names the field)
+    FileChanged                    → UNAVAILABLE       (the file is re-indexed; retry)
+    SourceError                    → INTERNAL          (names the file and column)
+    Flight*Error                   → as raised (UNAUTHENTICATED, PERMISSION_DENIED, ...)
+    anything else                  → INTERNAL "internal error (request <id>)", traceback logged only
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+from arrowroot.catalog.errors import NotFound
+from arrowroot.catalog.models import DatasetRecord
+from arrowroot.catalog.store import Catalog
+
+from . import __version__
+from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_ticket
+from .config import Settings
+from .indexer import Indexer
+from .planner import Plan, ReadTask, parts_in_range, plan_read
+from .sources import SourceError
+from .streaming import FileChanged, ReaderCache, StreamStats, stream_task
+
+log = logging.getLogger("arrowroot.requests")
+
+CRITERIA_KEYS = {"name", "format", "kind", "has_column", "attributes"}
+
+ACTIONS = {
+    "health": "Liveness and catalog summary as JSON: {status, version, datasets, indexing}.",
+    "rescan": 'Re-index the served directory or one sub-path: body {"path": "sub/dir", "wait": true}; '
+              "returns counts of added/updated/removed files and errors.",
+    "stats": "Catalog statistics (files, datasets, bytes, errors) and per-dataset counts of "
+             "requests, rows and bytes served since start, as JSON.",
+}
+
+
+def _bare(exc: BaseException) -> BaseException:
+    """Keep pyarrow from sending our traceback to the client.
+
+    pyarrow formats a Python exception with ``traceback.format_exception`` into the
+    gRPC status detail. A note that cannot be encoded as UTF-8 makes that formatting
+    fail, and pyarrow then falls back to the bare exception type. The message itself
+    (``str(exc)``) is unchanged.
+    """
+    exc.add_note("\udc80")
+    return exc
+
+
+class _NotFoundError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ArrowrootServer(fl.FlightServerBase):
+    """Serves the datasets of one directory over Arrow Flight."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None, **flight_kwargs: Any):
+        self.settings = settings
+        self.catalog = catalog or Catalog(settings.catalog_path)
+        self.indexer = Indexer(settings.root, self.catalog)
+        self.readers = ReaderCache(settings.root)
+        self._ticket_key = secrets.token_bytes(32)
+        self._counters: dict[str, dict[str, int]] = {}
+        self._counters_lock = threading.Lock()
+        self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
+        super().__init__(settings.location, **flight_kwargs)
+
+    # ------------------------------------------------------------ helpers
+
+    def _who(self, context: fl.ServerCallContext) -> str:
+        ident = context.peer_identity()
+        if ident:
+            return ident.decode() if isinstance(ident, bytes) else str(ident)
+        return context.peer()
+
+    def _count(self, dataset: str, rows: int, nbytes: int) -> None:
+        with self._counters_lock:
+            c = self._counters.setdefault(dataset, {"requests": 0, "rows": 0, "bytes": 0})
+            c["requests"] += 1
+            c["rows"] += rows
+            c["bytes"] += nbytes
+
+    def _boundary(self, method: str, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            raise self._map_error(method, what, exc) from None
+
+    def _map_error(self, method: str, what: str, exc: BaseException) -> BaseException:
+        if isinstance(exc, fl.FlightError):
+            return exc
+        if isinstance(exc, FileChanged):
+            self.indexer.start(exc.path)
+            return fl.FlightUnavailableError(str(exc))
+        if isinstance(exc, (NotFound, KeyError)):
+            return _bare(_NotFoundError(str(exc) if isinstance(exc, NotFound) else f"not found: {exc}"))
+        if isinstance(exc, (InvalidRequest, ValueError)):
+            return _bare(ValueError(str(exc)))
+        if isinstance(exc, SourceError):
+            log.warning("%s %s: %s", method, what, exc)
+            return fl.FlightInternalError(f"cannot read the data: {exc}")
+        rid = uuid.uuid4().hex[:12]
+        log.error("%s %s failed (request %s)", method, what, rid, exc_info=exc)
+        return fl.FlightInternalError(f"internal error (request {rid}); the server log has the details")
+
+    def _spec(self, descriptor: fl.FlightDescriptor) -> ReadSpec:
+        if descriptor.descriptor_type == fl.DescriptorType.PATH:
+            return decode_path(descriptor.path)
+        return decode_command(descriptor.command)
+
+    def plan(self, spec: ReadSpec, context: fl.ServerCallContext | None = None) -> Plan:
+        rec = self.dataset(spec.dataset, context)
+        return plan_read(spec, rec, self.settings.endpoint_bytes)
+
+    def dataset(self, name: str, context: fl.ServerCallContext | None = None) -> DatasetRecord:
+        """The dataset record a caller may see (NotFound otherwise)."""
+        return self.catalog.dataset(name)
+
+    def visible_datasets(self, context: fl.ServerCallContext | None = None) -> list[DatasetRecord]:
+        return self.catalog.datasets()
+
+    def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor, principal: str = "") -> fl.FlightInfo:
+        resolved = ReadSpec(**{**plan.spec.__dict__, "columns": plan.columns})
+        endpoints = []
+        for task in plan.tasks:
+            ticket = encode_ticket(
+                TicketData(plan.dataset.dataset_id, resolved, task.entry_start, task.entry_stop, principal),
+                self._ticket_key,
+            )
+            endpoints.append(fl.FlightEndpoint(ticket, []))
+        return fl.FlightInfo(plan.schema, descriptor, endpoints, plan.total_records, plan.total_bytes)
+
+    # ------------------------------------------------------------ Flight methods
+
+    def list_flights(self, context: fl.ServerCallContext, criteria: bytes) -> Iterator[fl.FlightInfo]:
+        t0 = time.perf_counter()
+        found = self._boundary("list_flights", "", lambda: self._search(criteria, context))
+        for rec in found:
+            schema = pa.ipc.read_schema(pa.py_buffer(rec.schema))
+            nbytes = sum(c.uncompressed_bytes or 0 for c in rec.columns if c.readable)
+            yield fl.FlightInfo(schema, fl.FlightDescriptor.for_path(rec.name), [], rec.entries, nbytes)
+        log.info("%s list_flights %s datasets=%d %.3fs", self._who(context), criteria[:200].decode(errors="replace"),
+                 len(found), time.perf_counter() - t0)
+
+    def _search(self, criteria: bytes, context: fl.ServerCallContext) -> list[DatasetRecord]:
+        visible = {d.dataset_id for d in self.visible_datasets(context)}
+        if not criteria or not criteria.strip():
+            return [d for d in self.catalog.datasets() if d.dataset_id in visible]
+        try:
+            query = json.loads(criteria)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"criteria: not JSON ({exc}); e.g. {{\"name\": \"cms/*\"}}") from None
+        if not isinstance(query, dict):
+            raise InvalidRequest("criteria: a JSON object expected")
+        unknown = set(query) - CRITERIA_KEYS
+        if unknown:
+            raise InvalidRequest(f"criteria: unknown keys {sorted(unknown)}; known: {sorted(CRITERIA_KEYS)}")
+        attrs = query.get("attributes")
+        if attrs is not None and not isinstance(attrs, dict):
+            raise InvalidRequest("criteria.attributes: a JSON object of attribute values expected")
+        for key in ("name", "format", "kind", "has_column"):
+            if key in query and not isinstance(query[key], str):
+                raise InvalidRequest(f"criteria.{key}: a string expected")
+        found = self.catalog.search(name=query.get("name"), fmt=query.get("format"), kind=query.get("kind"),
+                                    has_column=query.get("has_column"), attributes=attrs)
+        return [d for d in found if d.dataset_id in visible]
+
+    def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+        t0 = time.perf_counter()
+
+        def run() -> fl.FlightInfo:
+            spec = self._spec(descriptor)
+            plan = self.plan(spec, context)
+            return plan, self._flight_info(plan, descriptor, self._principal(context))
+
+        plan, info = self._boundary("get_flight_info", "", run)
+        log.info("%s get_flight_info %s rows=%d endpoints=%d %.4fs", self._who(context), plan.dataset.name,
+                 plan.total_records, len(plan.tasks), time.perf_counter() - t0)
+        return info
+
+    def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
+        plan = self._boundary("get_schema", "", lambda: self.plan(self._spec(descriptor), context))
+        log.info("%s get_schema %s", self._who(context), plan.dataset.name)
+        return fl.SchemaResult(plan.schema)
+
+    def _principal(self, context: fl.ServerCallContext | None) -> str:
+        return ""
+
+    def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        def prepare() -> tuple[Plan, TicketData]:
+            data = decode_ticket(ticket.ticket, self._ticket_key)
+            if data.principal != self._principal(context):
+                raise _NotFoundError("ticket: issued to another user; ask for your own FlightInfo")
+            rec = self.catalog.dataset_by_id(data.dataset_id)
+            self.dataset(rec.name, context)  # the caller must still see it
+            if data.entry_stop > rec.entries:
+                raise InvalidRequest("ticket: entry range beyond the dataset (re-indexed?); ask for a new FlightInfo")
+            plan = plan_read(data.spec, rec, self.settings.endpoint_bytes)
+            for part, _, _ in parts_in_range(rec, data.entry_start, data.entry_stop):
+                self.readers.check(part)
+            return plan, data
+
+        plan, data = self._boundary("do_get", "", prepare)
+        task = ReadTask(data.entry_start, data.entry_stop)
+        return fl.GeneratorStream(plan.schema, self._stream(context, plan, task), options=self._ipc_options)
+
+    def _stream(self, context: fl.ServerCallContext, plan: Plan, task: ReadTask) -> Iterator[pa.RecordBatch]:
+        t0 = time.perf_counter()
+        stats = StreamStats()
+        what = f"{plan.dataset.name}[{task.entry_start}:{task.entry_stop}]"
+        status = "ok"
+        rows = min(plan.spec.batch_rows or self.settings.batch_rows, self.settings.batch_rows * 8)
+        try:
+            yield from stream_task(plan, task, self.readers, self.settings.chunk_bytes,
+                                   self.settings.batch_bytes, rows, stats)
+        except Exception as exc:
+            status = "error"
+            raise self._map_error("do_get", what, exc) from None
+        finally:
+            secs = time.perf_counter() - t0
+            self._count(plan.dataset.name, stats.rows, stats.bytes)
+            log.info("%s do_get %s cols=%d rows=%d bytes=%d %.3fs %s", self._who(context), what,
+                     len(plan.columns), stats.rows, stats.bytes, secs, status)
+
+    # ------------------------------------------------------------ actions
+
+    def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
+        return sorted(ACTIONS.items())
+
+    def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
+        kind = action.type
+        body = action.body.to_pybytes() if action.body is not None else b""
+        t0 = time.perf_counter()
+        result = self._boundary("do_action", kind, lambda: self._action(kind, body, context))
+        log.info("%s do_action %s %.3fs", self._who(context), kind, time.perf_counter() - t0)
+        yield fl.Result(json.dumps(result).encode())
+
+    def _action(self, kind: str, body: bytes, context: fl.ServerCallContext) -> dict:
+        args = {}
+        if body.strip():
+            try:
+                args = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidRequest(f"action {kind}: body is not JSON ({exc})") from None
+            if not isinstance(args, dict):
+                raise InvalidRequest(f"action {kind}: body must be a JSON object")
+        if kind == "health":
+            return {"status": "ok", "version": __version__, "datasets": len(self.visible_datasets(context)),
+                    "indexing": self.indexer.running}
+        if kind == "rescan":
+            path = args.get("path")
+            if path is not None and not isinstance(path, str):
+                raise InvalidRequest("rescan.path: a string expected")
+            if args.get("wait", True):
+                return self.indexer.run(path).as_dict()
+            self.indexer.start(path)
+            return {"started": True}
+        if kind == "stats":
+            with self._counters_lock:
+                served = {k: dict(v) for k, v in self._counters.items()}
+            visible = {d.name for d in self.visible_datasets(context)}
+            out = self.catalog.stats()
+            out["served"] = {k: v for k, v in served.items() if k in visible}
+            out["indexing"] = self.indexer.running
+            return out
+        raise NotFound(f"no action {kind!r}; available: {', '.join(sorted(ACTIONS))}")
+
+    # ------------------------------------------------------------ lifecycle
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.readers.close()

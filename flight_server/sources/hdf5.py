@@ -1,0 +1,364 @@
+"""HDF5 files through h5py.
+
+Datasets offered per file:
+
+* every HDF5 dataset (``scan.h5:entry/data/image``): one row per first-axis index; a 1-D
+  compound dataset is a table whose fields are the columns, anything else is one column
+  named after the dataset;
+* every group whose child datasets share their first-axis length
+  (``run.h5:events``): a table with those children as columns.
+
+Types: numbers and bools → Arrow primitives; N-D → nested ``fixed_size_list`` (the
+per-entry shape also stands in the field metadata); compound → ``struct``; complex →
+``struct<real, imag>``; strings → ``string``; enums → ``dictionary<int32, string>``;
+variable-length sequences → ``list``. Attributes go to the catalog and to Arrow
+metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import h5py
+import numpy as np
+import pyarrow as pa
+
+from .base import (
+    ColumnInfo,
+    ColumnUnreadable,
+    DatasetInfo,
+    Reader,
+    Source,
+    SourceError,
+    fixed_shape_type,
+    normalise_slices,
+)
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MAX_BOUNDARIES = 1024
+MAX_ATTRIBUTE_ITEMS = 1000
+
+
+# ---------------------------------------------------------------- types
+
+
+def element_type(dtype: np.dtype) -> pa.DataType:
+    """Arrow type of one HDF5 element; raises ColumnUnreadable with the reason."""
+    if h5py.check_string_dtype(dtype) is not None:
+        return pa.string()
+    enum = h5py.check_enum_dtype(dtype)
+    if enum is not None and dtype.kind != "b":
+        return pa.dictionary(pa.int32(), pa.string())
+    vlen = h5py.check_vlen_dtype(dtype)
+    if vlen is not None:
+        return pa.list_(element_type(np.dtype(vlen)))
+    if h5py.check_ref_dtype(dtype) is not None:
+        raise ColumnUnreadable("HDF5 object/region references have no Arrow equivalent")
+    if dtype.names:
+        return pa.struct([pa.field(n, _field_type(dtype.fields[n][0])) for n in dtype.names])
+    if dtype.kind == "c":
+        part = pa.from_numpy_dtype(np.dtype(f"f{dtype.itemsize // 2}"))
+        return pa.struct([pa.field("real", part), pa.field("imag", part)])
+    if dtype.kind == "V":
+        return pa.binary(dtype.itemsize)
+    if dtype.kind in "biuf":
+        return pa.from_numpy_dtype(dtype.newbyteorder("="))
+    raise ColumnUnreadable(f"HDF5 type {dtype} has no Arrow mapping")
+
+
+def _field_type(dtype: np.dtype) -> pa.DataType:
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return fixed_shape_type(element_type(base), shape)
+    return element_type(dtype)
+
+
+def column_type(dtype: np.dtype, shape_after_first: Sequence[int]) -> pa.DataType:
+    return fixed_shape_type(_field_type(dtype), shape_after_first)
+
+
+def _elements_to_arrow(values: np.ndarray, arrow_type: pa.DataType, dtype: np.dtype) -> pa.Array:
+    """Convert a 1-D numpy array of HDF5 elements to Arrow (``arrow_type`` from element_type)."""
+    if pa.types.is_fixed_size_list(arrow_type):
+        base, shape = dtype.subdtype
+        return _nd_to_arrow(np.ascontiguousarray(values).reshape((len(values),) + tuple(shape)), base, arrow_type)
+    if pa.types.is_string(arrow_type):
+        out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values.tolist()]
+        return pa.array(out, type=pa.string())
+    if pa.types.is_dictionary(arrow_type):
+        mapping = h5py.check_enum_dtype(dtype)
+        names = sorted(mapping, key=mapping.get)
+        codes = np.array([mapping[n] for n in names])
+        index = np.searchsorted(codes, values.astype(codes.dtype))
+        return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), pa.array(names))
+    if pa.types.is_list(arrow_type):
+        base = np.dtype(h5py.check_vlen_dtype(dtype))
+        lengths = np.fromiter((len(v) for v in values), dtype=np.int32, count=len(values))
+        offsets = np.zeros(len(values) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        content = np.concatenate(values) if len(values) else np.array([], dtype=base)
+        child = _elements_to_arrow(content.astype(base, copy=False), arrow_type.value_type, base)
+        return pa.ListArray.from_arrays(pa.array(offsets), child)
+    if pa.types.is_struct(arrow_type):
+        if dtype.kind == "c":
+            return pa.StructArray.from_arrays(
+                [pa.array(np.ascontiguousarray(values.real)), pa.array(np.ascontiguousarray(values.imag))],
+                names=["real", "imag"],
+            )
+        children = [
+            _elements_to_arrow(values[n], arrow_type.field(i).type, dtype.fields[n][0])
+            for i, n in enumerate(dtype.names)
+        ]
+        return pa.StructArray.from_arrays(children, fields=list(arrow_type))
+    if pa.types.is_fixed_size_binary(arrow_type):
+        data = pa.py_buffer(np.ascontiguousarray(values).tobytes())
+        return pa.FixedSizeBinaryArray.from_buffers(arrow_type, len(values), [None, data])
+    arr = np.ascontiguousarray(values)
+    if arr.dtype.byteorder not in "=|":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return pa.array(arr, type=arrow_type)
+
+
+def _nd_to_arrow(values: np.ndarray, dtype: np.dtype, arrow_type: pa.DataType) -> pa.Array:
+    """(N, a, b, ...) numpy → nested fixed_size_list, reusing the contiguous buffer."""
+    if values.ndim == 1:
+        return _elements_to_arrow(values, arrow_type, dtype)
+    inner = arrow_type
+    sizes = []
+    while pa.types.is_fixed_size_list(inner) and len(sizes) < values.ndim - 1:
+        sizes.append(inner.list_size)
+        inner = inner.value_type
+    flat = _elements_to_arrow(np.ascontiguousarray(values).reshape(-1), inner, dtype)
+    for size in reversed(sizes):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat
+
+
+def to_arrow(values: np.ndarray, dtype: np.dtype, arrow_type: pa.DataType) -> pa.Array:
+    """Convert what h5py read (first axis = entries) to the column's Arrow type."""
+    return _nd_to_arrow(values, dtype, arrow_type)
+
+
+# ---------------------------------------------------------------- attributes
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.size > MAX_ATTRIBUTE_ITEMS:
+            return f"<array {value.dtype} {list(value.shape)}>"
+        return [_jsonable(v) for v in value.tolist()] if value.dtype.kind != "O" else [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def attributes(obj: h5py.HLObject) -> dict[str, Any]:
+    """An HDF5 object's attributes as JSON-able values (unreadable ones as their error)."""
+    out: dict[str, Any] = {}
+    for key in obj.attrs:
+        try:
+            out[key] = _jsonable(obj.attrs[key])
+        except Exception as exc:  # exotic attribute types must not stop indexing
+            out[key] = f"<unreadable: {type(exc).__name__}>"
+    return out
+
+
+# ---------------------------------------------------------------- scanning
+
+
+def thin(boundaries: list[int]) -> tuple[int, ...]:
+    """Keep at most MAX_BOUNDARIES evenly spaced boundaries (always starting at 0)."""
+    if not boundaries:
+        return (0,)
+    step = max(1, -(-len(boundaries) // MAX_BOUNDARIES))
+    return tuple(boundaries[::step])
+
+
+def _chunk_boundaries(entries: int, chunk_rows: int | None) -> tuple[int, ...]:
+    if not chunk_rows or entries <= chunk_rows:
+        return (0,)
+    return thin(list(range(0, entries, chunk_rows)))
+
+
+def _column_info(name: str, ds: h5py.Dataset) -> ColumnInfo:
+    shape = tuple(int(n) for n in ds.shape[1:])
+    try:
+        arrow_type, readable, reason = column_type(ds.dtype, shape), True, ""
+    except ColumnUnreadable as exc:
+        arrow_type, readable, reason = None, False, str(exc)
+    try:
+        compressed = int(ds.id.get_storage_size())
+    except Exception:
+        compressed = None
+    meta = {}
+    attrs = attributes(ds)
+    if attrs:
+        meta["arrowroot.attributes"] = json.dumps(attrs)
+    return ColumnInfo(
+        name=name,
+        arrow_type=arrow_type,
+        source_type=str(ds.dtype),
+        shape=shape,
+        compressed_bytes=compressed,
+        uncompressed_bytes=int(ds.size * ds.dtype.itemsize),
+        readable=readable,
+        reason=reason,
+        metadata=meta,
+    )
+
+
+def _dataset_columns(ds: h5py.Dataset) -> tuple[ColumnInfo, ...]:
+    name = ds.name.rsplit("/", 1)[-1] or "value"
+    if ds.dtype.names and ds.ndim == 1:
+        cols = []
+        for field_name in ds.dtype.names:
+            fdt = ds.dtype.fields[field_name][0]
+            try:
+                arrow_type, readable, reason = _field_type(fdt), True, ""
+            except ColumnUnreadable as exc:
+                arrow_type, readable, reason = None, False, str(exc)
+            cols.append(
+                ColumnInfo(field_name, arrow_type, str(fdt),
+                           shape=tuple(fdt.shape), uncompressed_bytes=int(ds.shape[0] * fdt.itemsize),
+                           readable=readable, reason=reason)
+            )
+        return tuple(cols)
+    return (_column_info(name, ds),)
+
+
+def _entries(ds: h5py.Dataset) -> int:
+    return int(ds.shape[0]) if ds.ndim else 1
+
+
+class Hdf5Reader(Reader):
+    def __init__(self, path: str, object_path: str, kind: str):
+        try:
+            self._file = h5py.File(path, "r", locking=False)
+            self._obj = self._file[object_path]
+        except Exception as exc:
+            raise SourceError(f"{path}: cannot open {object_path!r}: {exc}") from exc
+        self.kind = kind
+        if isinstance(self._obj, h5py.Dataset):
+            self.entries = _entries(self._obj)
+        else:
+            first = next(v for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim)
+            self.entries = int(first.shape[0])
+
+    def _read_dataset(self, ds: h5py.Dataset, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
+        if ds.ndim == 0:
+            return np.asarray(ds[()]).reshape(1)[start:stop]
+        norm = normalise_slices(slices, ds.shape[1:]) if slices else []
+        sel = (slice(start, stop),) + tuple(norm)
+        if h5py.check_string_dtype(ds.dtype) is not None:
+            return ds.asstr()[sel] if ds.dtype.kind == "O" else ds[sel]
+        return ds[sel]
+
+    def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
+        if not columns:
+            raise ValueError("read needs at least one column")
+        arrays = []
+        obj = self._obj
+        try:
+            if isinstance(obj, h5py.Dataset) and obj.dtype.names and obj.ndim == 1:
+                if slices:
+                    raise ValueError("slices apply to N-D datasets; this is a 1-D compound table")
+                values = obj.fields(list(columns))[entry_start:entry_stop] if len(columns) > 1 else None
+                for name in columns:
+                    col = values[name] if values is not None else obj.fields(name)[entry_start:entry_stop]
+                    fdt = obj.dtype.fields[name][0]
+                    arrays.append(_elements_to_arrow(col, _field_type(fdt), fdt) if fdt.subdtype is None
+                                  else _nd_to_arrow(col, fdt.subdtype[0], _field_type(fdt)))
+            else:
+                for name in columns:
+                    ds = obj if isinstance(obj, h5py.Dataset) else obj[name]
+                    values = self._read_dataset(ds, entry_start, entry_stop, slices)
+                    shape = values.shape[1:]
+                    arrays.append(to_arrow(values, ds.dtype, column_type(ds.dtype, shape)))
+        except (ValueError, KeyError):
+            raise
+        except Exception as exc:
+            raise SourceError(f"{self._file.filename}: reading {columns} [{entry_start}:{entry_stop}] failed: {exc}") from exc
+        return pa.Table.from_arrays(arrays, names=list(columns))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Hdf5Source(Source):
+    format = "hdf5"
+
+    @staticmethod
+    def recognises(head: bytes) -> bool:
+        # The signature may follow a user block of 512, 1024, 2048... bytes; 0 and 512 fit in head.
+        return head[:8] == HDF5_SIGNATURE or head[512:520] == HDF5_SIGNATURE
+
+    def scan(self, path: str) -> list[DatasetInfo]:
+        try:
+            f = h5py.File(path, "r", locking=False)
+        except Exception as exc:
+            raise SourceError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from exc
+        found: list[DatasetInfo] = []
+        with f:
+            groups: list[tuple[str, h5py.Group]] = [("/", f)]
+
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Group):
+                    groups.append((name, obj))
+                elif isinstance(obj, h5py.Dataset):
+                    found.append(self._scan_dataset(name, obj))
+
+            try:
+                f.visititems(visit)
+            except Exception as exc:
+                raise SourceError(f"{path}: cannot walk the file ({type(exc).__name__}: {exc})") from exc
+            for name, group in groups:
+                table = self._scan_group(name, group)
+                if table is not None:
+                    found.append(table)
+        return sorted(found, key=lambda d: d.object_path)
+
+    def _scan_dataset(self, name: str, ds: h5py.Dataset) -> DatasetInfo:
+        kind = "hdf5.compound" if ds.dtype.names and ds.ndim == 1 else "hdf5.dataset"
+        entries = _entries(ds)
+        chunks = ds.chunks[0] if ds.chunks else None
+        attrs = attributes(ds)
+        attrs.setdefault("hdf5.shape", list(ds.shape))
+        if ds.compression:
+            attrs.setdefault("hdf5.compression", ds.compression)
+        return DatasetInfo(name, kind, entries, _dataset_columns(ds), attrs, _chunk_boundaries(entries, chunks))
+
+    def _scan_group(self, name: str, group: h5py.Group) -> DatasetInfo | None:
+        children = []
+        for key in group:
+            try:
+                link = group.get(key, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    continue
+                child = group[key]
+            except Exception:
+                continue
+            if isinstance(child, h5py.Dataset) and child.ndim >= 1:
+                children.append((key, child))
+        if not children:
+            return None
+        lengths = {int(c.shape[0]) for _, c in children}
+        if len(lengths) != 1:
+            return None
+        entries = lengths.pop()
+        columns = tuple(_column_info(key, child) for key, child in children)
+        chunk_rows = max((c.chunks[0] for _, c in children if c.chunks), default=None)
+        return DatasetInfo(name, "hdf5.table", entries, columns, attributes(group),
+                           _chunk_boundaries(entries, chunk_rows))
+
+    def open(self, path: str, object_path: str, kind: str) -> Reader:
+        return Hdf5Reader(path, object_path, kind)
