@@ -604,6 +604,15 @@ def _prescan(text: str) -> _Source:
                 raise ExprError(f"brackets nested deeper than {MAX_DEPTH} levels", i, _clip(text[i: i + 20]))
         elif c in ")]}":
             depth = max(0, depth - 1)
+        elif c in "-+~":
+            # long runs of unary operators (- - - - x) nest just like brackets
+            run, k = 1, i - 1
+            while k >= 0 and text[k] in "-+~ ":
+                run += text[k] != " "
+                k -= 1
+            if run > MAX_DEPTH:
+                raise ExprError(f"more than {MAX_DEPTH} unary operators in a row", k + 1,
+                                _clip(text[k + 1: i + 1]))
         elif c in "\r\n\t\f\v":
             c = " "
         elif c == "\\":
@@ -920,9 +929,11 @@ class _Compiler:
                 raise self.err(node.func, "attribute access (x.y) is not allowed")
             raise self.err(node.func, "only named functions can be called: " + ", ".join(FUNCTIONS))
         name = node.func.id
+        if name.startswith("__") or name.endswith("__"):
+            raise self.err(node.func, "names starting or ending with '__' are not allowed")
         if name in self.src.backquoted or name not in FUNCTIONS:
             shown = self.src.backquoted.get(name, name)
-            close = difflib.get_close_matches(shown, FUNCTIONS, n=2, cutoff=0.6)
+            close = difflib.get_close_matches(shown, FUNCTIONS, n=2, cutoff=0.5)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             raise self.err(node.func, f"unknown function {shown!r}{hint}; allowed functions: "
                            + ", ".join(FUNCTIONS))
