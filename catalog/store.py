@@ -41,6 +41,8 @@ class Catalog:
         if not read_only:
             ddl = resources.files("arrowroot.catalog").joinpath("schema.sql").read_text()
             self._conn.execute(ddl)
+            # users, groups, API keys, grants (identities.py); IF NOT EXISTS, so older catalogs gain them
+            self._conn.execute(resources.files("arrowroot.catalog").joinpath("identities.sql").read_text())
             version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if version is None:
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
