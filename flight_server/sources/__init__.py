@@ -14,6 +14,7 @@ from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, Sou
 
 REGISTRY: dict[str, str] = {
     "root": "arrowroot.flight_server.sources.root:RootSource",
+    "lh5": "arrowroot.flight_server.sources.lh5:Lh5Source",
     "hdf5": "arrowroot.flight_server.sources.hdf5:Hdf5Source",
 }
 
@@ -37,6 +38,6 @@ def detect(path: str) -> Source | None:
         return None
     for fmt in REGISTRY:
         src = source_for(fmt)
-        if src.recognises(head):
+        if src.recognises(head) and src.claims(path):
             return src
     return None

@@ -111,6 +111,11 @@ class Source:
         """Whether a file starting with ``head`` (its first 1 KiB) is in this format."""
         raise NotImplementedError
 
+    def claims(self, path: str) -> bool:
+        """Whether a recognised file is really this format's (LH5 vs plain HDF5 share a
+        signature); formats that the first bytes settle keep this default."""
+        return True
+
     def scan(self, path: str) -> list[DatasetInfo]:
         """List every dataset in the file with its columns, entries and boundaries."""
         raise NotImplementedError
