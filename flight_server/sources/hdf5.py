@@ -10,7 +10,7 @@ Datasets offered per file:
 
 Types: numbers and bools → Arrow primitives; N-D → nested ``fixed_size_list`` (the
 per-entry shape also stands in the field metadata); compound → ``struct``; complex →
-``struct<real, imag>``; strings → ``string``; enums → ``dictionary<int32, string>``;
+``struct<real, imag>``; strings → ``string``; enums → ``string`` (member names);
 variable-length sequences → ``list``. Attributes go to the catalog and to Arrow
 metadata.
 """
@@ -50,7 +50,9 @@ def element_type(dtype: np.dtype) -> pa.DataType:
         return pa.string()
     enum = h5py.check_enum_dtype(dtype)
     if enum is not None and dtype.kind != "b":
-        return pa.dictionary(pa.int32(), pa.string())
+        # Enum members as their names: plain strings read everywhere; dictionary arrays
+        # would need per-stream dictionary handling in every client.
+        return pa.string()
     vlen = h5py.check_vlen_dtype(dtype)
     if vlen is not None:
         return pa.list_(element_type(np.dtype(vlen)))
@@ -84,15 +86,17 @@ def _elements_to_arrow(values: np.ndarray, arrow_type: pa.DataType, dtype: np.dt
     if pa.types.is_fixed_size_list(arrow_type):
         base, shape = dtype.subdtype
         return _nd_to_arrow(np.ascontiguousarray(values).reshape((len(values),) + tuple(shape)), base, arrow_type)
-    if pa.types.is_string(arrow_type):
-        out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values.tolist()]
-        return pa.array(out, type=pa.string())
-    if pa.types.is_dictionary(arrow_type):
+    if pa.types.is_string(arrow_type) and h5py.check_enum_dtype(dtype) is not None:
         mapping = h5py.check_enum_dtype(dtype)
         names = sorted(mapping, key=mapping.get)
         codes = np.array([mapping[n] for n in names])
         index = np.searchsorted(codes, values.astype(codes.dtype))
-        return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), pa.array(names))
+        known = (index < len(codes)) & (codes[np.minimum(index, len(codes) - 1)] == values)
+        return pa.array(np.array(names, dtype=object)[np.minimum(index, len(codes) - 1)], type=pa.string(),
+                        mask=~known)
+    if pa.types.is_string(arrow_type):
+        out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values.tolist()]
+        return pa.array(out, type=pa.string())
     if pa.types.is_list(arrow_type):
         base = np.dtype(h5py.check_vlen_dtype(dtype))
         lengths = np.fromiter((len(v) for v in values), dtype=np.int32, count=len(values))
@@ -243,7 +247,7 @@ def _entries(ds: h5py.Dataset) -> int:
 class Hdf5Reader(Reader):
     def __init__(self, path: str, object_path: str, kind: str):
         try:
-            self._file = h5py.File(path, "r", locking=False)
+            self._file = h5py.File(path, "r")
             self._obj = self._file[object_path]
         except Exception as exc:
             raise SourceError(f"{path}: cannot open {object_path!r}: {exc}") from exc
@@ -304,7 +308,7 @@ class Hdf5Source(Source):
 
     def scan(self, path: str) -> list[DatasetInfo]:
         try:
-            f = h5py.File(path, "r", locking=False)
+            f = h5py.File(path, "r")
         except Exception as exc:
             raise SourceError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from exc
         found: list[DatasetInfo] = []

@@ -1,0 +1,68 @@
+"""Shared fixtures: real files written by uproot/h5py in temp dirs, real servers on port 0."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.flight as fl
+import pytest
+
+from arrowroot.clients import Client
+from arrowroot.flight_server.config import Settings
+from arrowroot.flight_server.demo import write_sample_files
+from arrowroot.flight_server.service import ArrowrootServer
+
+
+@dataclass
+class RunningServer:
+    server: ArrowrootServer
+    location: str
+    data_dir: Path
+
+    def client(self, **kwargs) -> Client:
+        return Client(self.location, **kwargs)
+
+    def flight(self) -> fl.FlightClient:
+        return fl.connect(self.location)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def start_server(root: Path, index: bool = True, **settings: object) -> RunningServer:
+    """Index ``root`` (synchronously) and serve it on a free loopback port in a thread."""
+    server = ArrowrootServer(Settings(root=Path(root), port=0, **settings))
+    if index:
+        server.indexer.run()
+    threading.Thread(target=server.serve, daemon=True).start()
+    return RunningServer(server, f"grpc://127.0.0.1:{server.port}", Path(root))
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """Factory fixture: ``serve(dir, **settings)`` → RunningServer, stopped after the test."""
+    running: list[RunningServer] = []
+
+    def _serve(root: Path, **settings: object) -> RunningServer:
+        r = start_server(root, **settings)
+        running.append(r)
+        return r
+
+    yield _serve
+    for r in running:
+        r.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sample_files(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def sample_server(sample_dir: Path) -> Iterator[RunningServer]:
+    r = start_server(sample_dir)
+    yield r
+    r.stop()
