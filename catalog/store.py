@@ -110,6 +110,29 @@ class Catalog:
         self._changed()
         return file_id
 
+    def set_file_keys(self, keys: dict[str, dict[str, Any]]) -> int:
+        """Store the file keys parsed from the names of these files (path → keys); one
+        bulk update, so re-deriving the keys of 10,000 files stays cheap."""
+        if not keys:
+            return 0
+        rows = [(p, json.dumps(k, default=str, sort_keys=True)) for p, k in keys.items()]
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute("CREATE TEMP TABLE IF NOT EXISTS new_keys (path VARCHAR, keys VARCHAR)")
+                cur.execute("DELETE FROM new_keys")
+                cur.execute("INSERT INTO new_keys SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                            [[r[0] for r in rows], [r[1] for r in rows]])
+                cur.execute("UPDATE files SET keys = new_keys.keys::JSON FROM new_keys WHERE files.path = new_keys.path")
+                cur.execute("DELETE FROM new_keys")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        self._changed()
+        return len(rows)
+
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files (deleted from disk); returns how many were known."""
         n = 0
@@ -186,7 +209,9 @@ class Catalog:
                 ids = [r[0] for r in cur.execute(
                     "SELECT dataset_id FROM datasets WHERE origin = ?", [origin]).fetchall()]
                 self._delete_datasets(cur, ids)
-                self._insert_datasets(cur, datasets, {})
+                # one query for every member file's id (derived datasets may have 10,000 parts)
+                file_ids = dict(cur.execute("SELECT path, file_id FROM files").fetchall()) if datasets else {}
+                self._insert_datasets(cur, datasets, file_ids)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

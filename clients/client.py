@@ -163,6 +163,24 @@ class Client:
         answers = [json.loads(r.body.to_pybytes()) for r in results]
         return answers[0] if len(answers) == 1 else answers
 
+    def files(self, dataset: str, where: str | None = None, channels: Sequence[str | int] | None = None) -> pa.Table:
+        """Files of a (multi-file) dataset with their parsed keys, like pygama's FileDB:
+        ``path``, one column per file key (typed: run numbers as integers, timestamps as
+        timestamps), ``entries``, ``size`` and, for per-channel datasets, ``channels``.
+
+        ``where`` is a file-key filter (``"run >= 10 and type == 'cal'"``), the same
+        language as ``read(..., files=...)``.
+        """
+        body = {"dataset": dataset}
+        if where:
+            body["where"] = where
+        if channels:
+            body["channels"] = [str(c) for c in channels]
+        with translate():
+            results = list(self._flight.do_action(fl.Action("files", json.dumps(body).encode()),
+                                                  options=self._options()))
+        return pa.ipc.open_stream(results[0].body).read_all()
+
     # ------------------------------------------------------------ data
 
     def read_batches(self, dataset: str, columns: Sequence[str] | str | None = None,

@@ -18,6 +18,7 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, NewDataset
 from arrowroot.catalog.store import Catalog
 
+from .multifile import derive
 from .sources import DatasetInfo, detect
 
 log = logging.getLogger("arrowroot.indexer")
@@ -33,11 +34,13 @@ class IndexReport:
     unchanged: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    derived: int = 0                                   # multi-file datasets (declared + folder)
+    drift: list[dict] = field(default_factory=list)   # schema drift found in them, by dataset
 
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "removed": self.removed,
                 "unchanged": self.unchanged, "errors": [{"path": p, "error": e} for p, e in self.errors],
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "derived": self.derived, "drift": self.drift}
 
 
 def to_new_datasets(rel_path: str, fmt: str, infos: list[DatasetInfo]) -> list[NewDataset]:
@@ -136,6 +139,9 @@ class Indexer:
                 report.errors.append((rel, error))
         if progress:
             progress("", len(todo), len(todo))
+        derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
+        report.derived, report.drift = derived.datasets, derived.drift
+        report.errors.extend(derived.errors)
         report.seconds = time.perf_counter() - t0
         self.last_report = report
         log.info("indexed %s: %d added, %d updated, %d removed, %d unchanged, %d errors in %.2fs",

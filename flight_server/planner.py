@@ -20,6 +20,7 @@ from arrowroot.catalog.errors import NotFound, not_found
 from arrowroot.catalog.models import DatasetRecord, PartRecord
 
 from .codec import InvalidRequest, ReadSpec
+from .multifile import select_ranges
 from .sources.base import META_SHAPE, fixed_shape_type, sliced_shape
 
 ENTRY_COLUMN = "entry"
@@ -176,11 +177,12 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, endpoint_bytes: int) -> Plan:
             raise InvalidRequest(f"with_entry_numbers: the dataset already has a column named {ENTRY_COLUMN!r}")
         fields.insert(0, pa.field(ENTRY_COLUMN, pa.int64(), nullable=False))
     out_schema = pa.schema(fields, metadata=schema.metadata)
-    start, stop = _resolve_range(spec, rec.entries)
+    # entry range within the selected files/channels → global pieces, one part each
+    start, stop, pieces = select_ranges(spec, rec, columns)
     per_entry = bytes_per_entry(rec, columns)
     rows = max(1, int(endpoint_bytes / per_entry))
     tasks = []
-    for part, a, b in parts_in_range(rec, start, stop):
+    for part, a, b in pieces:
         local = tuple(part.entry_offset + x for x in part.boundaries)
         tasks.extend(ReadTask(x, y) for x, y in split_range(a, b, local, rows))
     return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry)

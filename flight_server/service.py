@@ -28,10 +28,13 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 
 from . import __version__
+from .auth import Access, tls_kwargs
 from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_ticket
 from .config import Settings
 from .indexer import Indexer
+from .multifile import list_files
 from .planner import Plan, ReadTask, parts_in_range, plan_read
+from .sql_service import FlightSqlFrontEnd
 from .sources import SourceError
 from .streaming import FileChanged, ReaderCache, StreamStats, stream_task
 
@@ -43,6 +46,9 @@ ACTIONS = {
     "health": "Liveness and catalog summary as JSON: {status, version, datasets, indexing}.",
     "rescan": 'Re-index the served directory or one sub-path: body {"path": "sub/dir", "wait": true}; '
               "returns counts of added/updated/removed files and errors.",
+    "files": 'Files of a dataset with their parsed file keys (like pygama\'s FileDB): body {"dataset": '
+             '"name", "where": "run >= 10 and type == \'cal\'", "channels": [...]}; answers one Arrow IPC '
+             "stream (path, key columns, entries, size[, channels]).",
     "stats": "Catalog statistics (files, datasets, bytes, errors) and per-dataset counts of "
              "requests, rows and bytes served since start, as JSON.",
 }
@@ -77,6 +83,9 @@ class ArrowrootServer(fl.FlightServerBase):
         self._counters: dict[str, dict[str, int]] = {}
         self._counters_lock = threading.Lock()
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
+        self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
+        self.access = Access(self.catalog, settings)  # who may read what: auth.py, the one place
+        flight_kwargs = {**tls_kwargs(settings), **self.access.flight_kwargs(flight_kwargs)}
         super().__init__(settings.location, **flight_kwargs)
 
     # ------------------------------------------------------------ helpers
@@ -128,10 +137,10 @@ class ArrowrootServer(fl.FlightServerBase):
 
     def dataset(self, name: str, context: fl.ServerCallContext | None = None) -> DatasetRecord:
         """The dataset record a caller may see (NotFound otherwise)."""
-        return self.catalog.dataset(name)
+        return self.access.dataset(name, context)
 
     def visible_datasets(self, context: fl.ServerCallContext | None = None) -> list[DatasetRecord]:
-        return self.catalog.datasets()
+        return self.access.visible_datasets(context)
 
     def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor, principal: str = "") -> fl.FlightInfo:
         resolved = ReadSpec(**{**plan.spec.__dict__, "columns": plan.columns})
@@ -180,6 +189,8 @@ class ArrowrootServer(fl.FlightServerBase):
         return [d for d in found if d.dataset_id in visible]
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+        if self.sql.claims(descriptor):
+            return self.sql.get_flight_info(context, descriptor)
         t0 = time.perf_counter()
 
         def run() -> fl.FlightInfo:
@@ -193,14 +204,18 @@ class ArrowrootServer(fl.FlightServerBase):
         return info
 
     def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
+        if self.sql.claims(descriptor):
+            return self.sql.get_schema(context, descriptor)
         plan = self._boundary("get_schema", "", lambda: self.plan(self._spec(descriptor), context))
         log.info("%s get_schema %s", self._who(context), plan.dataset.name)
         return fl.SchemaResult(plan.schema)
 
     def _principal(self, context: fl.ServerCallContext | None) -> str:
-        return ""
+        return self.access.principal(context)
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        if self.sql.claims(ticket):
+            return self.sql.do_get(context, ticket)
         def prepare() -> tuple[Plan, TicketData]:
             data = decode_ticket(ticket.ticket, self._ticket_key)
             if data.principal != self._principal(context):
@@ -239,14 +254,29 @@ class ArrowrootServer(fl.FlightServerBase):
     # ------------------------------------------------------------ actions
 
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
-        return sorted(ACTIONS.items())
+        return sorted(ACTIONS.items()) + self.sql.actions()
+
+    def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
+               reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
+        if self.sql.claims(descriptor):
+            return self.sql.do_put(context, descriptor, reader, writer)
+        raise NotImplementedError("DoPut: arrowroot is read-only (Flight SQL prepared-statement parameters only)")
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
+        if self.sql.claims_action(action):
+            yield from self.sql.do_action(context, action)
+            return
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
         t0 = time.perf_counter()
         result = self._boundary("do_action", kind, lambda: self._action(kind, body, context))
         log.info("%s do_action %s %.3fs", self._who(context), kind, time.perf_counter() - t0)
+        if isinstance(result, pa.Table):  # typed answers (files) travel as an Arrow IPC stream
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, result.schema) as w:
+                w.write_table(result)
+            yield fl.Result(sink.getvalue())
+            return
         yield fl.Result(json.dumps(result).encode())
 
     def _action(self, kind: str, body: bytes, context: fl.ServerCallContext) -> dict:
@@ -269,6 +299,15 @@ class ArrowrootServer(fl.FlightServerBase):
                 return self.indexer.run(path).as_dict()
             self.indexer.start(path)
             return {"started": True}
+        if kind == "files":
+            name, where, channels = args.get("dataset"), args.get("where"), args.get("channels") or []
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest("files.dataset: a dataset name is required")
+            if where is not None and not isinstance(where, str):
+                raise InvalidRequest("files.where: a file-key filter string expected")
+            if not isinstance(channels, list):
+                raise InvalidRequest("files.channels: a list of channel ids expected")
+            return list_files(self.dataset(name, context), where, [str(c) for c in channels])
         if kind == "stats":
             with self._counters_lock:
                 served = {k: dict(v) for k, v in self._counters.items()}

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from arrowroot.catalog.models import PartRecord
 
+from .multifile import read_part
 from .planner import Plan, ReadTask, read_chunks
 from .sources import Reader, source_for
 
@@ -129,7 +130,7 @@ def stream_task(
                 if stop.is_set():
                     return
                 reader = readers.get(part, rec.format, rec.kind)
-                table = reader.read(plan.columns, a, b, slices)
+                table = read_part(reader, plan, part, a, b)  # multi-file: casts, nulls, channel
                 while not stop.is_set():
                     try:
                         ahead.put((part.entry_offset + a, table), timeout=0.1)
