@@ -28,13 +28,11 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 
 from . import __version__
-from .auth import Access, tls_kwargs
 from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_ticket
 from .config import Settings
 from .indexer import Indexer
 from .multifile import list_files
 from .planner import Plan, ReadTask, parts_in_range, plan_read
-from .sql_service import FlightSqlFrontEnd
 from .sources import SourceError
 from .streaming import FileChanged, ReaderCache, StreamStats, stream_task
 
@@ -83,9 +81,6 @@ class ArrowrootServer(fl.FlightServerBase):
         self._counters: dict[str, dict[str, int]] = {}
         self._counters_lock = threading.Lock()
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
-        self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
-        self.access = Access(self.catalog, settings)  # who may read what: auth.py, the one place
-        flight_kwargs = {**tls_kwargs(settings), **self.access.flight_kwargs(flight_kwargs)}
         super().__init__(settings.location, **flight_kwargs)
 
     # ------------------------------------------------------------ helpers
@@ -137,10 +132,10 @@ class ArrowrootServer(fl.FlightServerBase):
 
     def dataset(self, name: str, context: fl.ServerCallContext | None = None) -> DatasetRecord:
         """The dataset record a caller may see (NotFound otherwise)."""
-        return self.access.dataset(name, context)
+        return self.catalog.dataset(name)
 
     def visible_datasets(self, context: fl.ServerCallContext | None = None) -> list[DatasetRecord]:
-        return self.access.visible_datasets(context)
+        return self.catalog.datasets()
 
     def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor, principal: str = "") -> fl.FlightInfo:
         resolved = ReadSpec(**{**plan.spec.__dict__, "columns": plan.columns})
@@ -189,8 +184,6 @@ class ArrowrootServer(fl.FlightServerBase):
         return [d for d in found if d.dataset_id in visible]
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
-        if self.sql.claims(descriptor):
-            return self.sql.get_flight_info(context, descriptor)
         t0 = time.perf_counter()
 
         def run() -> fl.FlightInfo:
@@ -204,18 +197,14 @@ class ArrowrootServer(fl.FlightServerBase):
         return info
 
     def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
-        if self.sql.claims(descriptor):
-            return self.sql.get_schema(context, descriptor)
         plan = self._boundary("get_schema", "", lambda: self.plan(self._spec(descriptor), context))
         log.info("%s get_schema %s", self._who(context), plan.dataset.name)
         return fl.SchemaResult(plan.schema)
 
     def _principal(self, context: fl.ServerCallContext | None) -> str:
-        return self.access.principal(context)
+        return ""
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        if self.sql.claims(ticket):
-            return self.sql.do_get(context, ticket)
         def prepare() -> tuple[Plan, TicketData]:
             data = decode_ticket(ticket.ticket, self._ticket_key)
             if data.principal != self._principal(context):
@@ -254,18 +243,9 @@ class ArrowrootServer(fl.FlightServerBase):
     # ------------------------------------------------------------ actions
 
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
-        return sorted(ACTIONS.items()) + self.sql.actions()
-
-    def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
-               reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
-        if self.sql.claims(descriptor):
-            return self.sql.do_put(context, descriptor, reader, writer)
-        raise NotImplementedError("DoPut: arrowroot is read-only (Flight SQL prepared-statement parameters only)")
+        return sorted(ACTIONS.items())
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
-        if self.sql.claims_action(action):
-            yield from self.sql.do_action(context, action)
-            return
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
         t0 = time.perf_counter()
