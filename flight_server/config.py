@@ -23,6 +23,7 @@ class Settings:
     compression: str | None = None           # IPC body compression: None | "lz4" | "zstd"
     index_on_start: bool = True
     extra: dict = field(default_factory=dict)
+    sql_timeout: float = 300.0                # seconds a Flight SQL query may run (sql_service.py)
 
     @property
     def catalog_path(self) -> Path:

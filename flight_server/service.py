@@ -33,6 +33,7 @@ from .config import Settings
 from .indexer import Indexer
 from .multifile import list_files
 from .planner import Plan, ReadTask, parts_in_range, plan_read
+from .sql_service import FlightSqlFrontEnd
 from .sources import SourceError
 from .streaming import FileChanged, ReaderCache, StreamStats, stream_task
 
@@ -81,6 +82,7 @@ class ArrowrootServer(fl.FlightServerBase):
         self._counters: dict[str, dict[str, int]] = {}
         self._counters_lock = threading.Lock()
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
+        self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
         super().__init__(settings.location, **flight_kwargs)
 
     # ------------------------------------------------------------ helpers
@@ -184,6 +186,8 @@ class ArrowrootServer(fl.FlightServerBase):
         return [d for d in found if d.dataset_id in visible]
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+        if self.sql.claims(descriptor):
+            return self.sql.get_flight_info(context, descriptor)
         t0 = time.perf_counter()
 
         def run() -> fl.FlightInfo:
@@ -197,6 +201,8 @@ class ArrowrootServer(fl.FlightServerBase):
         return info
 
     def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
+        if self.sql.claims(descriptor):
+            return self.sql.get_schema(context, descriptor)
         plan = self._boundary("get_schema", "", lambda: self.plan(self._spec(descriptor), context))
         log.info("%s get_schema %s", self._who(context), plan.dataset.name)
         return fl.SchemaResult(plan.schema)
@@ -205,6 +211,8 @@ class ArrowrootServer(fl.FlightServerBase):
         return ""
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        if self.sql.claims(ticket):
+            return self.sql.do_get(context, ticket)
         def prepare() -> tuple[Plan, TicketData]:
             data = decode_ticket(ticket.ticket, self._ticket_key)
             if data.principal != self._principal(context):
@@ -243,9 +251,18 @@ class ArrowrootServer(fl.FlightServerBase):
     # ------------------------------------------------------------ actions
 
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
-        return sorted(ACTIONS.items())
+        return sorted(ACTIONS.items()) + self.sql.actions()
+
+    def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
+               reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
+        if self.sql.claims(descriptor):
+            return self.sql.do_put(context, descriptor, reader, writer)
+        raise NotImplementedError("DoPut: arrowroot is read-only (Flight SQL prepared-statement parameters only)")
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
+        if self.sql.claims_action(action):
+            yield from self.sql.do_action(context, action)
+            return
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
         t0 = time.perf_counter()

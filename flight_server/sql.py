@@ -358,7 +358,9 @@ class SqlEngine:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         config = dict(_BASE_CONFIG, memory_limit=self.memory_limit, threads=self.threads)
-        return duckdb.connect(":memory:", config=config)
+        con = duckdb.connect(":memory:", config=config)
+        con.execute("SET enable_progress_bar = false").fetchall()  # a session option: no bars on the server's stdout
+        return con
 
     def _screen(self, con: duckdb.DuckDBPyConnection, query: str) -> _Screened:
         if not isinstance(query, str):
