@@ -220,6 +220,22 @@ def test_hdf5_all_columns_match_pyarrow(sample_server, nodejs_client):
     assert_same_summary(node, info, table)
 
 
+@pytest.mark.parametrize("compression", [None, "lz4", "zstd"])
+def test_many_endpoints_and_compressed_bodies(sample_server, nodejs_client, serve, tmp_path, compression):
+    """Small endpoints and batches (many DoGet streams, many batches each), optionally compressed."""
+    server = serve(sample_server.data_dir, catalog=tmp_path / "catalog.duckdb", endpoint_bytes=64 << 10,
+                   compression=compression)
+    n = dataset_size(server.location, EVENTS)
+    request = {"dataset": EVENTS, "columns": ["event", "nMuon", "Muon_pt", "MET_pt"],
+               "entryStart": "3", "entryStop": str(n - 5), "batchRows": "1000"}
+    (node,) = json_lines(run_client(nodejs_client, "--no-list", server.location, json.dumps(request)))
+    info, table = pyarrow_read(server.location, request)
+    assert len(info.endpoints) > 1
+    assert node["batches"] > node["endpoints"]
+    assert node["rows"] == n - 8
+    assert_same_summary(node, info, table)
+
+
 def test_unknown_dataset_is_not_found(sample_server, nodejs_client):
     request = {"dataset": "hep/no-such-file.root:events"}
     proc = run_client(nodejs_client, "--no-list", sample_server.location, json.dumps(request))

@@ -21,12 +21,32 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
-import { RecordBatchReader, Message, DataType, Type, Precision, makeVector } from 'apache-arrow';
+import zlib from 'node:zlib';
+import { RecordBatchReader, Message, DataType, Type, Precision, makeVector, compressionRegistry, CompressionType } from 'apache-arrow';
+import { decompress as zstdDecompress } from 'fzstd';
+import lz4 from 'lz4js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROTO = path.join(HERE, 'proto', 'flight.proto');
 const REUSE_CONNECTION = 'arrow-flight-reuse-connection://?';
 const CONTINUATION = 0xffffffff;
+
+// Servers may compress IPC bodies (arrowroot: `serve --compression lz4|zstd`). apache-arrow decodes
+// compressed batches once a codec is registered; both codecs here are pure JS (zstd is Node's own
+// where it has one).
+// apache-arrow views decoded buffers as typed arrays in place: hand it 8-byte-aligned memory.
+const aligned = (u8) => (u8.byteOffset % 8 === 0 ? u8 : u8.slice());
+compressionRegistry.set(CompressionType.LZ4_FRAME, {
+  decode: (bytes) => {
+    const out = lz4.decompress(bytes);
+    return aligned(out instanceof Uint8Array ? out : Uint8Array.from(out));
+  },
+});
+compressionRegistry.set(CompressionType.ZSTD, {
+  decode: typeof zlib.zstdDecompressSync === 'function'
+    ? (bytes) => aligned(new Uint8Array(zlib.zstdDecompressSync(bytes)))
+    : (bytes) => aligned(zstdDecompress(bytes)),
+});
 
 const USAGE = `usage: arrowroot-client.mjs [options] LOCATION [READ_REQUEST_JSON | @FILE | -]
 
