@@ -24,6 +24,12 @@ class Settings:
     index_on_start: bool = True
     extra: dict = field(default_factory=dict)
     sql_timeout: float = 300.0                # seconds a Flight SQL query may run (sql_service.py)
+    # Authentication and TLS (auth.py). auth None: on exactly when the catalog has users or grants.
+    auth: bool | None = None
+    token_ttl: float = 12 * 3600             # seconds a bearer token from a login stays valid
+    tls_cert: Path | None = None             # PEM server certificate (chain); with tls_key → grpc+tls://
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None        # PEM CA: clients must present a certificate it signed (mTLS)
 
     @property
     def catalog_path(self) -> Path:
@@ -31,7 +37,7 @@ class Settings:
 
     @property
     def location(self) -> str:
-        return f"grpc://{self.host}:{self.port}"
+        return f"{'grpc+tls' if self.tls_cert else 'grpc'}://{self.host}:{self.port}"
 
 
 def from_env(root: str | os.PathLike, **overrides) -> Settings:

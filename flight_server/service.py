@@ -28,6 +28,7 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 
 from . import __version__
+from .auth import Access, tls_kwargs
 from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_ticket
 from .config import Settings
 from .indexer import Indexer
@@ -83,6 +84,8 @@ class ArrowrootServer(fl.FlightServerBase):
         self._counters_lock = threading.Lock()
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
         self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
+        self.access = Access(self.catalog, settings)  # who may read what: auth.py, the one place
+        flight_kwargs = {**tls_kwargs(settings), **self.access.flight_kwargs(flight_kwargs)}
         super().__init__(settings.location, **flight_kwargs)
 
     # ------------------------------------------------------------ helpers
@@ -134,10 +137,10 @@ class ArrowrootServer(fl.FlightServerBase):
 
     def dataset(self, name: str, context: fl.ServerCallContext | None = None) -> DatasetRecord:
         """The dataset record a caller may see (NotFound otherwise)."""
-        return self.catalog.dataset(name)
+        return self.access.dataset(name, context)
 
     def visible_datasets(self, context: fl.ServerCallContext | None = None) -> list[DatasetRecord]:
-        return self.catalog.datasets()
+        return self.access.visible_datasets(context)
 
     def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor, principal: str = "") -> fl.FlightInfo:
         resolved = ReadSpec(**{**plan.spec.__dict__, "columns": plan.columns})
@@ -208,7 +211,7 @@ class ArrowrootServer(fl.FlightServerBase):
         return fl.SchemaResult(plan.schema)
 
     def _principal(self, context: fl.ServerCallContext | None) -> str:
-        return ""
+        return self.access.principal(context)
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
         if self.sql.claims(ticket):
