@@ -402,7 +402,9 @@ class FlightSqlFrontEnd:
         if isinstance(exc, QueryCancelled):
             return fl.FlightCancelledError(str(exc))
         if isinstance(exc, MemoryError):
-            return _bare(MemoryError(str(exc) or "out of memory"))
+            # RESOURCE_EXHAUSTED cannot be raised from a pyarrow server (no such Flight error class,
+            # and a Python MemoryError arrives as UNKNOWN); UNAVAILABLE says "not now" to the client.
+            return fl.FlightUnavailableError(f"resource exhausted: {exc or 'out of memory'}")
         return self.server._map_error(method, "sql", exc)
 
     def _principal(self, context: fl.ServerCallContext | None) -> str:
