@@ -46,15 +46,18 @@ def main() -> None:
 @click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
 @click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
 @click.option("--no-index", is_flag=True, help="Serve the catalog as it is; do not scan the directory at start.")
+@click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
+              help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
-          no_index: bool, verbose: int) -> None:
+          no_index: bool, sql_timeout: float, verbose: int) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from .config import from_env
     from .service import ArrowrootServer
 
     _logging(max(verbose, 1))
-    settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression)
+    settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
+                        sql_timeout=sql_timeout)
     server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
     if not no_index:
