@@ -31,7 +31,15 @@ class Catalog:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(self.path, read_only=read_only)
+        try:
+            self._conn = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise RuntimeError(
+                    f"catalog {self.path} is in use by another process (an arrowroot server?): stop it, "
+                    "or give this one its own file with --catalog"
+                ) from None
+            raise
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._cache_lock = threading.Lock()

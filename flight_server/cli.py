@@ -6,7 +6,6 @@ import json
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -19,6 +18,10 @@ DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 def _logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _parse_entries(text: str | None) -> tuple[int | None, int | None] | None:
@@ -64,17 +67,16 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         server.indexer.start()
     click.echo(f"serving grpc://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
     sys.stdout.flush()
-    stop = threading.Event()
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    worker = threading.Thread(target=server.serve, daemon=True)
-    worker.start()
-    stop.wait()
-    server.shutdown()
+    # serve() blocks but runs Python signal handlers: SIGTERM (docker stop) and Ctrl-C
+    # both end it here, and shutdown() lets running requests finish.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+    click.echo("stopped", err=True)
 
 
 @main.command()

@@ -50,9 +50,9 @@ def write_sample_files(root: str | Path, entries: int = 20_000, seed: int = 1) -
         images.attrs["units"] = "counts"
         det = f.create_group("detector")
         det.attrs["sample_rate_hz"] = 1000.0
-        det.create_dataset("time", data=np.arange(entries) / 1000.0, chunks=(4096,))
-        det.create_dataset("energy", data=rng.gamma(2.0, 100.0, entries).astype(np.float32), chunks=(4096,))
-        det.create_dataset("channel", data=rng.integers(0, 16, entries, dtype=np.int32), chunks=(4096,))
+        det.create_dataset("time", data=np.arange(entries) / 1000.0, chunks=(min(4096, entries),))
+        det.create_dataset("energy", data=rng.gamma(2.0, 100.0, entries).astype(np.float32), chunks=(min(4096, entries),))
+        det.create_dataset("channel", data=rng.integers(0, 16, entries, dtype=np.int32), chunks=(min(4096, entries),))
     return root
 
 
