@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_admin import register, serve_options
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 
@@ -52,20 +53,21 @@ def main() -> None:
 @click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+@serve_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
-          no_index: bool, sql_timeout: float, verbose: int) -> None:
+          no_index: bool, sql_timeout: float, verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from .config import from_env
     from .service import ArrowrootServer
 
     _logging(max(verbose, 1))
     settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
-                        sql_timeout=sql_timeout)
+                        sql_timeout=sql_timeout, **auth)
     server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
     if not no_index:
         server.indexer.start()
-    click.echo(f"serving grpc://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
+    click.echo(f"serving {settings.location.partition('://')[0]}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
     sys.stdout.flush()
     # serve() blocks but runs Python signal handlers: SIGTERM (docker stop) and Ctrl-C
     # both end it here, and shutdown() lets running requests finish.
@@ -112,7 +114,9 @@ def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
 def _client(location: str):
     from arrowroot.clients import Client
 
-    return Client(location)
+    from .cli_admin import client_credentials
+
+    return Client(location, **client_credentials())
 
 
 @main.command("ls")
@@ -200,6 +204,8 @@ def demo() -> None:
 
     run_demo(click.echo)
 
+
+register(main)  # users, groups, keys, grant, revoke, grants (cli_admin.py)
 
 if __name__ == "__main__":
     main()
