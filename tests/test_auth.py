@@ -468,3 +468,63 @@ def test_per_call_auth_cost_with_a_valid_token(private: Served) -> None:
             best = min(best, (time.perf_counter() - t0) / n)
         print(f"per-call auth cost ({bearer[:4]}): {best * 1e6:.1f} µs")
         assert best < 0.2e-3
+
+
+# ---------------------------------------------------------------- the admin CLI
+
+
+def test_admin_cli_sets_up_a_served_directory(data_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from arrowroot.flight_server.cli import main
+
+    run = CliRunner().invoke
+    db = str(tmp_path / "cli.duckdb")
+    d = str(data_dir)
+
+    def ok(*args: str, input: str | None = None) -> str:
+        result = run(main, [*args, "--catalog", db], input=input)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    ok("users", "add", d, "alice", "-g", "cms", "--password-stdin", input="s3cret pass\n")
+    ok("users", "add", d, "bob", "--password-stdin", input="bob pw\n")
+    ok("groups", "add", d, "lab", "bob")
+    assert "cms\talice" in ok("groups", "members", d)
+    ok("grant", d, "hep/*", "--to", "group:cms")
+    ok("grant", d, "lab/scan.h5:detector", "--to", "group:lab", "--to", "public")
+    assert "public" in ok("grants", d)
+    key = ok("keys", "create", d, "bob", "--label", "ci", "--expires", "1d").strip().splitlines()[-1]
+    assert key.startswith("ark_")
+    listing = ok("keys", "list", d)
+    assert "ci" in listing and key not in listing
+    assert "alice\tgroups=cms" in ok("users", "list", d)
+    assert run(main, ["users", "add", d, "alice", "--password-stdin", "--catalog", db], input="x\n").exit_code == 1
+    assert "no group named" in run(main, ["grant", d, "x", "--to", "group:nope", "--catalog", db]).output
+    ok("revoke", d, "lab/scan.h5:detector", "--to", "public")
+    ok("users", "passwd", d, "alice", "--password-stdin", input="new pass\n")
+    stored = Path(db).read_bytes()
+    assert b"s3cret pass" not in stored and b"new pass" not in stored and key.encode() not in stored
+
+    cat = Catalog(db)
+    served = _serve(data_dir, cat)
+    try:
+        with Client(served.location, username="alice", password="new pass") as c:
+            assert c.datasets()["name"].to_pylist() == [EVENTS]
+        with Client(served.location, token=key) as c:
+            assert c.datasets()["name"].to_pylist() == [DETECTOR]
+        with served.flight() as c, pytest.raises(fl.FlightUnauthenticatedError):
+            list(c.list_flights())    # the public grant was revoked
+    finally:
+        served.server.shutdown()
+        cat.close()
+
+
+def test_serve_auth_refuses_to_start_without_anyone(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from arrowroot.flight_server.cli import main
+
+    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--port", "0", "--auth", "--no-index"])
+    assert result.exit_code == 1
+    assert "no users and no public grant" in result.output
