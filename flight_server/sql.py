@@ -30,6 +30,7 @@ Python variables of the calling frame), ``memory_limit``/``threads`` from the en
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import json
@@ -357,10 +358,7 @@ class SqlEngine:
     # ------------------------------------------------------------------ stages
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        config = dict(_BASE_CONFIG, memory_limit=self.memory_limit, threads=self.threads)
-        con = duckdb.connect(":memory:", config=config)
-        con.execute("SET enable_progress_bar = false").fetchall()  # a session option: no bars on the server's stdout
-        return con
+        return _pool(self.memory_limit, self.threads).get()
 
     def _screen(self, con: duckdb.DuckDBPyConnection, query: str) -> _Screened:
         if not isinstance(query, str):
@@ -563,6 +561,129 @@ class SqlEngine:
         run.close()
 
 
+def _open_database(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:", config=dict(_BASE_CONFIG, memory_limit=memory_limit, threads=threads))
+    con.execute("SET enable_progress_bar = false").fetchall()  # a session option: no bars on the server's stdout
+    return con
+
+
+class _DatabasePool:
+    """Fresh, configured, never-used in-memory databases, opened ahead of time by a thread.
+
+    ``duckdb.connect`` costs ~15 ms, most of a small query's latency. Each database is still
+    used by exactly one query and then closed (nothing is shared between queries); the pool
+    only moves the opening off the request path.
+    """
+
+    def __init__(self, memory_limit: str, threads: int, size: int = 3) -> None:
+        self.memory_limit, self.threads, self.size = memory_limit, threads, size
+        self._ready: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._wanted.set()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._fill, name="duckdb-pool", daemon=True)
+        self._thread.start()
+        # A daemon thread inside duckdb.connect at interpreter exit aborts the process
+        # ("FATAL: exception not rethrown"): stop and join it first.
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wanted.set()
+        self._thread.join(5)
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for con in ready:
+            con.close()
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            con = self._ready.pop() if self._ready else None
+        self._wanted.set()
+        return con if con is not None else _open_database(self.memory_limit, self.threads)
+
+    def _fill(self) -> None:
+        while not self._stopped:
+            self._wanted.wait()
+            self._wanted.clear()
+            while not self._stopped:
+                with self._lock:
+                    if len(self._ready) >= self.size:
+                        break
+                con = _open_database(self.memory_limit, self.threads)
+                with self._lock:
+                    self._ready.append(con)
+
+
+class _Closer:
+    """Closes used databases on a background thread: ``close()`` costs 3-10 ms, which would
+    otherwise sit between a query's last batch and the end of its stream."""
+
+    def __init__(self) -> None:
+        self._queue: list[duckdb.DuckDBPyConnection] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="duckdb-closer", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)  # never leave a daemon thread inside DuckDB at exit
+
+    def put(self, con: duckdb.DuckDBPyConnection) -> None:
+        with self._cond:
+            if not self._stopped:
+                self._queue.append(con)
+                self._cond.notify()
+                return
+        _close_now(con)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopped:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                con = self._queue.pop()
+            _close_now(con)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(10)
+
+
+def _close_now(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.close()
+    except duckdb.Error:
+        pass
+
+
+_CLOSER: _Closer | None = None
+
+
+def _close_later(con: duckdb.DuckDBPyConnection) -> None:
+    global _CLOSER
+    with _POOLS_LOCK:
+        if _CLOSER is None:
+            _CLOSER = _Closer()
+        closer = _CLOSER
+    closer.put(con)
+
+
+_POOLS: dict[tuple[str, int], _DatabasePool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(memory_limit: str, threads: int) -> _DatabasePool:
+    with _POOLS_LOCK:
+        pool = _POOLS.get((memory_limit, threads))
+        if pool is None:
+            pool = _POOLS[(memory_limit, threads)] = _DatabasePool(memory_limit, threads)
+        return pool
+
+
 class _Running:
     """One executing query: its connection, its timeout timer, and why it was interrupted."""
 
@@ -599,10 +720,7 @@ class _Running:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self.con.close()
-        except duckdb.Error:
-            pass
+        _close_later(self.con)
 
 
 def _msg(exc: BaseException) -> str:
