@@ -37,6 +37,9 @@ META_UNITS = "units"
 _TABLE = re.compile(r"^(table|struct)\{(.*)\}$")
 _ARRAY = re.compile(r"^array<(\d+)>\{(.*)\}$")
 _AOESA = re.compile(r"^array_of_equalsized_arrays<(\d+),(\d+)>\{(.*)\}$")
+# What an LH5 ``datatype`` looks like (other writers, e.g. km3pipe, use the attribute too).
+LH5_DATATYPE = re.compile(r"^((table|struct)\{.*\}|(array|array_of_equalsized_arrays|array_of_encoded_equalsized_arrays"
+                          r"|encoded_array)<[\d,]+>\{.*\}|real|string|bool|complex|blob)$")
 
 
 def datatype_of(obj: h5py.HLObject) -> str:
@@ -228,16 +231,17 @@ class Lh5Source(Source):
         return head[:8] == HDF5_SIGNATURE or head[512:520] == HDF5_SIGNATURE
 
     def claims(self, path: str) -> bool:
-        """An HDF5 file is LH5 when its root or a top-level object has a ``datatype`` attribute."""
+        """An HDF5 file is LH5 when its root or a top-level object has an LH5 ``datatype``
+        attribute (``struct{...}``, ``table{...}``, ``array<1>{real}``, ...)."""
         try:
             with h5py.File(path, "r", locking=False) as f:
-                if datatype_of(f):
+                if LH5_DATATYPE.match(datatype_of(f)):
                     return True
                 for i, key in enumerate(f):
                     if i >= 8:
                         break
                     try:
-                        if datatype_of(f[key]):
+                        if LH5_DATATYPE.match(datatype_of(f[key])):
                             return True
                     except Exception:
                         continue
