@@ -91,7 +91,7 @@ def test_criteria_errors(sample_server):
 
 
 def test_unknown_action(sample_server):
-    with pytest.raises(pa.ArrowKeyError, match="no action 'explode'; available: health, rescan, stats"):
+    with pytest.raises(pa.ArrowKeyError, match="no action 'explode'; available: files, health, rescan, stats"):
         list(sample_server.flight().do_action(fl.Action("explode", b"")))
 
 

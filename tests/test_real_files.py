@@ -63,7 +63,7 @@ def test_root_files_written_by_root(real_server, real_dir):
     assert not catalog.file_errors()
     with Client(real_server.location, threads=2) as client:
         checked = 0
-        for rec in catalog.search(fmt="root"):
+        for rec in [r for r in catalog.search(fmt="root") if r.origin == "file"]:  # not folder datasets
             path, obj = rec.name.split(":", 1)
             if not any(c.readable for c in rec.columns):
                 with pytest.raises(ValueError, match="no readable columns"):
@@ -120,7 +120,7 @@ def test_hdf5_files_from_other_writers(real_server, real_dir):
     catalog = real_server.server.catalog
     with Client(real_server.location) as client:
         checked = 0
-        for rec in catalog.search(fmt="hdf5"):
+        for rec in [r for r in catalog.search(fmt="hdf5") if r.origin == "file"]:  # not folder datasets
             path, obj = rec.name.split(":", 1)
             stop = min(rec.entries, 50)
             table = client.read(rec.name, entries=(0, stop))
@@ -143,6 +143,8 @@ def test_hdf5_files_from_other_writers(real_server, real_dir):
                         assert got.to_pylist() == exp, (rec.name, name)
                     elif pa.types.is_struct(got.type) or pa.types.is_list(got.type):
                         assert len(got) == len(expected)
+                    elif len(got) == 0:
+                        assert len(expected) == 0
                     else:
                         values = np.array(got.to_pylist())
                         np.testing.assert_array_equal(values, np.asarray(expected), err_msg=f"{rec.name}:{name}")
@@ -164,6 +166,8 @@ def test_pytables_shipped_files(tmp_path, serve):
     assert not s.server.catalog.file_errors()
     with Client(s.location) as client:
         for rec in s.server.catalog.datasets():
+            if rec.origin != "file" or not any(c.readable for c in rec.columns):
+                continue
             path, obj = rec.name.split(":", 1)
             t = client.read(rec.name)
             assert t.num_rows == rec.entries
