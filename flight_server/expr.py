@@ -276,7 +276,7 @@ def _align(args: list[Any]) -> tuple[Any, list[Any], list[np.ndarray | None]]:
 
 def _wrap(shape: Any, values: Any, valid: np.ndarray | None) -> Any:
     if shape is None:
-        return values.item() if isinstance(values, np.generic) else values
+        return values.item() if isinstance(values, (np.generic, np.ndarray)) else values
     if shape[0] == "flat":
         return _Flat(values, valid)
     return _Jag(shape[1], values, valid, shape[2], shape[3])
@@ -649,6 +649,7 @@ class _Node:
     atomic: bool
     node: ast.AST
     culprit: ast.AST | None = None  # for logic nodes: the first list-valued operand
+    literal: bool = False  # a literal number/string/bool (possibly with a folded unary minus)
 
 
 class _Compiler:
@@ -680,19 +681,19 @@ class _Compiler:
     def c_constant(self, node: ast.Constant) -> _Node:
         v = node.value
         if isinstance(v, bool):
-            return _Node(_T("scalar", "bool"), lambda ctx, v=v: v, repr(v), True, node)
+            return _Node(_T("scalar", "bool"), lambda ctx, v=v: v, repr(v), True, node, literal=True)
         if isinstance(v, int):
             if not _INT64_MIN <= v <= _INT64_MAX:
                 raise self.err(node, "integer literal out of the int64 range")
-            return _Node(_T("scalar", "int"), lambda ctx, v=v: v, repr(v), True, node)
+            return _Node(_T("scalar", "int"), lambda ctx, v=v: v, repr(v), True, node, literal=True)
         if isinstance(v, float):
             if not math.isfinite(v):
                 raise self.err(node, "float literal out of the float64 range")
-            return _Node(_T("scalar", "float"), lambda ctx, v=v: v, repr(v), True, node)
+            return _Node(_T("scalar", "float"), lambda ctx, v=v: v, repr(v), True, node, literal=True)
         if isinstance(v, str):
             if len(v) > MAX_STRING_LENGTH:
                 raise self.err(node, f"string literal longer than {MAX_STRING_LENGTH} characters")
-            return _Node(_T("scalar", "str"), lambda ctx, v=v: v, repr(v), True, node)
+            return _Node(_T("scalar", "str"), lambda ctx, v=v: v, repr(v), True, node, literal=True)
         kind = {bytes: "bytes literals", complex: "complex numbers", type(None): "None",
                 type(Ellipsis): "..."}.get(type(v), type(v).__name__)
         raise self.err(node, f"{kind} not allowed in a cut")
@@ -704,7 +705,7 @@ class _Compiler:
         else:
             if ident in ("true", "false"):
                 v = ident == "true"
-                return _Node(_T("scalar", "bool"), lambda ctx, v=v: v, repr(v), True, node)
+                return _Node(_T("scalar", "bool"), lambda ctx, v=v: v, repr(v), True, node, literal=True)
             if ident.startswith("__") or ident.endswith("__"):
                 raise self.err(node, "names starting or ending with '__' are not allowed "
                                "(use backquotes for such a column name)")
@@ -751,13 +752,13 @@ class _Compiler:
         if op in (ast.USub, ast.UAdd):
             self._need_numeric(operand, f"unary {'-' if op is ast.USub else '+'}")
             dtype = "int" if operand.t.dtype == "bool" else operand.t.dtype
-            if operand.t.kind == "scalar":  # fold -2 into a literal
+            if operand.literal:  # fold -2 into a literal
                 v = operand.fn(None)
                 v = int(v) if isinstance(v, bool) else v
                 v = -v if op is ast.USub else v
                 if isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX:
                     raise self.err(node, "integer literal out of the int64 range")
-                return _Node(_T("scalar", dtype), lambda ctx, v=v: v, repr(v), True, node)
+                return _Node(_T("scalar", dtype), lambda ctx, v=v: v, repr(v), True, node, literal=True)
             if op is ast.UAdd:
                 f = operand.fn
                 return _Node(_T(operand.t.kind, dtype), lambda ctx: _apply(np.positive, [f(ctx)]),
@@ -886,7 +887,7 @@ class _Compiler:
             raise self.err(comp, f"list literal with more than {MAX_LIST_ITEMS} items")
         items = [self.compile(e) for e in comp.elts]
         for it in items:
-            if it.t.kind != "scalar":
+            if not it.literal:
                 raise self.err(it.node, "the list after 'in' may contain only literals")
             if (it.t.dtype == "str") != (left.t.dtype == "str"):
                 raise self.err(it.node, f"cannot test whether {left.text} ({left.t.describe()}) "
