@@ -49,19 +49,24 @@ def main() -> None:
 @click.option("--port", default=8815, show_default=True, help="Port (0 picks a free one and prints it).")
 @click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
 @click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
+@click.option("--endpoint-mb", type=float, help="Target size of one endpoint, MiB of requested columns [64].")
+@click.option("--chunk-mb", type=float, help="Target size of one read from a file, MiB [16].")
 @click.option("--no-index", is_flag=True, help="Serve the catalog as it is; do not scan the directory at start.")
 @click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 @serve_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
-          no_index: bool, sql_timeout: float, verbose: int, **auth: object) -> None:
+          endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, sql_timeout: float,
+          verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
-    from .config import from_env
+    from .config import MiB, from_env
     from .service import ArrowrootServer
 
     _logging(max(verbose, 1))
     settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
+                        endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
+                        chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
                         sql_timeout=sql_timeout, **auth)
     server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())

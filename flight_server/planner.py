@@ -117,12 +117,16 @@ def _output_field(field: pa.Field, slices: tuple[slice, ...]) -> pa.Field:
     return pa.field(field.name, fixed_shape_type(base, new_shape), nullable=True, metadata=meta)
 
 
-def split_range(start: int, stop: int, boundaries: tuple[int, ...], max_rows: int) -> list[tuple[int, int]]:
-    """Cut [start, stop) at ``boundaries`` into pieces of at most ~max_rows rows.
+def split_range(start: int, stop: int, boundaries: tuple[int, ...], max_rows: int,
+                split_above: int | None = None) -> list[tuple[int, int]]:
+    """Cut [start, stop) at ``boundaries`` into pieces of about ``max_rows`` rows.
 
-    Whole clusters stay together; a single cluster larger than max_rows is split evenly.
+    Whole clusters are packed together up to max_rows. A single cluster is cut (evenly)
+    only when it is larger than ``split_above`` (default max_rows): cutting inside a
+    cluster makes each piece decompress the same baskets again.
     """
     max_rows = max(1, int(max_rows))
+    split_above = max(max_rows, int(split_above or max_rows))
     edges = [start] + [b for b in boundaries if start < b < stop] + [stop]
     pieces: list[tuple[int, int]] = []
     piece_start = start
@@ -134,6 +138,9 @@ def split_range(start: int, stop: int, boundaries: tuple[int, ...], max_rows: in
     out: list[tuple[int, int]] = []
     for a, b in pieces:
         if b <= a:
+            continue
+        if b - a <= split_above:
+            out.append((a, b))
             continue
         k = -(-(b - a) // max_rows)
         step = -(-(b - a) // k)
@@ -184,7 +191,7 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, endpoint_bytes: int) -> Plan:
     tasks = []
     for part, a, b in pieces:
         local = tuple(part.entry_offset + x for x in part.boundaries)
-        tasks.extend(ReadTask(x, y) for x, y in split_range(a, b, local, rows))
+        tasks.extend(ReadTask(x, y) for x, y in split_range(a, b, local, rows, split_above=4 * rows))
     return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry)
 
 
@@ -193,7 +200,8 @@ def read_chunks(plan: Plan, task: ReadTask, chunk_bytes: int) -> list[tuple[Part
     rows = max(1, int(chunk_bytes / plan.bytes_per_entry))
     out = []
     for part, a, b in parts_in_range(plan.dataset, task.entry_start, task.entry_stop):
-        for x, y in split_range(a - part.entry_offset, b - part.entry_offset, part.boundaries, rows):
+        local = split_range(a - part.entry_offset, b - part.entry_offset, part.boundaries, rows, split_above=4 * rows)
+        for x, y in local:
             out.append((part, x, y))
     return out
 

@@ -61,12 +61,15 @@ def element_type(dtype: np.dtype) -> pa.DataType:
     if dtype.names:
         return pa.struct([pa.field(n, _field_type(dtype.fields[n][0])) for n in dtype.names])
     if dtype.kind == "c":
-        part = pa.from_numpy_dtype(np.dtype(f"f{dtype.itemsize // 2}"))
+        part = element_type(np.dtype(f"f{dtype.itemsize // 2}"))
         return pa.struct([pa.field("real", part), pa.field("imag", part)])
     if dtype.kind == "V":
         return pa.binary(dtype.itemsize)
     if dtype.kind in "biuf":
-        return pa.from_numpy_dtype(dtype.newbyteorder("="))
+        try:
+            return pa.from_numpy_dtype(dtype.newbyteorder("="))
+        except (pa.ArrowNotImplementedError, TypeError):
+            raise ColumnUnreadable(f"HDF5 type {dtype} ({dtype.itemsize * 8}-bit) has no Arrow equivalent") from None
     raise ColumnUnreadable(f"HDF5 type {dtype} has no Arrow mapping")
 
 
@@ -240,6 +243,17 @@ def _dataset_columns(ds: h5py.Dataset) -> tuple[ColumnInfo, ...]:
     return (_column_info(name, ds),)
 
 
+def _unreadable_dataset(name: str, ds: h5py.Dataset, exc: Exception) -> DatasetInfo:
+    """A dataset h5py cannot even describe: listed, with the reason, never served."""
+    reason = f"h5py cannot read this dataset's type ({type(exc).__name__}: {exc})"
+    column = ColumnInfo(name.rsplit("/", 1)[-1], None, "unknown", readable=False, reason=reason)
+    try:
+        entries = _entries(ds)
+    except Exception:
+        entries = 0
+    return DatasetInfo(name, "hdf5.dataset", entries, (column,), {"error": reason})
+
+
 def _entries(ds: h5py.Dataset) -> int:
     return int(ds.shape[0]) if ds.ndim else 1
 
@@ -286,7 +300,7 @@ class Hdf5Reader(Reader):
                 for name in columns:
                     ds = obj if isinstance(obj, h5py.Dataset) else obj[name]
                     values = self._read_dataset(ds, entry_start, entry_stop, slices)
-                    shape = values.shape[1:]
+                    shape = values.shape[1:max(ds.ndim, 1)]  # subarray element dims follow
                     arrays.append(to_arrow(values, ds.dtype, column_type(ds.dtype, shape)))
         except (ValueError, KeyError):
             raise
@@ -319,7 +333,10 @@ class Hdf5Source(Source):
                 if isinstance(obj, h5py.Group):
                     groups.append((name, obj))
                 elif isinstance(obj, h5py.Dataset):
-                    found.append(self._scan_dataset(name, obj))
+                    try:
+                        found.append(self._scan_dataset(name, obj))
+                    except Exception as exc:  # e.g. a float type numpy cannot hold
+                        found.append(_unreadable_dataset(name, obj, exc))
 
             try:
                 f.visititems(visit)
@@ -351,8 +368,12 @@ class Hdf5Source(Source):
                 child = group[key]
             except Exception:
                 continue
-            if isinstance(child, h5py.Dataset) and child.ndim >= 1:
-                children.append((key, child))
+            try:
+                if isinstance(child, h5py.Dataset) and child.ndim >= 1:
+                    child.dtype  # noqa: B018 - raises for types h5py cannot map
+                    children.append((key, child))
+            except Exception:
+                continue
         if not children:
             return None
         lengths = {int(c.shape[0]) for _, c in children}
