@@ -343,9 +343,15 @@ def _bool_flat(res: pa.Array) -> _Flat:
 
 
 def _segsum_int(w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    cs = np.zeros(len(w) + 1, dtype=np.int64)
-    np.cumsum(w, out=cs[1:])
-    return cs[offsets[1:]] - cs[offsets[:-1]]
+    """Per-entry sums of integers (or counts of booleans) via one cumulative sum.
+
+    Booleans are summed in int32 when that cannot overflow: numpy's bool->int64 cumsum is
+    ~7x slower than bool->int32 (measured).  Integer sums wrap around like int64 arithmetic."""
+    dtype = np.int32 if w.dtype == np.bool_ and len(w) < 2**31 - 1 else np.int64
+    cs = np.empty(len(w) + 1, dtype=dtype)
+    cs[0] = 0
+    np.cumsum(w, dtype=dtype, out=cs[1:])
+    return (cs[offsets[1:]] - cs[offsets[:-1]]).astype(np.int64, copy=False)
 
 
 def _reduce(name: str, x: _Jag) -> _Flat:
@@ -418,8 +424,9 @@ def _index(x: _Jag, k: int) -> _Flat:
 def _select(x: _Jag, m: _Jag) -> _Jag:
     _align([x, m])  # same structure check
     keep = m.values if m.valid is None else (m.values & m.valid)
-    ck = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(keep, out=ck[1:])
+    ck = np.empty(len(keep) + 1, dtype=np.int64)
+    ck[0] = 0
+    np.cumsum(keep.astype(np.int64), out=ck[1:])
     return _Jag(ck[x.offsets], x.values[keep], None if x.valid is None else x.valid[keep],
                 _and_valid(x.entry_valid, m.entry_valid))
 
