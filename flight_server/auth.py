@@ -302,8 +302,9 @@ class Access:
                 found = frozenset(d.name for d in self.catalog.datasets() if rx.match(d.name))
             else:
                 found = frozenset()
-            if self._visible_generation == generation:
-                self._visible[user] = found
+            with self._lock:
+                if self._visible_generation == generation:
+                    self._visible[user] = found
         return found
 
     def visible_datasets(self, context: fl.ServerCallContext | None) -> list[DatasetRecord]:
