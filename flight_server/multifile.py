@@ -587,23 +587,27 @@ def select_ranges(spec: ReadSpec, rec: DatasetRecord,
 # ---------------------------------------------------------------- reading (do_get)
 
 
-def read_part(reader: Any, plan: Any, part: PartRecord, start: int, stop: int) -> pa.Table:
-    """Read ``plan.columns`` of one part: widened types cast, missing columns as nulls, the
-    channel column filled in. Single-file datasets go straight to the reader."""
+def read_part(reader: Any, plan: Any, part: PartRecord, start: int, stop: int,
+              columns: Sequence[str] | None = None, cut_phase: bool = False) -> pa.Table:
+    """Read ``columns`` (default ``plan.columns``) of one part: widened types cast, missing
+    columns as nulls, the channel column filled in. Single-file datasets go straight to the
+    reader. ``cut_phase`` reads unsliced values typed as in the dataset (for the cut)."""
     rec: DatasetRecord = plan.dataset
-    slices = plan.spec.slices
+    slices = () if cut_phase else plan.spec.slices
+    schema = plan.source_schema if cut_phase else plan.schema
+    columns = plan.columns if columns is None else tuple(columns)
     if rec.origin == "file":
-        return reader.read(plan.columns, start, stop, slices)
+        return reader.read(columns, start, stop, slices)
     idx = index_of(rec)
     channel_col = rec.attributes.get(ATTR_CHANNEL)
     member = f"{part.path}:{part.object_path}"
     absent = {c for c, who in idx.missing.items() if member in who}
-    want = [c for c in plan.columns if c != channel_col and c not in absent]
+    want = [c for c in columns if c != channel_col and c not in absent]
     got = reader.read(want, start, stop, slices) if want else None
     n = stop - start if got is None else got.num_rows
     arrays = []
-    for c in plan.columns:
-        f = plan.schema.field(c)
+    for c in columns:
+        f = schema.field(c)
         if c == channel_col:
             value = int(part.channel) if pa.types.is_integer(f.type) else part.channel
             arrays.append(pa.array(np.full(n, value), f.type) if pa.types.is_integer(f.type)
@@ -615,7 +619,7 @@ def read_part(reader: Any, plan: Any, part: PartRecord, start: int, stop: int) -
             if not arr.type.equals(f.type):
                 arr = arr.cast(f.type)
             arrays.append(arr)
-    return pa.Table.from_arrays(arrays, names=list(plan.columns))
+    return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 # ---------------------------------------------------------------- the files action

@@ -20,6 +20,7 @@ from arrowroot.catalog.errors import NotFound, not_found
 from arrowroot.catalog.models import DatasetRecord, PartRecord
 
 from .codec import InvalidRequest, ReadSpec
+from .expr import Cut, ExprError, parse
 from .multifile import select_ranges
 from .sources.base import META_SHAPE, fixed_shape_type, sliced_shape
 
@@ -45,14 +46,30 @@ class Plan:
     entry_stop: int
     tasks: tuple[ReadTask, ...]
     bytes_per_entry: float
+    source_schema: pa.Schema | None = None  # the dataset's full schema (cut columns come from it)
+    cut: Cut | None = None                  # the parsed ``where``; None = every entry passes
 
     @property
-    def total_records(self) -> int:
+    def entries(self) -> int:
+        """Entries scanned (before any cut)."""
         return self.entry_stop - self.entry_start
 
     @property
+    def total_records(self) -> int:
+        """Rows the stream will carry: -1 (unknown) when a cut decides."""
+        return -1 if self.cut is not None else self.entries
+
+    @property
     def total_bytes(self) -> int:
-        return int(self.total_records * self.bytes_per_entry)
+        return -1 if self.cut is not None else int(self.entries * self.bytes_per_entry)
+
+    @property
+    def cut_columns(self) -> tuple[str, ...]:
+        """Columns the cut reads, in dataset order (phase one of the pushdown)."""
+        if self.cut is None:
+            return ()
+        names = self.source_schema.names if self.source_schema is not None else sorted(self.cut.columns)
+        return tuple(n for n in names if n in self.cut.columns)
 
 
 def dataset_schema(rec: DatasetRecord) -> pa.Schema:
@@ -186,13 +203,19 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, endpoint_bytes: int) -> Plan:
     out_schema = pa.schema(fields, metadata=schema.metadata)
     # entry range within the selected files/channels → global pieces, one part each
     start, stop, pieces = select_ranges(spec, rec, columns)
-    per_entry = bytes_per_entry(rec, columns)
+    cut = None
+    if spec.where.strip():
+        try:
+            cut = parse(spec.where, schema)
+        except ExprError as exc:
+            raise InvalidRequest(f"where: {exc}") from None
+    per_entry = bytes_per_entry(rec, tuple(dict.fromkeys(columns + tuple(sorted(cut.columns if cut else ())))))
     rows = max(1, int(endpoint_bytes / per_entry))
     tasks = []
     for part, a, b in pieces:
         local = tuple(part.entry_offset + x for x in part.boundaries)
         tasks.extend(ReadTask(x, y) for x, y in split_range(a, b, local, rows, split_above=4 * rows))
-    return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry)
+    return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, schema, cut)
 
 
 def read_chunks(plan: Plan, task: ReadTask, chunk_bytes: int) -> list[tuple[PartRecord, int, int]]:

@@ -96,12 +96,17 @@ class ArrowrootServer(fl.FlightServerBase):
             return ident.decode() if isinstance(ident, bytes) else str(ident)
         return context.peer()
 
-    def _count(self, dataset: str, rows: int, nbytes: int) -> None:
+    def _count(self, dataset: str, stats: StreamStats, cut: bool) -> None:
         with self._counters_lock:
-            c = self._counters.setdefault(dataset, {"requests": 0, "rows": 0, "bytes": 0})
+            c = self._counters.setdefault(dataset, {"requests": 0, "rows": 0, "bytes": 0, "cut_requests": 0,
+                                                    "entries_scanned": 0, "entries_passed": 0})
             c["requests"] += 1
-            c["rows"] += rows
-            c["bytes"] += nbytes
+            c["rows"] += stats.rows
+            c["bytes"] += stats.bytes
+            if cut:
+                c["cut_requests"] += 1
+                c["entries_scanned"] += stats.entries_scanned
+                c["entries_passed"] += stats.entries_passed
 
     def _boundary(self, method: str, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -247,9 +252,10 @@ class ArrowrootServer(fl.FlightServerBase):
             raise self._map_error("do_get", what, exc) from None
         finally:
             secs = time.perf_counter() - t0
-            self._count(plan.dataset.name, stats.rows, stats.bytes)
-            log.info("%s do_get %s cols=%d rows=%d bytes=%d %.3fs %s", self._who(context), what,
-                     len(plan.columns), stats.rows, stats.bytes, secs, status)
+            self._count(plan.dataset.name, stats, plan.cut is not None)
+            cut = f" where={plan.cut.text!r} scanned={stats.entries_scanned}" if plan.cut is not None else ""
+            log.info("%s do_get %s cols=%d rows=%d bytes=%d %.3fs %s%s", self._who(context), what,
+                     len(plan.columns), stats.rows, stats.bytes, secs, status, cut)
 
     # ------------------------------------------------------------ actions
 

@@ -7,11 +7,12 @@ are split by bytes as well as rows: many gRPC clients refuse messages over 16 Mi
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,45 @@ class StreamStats:
     rows: int = 0
     bytes: int = 0
     entries_scanned: int = 0
+    entries_passed: int = 0
+
+    def metadata(self) -> bytes:
+        """What a cut stream reports in its batches' app_metadata (cumulative for the stream)."""
+        return json.dumps({"scanned": self.entries_scanned, "passed": self.entries_passed}).encode()
 
 
-Transform = Callable[[pa.Table, int], pa.Table]
+@dataclass
+class Chunk:
+    """One read, ready to send: the rows that passed, and where they came from."""
+
+    table: pa.Table | None      # None: no entry of the chunk passed the cut
+    first_entry: int            # global entry number of the chunk's first entry
+    scanned: int
+    passed: np.ndarray | None = None  # indices (within the chunk) of the passing entries
+
+
+def read_chunk(reader: Reader, plan: Plan, part: PartRecord, a: int, b: int) -> Chunk:
+    """Read one chunk; with a cut, in two phases.
+
+    Phase one reads only the columns the cut needs and computes the mask; a chunk where
+    nothing passes ends there. Phase two reads the other requested columns and keeps the
+    passing rows. Columns used by both are read once.
+    """
+    first = part.entry_offset + a
+    if plan.cut is None:
+        return Chunk(read_part(reader, plan, part, a, b), first, b - a)
+    cut_columns = plan.cut_columns or plan.columns[:1]  # a constant cut still needs the row count
+    cut_table = read_part(reader, plan, part, a, b, cut_columns, cut_phase=True)
+    mask = plan.cut.mask(cut_table)
+    passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    if len(passed) == 0:
+        return Chunk(None, first, b - a, passed)
+    reuse = set(cut_columns) if not plan.spec.slices else set()
+    rest = [c for c in plan.columns if c not in reuse]
+    rest_table = read_part(reader, plan, part, a, b, rest) if rest else None
+    keep = pa.array(passed)
+    columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in plan.columns]
+    return Chunk(pa.Table.from_arrays(columns, names=list(plan.columns)), first, b - a, passed)
 
 
 def stream_task(
@@ -115,12 +152,15 @@ def stream_task(
     batch_bytes: int,
     batch_rows: int,
     stats: StreamStats,
-) -> Iterator[pa.RecordBatch]:
-    """Batches for one endpoint; reads one chunk ahead in a thread."""
+) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
+    """Batches for one endpoint; reads one chunk ahead in a thread.
+
+    With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
+    app_metadata, and the stream ends with an empty batch carrying the totals.
+    """
     chunks = read_chunks(plan, task, chunk_bytes)
     rec = plan.dataset
     out_schema = plan.schema
-    slices = plan.spec.slices
     ahead: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -130,10 +170,10 @@ def stream_task(
                 if stop.is_set():
                     return
                 reader = readers.get(part, rec.format, rec.kind)
-                table = read_part(reader, plan, part, a, b)  # multi-file: casts, nulls, channel
+                chunk = read_chunk(reader, plan, part, a, b)
                 while not stop.is_set():
                     try:
-                        ahead.put((part.entry_offset + a, table), timeout=0.1)
+                        ahead.put(chunk, timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -150,16 +190,25 @@ def stream_task(
                 break
             if isinstance(item, BaseException):
                 raise item
-            first_entry, table = item
-            stats.entries_scanned += table.num_rows
+            chunk: Chunk = item
+            stats.entries_scanned += chunk.scanned
+            if chunk.table is None:
+                continue
+            table = chunk.table
+            stats.entries_passed += table.num_rows
             if plan.spec.with_entry_numbers:
-                entries = pa.array(np.arange(first_entry, first_entry + table.num_rows, dtype=np.int64))
-                table = table.add_column(0, "entry", entries)
+                if chunk.passed is not None:
+                    numbers = chunk.passed.astype(np.int64) + chunk.first_entry
+                else:
+                    numbers = np.arange(chunk.first_entry, chunk.first_entry + table.num_rows, dtype=np.int64)
+                table = table.add_column(0, "entry", pa.array(numbers))
             table = pa.Table.from_arrays(table.columns, schema=out_schema)
             for batch in split_batches(table, batch_rows, batch_bytes):
                 stats.rows += batch.num_rows
                 stats.bytes += batch.nbytes
-                yield batch
+                yield (batch, stats.metadata()) if plan.cut is not None else batch
+        if plan.cut is not None:
+            yield pa.RecordBatch.from_pylist([], schema=out_schema), stats.metadata()
     finally:
         stop.set()
         # drain so the producer is never blocked on a full queue
