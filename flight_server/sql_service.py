@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -164,11 +164,16 @@ class ServerTableProvider:
     """
 
     def __init__(self, server: ArrowrootServer, context: fl.ServerCallContext | None,
-                 scan_log: deque | None = None) -> None:
+                 scan_log: deque | None = None,
+                 on_scan: Callable[[str, StreamStats], None] | None = None) -> None:
         self.server = server
+        self.on_scan = on_scan
         self.visible: dict[str, DatasetRecord] = {d.name: d for d in server.visible_datasets(context)}
         self.scan_log = scan_log
         self._schemas: dict[str, pa.Schema] = {}
+        #: errors raised while reading files: DuckDB wraps them in its own message, the front end
+        #: reports the original (FileChanged → UNAVAILABLE, SourceError → INTERNAL, ...).
+        self.failures: list[BaseException] = []
 
     def dataset_names(self) -> list[str]:
         return list(self.visible)
@@ -200,8 +205,12 @@ class ServerTableProvider:
                 for task in plan.tasks:
                     yield from stream_task(plan, task, server.readers, settings.chunk_bytes,
                                            settings.batch_bytes, settings.batch_rows, stats)
+            except Exception as exc:
+                self.failures.append(exc)
+                raise
             finally:
-                server._count(name, stats.rows, stats.bytes)
+                if self.on_scan is not None:
+                    self.on_scan(name, stats)
 
         return pa.RecordBatchReader.from_batches(plan.schema, batches())
 
@@ -342,6 +351,9 @@ class FlightSqlFrontEnd:
         #: (dataset, columns) of recent scans, newest last: lets tests and operators see what SQL read.
         self.scan_log: deque[tuple[str, tuple[str, ...]]] = deque(maxlen=256)
         self._active: dict[str, SqlEngine] = {}
+        #: per dataset: scans SQL queries made, rows and bytes they read (kept apart from the
+        #: DoGet counters: one query may scan a dataset several times)
+        self.scanned: dict[str, dict[str, int]] = {}
         self._active_lock = threading.Lock()
 
     # ------------------------------------------------------------ dispatch helpers
@@ -414,7 +426,14 @@ class FlightSqlFrontEnd:
         return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes)
 
     def _provider(self, context: fl.ServerCallContext | None) -> ServerTableProvider:
-        return ServerTableProvider(self.server, context, self.scan_log)
+        return ServerTableProvider(self.server, context, self.scan_log, self._count_scan)
+
+    def _count_scan(self, dataset: str, stats: StreamStats) -> None:
+        with self._active_lock:
+            c = self.scanned.setdefault(dataset, {"scans": 0, "rows": 0, "bytes": 0})
+            c["scans"] += 1
+            c["rows"] += stats.rows
+            c["bytes"] += stats.bytes
 
     def _prepare(self, context: fl.ServerCallContext | None, query: str,
                  provider: ServerTableProvider | None = None) -> PreparedQuery:
@@ -597,12 +616,12 @@ class FlightSqlFrontEnd:
             self._active[query_id] = engine
         try:
             reader = engine.execute(prepared, params, query_id=query_id)
-        except BaseException:
+        except Exception as exc:
             watcher.stop()
             self._forget(query_id)
-            raise
+            raise (provider.failures[0] if provider.failures else exc) from None
         log.info("%s sql %s scans=%s", self.server._who(context), query_id[:12], prepared.scans)
-        results = _ResultStream(self, context, engine, query_id, reader, watcher)
+        results = _ResultStream(self, context, engine, query_id, reader, watcher, provider)
         return fl.GeneratorStream(reader.schema, results, options=self.server._ipc_options)
 
     def _forget(self, query_id: str) -> None:
@@ -701,8 +720,10 @@ class _ResultStream:
     """
 
     def __init__(self, front: FlightSqlFrontEnd, context: fl.ServerCallContext, engine: SqlEngine,
-                 query_id: str, reader: pa.RecordBatchReader, watcher: _CancelWatcher) -> None:
+                 query_id: str, reader: pa.RecordBatchReader, watcher: _CancelWatcher,
+                 provider: ServerTableProvider) -> None:
         self.front, self.context, self.engine, self.query_id = front, context, engine, query_id
+        self.provider = provider
         self.reader, self.watcher = reader, watcher
         self.rows, self.t0, self.closed = 0, time.perf_counter(), False
 
@@ -722,6 +743,8 @@ class _ResultStream:
             raise
         except Exception as exc:
             self.close(type(exc).__name__)
+            if self.provider.failures and not isinstance(exc, (TimeoutError, QueryCancelled)):
+                exc = self.provider.failures[0]
             raise self.front._map_error("do_get", exc) from None
         self.rows += batch.num_rows
         return batch

@@ -311,8 +311,9 @@ def test_result_batches_stay_below_8_mib(sample_server) -> None:
 def test_touching_two_of_100_columns_reads_two(tmp_path: Path, serve) -> None:
     rng = np.random.default_rng(3)
     n = 5000
-    with uproot.recreate(tmp_path / "wide.root") as f:
-        f["t"] = {f"b{i:03d}": rng.normal(size=n) for i in range(100)}
+    with uproot.recreate(tmp_path / "wide.root") as f:  # a TTree (a dict assignment writes an RNTuple)
+        tree = f.mktree("t", {f"b{i:03d}": "float64" for i in range(100)})
+        tree.extend({f"b{i:03d}": rng.normal(size=n) for i in range(100)})
     running = serve(tmp_path)
     front = running.server.sql
     with flightsql.connect(running.location, autocommit=True) as c:
@@ -537,3 +538,20 @@ def test_concurrent_clients(sample_server, reference) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_file_changed_under_a_query_is_unavailable(tmp_path: Path, serve) -> None:
+    """Errors from reading files keep their own status through DuckDB (not INVALID_ARGUMENT)."""
+    with uproot.recreate(tmp_path / "a.root") as f:
+        tree = f.mktree("t", {"x": "float64"})
+        tree.extend({"x": np.arange(1000.0)})
+    running = serve(tmp_path)
+    client = fl.connect(running.location)
+    query = fs.CommandStatementQuery(query='SELECT sum(x) AS s FROM "a.root:t"')
+    assert _fetch(client, _info(client, query))["s"][0].as_py() == 499500.0
+    info = _info(client, query)
+    with open(tmp_path / "a.root", "ab") as fh:
+        fh.write(b"\0" * 16)
+    with pytest.raises(fl.FlightUnavailableError, match="modified"):
+        client.do_get(info.endpoints[0].ticket).read_all()
+    assert running.server.sql.scanned["a.root:t"]["rows"] == 1000
