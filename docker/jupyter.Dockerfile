@@ -11,8 +11,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MPLBACKEND=Agg
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # arrowroot is one distribution (client and server); install it as the README does
 # (`pip install .` from the repository root) with the dataframe extras, plus JupyterLab.
