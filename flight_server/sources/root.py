@@ -79,7 +79,8 @@ def _leaf_names(tree) -> dict[str, str]:
 class RootReader(Reader):
     def __init__(self, path: str, object_path: str, kind: str):
         try:
-            self._file = uproot.open(path)
+            # no array cache: memory stays bounded, and repeated reads are real reads
+            self._file = uproot.open(path, array_cache=None, object_cache=100)
             self._obj = self._file[object_path]
         except Exception as exc:  # uproot raises many types for broken files
             raise SourceError(f"{path}: cannot open {object_path!r}: {exc}") from exc
