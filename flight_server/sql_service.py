@@ -68,6 +68,8 @@ HANDLE_TTL_S = 600.0             # prepared statements and statement tickets
 MAX_HANDLES_PER_PRINCIPAL = 1024
 MAX_PARAMETER_BYTES = 16 << 20
 MAX_PARAMETER_ROWS = 100_000
+MAX_PREPARED_BYTES = 64 << 20    # per principal: query texts + bound parameters of open statements
+PLAN_CACHE_MAX_QUERY = 64 << 10  # longer queries are planned every time rather than cached
 MAX_RESULT_BATCH_BYTES = (8 << 20) - (64 << 10)  # strictly below 8 MiB, with room for IPC framing
 PLAN_CACHE_SIZE = 512
 CANCEL_POLL_S = 0.2
@@ -75,7 +77,8 @@ _TICKET_MAGIC = b"ARSQL1"
 
 ACTIONS = {
     "CreatePreparedStatement": "Flight SQL: prepare a query (body: Any<ActionCreatePreparedStatementRequest>).",
-    "ClosePreparedStatement": "Flight SQL: close a prepared statement (body: Any<ActionClosePreparedStatementRequest>).",
+    "ClosePreparedStatement": "Flight SQL: close a prepared statement "
+                              "(body: Any<ActionClosePreparedStatementRequest>).",
 }
 #: Flight SQL action types we recognise but do not serve (read-only, no transactions).
 _UNSERVED_ACTIONS = frozenset(
@@ -278,6 +281,10 @@ class _Prepared:
     parameters: pa.Table | None = None
     last_used: float = field(default_factory=time.monotonic)
 
+    @property
+    def nbytes(self) -> int:
+        return len(self.query.query) + (self.parameters.nbytes if self.parameters is not None else 0)
+
 
 class _PreparedStore:
     """Open prepared statements: idle TTL, a cap per principal, handles bound to principals."""
@@ -296,14 +303,28 @@ class _PreparedStore:
         now = time.monotonic()
         with self._lock:
             self._expire(now)
-            open_ = sum(1 for p in self._items.values() if p.principal == principal)
-            if open_ >= self.cap:
+            mine = [p for p in self._items.values() if p.principal == principal]
+            if len(mine) >= self.cap:
                 raise MemoryError(
-                    f"{open_} prepared statements are open (the limit is {self.cap}); close some first"
+                    f"{len(mine)} prepared statements are open (the limit is {self.cap}); close some first"
                 )
+            self._check_bytes(mine, len(query.query))
             entry = _Prepared(secrets.token_bytes(16), principal, query, last_used=now)
             self._items[entry.handle] = entry
             return entry
+
+    def _check_bytes(self, mine: list[_Prepared], extra: int) -> None:
+        held = sum(p.nbytes for p in mine)
+        if held + extra > MAX_PREPARED_BYTES:
+            raise MemoryError(f"open prepared statements would hold {held + extra} bytes of queries and "
+                              f"parameters (the limit is {MAX_PREPARED_BYTES}); close some first")
+
+    def bind(self, entry: _Prepared, parameters: pa.Table | None) -> None:
+        """Attach DoPut parameters, within the principal's byte budget."""
+        with self._lock:
+            mine = [p for p in self._items.values() if p.principal == entry.principal and p is not entry]
+            self._check_bytes(mine, len(entry.query.query) + (parameters.nbytes if parameters is not None else 0))
+            entry.parameters = parameters
 
     def get(self, handle: bytes, principal: str) -> _Prepared:
         now = time.monotonic()
@@ -448,6 +469,8 @@ class FlightSqlFrontEnd:
                 self._plans.move_to_end(key)
                 return hit
         prepared = self._engine(provider).prepare(query)
+        if len(query) > PLAN_CACHE_MAX_QUERY:
+            return prepared
         with self._plans_lock:
             self._plans[key] = prepared
             while len(self._plans) > PLAN_CACHE_SIZE:
@@ -644,7 +667,7 @@ class FlightSqlFrontEnd:
             if params is not None and params.num_columns != entry.query.parameter_count:
                 raise ValueError(f"the prepared query has {entry.query.parameter_count} parameters, "
                                  f"the bound batch has {params.num_columns} columns")
-            entry.parameters = params
+            self.prepared.bind(entry, params)
             result = fsql.DoPutPreparedStatementResult(prepared_statement_handle=entry.handle)
             writer.write(pa.py_buffer(result.SerializeToString()))
 

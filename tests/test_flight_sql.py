@@ -555,3 +555,43 @@ def test_file_changed_under_a_query_is_unavailable(tmp_path: Path, serve) -> Non
     with pytest.raises(fl.FlightUnavailableError, match="modified"):
         client.do_get(info.endpoints[0].ticket).read_all()
     assert running.server.sql.scanned["a.root:t"]["rows"] == 1000
+
+
+def test_preparing_reads_no_data(sample_server) -> None:
+    front = sample_server.server.sql
+    before = (len(front.scan_log), {k: dict(v) for k, v in front.scanned.items()})
+    client = _flight(sample_server)
+    query = f"SELECT avg(MET_pt) FROM {Q} WHERE nMuon >= ? AND event % 7 = 3"
+    body = fs.pack(fs.ActionCreatePreparedStatementRequest(query=query))
+    (result,) = list(client.do_action(fl.Action("CreatePreparedStatement", body)))
+    handle = fs.unpack(result.body.to_pybytes()).prepared_statement_handle
+    cmd = fs.CommandPreparedStatementQuery(prepared_statement_handle=handle)
+    client.get_flight_info(fl.FlightDescriptor.for_command(fs.pack(cmd)))
+    client.get_schema(fl.FlightDescriptor.for_command(fs.pack(fs.CommandStatementQuery(query=f"SELECT * FROM {Q}"))))
+    assert (len(front.scan_log), front.scanned) == before
+
+
+def test_hidden_datasets_do_not_exist(sample_dir: Path) -> None:
+    from arrowroot.flight_server.config import Settings
+    from arrowroot.flight_server.service import ArrowrootServer
+
+    class OnlyHep(ArrowrootServer):
+        def visible_datasets(self, context=None):  # noqa: ANN001, ANN202
+            return [d for d in super().visible_datasets(context) if d.name.startswith("hep/")]
+
+    server = OnlyHep(Settings(root=sample_dir, port=0))
+    server.indexer.run()
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        with flightsql.connect(f"grpc://127.0.0.1:{server.port}", autocommit=True) as c:
+            assert sql(c, f"SELECT count(*) AS n FROM {Q}")["n"][0].as_py() == 20_000
+            with pytest.raises(adbc_driver_manager.Error, match="no such table"):
+                sql(c, f'SELECT * FROM "{DETECTOR}"')
+            assert sql(c, "SELECT name FROM arrowroot.datasets")["name"].to_pylist() == [EVENTS]
+            assert sql(c, "SELECT path FROM arrowroot.files")["path"].to_pylist() == ["hep/events.root"]
+            assert set(sql(c, "SELECT DISTINCT dataset FROM arrowroot.columns")["dataset"].to_pylist()) == {EVENTS}
+            objects = c.adbc_get_objects(depth="tables").read_all().to_pylist()
+            main = [s for s in objects[0]["catalog_db_schemas"] if s["db_schema_name"] == "main"][0]
+            assert [t["table_name"] for t in main["db_schema_tables"]] == [EVENTS]
+    finally:
+        server.shutdown()
