@@ -79,3 +79,16 @@ class NewDataset:
     columns: list[ColumnRecord]
     parts: list[tuple[str, str, int, list[int], str | None]]  # (file path, object path, entries, boundaries, channel)
     origin: str = "file"
+
+
+@dataclass(frozen=True)
+class FileUpdate:
+    """Everything the indexer learnt about one file, written in one go."""
+
+    path: str
+    format: str | None
+    size: int
+    mtime: float
+    datasets: tuple[NewDataset, ...] = ()
+    error: str | None = None
+    keys: dict[str, Any] = field(default_factory=dict)

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from .errors import NotFound, not_found
-from .models import ColumnRecord, DatasetRecord, FileRecord, NewDataset, PartRecord
+from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord
 
 SCHEMA_VERSION = "1"
 
@@ -99,24 +99,41 @@ class Catalog:
         keys: dict[str, Any] | None = None,
     ) -> int:
         """Replace everything known about one file (its row and its single-file datasets)."""
+        return self.record_files([FileUpdate(path, fmt, size, mtime, tuple(datasets), error, keys or {})])[path]
+
+    def record_files(self, updates: Sequence[FileUpdate]) -> dict[str, int]:
+        """Replace everything known about these files in one transaction; returns path → id.
+
+        Column-wise inserts (``unnest`` of lists) keep this to a handful of statements per
+        batch: per-row statements cost ~1 ms each and made indexing 10,000 files take minutes.
+        """
+        if not updates:
+            return {}
+        latest = {u.path: u for u in updates}  # the last update of a path wins
+        updates = list(latest.values())
+        paths = [u.path for u in updates]
         with self._write_lock:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                self._drop_file(cur, path)
-                file_id = cur.execute("SELECT nextval('file_ids')").fetchone()[0]
+                self._drop_files(cur, paths)
+                ids = [r[0] for r in cur.execute("SELECT nextval('file_ids') FROM range(?)", [len(updates)]).fetchall()]
                 cur.execute(
-                    "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, now(), ?)",
-                    [file_id, path, fmt, size, mtime, "error" if error else "ok", error,
-                     json.dumps(keys or {})],
+                    "INSERT INTO files SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),"
+                    " unnest(?::BIGINT[]), unnest(?::DOUBLE[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), now(),"
+                    " unnest(?::VARCHAR[])::JSON",
+                    [ids, paths, [u.format for u in updates], [u.size for u in updates],
+                     [u.mtime for u in updates], ["error" if u.error else "ok" for u in updates],
+                     [u.error for u in updates], [json.dumps(u.keys or {}, default=str) for u in updates]],
                 )
-                self._insert_datasets(cur, datasets, {path: file_id})
+                file_ids = dict(zip(paths, ids))
+                self._insert_datasets(cur, [d for u in updates for d in u.datasets], file_ids)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
         self._changed()
-        return file_id
+        return file_ids
 
     def set_file_keys(self, keys: dict[str, dict[str, Any]]) -> int:
         """Store the file keys parsed from the names of these files (path → keys); one
@@ -143,13 +160,14 @@ class Catalog:
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files (deleted from disk); returns how many were known."""
-        n = 0
+        paths = list(paths)
+        if not paths:
+            return 0
         with self._write_lock:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                for p in paths:
-                    n += self._drop_file(cur, p)
+                n = self._drop_files(cur, paths)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -158,16 +176,17 @@ class Catalog:
             self._changed()
         return n
 
-    def _drop_file(self, cur: duckdb.DuckDBPyConnection, path: str) -> int:
-        row = cur.execute("SELECT file_id FROM files WHERE path = ?", [path]).fetchone()
-        if row is None:
+    def _drop_files(self, cur: duckdb.DuckDBPyConnection, paths: list[str]) -> int:
+        file_ids = [r[0] for r in cur.execute(
+            "SELECT file_id FROM files WHERE path IN (SELECT unnest(?::VARCHAR[]))", [paths]).fetchall()]
+        if not file_ids:
             return 0
-        file_id = row[0]
         ids = [r[0] for r in cur.execute(
-            "SELECT DISTINCT dataset_id FROM dataset_parts WHERE file_id = ?", [file_id]).fetchall()]
+            "SELECT DISTINCT dataset_id FROM dataset_parts WHERE file_id IN (SELECT unnest(?::BIGINT[]))",
+            [file_ids]).fetchall()]
         self._delete_datasets(cur, ids)
-        cur.execute("DELETE FROM files WHERE file_id = ?", [file_id])
-        return 1
+        cur.execute("DELETE FROM files WHERE file_id IN (SELECT unnest(?::BIGINT[]))", [file_ids])
+        return len(file_ids)
 
     @staticmethod
     def _delete_datasets(cur: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
@@ -178,35 +197,53 @@ class Catalog:
 
     def _insert_datasets(self, cur: duckdb.DuckDBPyConnection, datasets: Sequence[NewDataset],
                          file_ids: dict[str, int]) -> None:
-        for ds in datasets:
-            taken = cur.execute("SELECT dataset_id FROM datasets WHERE name = ?", [ds.name]).fetchone()
-            if taken is not None:  # a name is unique: the newest definition wins
-                self._delete_datasets(cur, [taken[0]])
-            dataset_id = cur.execute("SELECT nextval('dataset_ids')").fetchone()[0]
-            cur.execute(
-                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [dataset_id, ds.name, ds.kind, ds.format, ds.entries, ds.schema,
-                 json.dumps(ds.attributes, default=str), ds.origin],
-            )
+        """Insert datasets with their parts and columns, column-wise (a few statements in all)."""
+        if not datasets:
+            return
+        datasets = list({d.name: d for d in datasets}.values())  # a name is unique: the newest wins
+        names = [d.name for d in datasets]
+        taken = [r[0] for r in cur.execute(
+            "SELECT dataset_id FROM datasets WHERE name IN (SELECT unnest(?::VARCHAR[]))", [names]).fetchall()]
+        self._delete_datasets(cur, taken)
+        missing = sorted({p[0] for d in datasets for p in d.parts} - set(file_ids))
+        if missing:
+            file_ids.update(dict(cur.execute(
+                "SELECT path, file_id FROM files WHERE path IN (SELECT unnest(?::VARCHAR[]))", [missing]).fetchall()))
+        ids = [r[0] for r in cur.execute("SELECT nextval('dataset_ids') FROM range(?)", [len(datasets)]).fetchall()]
+        cur.execute(
+            "INSERT INTO datasets SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),"
+            " unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BLOB[]), unnest(?::VARCHAR[])::JSON,"
+            " unnest(?::VARCHAR[])",
+            [ids, names, [d.kind for d in datasets], [d.format for d in datasets], [d.entries for d in datasets],
+             [d.schema for d in datasets], [json.dumps(d.attributes, default=str) for d in datasets],
+             [d.origin for d in datasets]],
+        )
+        parts: list[list] = [[] for _ in range(8)]
+        cols: list[list] = [[] for _ in range(10)]
+        for dataset_id, ds in zip(ids, datasets):
             offset = 0
-            part_rows = []
             for i, (fpath, obj, entries, boundaries, channel) in enumerate(ds.parts):
                 if fpath not in file_ids:
-                    row = cur.execute("SELECT file_id FROM files WHERE path = ?", [fpath]).fetchone()
-                    if row is None:
-                        raise NotFound(f"dataset {ds.name!r} refers to unknown file {fpath!r}")
-                    file_ids[fpath] = row[0]
-                part_rows.append([dataset_id, i, file_ids[fpath], obj, offset, entries, list(boundaries), channel])
+                    raise NotFound(f"dataset {ds.name!r} refers to unknown file {fpath!r}")
+                row = [dataset_id, i, file_ids[fpath], obj, offset, entries, [int(b) for b in boundaries], channel]
+                for acc, value in zip(parts, row):
+                    acc.append(value)
                 offset += entries
-            if part_rows:
-                cur.executemany("INSERT INTO dataset_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", part_rows)
-            col_rows = [
-                [dataset_id, i, c.name, c.arrow_type, c.source_type, list(c.shape), c.compressed_bytes,
-                 c.uncompressed_bytes, c.readable, c.reason]
-                for i, c in enumerate(ds.columns)
-            ]
-            if col_rows:
-                cur.executemany("INSERT INTO columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", col_rows)
+            for i, c in enumerate(ds.columns):
+                row = [dataset_id, i, c.name, c.arrow_type, c.source_type, [int(x) for x in c.shape],
+                       c.compressed_bytes, c.uncompressed_bytes, c.readable, c.reason]
+                for acc, value in zip(cols, row):
+                    acc.append(value)
+        if parts[0]:
+            cur.execute(
+                "INSERT INTO dataset_parts SELECT unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]),"
+                " unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[][]),"
+                " unnest(?::VARCHAR[])", parts)
+        if cols[0]:
+            cur.execute(
+                "INSERT INTO columns SELECT unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]),"
+                " unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[][]), unnest(?::BIGINT[]),"
+                " unnest(?::BIGINT[]), unnest(?::BOOLEAN[]), unnest(?::VARCHAR[])", cols)
 
     def replace_derived(self, origin: str, datasets: Sequence[NewDataset]) -> None:
         """Replace every dataset of one origin ('folder', 'declared') by ``datasets``."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arrowroot.catalog.models import ColumnRecord, NewDataset
+from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
 from .multifile import derive
@@ -24,6 +24,7 @@ from .sources import DatasetInfo, detect
 log = logging.getLogger("arrowroot.indexer")
 
 STATE_DIR = ".arrowroot"
+BATCH_FILES = 256
 
 
 @dataclass
@@ -125,18 +126,27 @@ class Indexer:
                 report.unchanged += 1
             else:
                 todo.append((rel, st, rec is not None))
+        batch: list[FileUpdate] = []
+        flushed = time.monotonic()
         for i, (rel, st, existed) in enumerate(todo):
             if progress:
                 progress(rel, i, len(todo))
-            fmt, error = self.index_file(rel, st)
-            if fmt is None:
+            update = self.scan_file(rel, st)
+            # Written in batches (one transaction each), at least every second so a
+            # server that is indexing in the background shows datasets as they come.
+            batch.append(update)
+            if len(batch) >= BATCH_FILES or time.monotonic() - flushed > 1.0:
+                self.catalog.record_files(batch)
+                batch, flushed = [], time.monotonic()
+            if update.format is None:
                 continue
             if existed:
                 report.updated += 1
             else:
                 report.added += 1
-            if error:
-                report.errors.append((rel, error))
+            if update.error:
+                report.errors.append((rel, update.error))
+        self.catalog.record_files(batch)
         if progress:
             progress("", len(todo), len(todo))
         derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
@@ -150,28 +160,31 @@ class Indexer:
         return report
 
     def index_file(self, rel: str, st: os.stat_result | None = None) -> tuple[str | None, str | None]:
-        """(Re)scan one file; returns its format (None if not ours) and the error, if any."""
-        full = self.root / rel
+        """(Re)scan one file now; returns its format (None if not ours) and the error, if any."""
         try:
-            st = st or full.stat()
+            st = st or (self.root / rel).stat()
         except OSError as exc:
             self.catalog.remove_files([rel])
             return None, None if isinstance(exc, FileNotFoundError) else str(exc)
+        update = self.scan_file(rel, st)
+        self.catalog.record_files([update])
+        return update.format, update.error
+
+    def scan_file(self, rel: str, st: os.stat_result) -> FileUpdate:
+        """What the catalog should hold for one file (nothing is written here)."""
+        full = self.root / rel
         source = detect(str(full))
         if source is None:
-            # Not a format we serve; remember it so it is not re-read on every scan.
-            self.catalog.record_file(rel, None, st.st_size, st.st_mtime)
-            return None, None
+            # Not a format we serve; remembered so it is not re-read on every scan.
+            return FileUpdate(rel, None, st.st_size, st.st_mtime)
         try:
             infos = source.scan(str(full))
             datasets = to_new_datasets(rel, source.format, infos)
         except Exception as exc:  # any failure is this file's problem, not the index's
             msg = f"{type(exc).__name__}: {exc}"
             log.warning("cannot index %s: %s", rel, msg)
-            self.catalog.record_file(rel, source.format, st.st_size, st.st_mtime, error=msg)
-            return source.format, msg
-        self.catalog.record_file(rel, source.format, st.st_size, st.st_mtime, datasets)
-        return source.format, None
+            return FileUpdate(rel, source.format, st.st_size, st.st_mtime, error=msg)
+        return FileUpdate(rel, source.format, st.st_size, st.st_mtime, tuple(datasets))
 
     def start(self, sub: str | None = None) -> threading.Thread:
         """Index in a background thread (the server answers meanwhile)."""
