@@ -24,6 +24,7 @@ COPY clients ./clients
 RUN pip install ".[pandas,polars]" jupyterlab jupytext matplotlib \
  && cd / && rm -rf /src \
  && python -c "import arrowroot.clients, matplotlib, jupytext"
+WORKDIR /
 
 RUN useradd --uid 1000 --user-group --create-home --home-dir /home/jovyan jovyan \
  && mkdir -p /home/jovyan/work \

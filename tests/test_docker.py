@@ -251,6 +251,46 @@ def test_jupyter_image(jupyter_df):
     assert examples.startswith(cmd[-1].split("=", 1)[1]), "the examples are under JupyterLab's root"
 
 
+def test_no_step_runs_in_a_removed_workdir():
+    for dockerfile in ("Dockerfile", "jupyter.Dockerfile"):
+        workdir, removed = "/", False
+        for word, args in parse_dockerfile(DOCKER / dockerfile):
+            if word == "WORKDIR":
+                workdir, removed = args, False
+            elif word in ("RUN", "COPY"):
+                assert not removed, f"{dockerfile}: {word} {args[:40]} runs in {workdir}, removed before"
+                removed = bool(re.search(rf"rm -rf {re.escape(workdir)}(\s|$)", args))
+
+
+@pytest.mark.timeout(180)
+def test_the_copied_files_build_the_package(server_df, tmp_path):
+    """What the image's install sees — the COPY sources, less .dockerignore — builds a wheel
+    with the console script and the package data (no network: no isolation, no dependencies)."""
+    pytest.importorskip("setuptools")
+    ctx = tmp_path / "src"
+    ctx.mkdir()
+    for srcs, _ in copies(server_df):
+        for src in srcs:
+            path = REPO / src
+            files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            for f in files:
+                rel = f.relative_to(REPO).as_posix()
+                if not dockerignored(rel):
+                    (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, ctx / rel)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path / "dist"), str(ctx)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import zipfile
+
+    (wheel,) = (tmp_path / "dist").glob("arrowroot-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "arrowroot/flight_server/cli.py" in names and "arrowroot/catalog/schema.sql" in names
+    assert any(n.startswith("arrowroot/protos/") and n.endswith("_pb2.py") for n in names)
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "arrowroot = arrowroot.flight_server.cli:main" in entry_points
+
+
 # ------------------------------------------------------------------ compose
 
 
