@@ -29,7 +29,7 @@ from arrowroot.catalog.store import Catalog
 
 from . import __version__
 from .auth import Access, tls_kwargs
-from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_ticket
+from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_tickets
 from .config import Settings
 from .indexer import Indexer
 from .multifile import list_files
@@ -149,13 +149,9 @@ class ArrowrootServer(fl.FlightServerBase):
 
     def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor, principal: str = "") -> fl.FlightInfo:
         resolved = ReadSpec(**{**plan.spec.__dict__, "columns": plan.columns})
-        endpoints = []
-        for task in plan.tasks:
-            ticket = encode_ticket(
-                TicketData(plan.dataset.dataset_id, resolved, task.entry_start, task.entry_stop, principal),
-                self._ticket_key,
-            )
-            endpoints.append(fl.FlightEndpoint(ticket, []))
+        tickets = encode_tickets(plan.dataset.dataset_id, resolved,
+                                 [(t.entry_start, t.entry_stop) for t in plan.tasks], principal, self._ticket_key)
+        endpoints = [fl.FlightEndpoint(ticket, []) for ticket in tickets]
         return fl.FlightInfo(plan.schema, descriptor, endpoints, plan.total_records, plan.total_bytes)
 
     # ------------------------------------------------------------ Flight methods
