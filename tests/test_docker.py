@@ -20,11 +20,15 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+yaml = pytest.importorskip("yaml", reason="pip install pyyaml")
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
