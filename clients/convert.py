@@ -24,6 +24,26 @@ def _need(module: str) -> Any:
         raise ImportError(f"library={module!r} needs {module}: pip install {module}") from None
 
 
+def _tight_field(field: pa.Field, column: pa.ChunkedArray) -> pa.Field:
+    """``field`` marked non-nullable where ``column`` holds no nulls (lists: their items too)."""
+    t = field.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        values = [c.flatten() for c in column.chunks]
+        item = _tight_field(t.value_field, pa.chunked_array(values, t.value_type))
+        if pa.types.is_list(t):
+            t = pa.list_(item)
+        elif pa.types.is_large_list(t):
+            t = pa.large_list(item)
+        else:
+            t = pa.list_(item, t.list_size)
+    return pa.field(field.name, t, nullable=column.null_count > 0, metadata=field.metadata)
+
+
+def _tight_schema(table: pa.Table) -> pa.Schema:
+    fields = [_tight_field(f, table.column(i)) for i, f in enumerate(table.schema)]
+    return pa.schema(fields, metadata=table.schema.metadata)
+
+
 def convert(table: pa.Table, library: str = "pa") -> Any:
     """Convert a table; unknown library names list the known ones."""
     name = LIBRARIES.get(library)
@@ -37,7 +57,9 @@ def convert(table: pa.Table, library: str = "pa") -> Any:
     if name == "polars":
         return _need("polars").from_arrow(table)
     if name == "awkward":
-        return _need("awkward").from_arrow(table)
+        # Arrow fields are nullable by default; awkward would make every such column an
+        # option type (`?float32`). Mark fields without nulls as non-nullable first.
+        return _need("awkward").from_arrow(table.cast(_tight_schema(table)))
     # numpy: flat columns as arrays; list columns as object arrays of arrays (uproot's "np")
     import numpy as np
 

@@ -12,6 +12,7 @@ sources → stream, and one error boundary that maps every failure to one Flight
 from __future__ import annotations
 
 import json
+from collections import Counter
 import logging
 import secrets
 import threading
@@ -294,6 +295,8 @@ class ArrowrootServer(fl.FlightServerBase):
             return {"status": "ok", "version": __version__, "datasets": len(self.visible_datasets(context)),
                     "indexing": self.indexer.running}
         if kind == "rescan":
+            if self.access.enabled and not self._principal(context):
+                raise fl.FlightUnauthenticatedError("rescan: log in first; anonymous callers cannot re-index")
             path = args.get("path")
             if path is not None and not isinstance(path, str):
                 raise InvalidRequest("rescan.path: a string expected")
@@ -313,8 +316,15 @@ class ArrowrootServer(fl.FlightServerBase):
         if kind == "stats":
             with self._counters_lock:
                 served = {k: dict(v) for k, v in self._counters.items()}
-            visible = {d.name for d in self.visible_datasets(context)}
-            out = self.catalog.stats()
+            datasets = self.visible_datasets(context)
+            visible = {d.name for d in datasets}
+            if self.access.enabled:
+                # only what this caller may see: totals of hidden data are not theirs to know
+                files = {p.path: p.size for d in datasets for p in d.parts}
+                out = {"files": len(files), "bytes": sum(files.values()), "datasets": len(datasets),
+                       "datasets_by_format": dict(Counter(d.format for d in datasets))}
+            else:
+                out = self.catalog.stats()
             out["served"] = {k: v for k, v in served.items() if k in visible}
             out["indexing"] = self.indexer.running
             return out

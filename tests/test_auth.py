@@ -528,3 +528,16 @@ def test_serve_auth_refuses_to_start_without_anyone(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", str(tmp_path), "--port", "0", "--auth", "--no-index"])
     assert result.exit_code == 1
     assert "no users and no public grant" in result.output
+
+
+def test_stats_count_only_visible_data_and_anonymous_cannot_rescan(public: Served) -> None:
+    with public.flight() as c:
+        anon = json.loads(next(c.do_action(fl.Action("stats", b""))).body.to_pybytes())
+        assert anon["datasets"] == len({d.name for d in public.catalog.datasets() if d.name.startswith(DETECTOR)})
+        assert anon["files"] == 1 and "files_with_errors" not in anon
+        alice = json.loads(next(c.do_action(fl.Action("stats", b""), _login(public, "alice"))).body.to_pybytes())
+        assert alice["files"] == 2 and alice["datasets"] == anon["datasets"] + 1
+        with pytest.raises(fl.FlightUnauthenticatedError, match="rescan: log in first"):
+            list(c.do_action(fl.Action("rescan", b"")))
+        done = json.loads(next(c.do_action(fl.Action("rescan", b""), _login(public, "alice"))).body.to_pybytes())
+        assert done["errors"] == []
