@@ -11,6 +11,7 @@ in one run, each after a warm-up (files in the page cache, as on a busy server):
 and prints MB/s (of Arrow data) and the ratios arrowroot ÷ local and arrowroot ÷ flight.
 
     python bench/read_throughput.py [--entries 2000000] [--repeat 3] [--compression zlib|lz4|none]
+                                    [--h5-compression none|gzip|lzf] [--serve-args "--endpoint-mb 16"]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ ROOT_COLUMNS = ["run", "event", "nMuon", "MET_pt", "MET_phi", "Muon_pt", "Muon_e
 H5_COLUMNS = ["time", "energy", "channel", "baseline", "trigger"]
 
 
-def build(root: Path, n: int, compression: str) -> None:
+def build(root: Path, n: int, compression: str, h5_compression: str | None = None) -> None:
     rng = np.random.default_rng(0)
     comp = {"zlib": uproot.ZLIB(1), "lz4": uproot.LZ4(1), "none": None}[compression]
     with uproot.recreate(root / "events.root", compression=comp) as f:
@@ -64,12 +65,12 @@ def build(root: Path, n: int, compression: str) -> None:
             })
     with h5py.File(root / "daq.h5", "w") as f:
         g = f.create_group("hits")
-        chunk = (65_536,)
-        g.create_dataset("time", data=np.arange(n) * 1e-6, chunks=chunk)
-        g.create_dataset("energy", data=rng.gamma(2, 100, n).astype(np.float32), chunks=chunk)
-        g.create_dataset("channel", data=rng.integers(0, 64, n, dtype=np.int32), chunks=chunk)
-        g.create_dataset("baseline", data=rng.normal(100, 5, n), chunks=chunk)
-        g.create_dataset("trigger", data=rng.integers(0, 2**31, n, dtype=np.int64), chunks=chunk)
+        opts = {"chunks": (65_536,), "compression": h5_compression}
+        g.create_dataset("time", data=np.arange(n) * 1e-6, **opts)
+        g.create_dataset("energy", data=rng.gamma(2, 100, n).astype(np.float32), **opts)
+        g.create_dataset("channel", data=rng.integers(0, 64, n, dtype=np.int32), **opts)
+        g.create_dataset("baseline", data=rng.normal(100, 5, n), **opts)
+        g.create_dataset("trigger", data=rng.integers(0, 2**31, n, dtype=np.int64), **opts)
 
 
 def local_root(path: Path) -> pa.Table:
@@ -125,6 +126,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=2_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--compression", choices=["zlib", "lz4", "none"], default="zlib")
+    ap.add_argument("--h5-compression", choices=["gzip", "lzf", "none"], default="none")
     ap.add_argument("--threads", type=int, default=4, help="client threads (parallel endpoints)")
     ap.add_argument("--serve-args", default="", help="extra `arrowroot serve` options, e.g. '--endpoint-mb 16'")
     ap.add_argument("--data", type=Path, help="reuse (or create) the files in this folder instead of a temp dir")
@@ -135,8 +137,9 @@ def main() -> None:
         t0 = time.perf_counter()
         if not (root / "events.root").exists():
             root.mkdir(parents=True, exist_ok=True)
-            build(root, args.entries, args.compression)
-        print(f"built {args.entries:,} entries ({args.compression}) in {time.perf_counter() - t0:.1f}s: "
+            build(root, args.entries, args.compression,
+                  None if args.h5_compression == "none" else args.h5_compression)
+        print(f"built {args.entries:,} entries (ROOT {args.compression}, HDF5 {args.h5_compression}) in {time.perf_counter() - t0:.1f}s: "
               f"events.root {(root / 'events.root').stat().st_size / 1e6:.0f} MB, "
               f"daq.h5 {(root / 'daq.h5').stat().st_size / 1e6:.0f} MB")
         subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
