@@ -120,25 +120,33 @@ class Chunk:
     passed: np.ndarray | None = None  # indices (within the chunk) of the passing entries
 
 
-def read_chunk(reader: Reader, plan: Plan, part: PartRecord, a: int, b: int) -> Chunk:
+def read_chunk(reader: Reader, plan: Plan, part: PartRecord, a: int, b: int, in_one_go: bool = False) -> Chunk:
     """Read one chunk; with a cut, in two phases.
 
     Phase one reads only the columns the cut needs and computes the mask; a chunk where
     nothing passes ends there. Phase two reads the other requested columns and keeps the
-    passing rows. Columns used by both are read once.
+    passing rows. Columns used by both are read once. ``in_one_go`` reads both sets at
+    once (in parallel): the caller asks for it while chunks keep having passing entries,
+    where the two phases would only serialise the same reads.
     """
     first = part.entry_offset + a
     if plan.cut is None:
         return Chunk(read_part(reader, plan, part, a, b), first, b - a)
     cut_columns = plan.cut_columns or plan.columns[:1]  # a constant cut still needs the row count
-    cut_table = read_part(reader, plan, part, a, b, cut_columns, cut_phase=True)
+    reuse = set(cut_columns) if not plan.spec.slices else set()
+    rest = [c for c in plan.columns if c not in reuse]
+    if in_one_go and not plan.spec.slices:
+        both = read_part(reader, plan, part, a, b, list(dict.fromkeys([*cut_columns, *rest])), cut_phase=True)
+        cut_table, rest_table = both, both
+    else:
+        cut_table = read_part(reader, plan, part, a, b, cut_columns, cut_phase=True)
+        rest_table = None
     mask = plan.cut.mask(cut_table)
     passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
     if len(passed) == 0:
         return Chunk(None, first, b - a, passed)
-    reuse = set(cut_columns) if not plan.spec.slices else set()
-    rest = [c for c in plan.columns if c not in reuse]
-    rest_table = read_part(reader, plan, part, a, b, rest) if rest else None
+    if rest and rest_table is None:
+        rest_table = read_part(reader, plan, part, a, b, rest)
     keep = pa.array(passed)
     columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in plan.columns]
     return Chunk(pa.Table.from_arrays(columns, names=list(plan.columns)), first, b - a, passed)
@@ -166,11 +174,13 @@ def stream_task(
 
     def produce() -> None:
         try:
+            previous_passed = False
             for part, a, b in chunks:
                 if stop.is_set():
                     return
                 reader = readers.get(part, rec.format, rec.kind)
-                chunk = read_chunk(reader, plan, part, a, b)
+                chunk = read_chunk(reader, plan, part, a, b, in_one_go=previous_passed)
+                previous_passed = chunk.table is not None
                 while not stop.is_set():
                     try:
                         ahead.put(chunk, timeout=0.1)
