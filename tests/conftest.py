@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
@@ -39,6 +41,17 @@ def start_server(root: Path, index: bool = True, **settings: object) -> RunningS
         server.indexer.run()
     threading.Thread(target=server.serve, daemon=True).start()
     return RunningServer(server, f"grpc://127.0.0.1:{server.port}", Path(root))
+
+
+def read_request(server: RunningServer, request: dict) -> pa.Table:
+    """A JSON ReadRequest through get_flight_info and every endpoint, checked against the FlightInfo."""
+    c = server.flight()
+    info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(request)))
+    parts = [c.do_get(ep.ticket).read_all() for ep in info.endpoints]
+    table = pa.concat_tables(parts) if parts else info.schema.empty_table()
+    assert table.num_rows == info.total_records
+    assert table.schema.equals(info.schema)
+    return table
 
 
 @pytest.fixture

@@ -57,13 +57,9 @@ def h5_server(h5_dir):
 
 
 def read(server, request: dict) -> pa.Table:
-    c = server.flight()
-    info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(request)))
-    parts = [c.do_get(ep.ticket).read_all() for ep in info.endpoints]
-    table = pa.concat_tables(parts) if parts else info.schema.empty_table()
-    assert table.num_rows == info.total_records
-    assert table.schema.equals(info.schema)
-    return table
+    from conftest import read_request
+
+    return read_request(server, request)
 
 
 def test_listing(h5_server):

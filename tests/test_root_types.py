@@ -55,13 +55,9 @@ def root_server(root_dir):
 
 
 def read(server, request: dict) -> pa.Table:
-    c = server.flight()
-    info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(request)))
-    tables = [c.do_get(ep.ticket).read_all() for ep in info.endpoints]
-    table = pa.concat_tables(tables) if tables else info.schema.empty_table()
-    assert table.num_rows == info.total_records
-    assert table.schema.equals(info.schema)
-    return table
+    from conftest import read_request
+
+    return read_request(server, request)
 
 
 def test_datasets_listed_with_nested_dirs_and_rntuple(root_server):
