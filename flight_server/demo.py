@@ -79,7 +79,10 @@ def run_demo(out=print) -> None:
                     out(f"  {name:40s} {n:>8d} entries")
                 muons = client.read("hep/events.root:events", ["nMuon", "Muon_*"], entries=(100, 2100))
                 out(f"\nhep/events.root:events, columns nMuon + Muon_*, entries 100-2100: {muons.num_rows} rows")
-                out(str(muons.slice(0, 5).to_pandas()))
+                for row in muons.slice(0, 5).to_pylist():
+                    cells = ", ".join(f"{k}={[round(x, 2) for x in v] if isinstance(v, list) else v}"
+                                      for k, v in row.items())
+                    out(f"  {cells}")
                 image = client.read("lab/scan.h5:entry/data/image", entries=(10, 12),
                                     slices=[slice(0, 4), slice(0, 32, 8)], library="np")["image"]
                 out(f"\nlab/scan.h5:entry/data/image[10:12, 0:4, ::8] → numpy {image.shape} {image.dtype}")
