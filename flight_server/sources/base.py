@@ -14,6 +14,7 @@ Errors raised here:
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -78,11 +79,12 @@ class DatasetInfo:
         return pa.schema(fields, metadata=meta)
 
 
-class Reader:
+class Reader(ABC):
     """An open object in a file, ready to serve reads of entry ranges."""
 
     entries: int
 
+    @abstractmethod
     def read(
         self,
         columns: Sequence[str],
@@ -95,34 +97,33 @@ class Reader:
         ``slices`` applies to the axes after the first (HDF5 N-D datasets only). The
         result's column types equal those the source reported in ``scan``.
         """
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release file handles."""
 
 
-class Source:
+class Source(ABC):
     """A file format: recognises files, lists their datasets and opens them for reading."""
 
     format: ClassVar[str]
 
     @staticmethod
+    @abstractmethod
     def recognises(head: bytes) -> bool:
         """Whether a file starting with ``head`` (its first 1 KiB) is in this format."""
-        raise NotImplementedError
 
     def claims(self, path: str) -> bool:
         """Whether a recognised file is really this format's (LH5 vs plain HDF5 share a
         signature); formats that the first bytes settle keep this default."""
         return True
 
+    @abstractmethod
     def scan(self, path: str) -> list[DatasetInfo]:
         """List every dataset in the file with its columns, entries and boundaries."""
-        raise NotImplementedError
 
+    @abstractmethod
     def open(self, path: str, object_path: str, kind: str) -> Reader:
         """Open one dataset for reading."""
-        raise NotImplementedError
 
 
 def normalise_slices(slices: Sequence[slice], shape: Sequence[int]) -> list[slice]:
