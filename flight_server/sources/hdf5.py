@@ -18,6 +18,7 @@ metadata.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,7 +124,7 @@ def _elements_to_arrow(values: np.ndarray, arrow_type: pa.DataType, dtype: np.dt
         data = pa.py_buffer(np.ascontiguousarray(values).tobytes())
         return pa.FixedSizeBinaryArray.from_buffers(arrow_type, len(values), [None, data])
     arr = np.ascontiguousarray(values)
-    if arr.dtype.byteorder not in "=|":
+    if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return pa.array(arr, type=arrow_type)
 
@@ -271,10 +272,22 @@ class Hdf5Reader(Reader):
         else:
             first = next(v for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim)
             self.entries = int(first.shape[0])
+        self._fd = os.open(path, os.O_RDONLY)
+        self._layouts: dict[str, _Layout | None] = {}
+
+    def _layout(self, ds: h5py.Dataset) -> _Layout | None:
+        if ds.name not in self._layouts:
+            self._layouts[ds.name] = _Layout.of(ds)
+        return self._layouts[ds.name]
 
     def _read_dataset(self, ds: h5py.Dataset, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
         if ds.ndim == 0:
             return np.asarray(ds[()]).reshape(1)[start:stop]
+        layout = self._layout(ds) if not slices else None
+        if layout is not None:
+            values = layout.read(self._fd, ds, start, stop)
+            if values is not None:
+                return values
         norm = normalise_slices(slices, ds.shape[1:]) if slices else []
         sel = (slice(start, stop),) + tuple(norm)
         if h5py.check_string_dtype(ds.dtype) is not None:
@@ -310,6 +323,65 @@ class Hdf5Reader(Reader):
 
     def close(self) -> None:
         self._file.close()
+        os.close(self._fd)
+
+
+class _Layout:
+    """Where an unfiltered numeric dataset's rows lie in the file, for direct reads.
+
+    h5py holds the GIL while it reads, so a server cannot overlap reading one chunk with
+    sending the previous one. For data stored as plain bytes (no compression or other
+    filter, contiguous or chunked along the first axis only) the rows are read with
+    ``os.pread``, which releases the GIL; everything else goes through h5py.
+    """
+
+    def __init__(self, offset: int | None, chunk_rows: int | None, row_bytes: int, dtype: np.dtype):
+        self.offset = offset            # contiguous: byte offset of row 0
+        self.chunk_rows = chunk_rows    # chunked: rows per chunk
+        self.row_bytes = row_bytes
+        self.dtype = dtype
+
+    @classmethod
+    def of(cls, ds: h5py.Dataset) -> _Layout | None:
+        try:
+            if ds.is_virtual or ds.external or ds.dtype.kind not in "biuf" or ds.dtype.names:
+                return None
+            if ds.id.get_create_plist().get_nfilters():
+                return None
+            row_bytes = int(ds.dtype.itemsize * np.prod(ds.shape[1:], dtype=np.int64))
+            if ds.chunks is None:
+                offset = ds.id.get_offset()
+                return None if offset is None else cls(int(offset), None, row_bytes, ds.dtype)
+            if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
+                return None  # chunks cut the other axes: a row is not contiguous
+            return cls(None, int(ds.chunks[0]), row_bytes, ds.dtype)
+        except Exception:  # any doubt: h5py reads it
+            return None
+
+    def read(self, fd: int, ds: h5py.Dataset, start: int, stop: int) -> np.ndarray | None:
+        n = stop - start
+        out = np.empty((n,) + tuple(ds.shape[1:]), dtype=self.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        if self.chunk_rows is None:
+            pieces = [(self.offset + start * self.row_bytes, 0, n)]
+        else:
+            pieces = []
+            first = start // self.chunk_rows
+            for k in range(first, (stop - 1) // self.chunk_rows + 1):
+                info = ds.id.get_chunk_info_by_coord((k * self.chunk_rows,) + (0,) * (ds.ndim - 1))
+                if info.byte_offset is None:
+                    return None  # never written: h5py supplies the fill value
+                lo = max(start, k * self.chunk_rows)
+                hi = min(stop, (k + 1) * self.chunk_rows)
+                pieces.append((info.byte_offset + (lo - k * self.chunk_rows) * self.row_bytes, lo - start, hi - lo))
+        for file_offset, row, rows in pieces:
+            want = rows * self.row_bytes
+            got = os.preadv(fd, [buf[row * self.row_bytes: row * self.row_bytes + want]], file_offset)
+            if got != want:
+                return None  # a short file: let h5py report it
+        if not self.dtype.isnative:
+            out = out.astype(self.dtype.newbyteorder("="))
+        return out
 
 
 class Hdf5Source(Source):
