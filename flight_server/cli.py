@@ -37,7 +37,21 @@ def _parse_entries(text: str | None) -> tuple[int | None, int | None] | None:
         raise click.BadParameter("START and STOP must be integers") from None
 
 
-@click.group()
+class _Commands(click.Group):
+    """Client-side failures (not found, bad request, no credentials, server down) end with
+    the server's message on stderr and exit status 1, not a Python traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from arrowroot.clients import ArrowrootError
+
+        try:
+            return super().invoke(ctx)
+        except ArrowrootError as exc:
+            click.echo(f"arrowroot {ctx.invoked_subcommand}: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="arrowroot")
 def main() -> None:
     """Serve ROOT and HDF5 files as Arrow over Flight."""

@@ -108,7 +108,8 @@ def test_cli_ls_schema_get(sample_server, tmp_path):
     out = run_cli("get", DS, str(tmp_path / "x.csv"), "-c", "event", "-e", "0:3", "-l", loc)
     assert (tmp_path / "x.csv").read_text().splitlines() == ['"event"', "0", "1", "2"]
     out = run_cli("get", "hep/nope.root:events", str(tmp_path / "y.parquet"), "-l", loc)
-    assert out.returncode != 0 and "closest: 'hep/events.root:events'" in out.stderr
+    assert out.returncode == 1 and "closest: 'hep/events.root:events'" in out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.startswith("arrowroot get: NotFound:")
     out = run_cli("action", "health", "-l", loc)
     assert out.returncode == 0 and json.loads(out.stdout)["status"] == "ok"
     out = run_cli("action", "health", "-l", "grpc://127.0.0.1:1")
