@@ -57,7 +57,8 @@ class Catalog:
             elif version[0] != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"catalog {self.path} has schema version {version[0]}, this arrowroot needs "
-                    f"{SCHEMA_VERSION}: delete the file (it is rebuilt by indexing) or pass --catalog"
+                    f"{SCHEMA_VERSION}: point --catalog at a new file (indexing rebuilds the data part; users, keys "
+                    "and grants live in the old file too, so keep it)"
                 )
 
     # ------------------------------------------------------------ plumbing
