@@ -25,8 +25,8 @@ import uproot
 
 from arrowroot.catalog.store import Catalog
 from arrowroot.clients import Client
-from arrowroot.flight_server.config import Settings
-from arrowroot.flight_server.service import ArrowrootServer
+from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.server.flight import ArrowrootServer
 
 
 def serve(root: Path, catalog: Catalog | None = None, **kw) -> tuple[ArrowrootServer, Client, float]:

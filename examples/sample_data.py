@@ -5,7 +5,7 @@
 writes
 
 * ``hep/events.root`` (TTree ``events``: jagged muons) and ``lab/scan.h5`` (an image stack and a
-  detector table) — arrowroot's own demo files (``arrowroot.flight_server.demo``);
+  detector table) — arrowroot's own demo files (``arrowroot.flight_server.cli.demo``);
 * ``lh5/{type}/{period}/r{run}/l200-{period}-r{run}-{type}-{timestamp}-tier_dsp.lh5``: a small
   LEGEND-style pygama tier (two channels per file, one ``dsp`` table per channel), written with
   h5py alone, and an ``arrowroot.toml`` that declares them as one dataset, ``l200/dsp``, with typed
@@ -97,7 +97,7 @@ def write_lh5(root: str | Path, seed: int = 5, per_file: int = 400) -> Path:
 
 def write_all(root: str | Path) -> Path:
     """Everything the three example notebooks read, under ``root``."""
-    from arrowroot.flight_server.demo import write_sample_files
+    from arrowroot.flight_server.cli.demo import write_sample_files
 
     write_sample_files(root)
     return write_lh5(root)

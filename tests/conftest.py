@@ -13,9 +13,9 @@ import pyarrow.flight as fl
 import pytest
 
 from arrowroot.clients import Client
-from arrowroot.flight_server.config import Settings
-from arrowroot.flight_server.demo import write_sample_files
-from arrowroot.flight_server.service import ArrowrootServer
+from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.cli.demo import write_sample_files
+from arrowroot.flight_server.server.flight import ArrowrootServer
 
 
 @dataclass

@@ -14,7 +14,7 @@ FORBIDDEN = {
     "protos": ["arrowroot.catalog", "arrowroot.flight_server", "arrowroot.clients", "pyarrow", "duckdb"],
     "catalog": ["arrowroot.flight_server", "arrowroot.clients", "arrowroot.protos", "pyarrow", "uproot", "h5py"],
     "flight_server/sources": ["arrowroot.catalog", "arrowroot.protos", "arrowroot.clients", "pyarrow.flight",
-                              "duckdb", "arrowroot.flight_server.service", "arrowroot.flight_server.codec"],
+                              "duckdb", "arrowroot.flight_server.server.flight", "arrowroot.flight_server.server.codec"],
     "clients": ["arrowroot.catalog", "arrowroot.flight_server", "duckdb", "uproot", "h5py"],
 }
 # only these server modules may touch protos / pyarrow.flight

@@ -22,10 +22,10 @@ from arrowroot.catalog.errors import not_found
 from arrowroot.catalog.store import Catalog
 from arrowroot.clients import Client
 from arrowroot.clients.errors import Unauthenticated
-from arrowroot.flight_server.auth import MAX_AUTH_HEADER, AuthConfigError
-from arrowroot.flight_server.config import Settings
-from arrowroot.flight_server.demo import write_sample_files
-from arrowroot.flight_server.service import ArrowrootServer
+from arrowroot.flight_server.server.auth import MAX_AUTH_HEADER, AuthConfigError
+from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.cli.demo import write_sample_files
+from arrowroot.flight_server.server.flight import ArrowrootServer
 
 EVENTS = "hep/events.root:events"
 DETECTOR = "lab/scan.h5:detector"
@@ -476,7 +476,7 @@ def test_per_call_auth_cost_with_a_valid_token(private: Served) -> None:
 def test_admin_cli_sets_up_a_served_directory(data_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from arrowroot.flight_server.cli import main
+    from arrowroot.flight_server.cli.main import main
 
     run = CliRunner().invoke
     db = str(tmp_path / "cli.duckdb")
@@ -523,7 +523,7 @@ def test_admin_cli_sets_up_a_served_directory(data_dir: Path, tmp_path: Path) ->
 def test_serve_auth_refuses_to_start_without_anyone(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from arrowroot.flight_server.cli import main
+    from arrowroot.flight_server.cli.main import main
 
     result = CliRunner().invoke(main, ["serve", str(tmp_path), "--port", "0", "--auth", "--no-index"])
     assert result.exit_code == 1

@@ -117,7 +117,7 @@ def test_cli_ls_schema_get(sample_server, tmp_path):
 
 
 def test_cli_index_and_serve(tmp_path):
-    from arrowroot.flight_server.demo import write_sample_files
+    from arrowroot.flight_server.cli.demo import write_sample_files
 
     write_sample_files(tmp_path, entries=1000)
     out = run_cli("index", str(tmp_path))

@@ -289,7 +289,7 @@ def test_the_copied_files_build_the_package(server_df, tmp_path):
 
     (wheel,) = (tmp_path / "dist").glob("arrowroot-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "arrowroot/flight_server/cli.py" in names and "arrowroot/catalog/schema.sql" in names
+    assert "arrowroot/flight_server/cli/main.py" in names and "arrowroot/catalog/schema.sql" in names
     assert any(n.startswith("arrowroot/protos/") and n.endswith("_pb2.py") for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "arrowroot = arrowroot.flight_server.cli:main" in entry_points

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from arrowroot.flight_server.expr import Cut, ExprError, parse
+from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 
 N = 2000
 

@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from arrowroot.flight_server.expr import MAX_DEPTH, ExprError, parse
+from arrowroot.flight_server.lang.cuts import MAX_DEPTH, ExprError, parse
 
 SCHEMA = pa.schema([
     ("nMuon", pa.uint32()),

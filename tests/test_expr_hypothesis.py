@@ -18,7 +18,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arrowroot.flight_server.expr import parse
+from arrowroot.flight_server.lang.cuts import parse
 
 Ref = Callable[[dict], Any]
 NAN = float("nan")

@@ -24,7 +24,7 @@ import pyarrow.flight as fl
 import pytest
 import uproot
 
-from arrowroot.flight_server.sql_service import (
+from arrowroot.flight_server.server.flight_sql import (
     CATALOGS_SCHEMA,
     DB_SCHEMAS_SCHEMA,
     SQL_INFO_SCHEMA,
@@ -572,8 +572,8 @@ def test_preparing_reads_no_data(sample_server) -> None:
 
 
 def test_hidden_datasets_do_not_exist(sample_dir: Path) -> None:
-    from arrowroot.flight_server.config import Settings
-    from arrowroot.flight_server.service import ArrowrootServer
+    from arrowroot.flight_server.core.settings import Settings
+    from arrowroot.flight_server.server.flight import ArrowrootServer
 
     class OnlyHep(ArrowrootServer):
         def visible_datasets(self, context=None):  # noqa: ANN001, ANN202

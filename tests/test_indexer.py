@@ -14,8 +14,8 @@ import pytest
 import uproot
 
 from arrowroot.catalog.store import Catalog
-from arrowroot.flight_server.demo import write_sample_files
-from arrowroot.flight_server.indexer import Indexer
+from arrowroot.flight_server.cli.demo import write_sample_files
+from arrowroot.flight_server.index.indexer import Indexer
 
 
 def write_tree(path, n, value=1.0):

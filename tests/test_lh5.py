@@ -16,8 +16,8 @@ from lgdo import Array, ArrayOfEqualSizedArrays, Table, VectorOfVectors, Wavefor
 
 from arrowroot.clients import Client  # noqa: E402
 from arrowroot.clients.errors import InvalidRequest  # noqa: E402
-from arrowroot.flight_server.config import Settings  # noqa: E402
-from arrowroot.flight_server.service import ArrowrootServer  # noqa: E402
+from arrowroot.flight_server.core.settings import Settings  # noqa: E402
+from arrowroot.flight_server.server.flight import ArrowrootServer  # noqa: E402
 from arrowroot.flight_server.sources import detect  # noqa: E402
 from arrowroot.flight_server.sources.lh5 import Lh5Source  # noqa: E402
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from arrowroot.flight_server.sql import PreparedQuery, QueryCancelled, SqlEngine, TableProvider
+from arrowroot.flight_server.sql.engine import PreparedQuery, QueryCancelled, SqlEngine, TableProvider
 
 EVENTS = "cms/run2012.root:Events"
 H5 = "km3/det.h5:/hits"

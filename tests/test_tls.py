@@ -20,10 +20,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from arrowroot.catalog import identities
 from arrowroot.catalog.store import Catalog
 from arrowroot.clients import Client
-from arrowroot.flight_server.auth import AuthConfigError
-from arrowroot.flight_server.config import Settings
-from arrowroot.flight_server.demo import write_sample_files
-from arrowroot.flight_server.service import ArrowrootServer
+from arrowroot.flight_server.server.auth import AuthConfigError
+from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.cli.demo import write_sample_files
+from arrowroot.flight_server.server.flight import ArrowrootServer
 
 EVENTS = "hep/events.root:events"
 

@@ -57,8 +57,8 @@ import pyarrow as pa
 from arrowroot.catalog.models import ColumnRecord, DatasetRecord, NewDataset, PartRecord
 from arrowroot.catalog.store import Catalog
 
-from . import filekeys
-from .codec import InvalidRequest, ReadSpec
+from arrowroot.flight_server.lang import filekeys
+from arrowroot.flight_server.server.codec import InvalidRequest, ReadSpec
 
 log = logging.getLogger("arrowroot.multifile")
 

@@ -47,14 +47,14 @@ from google.protobuf.message import DecodeError, Message
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.protos import flight_sql as fsql
 
-from . import __version__
-from .codec import ReadSpec
-from .planner import dataset_schema, plan_read
-from .sql import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
-from .streaming import StreamStats, stream_task
+from arrowroot.flight_server import __version__
+from arrowroot.flight_server.server.codec import ReadSpec
+from arrowroot.flight_server.plan.planner import dataset_schema, plan_read
+from arrowroot.flight_server.sql.engine import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
+from arrowroot.flight_server.execute.executor import StreamStats, stream_task
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .service import ArrowrootServer
+    from arrowroot.flight_server.server.flight import ArrowrootServer
 
 log = logging.getLogger("arrowroot.sql")
 

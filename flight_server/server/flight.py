@@ -28,16 +28,16 @@ from arrowroot.catalog.errors import NotFound
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 
-from . import __version__
-from .auth import Access, tls_kwargs
-from .codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_tickets
-from .config import Settings
-from .indexer import Indexer
-from .multifile import list_files
-from .planner import Plan, ReadTask, parts_in_range, plan_read
-from .sql_service import FlightSqlFrontEnd
-from .sources import SourceError
-from .streaming import FileChanged, ReaderCache, StreamStats, stream_task
+from arrowroot.flight_server import __version__
+from arrowroot.flight_server.server.auth import Access, tls_kwargs
+from arrowroot.flight_server.server.codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_tickets
+from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.index.indexer import Indexer
+from arrowroot.flight_server.datasets.multifile import list_files
+from arrowroot.flight_server.plan.planner import Plan, ReadTask, parts_in_range, plan_read
+from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
+from arrowroot.flight_server.sources import SourceError
+from arrowroot.flight_server.execute.executor import FileChanged, ReaderCache, StreamStats, stream_task
 
 log = logging.getLogger("arrowroot.requests")
 

@@ -60,8 +60,8 @@ def run_demo(out=print) -> None:
     """Write the sample files to a temporary folder, serve them, read slices back, stop."""
     from arrowroot.clients import Client
 
-    from .config import Settings
-    from .service import ArrowrootServer
+    from arrowroot.flight_server.core.settings import Settings
+    from arrowroot.flight_server.server.flight import ArrowrootServer
 
     with tempfile.TemporaryDirectory(prefix="arrowroot-demo-") as tmp:
         root = write_sample_files(tmp)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .cli_admin import register, serve_options
+from arrowroot.flight_server import __version__
+from arrowroot.flight_server.cli.admin import register, serve_options
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 
@@ -74,8 +74,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, sql_timeout: float,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
-    from .config import MiB, from_env
-    from .service import ArrowrootServer
+    from arrowroot.flight_server.core.settings import MiB, from_env
+    from arrowroot.flight_server.server.flight import ArrowrootServer
 
     _logging(max(verbose, 1))
     settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
@@ -110,8 +110,8 @@ def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
 
     from arrowroot.catalog.store import Catalog
 
-    from .config import from_env
-    from .indexer import Indexer
+    from arrowroot.flight_server.core.settings import from_env
+    from arrowroot.flight_server.index.indexer import Indexer
 
     settings = from_env(directory, catalog=catalog)
     cat = Catalog(settings.catalog_path)
@@ -133,7 +133,7 @@ def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
 def _client(location: str):
     from arrowroot.clients import Client
 
-    from .cli_admin import client_credentials
+    from arrowroot.flight_server.cli.admin import client_credentials
 
     return Client(location, **client_credentials())
 
@@ -219,7 +219,7 @@ def action(name: str, location: str, body: str) -> None:
 @main.command()
 def demo() -> None:
     """Write sample ROOT and HDF5 files, serve them on a free port, read slices back, stop."""
-    from .demo import run_demo
+    from arrowroot.flight_server.cli.demo import run_demo
 
     run_demo(click.echo)
 

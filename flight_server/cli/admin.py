@@ -34,7 +34,7 @@ def _catalog(directory: Path, catalog: Path | None) -> Iterator[Any]:
     from arrowroot.catalog.errors import CatalogError
     from arrowroot.catalog.store import Catalog
 
-    from .config import from_env
+    from arrowroot.flight_server.core.settings import from_env
 
     path = from_env(directory, catalog=catalog).catalog_path
     try:
@@ -317,7 +317,7 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .auth import AuthConfigError
+        from arrowroot.flight_server.server.auth import AuthConfigError
 
         try:
             return fn(*args, **kwargs)

@@ -19,10 +19,10 @@ import pyarrow as pa
 from arrowroot.catalog.errors import NotFound, not_found
 from arrowroot.catalog.models import DatasetRecord, PartRecord
 
-from .codec import InvalidRequest, ReadSpec
-from .expr import Cut, ExprError, parse
-from .multifile import select_ranges
-from .sources.base import META_SHAPE, fixed_shape_type, sliced_shape
+from arrowroot.flight_server.server.codec import InvalidRequest, ReadSpec
+from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
+from arrowroot.flight_server.datasets.multifile import select_ranges
+from arrowroot.flight_server.sources.base import META_SHAPE, fixed_shape_type, sliced_shape
 
 ENTRY_COLUMN = "entry"
 GLOB_CHARS = set("*?[")

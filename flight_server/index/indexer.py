@@ -18,8 +18,8 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
-from .multifile import derive
-from .sources import DatasetInfo, detect
+from arrowroot.flight_server.datasets.multifile import derive
+from arrowroot.flight_server.sources import DatasetInfo, detect
 
 log = logging.getLogger("arrowroot.indexer")
 

@@ -21,9 +21,9 @@ import pyarrow as pa
 
 from arrowroot.catalog.models import PartRecord
 
-from .multifile import read_part
-from .planner import Plan, ReadTask, read_chunks
-from .sources import Reader, source_for
+from arrowroot.flight_server.datasets.multifile import read_part
+from arrowroot.flight_server.plan.planner import Plan, ReadTask, read_chunks
+from arrowroot.flight_server.sources import Reader, source_for
 
 
 class FileChanged(RuntimeError):

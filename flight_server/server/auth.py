@@ -44,7 +44,7 @@ from arrowroot.catalog.errors import NotFound, not_found
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 
-from .config import Settings
+from arrowroot.flight_server.core.settings import Settings
 
 log = logging.getLogger("arrowroot.auth")
 

@@ -1,0 +1,3 @@
+from arrowroot.flight_server.cli.main import main
+
+main()
