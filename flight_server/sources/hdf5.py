@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import h5py
+import hdf5plugin  # noqa: F401 - registers Blosc(2), Bitshuffle, LZ4, Zstd, BZip2... with HDF5
 import numpy as np
 import pyarrow as pa
 
@@ -40,6 +41,45 @@ from .base import (
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_BOUNDARIES = 1024
 MAX_ATTRIBUTE_ITEMS = 1000
+
+
+# ---------------------------------------------------------------- filters
+
+# Registered HDF5 filter ids (https://github.com/HDFGroup/hdf5_plugins/blob/master/docs/RegisteredFilterPlugins.md)
+FILTER_NAMES = {
+    1: "deflate (gzip)", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
+    305: "LZO", 307: "bzip2", 32000: "LZF", 32001: "Blosc", 32004: "LZ4", 32008: "bitshuffle",
+    32013: "zfp", 32015: "Zstd", 32017: "SZ", 32018: "FCIDECOMP", 32024: "SZ3", 32026: "Blosc2",
+    32028: "SPERR", 32029: "HTJ2K",
+}
+
+
+def filters(ds: h5py.Dataset) -> list[tuple[int, str]]:
+    """The (id, name) of each filter in a dataset's pipeline, in order."""
+    plist = ds.id.get_create_plist()
+    out = []
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, stored = plist.get_filter(i)
+        name = FILTER_NAMES.get(code) or stored.decode("utf-8", "replace") or "unregistered"
+        out.append((int(code), name))
+    return out
+
+
+def filter_problem(ds: h5py.Dataset) -> str:
+    """Why a dataset's filter pipeline cannot be decoded here ('' when it can).
+
+    Checked at index time: without it a dataset compressed with, say, LZO is listed
+    readable and then fails mid-stream with HDF5's plugin-folder message.
+    """
+    try:
+        pipeline = filters(ds)
+    except Exception as exc:
+        return f"HDF5 filter pipeline cannot be read ({type(exc).__name__})"
+    missing = [f"{name} ({code})" for code, name in pipeline if not h5py.h5z.filter_avail(code)]
+    if not missing:
+        return ""
+    what = ", ".join(missing)
+    return f"HDF5 filter{'s' if len(missing) > 1 else ''} {what} {'are' if len(missing) > 1 else 'is'} not available"
 
 
 # ---------------------------------------------------------------- types
@@ -204,6 +244,9 @@ def _column_info(name: str, ds: h5py.Dataset) -> ColumnInfo:
         arrow_type, readable, reason = column_type(ds.dtype, shape), True, ""
     except ColumnUnreadable as exc:
         arrow_type, readable, reason = None, False, str(exc)
+    problem = filter_problem(ds)
+    if problem:
+        readable, reason = False, problem
     try:
         compressed = int(ds.id.get_storage_size())
     except Exception:
@@ -229,12 +272,15 @@ def _dataset_columns(ds: h5py.Dataset) -> tuple[ColumnInfo, ...]:
     name = ds.name.rsplit("/", 1)[-1] or "value"
     if ds.dtype.names and ds.ndim == 1:
         cols = []
+        problem = filter_problem(ds)
         for field_name in ds.dtype.names:
             fdt = ds.dtype.fields[field_name][0]
             try:
                 arrow_type, readable, reason = _field_type(fdt), True, ""
             except ColumnUnreadable as exc:
                 arrow_type, readable, reason = None, False, str(exc)
+            if problem:
+                readable, reason = False, problem
             cols.append(
                 ColumnInfo(field_name, arrow_type, str(fdt),
                            shape=tuple(fdt.shape), uncompressed_bytes=int(ds.shape[0] * fdt.itemsize),
@@ -428,6 +474,12 @@ class Hdf5Source(Source):
         attrs.setdefault("hdf5.shape", list(ds.shape))
         if ds.compression:
             attrs.setdefault("hdf5.compression", ds.compression)
+        try:
+            pipeline = filters(ds)
+        except Exception:
+            pipeline = []
+        if pipeline:
+            attrs.setdefault("hdf5.filters", [name for _, name in pipeline])
         return DatasetInfo(name, kind, entries, _dataset_columns(ds), attrs, _chunk_boundaries(entries, chunks))
 
     def _scan_group(self, name: str, group: h5py.Group) -> DatasetInfo | None:
