@@ -14,6 +14,8 @@ Errors raised here:
 from __future__ import annotations
 
 import json
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,3 +160,25 @@ def fixed_shape_type(value_type: pa.DataType, shape: Sequence[int]) -> pa.DataTy
     for n in reversed(shape):
         t = pa.list_(t, n)
     return t
+
+
+# An absolute path of two or more components ("/srv/data/run.h5", "/usr/local/lib/plugin").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.+~-]+/)+[\w.+~-]*")
+
+
+def without_paths(text: str, path: str) -> str:
+    """``text`` (an exception message from a file library) with no server path left in it.
+
+    The file itself becomes its base name; any other absolute path whose top folder exists
+    on this machine (HDF5's plugin folder, a library's install path) becomes ``<server path>``.
+    Messages reach clients, who must not learn the server's directory layout.
+    """
+    base = os.path.basename(path)
+    for p in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
+        text = text.replace(p, base)
+
+    def hide(m: re.Match) -> str:
+        top = m.group(0).split("/", 2)[1]
+        return "<server path>" if os.path.isdir("/" + top) else m.group(0)
+
+    return _ABSOLUTE_PATH.sub(hide, text)

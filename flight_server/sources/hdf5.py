@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ from .base import (
     SourceError,
     fixed_shape_type,
     normalise_slices,
+    without_paths,
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -290,9 +292,9 @@ def _dataset_columns(ds: h5py.Dataset) -> tuple[ColumnInfo, ...]:
     return (_column_info(name, ds),)
 
 
-def _unreadable_dataset(name: str, ds: h5py.Dataset, exc: Exception) -> DatasetInfo:
+def _unreadable_dataset(name: str, ds: h5py.Dataset, message: str, exc: Exception) -> DatasetInfo:
     """A dataset h5py cannot even describe: listed, with the reason, never served."""
-    reason = f"h5py cannot read this dataset's type ({type(exc).__name__}: {exc})"
+    reason = f"h5py cannot read this dataset's type ({type(exc).__name__}: {message})"
     column = ColumnInfo(name.rsplit("/", 1)[-1], None, "unknown", readable=False, reason=reason)
     try:
         entries = _entries(ds)
@@ -307,11 +309,13 @@ def _entries(ds: h5py.Dataset) -> int:
 
 class Hdf5Reader(Reader):
     def __init__(self, path: str, object_path: str, kind: str):
+        self._path = path
         try:
             self._file = h5py.File(path, "r")
             self._obj = self._file[object_path]
         except Exception as exc:
-            raise SourceError(f"{path}: cannot open {object_path!r}: {exc}") from exc
+            raise SourceError(f"{os.path.basename(path)}: cannot open {object_path!r}: "
+                              f"{without_paths(str(exc), path)}") from exc
         self.kind = kind
         if isinstance(self._obj, h5py.Dataset):
             self.entries = _entries(self._obj)
@@ -364,7 +368,8 @@ class Hdf5Reader(Reader):
         except (ValueError, KeyError):
             raise
         except Exception as exc:
-            raise SourceError(f"{self._file.filename}: reading {columns} [{entry_start}:{entry_stop}] failed: {exc}") from exc
+            raise SourceError(f"{os.path.basename(self._path)}:{self._obj.name}: reading {list(columns)} "
+                              f"[{entry_start}:{entry_stop}] failed: {without_paths(str(exc), self._path)}") from exc
         return pa.Table.from_arrays(arrays, names=list(columns))
 
     def close(self) -> None:
@@ -430,8 +435,43 @@ class _Layout:
         return out
 
 
+# PyTables hides nodes whose name starts with _i_ (a table's index: TINDEX groups of sorted
+# copies and bounds) or _p_ (PyTables' own bookkeeping); tables.path uses the same pattern.
+_PYTABLES_HIDDEN = re.compile(r"(^|/)_[pi]_")
+_INDEX_CLASSES = {b"TINDEX", b"INDEX", b"CINDEX"}
+
+
+def _pytables_hidden(name: str, f: h5py.File, written_by_pytables: bool) -> bool:
+    """Whether an object lies under a PyTables hidden node (index arrays and the like)."""
+    m = _PYTABLES_HIDDEN.search(name)
+    if m is None:
+        return False
+    if written_by_pytables:
+        return True
+    top = name[: name.find("/", m.end())] if "/" in name[m.end():] else name
+    try:
+        return f[top].attrs.get("CLASS") in _INDEX_CLASSES
+    except Exception:
+        return False
+
+
+def _zero_column(info: DatasetInfo) -> bool:
+    """No column, or no value in any column (every per-entry shape has a 0 axis)."""
+    return not info.columns or all(0 in c.shape for c in info.columns)
+
+
 class Hdf5Source(Source):
+    """Plain HDF5 files.
+
+    ``show_internal=False`` (the default) leaves out what users did not write as data:
+    objects under PyTables' hidden nodes (``_i_*`` index groups, ``_p_*``) and objects with
+    no column or no value per entry. ``True`` lists them too (to inspect a file's internals).
+    """
+
     format = "hdf5"
+
+    def __init__(self, show_internal: bool = False):
+        self.show_internal = show_internal
 
     @staticmethod
     def recognises(head: bytes) -> bool:
@@ -442,28 +482,35 @@ class Hdf5Source(Source):
         try:
             f = h5py.File(path, "r")
         except Exception as exc:
-            raise SourceError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from exc
+            raise SourceError(f"{os.path.basename(path)}: not a readable HDF5 file "
+                              f"({type(exc).__name__}: {without_paths(str(exc), path)})") from exc
         found: list[DatasetInfo] = []
         with f:
             groups: list[tuple[str, h5py.Group]] = [("/", f)]
+            pytables = "PYTABLES_FORMAT_VERSION" in f.attrs
 
             def visit(name: str, obj: Any) -> None:
+                if not self.show_internal and _pytables_hidden(name, f, pytables):
+                    return
                 if isinstance(obj, h5py.Group):
                     groups.append((name, obj))
                 elif isinstance(obj, h5py.Dataset):
                     try:
                         found.append(self._scan_dataset(name, obj))
                     except Exception as exc:  # e.g. a float type numpy cannot hold
-                        found.append(_unreadable_dataset(name, obj, exc))
+                        found.append(_unreadable_dataset(name, obj, without_paths(str(exc), path), exc))
 
             try:
                 f.visititems(visit)
             except Exception as exc:
-                raise SourceError(f"{path}: cannot walk the file ({type(exc).__name__}: {exc})") from exc
+                raise SourceError(f"{os.path.basename(path)}: cannot walk the file "
+                                  f"({type(exc).__name__}: {without_paths(str(exc), path)})") from exc
             for name, group in groups:
-                table = self._scan_group(name, group)
+                table = self._scan_group(name, group, pytables)
                 if table is not None:
                     found.append(table)
+        if not self.show_internal:
+            found = [d for d in found if not _zero_column(d)]
         return sorted(found, key=lambda d: d.object_path)
 
     def _scan_dataset(self, name: str, ds: h5py.Dataset) -> DatasetInfo:
@@ -482,9 +529,11 @@ class Hdf5Source(Source):
             attrs.setdefault("hdf5.filters", [name for _, name in pipeline])
         return DatasetInfo(name, kind, entries, _dataset_columns(ds), attrs, _chunk_boundaries(entries, chunks))
 
-    def _scan_group(self, name: str, group: h5py.Group) -> DatasetInfo | None:
+    def _scan_group(self, name: str, group: h5py.Group, pytables: bool = False) -> DatasetInfo | None:
         children = []
         for key in group:
+            if not self.show_internal and pytables and _PYTABLES_HIDDEN.match(key):
+                continue
             try:
                 link = group.get(key, getlink=True)
                 if isinstance(link, h5py.ExternalLink):

@@ -20,6 +20,7 @@ table; the multi-file layer joins channels into one dataset with a ``channel`` c
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
-from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError
+from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, without_paths
 from .hdf5 import HDF5_SIGNATURE, _chunk_boundaries, attributes, element_type, to_arrow
 
 META_DATATYPE = "lh5.datatype"
@@ -192,7 +193,8 @@ class Lh5Reader(Reader):
             self._file = h5py.File(path, "r", locking=False)
             self._group = self._file[object_path]
         except Exception as exc:
-            raise SourceError(f"{path}: cannot open {object_path!r}: {exc}") from exc
+            raise SourceError(f"{os.path.basename(path)}: cannot open {object_path!r}: "
+                              f"{without_paths(str(exc), path)}") from exc
         self._nodes: dict[str, Node] = {}
         for key in self._group:
             try:
@@ -211,12 +213,13 @@ class Lh5Reader(Reader):
         for name in columns:
             node = self._nodes.get(name)
             if node is None:
-                raise KeyError(f"{self._file.filename}:{self._group.name}: no readable column {name!r}")
+                raise KeyError(f"{os.path.basename(self._file.filename)}:{self._group.name}: no readable column {name!r}")
             try:
                 arrays.append(read_node(self._group[name], node, entry_start, entry_stop))
             except Exception as exc:
-                raise SourceError(f"{self._file.filename}: reading {name!r} [{entry_start}:{entry_stop}] failed: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise SourceError(f"{os.path.basename(self._file.filename)}:{self._group.name}: reading {name!r} "
+                                  f"[{entry_start}:{entry_stop}] failed: {type(exc).__name__}: "
+                                  f"{without_paths(str(exc), self._file.filename)}") from exc
         return pa.Table.from_arrays(arrays, names=list(columns))
 
     def close(self) -> None:
@@ -253,7 +256,8 @@ class Lh5Source(Source):
         try:
             f = h5py.File(path, "r", locking=False)
         except Exception as exc:
-            raise SourceError(f"{path}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from exc
+            raise SourceError(f"{os.path.basename(path)}: not a readable HDF5 file "
+                              f"({type(exc).__name__}: {without_paths(str(exc), path)})") from exc
         with f:
             return [self._scan_table(name, group) for name, group in _tables(f)]
 
