@@ -13,8 +13,10 @@ The LH5 conventions (legend-pydataobj) mapped to Arrow:
   ``struct`` of its columns.
 
 Each field keeps the LH5 ``datatype`` (``lh5.datatype``) and ``units`` as Arrow field
-metadata. Encoded (compressed) waveforms and per-table scalars are listed as unreadable
-columns with the reason. Per-channel layouts (``ch1027201/dsp``) are one dataset per
+metadata. Encoded (compressed) waveforms — ``array_of_encoded_equalsized_arrays`` and
+``array<1>{encoded_array<1>{real}}`` — are decoded with legend-lh5io's decoders into
+``fixed_size_list<int32>`` / ``list<int32>`` (``lh5_encoded``); per-table scalars are
+listed as unreadable columns with the reason. Per-channel layouts (``ch1027201/dsp``) are one dataset per
 table; the multi-file layer joins channels into one dataset with a ``channel`` column.
 """
 
@@ -30,11 +32,13 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
+from . import lh5_encoded
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, without_paths
 from .hdf5 import HDF5_SIGNATURE, _chunk_boundaries, attributes, element_type, to_arrow
 
 META_DATATYPE = "lh5.datatype"
 META_UNITS = "units"
+META_CODEC = "lh5.codec"
 _TABLE = re.compile(r"^(table|struct)\{(.*)\}$")
 _ARRAY = re.compile(r"^array<(\d+)>\{(.*)\}$")
 _AOESA = re.compile(r"^array_of_equalsized_arrays<(\d+),(\d+)>\{(.*)\}$")
@@ -55,12 +59,13 @@ def datatype_of(obj: h5py.HLObject) -> str:
 class Node:
     """How one LH5 column is read: its kind, its HDF5 path (relative to the table) and type."""
 
-    kind: str                       # 'array' | 'vov' | 'struct'
+    kind: str                       # 'array' | 'vov' | 'struct' | 'encoded'
     path: str
     arrow_type: pa.DataType
     datatype: str
     children: tuple["Node", ...] = ()
     bool_storage: bool = False      # array<1>{bool} stored as uint8
+    encoded: lh5_encoded.Encoded | None = None
 
 
 def _field(name: str, node: Node, obj: h5py.HLObject) -> pa.Field:
@@ -75,8 +80,15 @@ def build_node(obj: h5py.HLObject, path: str) -> tuple[Node, pa.Field | None]:
     """Inspect one table member; raises ColumnUnreadable with the reason."""
     dt = datatype_of(obj)
     name = path.rsplit("/", 1)[-1]
+    if lh5_encoded.is_encoded(dt):
+        spec = lh5_encoded.inspect(obj, dt)
+        node = Node("encoded", path, spec.arrow_type, dt, encoded=spec)
+        f = _field(name, node, obj)
+        meta = dict(f.metadata or {})
+        meta[META_CODEC.encode()] = spec.codec.encode()
+        return node, f.with_metadata(meta)
     if "encoded" in dt:
-        raise ColumnUnreadable(f"encoded (compressed) LH5 data {dt!r}: decode it with legend-pydataobj")
+        raise ColumnUnreadable(f"encoded LH5 data {dt!r} of a layout arrowroot does not decode")
     m = _TABLE.match(dt)
     if m and isinstance(obj, h5py.Group):
         children, fields = [], []
@@ -118,6 +130,8 @@ def _entries(obj: h5py.HLObject, node: Node) -> int:
         return int(obj.shape[0])
     if node.kind == "vov":
         return int(obj["cumulative_length"].shape[0])
+    if node.kind == "encoded":
+        return lh5_encoded.entries(obj)
     for child in node.children:
         return _entries(obj[child.path.rsplit("/", 1)[-1]], child)
     return 0
@@ -129,12 +143,22 @@ def _nbytes(obj: h5py.HLObject) -> int:
     return sum(_nbytes(v) for v in obj.values())
 
 
+def _decoded_samples(obj: h5py.Group, node: Node) -> int:
+    """Samples an encoded column decodes to (the catalog's uncompressed size)."""
+    assert node.encoded is not None
+    if node.encoded.equal_size is not None:
+        return node.encoded.equal_size * lh5_encoded.entries(obj)
+    return int(np.asarray(obj["decoded_size"][()], dtype=np.int64).sum())
+
+
 def _first_chunk_rows(obj: h5py.HLObject, node: Node) -> int | None:
     if node.kind == "array":
         return obj.chunks[0] if obj.chunks else None
     if node.kind == "vov":
         cl = obj["cumulative_length"]
         return cl.chunks[0] if cl.chunks else None
+    if node.kind == "encoded":
+        return lh5_encoded.chunk_rows(obj)
     for child in node.children:
         return _first_chunk_rows(obj[child.path.rsplit("/", 1)[-1]], child)
     return None
@@ -148,6 +172,8 @@ def read_node(obj: h5py.HLObject, node: Node, start: int, stop: int) -> pa.Array
             values = values.astype(np.bool_, copy=False)
             return to_arrow(values, values.dtype, node.arrow_type)
         return to_arrow(values, obj.dtype, node.arrow_type)
+    if node.kind == "encoded":
+        return lh5_encoded.read(obj, node.encoded, start, stop)
     if node.kind == "vov":
         cl = obj["cumulative_length"]
         n = max(0, stop - start)
@@ -284,6 +310,10 @@ class Lh5Source(Source):
                                           reason=f"{n} entries where the table has {entries}"))
                 continue
             meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
+            if node.kind == "encoded":
+                columns.append(ColumnInfo(key, node.arrow_type, dt, compressed_bytes=lh5_encoded.nbytes(obj),
+                                          uncompressed_bytes=4 * _decoded_samples(obj, node), metadata=meta))
+                continue
             columns.append(ColumnInfo(key, node.arrow_type, dt, uncompressed_bytes=_nbytes(obj), metadata=meta))
         attrs: dict[str, Any] = {k: v for k, v in attributes(group).items() if k != "datatype"}
         attrs["lh5.datatype"] = datatype_of(group)
