@@ -12,7 +12,8 @@ Types: numbers and bools → Arrow primitives; N-D → nested ``fixed_size_list`
 per-entry shape also stands in the field metadata); compound → ``struct``; complex →
 ``struct<real, imag>``; strings → ``string``; enums → ``string`` (member names);
 variable-length sequences → ``list``. Attributes go to the catalog and to Arrow
-metadata.
+metadata; a dataset that follows a time-series convention (gwpy, GWDama, GWOSC, ASDF or a
+site's own, see ``timeseries.py``) also gets ``attributes["timeseries"]``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hdf5plugin  # noqa: F401 - registers Blosc(2), Bitshuffle, LZ4, Zstd, BZi
 import numpy as np
 import pyarrow as pa
 
+from . import timeseries
 from .base import (
     ColumnInfo,
     ColumnUnreadable,
@@ -527,6 +529,9 @@ class Hdf5Source(Source):
             pipeline = []
         if pipeline:
             attrs.setdefault("hdf5.filters", [name for _, name in pipeline])
+        series = timeseries.describe(ds)
+        if series is not None:
+            attrs[timeseries.KEY] = series
         return DatasetInfo(name, kind, entries, _dataset_columns(ds), attrs, _chunk_boundaries(entries, chunks))
 
     def _scan_group(self, name: str, group: h5py.Group, pytables: bool = False) -> DatasetInfo | None:

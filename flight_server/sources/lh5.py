@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
-from . import lh5_encoded
+from . import lh5_encoded, timeseries
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, without_paths
 from .hdf5 import HDF5_SIGNATURE, _chunk_boundaries, attributes, element_type, to_arrow
 
@@ -317,6 +317,9 @@ class Lh5Source(Source):
             columns.append(ColumnInfo(key, node.arrow_type, dt, uncompressed_bytes=_nbytes(obj), metadata=meta))
         attrs: dict[str, Any] = {k: v for k, v in attributes(group).items() if k != "datatype"}
         attrs["lh5.datatype"] = datatype_of(group)
+        series = timeseries.describe_lh5_table(name, group)
+        if series is not None:
+            attrs[timeseries.KEY] = series
         entries = entries or 0
         return DatasetInfo(name, "lh5.table", entries, tuple(columns), attrs, _chunk_boundaries(entries, chunk_rows))
 
