@@ -18,9 +18,13 @@ import pyarrow.flight as fl
 from arrowroot.protos import arrowroot_pb2 as pb
 
 from .convert import convert
-from .errors import translate
+from .errors import Unavailable, translate
 
 _DONE = object()
+REUSE_CONNECTION = "arrow-flight-reuse-connection:"
+# Errors after which the next location of an endpoint is tried: the node is down or
+# unreachable. Anything else (bad ticket, file changed, ...) is the server's answer.
+_RETRY_ELSEWHERE = (Unavailable, fl.FlightTimedOutError, ConnectionError)
 
 
 def _request(
@@ -94,7 +98,10 @@ class Client:
             flight_kwargs["private_key"] = private_key
         self.location = location
         self.threads = max(1, threads)
+        self._flight_kwargs = flight_kwargs
         self._flight = fl.FlightClient(location, **flight_kwargs)
+        self._pool: dict[str, fl.FlightClient] = {}  # one connection per data-node location
+        self._pool_lock = threading.Lock()
         self._headers: list[tuple[bytes, bytes]] = []
         if token:
             self._headers.append((b"authorization", f"Bearer {token}".encode()))
@@ -114,7 +121,21 @@ class Client:
         return fl.FlightCallOptions(headers=self._headers)
 
     def close(self) -> None:
+        with self._pool_lock:
+            pooled, self._pool = list(self._pool.values()), {}
+        for c in pooled:
+            c.close()
         self._flight.close()
+
+    def _connection(self, uri: str) -> fl.FlightClient:
+        """The pooled connection for an endpoint location (this one for "reuse")."""
+        if not uri or uri.startswith(REUSE_CONNECTION) or uri == self.location:
+            return self._flight
+        with self._pool_lock:
+            c = self._pool.get(uri)
+            if c is None:
+                c = self._pool[uri] = fl.FlightClient(uri, **self._flight_kwargs)
+            return c
 
     def __enter__(self) -> "Client":
         return self
@@ -191,14 +212,58 @@ class Client:
         queue, so memory stays bounded however large the read.
         """
         info = self.flight_info(dataset, columns, entries, **kwargs)
+        return self.read_info(info)
+
+    def read_info(self, info: fl.FlightInfo) -> pa.RecordBatchReader:
+        """Stream a FlightInfo's endpoints in order, each from its locations (see
+        ``endpoint_batches``): for a FlightInfo obtained once and read later."""
         return pa.RecordBatchReader.from_batches(info.schema, self._fetch(info))
+
+    def endpoint_batches(self, endpoint: fl.FlightEndpoint) -> Iterator[pa.RecordBatch]:
+        """The batches of one endpoint, from its first location that answers.
+
+        An empty location list (or ``arrow-flight-reuse-connection://?``) means this
+        client's own connection. When a location is down, or dies mid-stream, the next
+        one is asked for the same ticket and the rows already delivered are skipped, so
+        the caller sees every row exactly once.
+        """
+        uris = [loc.uri.decode() if isinstance(loc.uri, bytes) else str(loc.uri) for loc in endpoint.locations]
+        uris = uris or [""]
+        delivered = 0
+        failures: list[str] = []
+        last: BaseException | None = None
+        for uri in uris:
+            try:
+                connection = self._connection(uri)
+            except pa.ArrowInvalid as exc:  # a location pyarrow cannot parse: try the next
+                last = exc
+                failures.append(f"{uri}: {exc}")
+                continue
+            try:
+                with translate():
+                    reader = connection.do_get(endpoint.ticket, options=self._options()).to_reader()
+                    skip = delivered
+                    for batch in reader:
+                        if skip:
+                            if batch.num_rows <= skip:
+                                skip -= batch.num_rows
+                                continue
+                            batch, skip = batch.slice(skip), 0
+                        delivered += batch.num_rows
+                        yield batch
+                return
+            except _RETRY_ELSEWHERE as exc:
+                last = exc
+                failures.append(f"{uri or self.location}: {exc}")
+        if len(failures) == 1 and isinstance(last, Unavailable):
+            raise last
+        raise Unavailable("no location of the endpoint answered: " + "; ".join(failures)) from last
 
     def _fetch(self, info: fl.FlightInfo) -> Iterator[pa.RecordBatch]:
         endpoints = list(info.endpoints)
         if len(endpoints) <= 1 or self.threads == 1:
             for ep in endpoints:
-                with translate():
-                    yield from self._flight.do_get(ep.ticket, options=self._options()).to_reader()
+                yield from self.endpoint_batches(ep)
             return
         stop = threading.Event()
         queues = [queue.Queue(maxsize=4) for _ in endpoints]
@@ -206,8 +271,7 @@ class Client:
         def fetch(i: int) -> None:
             q = queues[i]
             try:
-                reader = self._flight.do_get(endpoints[i].ticket, options=self._options()).to_reader()
-                for batch in reader:
+                for batch in self.endpoint_batches(endpoints[i]):
                     while not stop.is_set():
                         try:
                             q.put(batch, timeout=0.1)

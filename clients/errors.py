@@ -50,6 +50,7 @@ class ServerError(ArrowrootError, RuntimeError):
 
 
 _DETAIL = re.compile(r"\. Detail: .*$", re.S)
+_LOST = re.compile(r"^Flight returned unavailable error", re.I)
 _GRPC_PREFIX = re.compile(r"^Flight returned [a-z ]+ error, with message: ", re.I)
 
 
@@ -79,3 +80,8 @@ def translate() -> Iterator[None]:
         raise NotFound(message(exc)) from exc
     except pa.ArrowInvalid as exc:
         raise InvalidRequest(message(exc)) from exc
+    except OSError as exc:
+        # a connection lost mid-stream arrives as a plain OSError carrying the gRPC status
+        if _LOST.match(str(exc)):
+            raise Unavailable(message(exc)) from exc
+        raise

@@ -28,7 +28,7 @@ import lz4 from 'lz4js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROTO = path.join(HERE, 'proto', 'flight.proto');
-const REUSE_CONNECTION = 'arrow-flight-reuse-connection://?';
+const REUSE_CONNECTION = 'arrow-flight-reuse-connection:'; // any URI of this scheme: the same connection
 const CONTINUATION = 0xffffffff;
 
 // Servers may compress IPC bodies (arrowroot: `serve --compression lz4|zstd`). apache-arrow decodes
@@ -418,9 +418,9 @@ async function listActions(client, opts) {
 
 /** The client to redeem an endpoint on: this one unless the endpoint names other locations. */
 function endpointClient(client, endpoint, opts, extraClients) {
-  const uris = (endpoint.location || []).map((l) => l.uri);
-  if (uris.length === 0 || uris.some((u) => u === '' || u === REUSE_CONNECTION)) return client;
-  const uri = uris[0];
+  // The first location is the preferred one (arrowroot orders them by cache affinity).
+  const uri = ((endpoint.location || [])[0] || { uri: '' }).uri;
+  if (uri === '' || uri.startsWith(REUSE_CONNECTION)) return client;
   if (!extraClients.has(uri)) extraClients.set(uri, makeClient(uri, opts));
   return extraClients.get(uri);
 }
