@@ -1,0 +1,199 @@
+"""Which data nodes are alive: the coordinator's view of its cluster.
+
+Nodes come two ways, both in one table:
+
+* ``arrowroot node DIR --join grpc://coordinator:8815`` registers itself and then
+  heartbeats every ``interval`` seconds (a signed ``node.register`` action);
+* ``arrowroot serve DIR --nodes grpc://n1:8816,grpc://n2:8816`` lists them statically;
+  the coordinator polls each one's ``health`` with a challenge only the shared key
+  answers.
+
+A node that misses heartbeats or polls for ``ttl`` seconds leaves the rotation; one that
+comes back rejoins. Every proof is an HMAC with the shared key over a fresh value, so a
+node with another key is refused (and told why), and a captured registration cannot be
+replayed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyarrow.flight as fl
+
+from arrowroot.flight_server.plan.placement import Placement
+
+log = logging.getLogger("arrowroot.nodes")
+
+REGISTER_ACTION = "node.register"
+HEALTH_ACTION = "health"
+MAX_CLOCK_SKEW = 30.0  # seconds a signed registration stays acceptable
+
+
+class NodeRefused(PermissionError):
+    """A node's proof does not match the shared key (or is stale)."""
+
+
+def sign(key: bytes, *fields: str) -> str:
+    """Hex HMAC-SHA256 of the fields, newline-joined."""
+    return hmac.new(key, "\n".join(fields).encode(), hashlib.sha256).hexdigest()
+
+
+def registration(key: bytes, node_id: str, location: str, now: float | None = None) -> bytes:
+    """The body of a node's ``node.register`` action."""
+    t = f"{time.time() if now is None else now:.3f}"
+    return json.dumps({"id": node_id, "location": location, "time": t,
+                       "signature": sign(key, "register", node_id, location, t)}).encode()
+
+
+def check_registration(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str]:
+    """(node id, location) of a valid registration; NodeRefused / ValueError otherwise."""
+    try:
+        d = json.loads(body)
+        node_id, location, t, signature = d["id"], d["location"], d["time"], d["signature"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError('node.register: body must be {"id", "location", "time", "signature"}') from None
+    if not all(isinstance(x, str) and x for x in (node_id, location, t, signature)):
+        raise ValueError("node.register: id, location, time and signature must be non-empty strings")
+    if not location.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
+        raise ValueError(f"node.register: location {location!r} is not a grpc:// URI")
+    if not hmac.compare_digest(signature, sign(key, "register", node_id, location, t)):
+        raise NodeRefused("node.register: signature does not match: the node's key is not the coordinator's "
+                          "(give both the same --key-file or ARROWROOT_NODE_KEY)")
+    try:
+        skew = abs((time.time() if now is None else now) - float(t))
+    except ValueError:
+        raise ValueError("node.register: time must be a number of seconds") from None
+    if skew > MAX_CLOCK_SKEW:
+        raise NodeRefused(f"node.register: signed {skew:.0f} s away from the coordinator's clock "
+                          f"(more than {MAX_CLOCK_SKEW:.0f} s): check the clocks")
+    return node_id, location
+
+
+def health_answer(key: bytes, challenge: str) -> dict:
+    """What a node adds to its health answer: proof that it holds the key."""
+    return {"proof": sign(key, "health", challenge)} if challenge else {}
+
+
+@dataclass
+class Node:
+    id: str
+    location: str
+    last_seen: float
+    static: bool = False
+    alive: bool = True
+
+
+class Membership:
+    """The live nodes, and the placement over them (rebuilt when membership changes)."""
+
+    def __init__(self, key: bytes, ttl: float = 3.0, interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.key = key
+        self.ttl = ttl
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._nodes: dict[str, Node] = {}
+        self._placement = Placement([])
+        self._placement_of: tuple[str, ...] = ()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # ------------------------------------------------------------ registration
+
+    def register(self, body: bytes) -> dict:
+        """A node's signed registration or heartbeat; returns what the node should know."""
+        node_id, location = check_registration(self.key, body)
+        with self._lock:
+            node = self._nodes.get(location)
+            if node is None or not node.alive:
+                log.warning("node %s joined at %s", node_id, location)
+            self._nodes[location] = Node(node_id, location, self._clock(), static=bool(node and node.static))
+        return {"ttl": self.ttl, "interval": self.interval, "nodes": len(self.live())}
+
+    def add_static(self, locations: Sequence[str]) -> None:
+        """Nodes given on the command line; they count once a health poll proves them."""
+        with self._lock:
+            for loc in locations:
+                self._nodes.setdefault(loc, Node(loc, loc, float("-inf"), static=True, alive=False))
+
+    # ------------------------------------------------------------ views
+
+    def live(self) -> list[Node]:
+        now = self._clock()
+        with self._lock:
+            out = []
+            for n in self._nodes.values():
+                alive = now - n.last_seen <= self.ttl
+                if n.alive and not alive:
+                    log.warning("node %s at %s left the rotation (silent for %.1f s)", n.id, n.location,
+                                now - n.last_seen)
+                n.alive = alive
+                if alive:
+                    out.append(n)
+            return sorted(out, key=lambda n: n.location)
+
+    def placement(self) -> Placement:
+        """Rendezvous placement over the live nodes' locations."""
+        locations = tuple(n.location for n in self.live())
+        with self._lock:
+            if locations != self._placement_of:
+                self._placement, self._placement_of = Placement(locations), locations
+            return self._placement
+
+    def describe(self) -> list[dict]:
+        now = self._clock()
+        live = {n.location for n in self.live()}
+        with self._lock:
+            return [{"id": n.id, "location": n.location, "alive": n.location in live, "static": n.static,
+                     "seen_seconds_ago": None if n.last_seen == float("-inf") else round(now - n.last_seen, 2)}
+                    for n in sorted(self._nodes.values(), key=lambda n: n.location)]
+
+    # ------------------------------------------------------------ polling static nodes
+
+    def poll_once(self, timeout: float = 2.0) -> None:
+        """Ask every static node for its health, with a challenge only the key answers."""
+        with self._lock:
+            static = [n.location for n in self._nodes.values() if n.static]
+        for loc in static:
+            challenge = secrets.token_hex(16)
+            try:
+                with fl.FlightClient(loc) as c:
+                    opts = fl.FlightCallOptions(timeout=timeout)
+                    body = json.dumps({"challenge": challenge}).encode()
+                    answer = json.loads(next(iter(c.do_action(fl.Action(HEALTH_ACTION, body), opts))).body.to_pybytes())
+            except Exception as exc:  # down, unreachable, or not an arrowroot node
+                log.debug("node %s: health poll failed: %s", loc, exc)
+                continue
+            if not hmac.compare_digest(str(answer.get("proof", "")), sign(self.key, "health", challenge)):
+                log.error("node %s: its key is not the coordinator's; not used", loc)
+                continue
+            with self._lock:
+                n = self._nodes[loc]
+                if not n.alive:
+                    log.warning("node %s joined (static)", loc)
+                n.id = str(answer.get("node", loc))
+                n.last_seen = self._clock()
+
+    def start_polling(self) -> None:
+        if self._poller is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.poll_once(timeout=max(0.5, self.interval))
+                self._stop.wait(self.interval)
+
+        self._poller = threading.Thread(target=loop, name="node-poll", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
