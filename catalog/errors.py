@@ -1,9 +1,8 @@
-"""Catalog errors. Each also inherits the builtin that names its meaning, so callers
-(and pyarrow's Flight error mapping) treat them right without knowing this module:
+"""Catalog errors: the project's one error tree (``flight_server/core/errors.py``), plus the
+"did you mean" helper every NOT_FOUND message uses.
 
-    CatalogError
-    ├── NotFound(KeyError)          no dataset/file/column by that name (message lists the closest)
-    └── Conflict(ValueError)        a write that contradicts what is stored
+    NotFound(KeyError)              no dataset/file/column by that name (message lists the closest)
+    Conflict(InvalidRequest)        a write that contradicts what is stored
 """
 
 from __future__ import annotations
@@ -11,27 +10,25 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest, NotFound, quote
 
-class CatalogError(Exception):
-    """Base of every catalog error."""
-
-
-class NotFound(CatalogError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+CatalogError = ArrowrootError
 
 
-class Conflict(CatalogError, ValueError):
+class Conflict(InvalidRequest):
     pass
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """', '-joined close matches of ``name``, for 'did you mean' messages."""
-    matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+    matches = difflib.get_close_matches(name[:1000], list(candidates), n=n, cutoff=0.5)
     return ", ".join(repr(m) for m in matches)
 
 
 def not_found(what: str, name: str, candidates: Iterable[str]) -> NotFound:
     near = closest(name, candidates)
     hint = f"; closest: {near}" if near else ""
-    return NotFound(f"no {what} named {name!r}{hint}")
+    return NotFound(f"no {what} named {quote(name)}{hint}")
+
+
+__all__ = ["CatalogError", "Conflict", "NotFound", "closest", "not_found"]

@@ -42,20 +42,66 @@ class ReadRequest(_message.Message):
     allow_missing: bool
     def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
 
-class Ticket(_message.Message):
-    __slots__ = ("version", "dataset_id", "request", "entry_start", "entry_stop", "principal", "signature")
+class PartRead(_message.Message):
+    __slots__ = ("path", "size", "mtime", "object_path", "entry_offset", "start", "stop", "boundaries", "channel", "absent")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_PATH_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    BOUNDARIES_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    mtime: float
+    object_path: str
+    entry_offset: int
+    start: int
+    stop: int
+    boundaries: _containers.RepeatedScalarFieldContainer[int]
+    channel: str
+    absent: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., object_path: _Optional[str] = ..., entry_offset: _Optional[int] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., boundaries: _Optional[_Iterable[int]] = ..., channel: _Optional[str] = ..., absent: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature")
     VERSION_FIELD_NUMBER: _ClassVar[int]
-    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
-    REQUEST_FIELD_NUMBER: _ClassVar[int]
-    ENTRY_START_FIELD_NUMBER: _ClassVar[int]
-    ENTRY_STOP_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    READ_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    WITH_ENTRY_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    CAST_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ROWS_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     version: int
-    dataset_id: int
-    request: ReadRequest
-    entry_start: int
-    entry_stop: int
+    dataset: str
+    format: str
+    kind: str
+    read_schema: bytes
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    where: str
+    slices: _containers.RepeatedCompositeFieldContainer[AxisSlice]
+    with_entry_numbers: bool
+    channel_column: str
+    cast: bool
+    batch_rows: int
+    batch_bytes: int
+    chunk_rows: int
     principal: str
+    expires: float
+    parts: _containers.RepeatedCompositeFieldContainer[PartRead]
     signature: bytes
-    def __init__(self, version: _Optional[int] = ..., dataset_id: _Optional[int] = ..., request: _Optional[_Union[ReadRequest, _Mapping]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., principal: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ...) -> None: ...

@@ -1,4 +1,10 @@
-"""The one-way flow, checked on the source: who may import whom (see ARCHITECTURE in README)."""
+"""The one-way flow, checked on the source: who may import whom (README "Architecture").
+
+Each folder lists the arrowroot packages it may import; anything else of arrowroot is a
+violation. Third-party rules: the catalog does not parse Arrow, only server/web/cli face the
+network (pyarrow.flight), sources and the executor know neither protos nor DuckDB. A second
+test finds import cycles between modules.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +14,58 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+P = "arrowroot.flight_server."
 
-# folder → imports it must never make (prefix match on the absolute module name)
-FORBIDDEN = {
-    "protos": ["arrowroot.catalog", "arrowroot.flight_server", "arrowroot.clients", "pyarrow", "duckdb"],
-    "catalog": ["arrowroot.flight_server", "arrowroot.clients", "arrowroot.protos", "pyarrow", "uproot", "h5py"],
-    "flight_server/sources": ["arrowroot.catalog", "arrowroot.protos", "arrowroot.clients", "pyarrow.flight",
-                              "duckdb", "arrowroot.flight_server.server.flight", "arrowroot.flight_server.server.codec"],
-    "clients": ["arrowroot.catalog", "arrowroot.flight_server", "duckdb", "uproot", "h5py"],
+# folder → arrowroot packages it may import (prefix match), besides itself
+ALLOWED = {
+    "protos": [],
+    "flight_server/core": [],
+    "catalog": [P + "core.errors"],
+    "flight_server/sources": [P + "core"],
+    "flight_server/lang": [P + "core"],
+    "flight_server/datasets": [P + "core", P + "lang", "arrowroot.catalog"],
+    "flight_server/plan": [P + "core", P + "lang", P + "datasets", "arrowroot.catalog"],
+    "flight_server/execute": [P + "core", P + "lang", P + "sources"],
+    "flight_server/index": [P + "core", P + "sources", P + "datasets", "arrowroot.catalog"],
+    "flight_server/sql": [P + "core"],
+    "clients": ["arrowroot.protos"],
 }
-# only these server modules may touch protos / pyarrow.flight
-PROTOS_USERS = {"codec.py", "sql_service.py", "auth.py"}
-FLIGHT_USERS = {"service.py", "sql_service.py", "auth.py", "cli.py", "cli_admin.py", "demo.py"}
+# third-party modules a folder must never import
+FORBIDDEN = {
+    "protos": ["pyarrow", "duckdb"],
+    "flight_server/core": ["duckdb", "pyarrow.flight", "uproot", "h5py", "google"],
+    "catalog": ["pyarrow", "uproot", "h5py"],
+    "flight_server/sources": ["pyarrow.flight", "duckdb", "google"],
+    "flight_server/lang": ["pyarrow.flight", "duckdb"],
+    "flight_server/execute": ["pyarrow.flight", "duckdb", "google"],
+    "flight_server/plan": ["pyarrow.flight", "duckdb", "google"],
+    "flight_server/sql": ["pyarrow.flight"],
+    "clients": ["duckdb", "uproot", "h5py"],
+}
+# only these folders face the network
+FLIGHT_USERS = ("flight_server/server", "flight_server/web", "flight_server/cli", "clients")
 
 
-def _imports(path: Path) -> list[str]:
+def _module(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return "arrowroot." + ".".join(parts)
+
+
+def _imports(path: Path, runtime_only: bool = False) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     pkg = "arrowroot." + ".".join(path.relative_to(ROOT).parent.parts)
+    skip: set[int] = set()
+    if runtime_only:  # imports under `if TYPE_CHECKING:` do not run
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skip |= {id(n) for b in node.body for n in ast.walk(b)}
     out = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -37,32 +76,79 @@ def _imports(path: Path) -> list[str]:
             else:
                 mod = node.module or ""
             out.append(mod)
+            out += [f"{mod}.{a.name}" for a in node.names]
     return out
 
 
 def _files(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if not p.name.endswith("_pb2.py")
+                  and "node_modules" not in p.parts)
+
+
+def _under(mod: str, prefix: str) -> bool:
+    return mod == prefix.rstrip(".") or mod.startswith(prefix.rstrip(".") + ".")
+
+
+@pytest.mark.parametrize("folder", sorted(ALLOWED))
+def test_layers(folder):
+    own = "arrowroot." + folder.replace("/", ".")
+    bad = []
+    for path in _files(folder):
+        for mod in _imports(path):
+            if not mod.startswith("arrowroot") or _under(mod, own) or mod == "arrowroot.flight_server":
+                continue
+            if mod.startswith("arrowroot.flight_server.__version__"):
+                continue
+            if not any(_under(mod, a) for a in ALLOWED[folder]):
+                bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("folder", sorted(FORBIDDEN))
-def test_forbidden_imports(folder):
+def test_third_party(folder):
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p in _files(folder) for m in _imports(p)
+           for f in FORBIDDEN[folder] if _under(m, f)]
+    assert not bad, "\n".join(bad)
+
+
+def test_only_the_front_ends_face_the_network():
     bad = []
-    for path in _files(folder):
-        if path.name.endswith("_pb2.py"):
+    for path in _files("flight_server"):
+        rel = path.relative_to(ROOT).as_posix()
+        if any(rel.startswith(f + "/") for f in FLIGHT_USERS):
             continue
-        for mod in _imports(path):
-            for prefix in FORBIDDEN[folder]:
-                if mod == prefix or mod.startswith(prefix + "."):
-                    bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+        if any(_under(m, "pyarrow.flight") for m in _imports(path)):
+            bad.append(f"{rel} imports pyarrow.flight")
     assert not bad, "\n".join(bad)
 
 
-def test_server_modules_touching_protos_and_flight():
-    bad = []
-    for path in (ROOT / "flight_server").glob("*.py"):
-        mods = _imports(path)
-        if path.name not in PROTOS_USERS and any(m.startswith("arrowroot.protos") for m in mods):
-            bad.append(f"{path.name} imports protos (only {sorted(PROTOS_USERS)} may)")
-        if path.name not in FLIGHT_USERS and any(m.startswith("pyarrow.flight") for m in mods):
-            bad.append(f"{path.name} imports pyarrow.flight (only {sorted(FLIGHT_USERS)} may)")
-    assert not bad, "\n".join(bad)
+def test_no_import_cycles():
+    modules = {_module(p): p for d in ("protos", "catalog", "flight_server", "clients") for p in _files(d)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for mod in _imports(path, runtime_only=True):
+            while mod and mod not in modules:
+                mod = mod.rpartition(".")[0]
+            if mod and mod != name and not name.startswith(mod + "."):  # a package's own __init__
+                deps.add(mod)
+        graph[name] = deps
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                cycles.append(stack[stack.index(m):] + [m])
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)

@@ -77,8 +77,8 @@ def test_tampered_ticket_refused(sample_server):
     from arrowroot.protos import arrowroot_pb2 as pb
 
     info = sample_server.flight().get_flight_info(cmd({"dataset": DS, "columns": ["nMuon"], "entry_stop": 10}))
-    msg = pb.Ticket.FromString(info.endpoints[0].ticket.ticket)
-    msg.entry_stop = 20_000  # ask for more than granted
+    msg = pb.Task.FromString(info.endpoints[0].ticket.ticket)
+    msg.parts[0].stop = 20_000  # ask for more than granted
     with pytest.raises(pa.ArrowInvalid, match="signature"):
         sample_server.flight().do_get(fl.Ticket(msg.SerializeToString())).read_all()
 

@@ -16,7 +16,7 @@ import uproot
 from arrowroot.clients import Client
 from arrowroot.clients.errors import InvalidRequest
 from arrowroot.flight_server.lang import filekeys
-from arrowroot.flight_server.server.codec import ReadSpec
+from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.server.flight import ArrowrootServer
 
@@ -235,7 +235,7 @@ def test_key_type_rules():
 
 
 def test_config_errors_are_reported(tmp_path):
-    from arrowroot.flight_server.datasets.multifile import load_config
+    from arrowroot.flight_server.datasets.config import load_config
     (tmp_path / "arrowroot.toml").write_text('[[dataset]]\nname = "x"\nfiles = "*.root"\nobject = "t{run}"\n')
     with pytest.raises(ValueError, match="placeholder"):
         load_config(tmp_path)

@@ -1,12 +1,25 @@
-"""Server settings: one frozen dataclass, filled from CLI options (and env for Docker)."""
+"""Server settings: every default lives here, once.
+
+The CLI, the ``ARROWROOT_*`` environment variables and library callers all fill the same
+frozen dataclass. Each field's environment variable is ``ARROWROOT_<FIELD>`` in upper case
+(``ARROWROOT_PORT=9000``, ``ARROWROOT_TICKET_TTL=600``); ``settings_help()`` lists them all for
+the README. Precedence: explicit arguments (CLI options) > environment > the defaults below.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MiB = 1 << 20
+ENV_PREFIX = "ARROWROOT_"
+#: the ticket-signing secret itself (any text) — the alternative to ``ticket_key_file``
+TICKET_KEY_ENV = "ARROWROOT_TICKET_KEY"
 
 
 @dataclass(frozen=True)
@@ -18,18 +31,22 @@ class Settings:
     # Size targets, in uncompressed bytes of the requested columns.
     endpoint_bytes: int = 64 * MiB           # one FlightEndpoint (clients fetch these in parallel)
     chunk_bytes: int = 16 * MiB              # one read from a file (read ahead while sending)
-    batch_bytes: int = 4 * MiB               # one record batch on the wire (gRPC limit is 16 MiB)
+    batch_bytes: int = 4 * MiB               # one record batch on the wire (gRPC's default limit is 16 MiB)
     batch_rows: int = 131_072                # default upper bound of rows per batch
     compression: str | None = None           # IPC body compression: None | "lz4" | "zstd"
     index_on_start: bool = True
-    extra: dict = field(default_factory=dict)
-    sql_timeout: float = 300.0                # seconds a Flight SQL query may run (sql_service.py)
-    # Authentication and TLS (auth.py). auth None: on exactly when the catalog has users or grants.
+    sql_timeout: float = 300.0               # seconds a Flight SQL query may run
+    # Tickets: self-contained signed read tasks (server/tickets.py).
+    ticket_ttl: float = 3600.0               # seconds a ticket from GetFlightInfo stays valid
+    ticket_key_file: Path | None = None      # file holding the shared signing secret (data nodes share it);
+                                             # else $ARROWROOT_TICKET_KEY; else a random per-process key
+    # Authentication and TLS (server/auth.py). auth None: on exactly when the catalog has users or grants.
     auth: bool | None = None
     token_ttl: float = 12 * 3600             # seconds a bearer token from a login stays valid
     tls_cert: Path | None = None             # PEM server certificate (chain); with tls_key → grpc+tls://
     tls_key: Path | None = None
     tls_client_ca: Path | None = None        # PEM CA: clients must present a certificate it signed (mTLS)
+    extra: dict = field(default_factory=dict)
 
     @property
     def catalog_path(self) -> Path:
@@ -39,15 +56,76 @@ class Settings:
     def location(self) -> str:
         return f"{'grpc+tls' if self.tls_cert else 'grpc'}://{self.host}:{self.port}"
 
+    def ticket_key(self) -> bytes | None:
+        """The shared ticket-signing key (32 bytes), or None for a random per-process key."""
+        if self.ticket_key_file is not None:
+            try:
+                secret = Path(self.ticket_key_file).read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(f"ticket key file {self.ticket_key_file}: {exc.strerror}") from None
+            if len(secret) < 16:
+                raise ValueError(f"ticket key file {self.ticket_key_file}: at least 16 bytes of secret needed")
+            return hashlib.sha256(b"arrowroot-ticket-key\0" + secret).digest()
+        text = os.environ.get(TICKET_KEY_ENV)
+        if text:
+            if len(text) < 16:
+                raise ValueError(f"{TICKET_KEY_ENV}: at least 16 characters of secret needed")
+            return hashlib.sha256(b"arrowroot-ticket-key\0" + text.encode()).digest()
+        return None
 
-def from_env(root: str | os.PathLike, **overrides) -> Settings:
-    """Settings for ``root`` with ARROWROOT_* environment overrides (used by the Docker image)."""
-    env = {}
-    if "ARROWROOT_CATALOG" in os.environ:
-        env["catalog"] = Path(os.environ["ARROWROOT_CATALOG"])
-    if "ARROWROOT_HOST" in os.environ:
-        env["host"] = os.environ["ARROWROOT_HOST"]
-    if "ARROWROOT_PORT" in os.environ:
-        env["port"] = int(os.environ["ARROWROOT_PORT"])
-    env.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(root=Path(root).expanduser().resolve(), **env)
+
+_TYPES = typing.get_type_hints(Settings)
+
+
+def _convert(name: str, text: str) -> Any:
+    kind = _TYPES[name]
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    base = args[0] if args else kind
+    if text == "" and type(None) in typing.get_args(kind):
+        return None
+    try:
+        if base is bool:
+            low = text.strip().lower()
+            if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(text)
+            return low in {"1", "true", "yes", "on"}
+        if base in (int, float, str):
+            return base(text)
+        if base is Path:
+            return Path(text).expanduser()
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={text!r}: not a valid {base.__name__}") from None
+    raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot be set from the environment")
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings fields given as ``ARROWROOT_<FIELD>`` environment variables."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name in ("root", "extra"):
+            continue
+        key = ENV_PREFIX + f.name.upper()
+        if key in environ:
+            out[f.name] = _convert(f.name, environ[key])
+    return out
+
+
+def from_env(root: str | os.PathLike, **overrides: Any) -> Settings:
+    """Settings for ``root``: defaults < ``ARROWROOT_*`` environment < ``overrides`` (None = not given)."""
+    values = env_overrides()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(root=Path(root).expanduser().resolve(), **values)
+
+
+def settings_help() -> list[tuple[str, str, str]]:
+    """(environment variable, type, default) for every setting, for docs and ``--help``."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        if f.name in ("root", "extra"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        kind = _TYPES[f.name]
+        name = kind.__name__ if isinstance(kind, type) else str(kind).replace("pathlib.", "")
+        out.append((ENV_PREFIX + f.name.upper(), name, repr(default)))
+    return out

@@ -1,80 +1,28 @@
-"""One read task → a stream of record batches, with bounded memory.
+"""One read task → a stream of record batches, with bounded memory. Never touches the catalog.
 
-The next chunk is read in a background thread while the current one is sent (the
-queue holds at most one chunk ahead), so decompression overlaps the network. Batches
-are split by bytes as well as rows: many gRPC clients refuse messages over 16 MiB.
+The next chunk is read in a background thread while the current one is sent (the queue holds
+at most one chunk ahead), so decompression overlaps the network. Batches are split by bytes as
+well as rows: many gRPC clients refuse messages over 16 MiB. With a cut, each chunk is read in
+two phases: the cut's columns first; a chunk where nothing passes ends there.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from arrowroot.catalog.models import PartRecord
-
-from arrowroot.flight_server.datasets.multifile import read_part
-from arrowroot.flight_server.plan.planner import Plan, ReadTask, read_chunks
-from arrowroot.flight_server.sources import Reader, source_for
-
-
-class FileChanged(RuntimeError):
-    """A file differs from what the catalog recorded (modified or deleted)."""
-
-    def __init__(self, path: str, why: str):
-        super().__init__(f"{path}: {why} since it was indexed; it is being re-indexed, ask for a new FlightInfo")
-        self.path = path
-
-
-class ReaderCache:
-    """Open readers keyed by file identity (path, size, mtime), least recently used dropped."""
-
-    def __init__(self, root: Path, size: int = 32):
-        self.root = root
-        self.size = size
-        self._lock = threading.Lock()
-        self._readers: OrderedDict[tuple, Reader] = OrderedDict()
-
-    def check(self, part: PartRecord) -> str:
-        """Absolute path of the part's file, after checking it still matches the catalog."""
-        path = str(self.root / part.path)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise FileChanged(part.path, "the file was deleted") from None
-        if st.st_size != part.size or abs(st.st_mtime - part.mtime) > 1e-6:
-            raise FileChanged(part.path, "the file was modified")
-        return path
-
-    def get(self, part: PartRecord, fmt: str, kind: str) -> Reader:
-        path = self.check(part)
-        key = (part.path, part.object_path, part.size, part.mtime)
-        with self._lock:
-            reader = self._readers.get(key)
-            if reader is not None:
-                self._readers.move_to_end(key)
-                return reader
-        reader = source_for(fmt).open(path, part.object_path, kind)
-        with self._lock:
-            self._readers[key] = reader
-            while len(self._readers) > self.size:
-                _, old = self._readers.popitem(last=False)
-                old.close()
-        return reader
-
-    def close(self) -> None:
-        with self._lock:
-            for r in self._readers.values():
-                r.close()
-            self._readers.clear()
+from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.ranges import split_range
+from arrowroot.flight_server.core.task import ENTRY_COLUMN, PartRead, ReadTask
+from arrowroot.flight_server.execute.readers import ReaderCache
+from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
+from arrowroot.flight_server.sources import Reader
 
 
 def split_batches(table: pa.Table, max_rows: int, max_bytes: int) -> Iterator[pa.RecordBatch]:
@@ -120,55 +68,106 @@ class Chunk:
     passed: np.ndarray | None = None  # indices (within the chunk) of the passing entries
 
 
-def read_chunk(reader: Reader, plan: Plan, part: PartRecord, a: int, b: int, in_one_go: bool = False) -> Chunk:
-    """Read one chunk; with a cut, in two phases.
+class Execution:
+    """A task made ready to run: its cut compiled (once) and its chunks laid out."""
 
-    Phase one reads only the columns the cut needs and computes the mask; a chunk where
-    nothing passes ends there. Phase two reads the other requested columns and keeps the
-    passing rows. Columns used by both are read once. ``in_one_go`` reads both sets at
-    once (in parallel): the caller asks for it while chunks keep having passing entries,
-    where the two phases would only serialise the same reads.
-    """
-    first = part.entry_offset + a
-    if plan.cut is None:
-        return Chunk(read_part(reader, plan, part, a, b), first, b - a)
-    cut_columns = plan.cut_columns or plan.columns[:1]  # a constant cut still needs the row count
-    reuse = set(cut_columns) if not plan.spec.slices else set()
-    rest = [c for c in plan.columns if c not in reuse]
-    if in_one_go and not plan.spec.slices:
-        both = read_part(reader, plan, part, a, b, list(dict.fromkeys([*cut_columns, *rest])), cut_phase=True)
-        cut_table, rest_table = both, both
-    else:
-        cut_table = read_part(reader, plan, part, a, b, cut_columns, cut_phase=True)
-        rest_table = None
-    mask = plan.cut.mask(cut_table)
-    passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-    if len(passed) == 0:
-        return Chunk(None, first, b - a, passed)
-    if rest and rest_table is None:
-        rest_table = read_part(reader, plan, part, a, b, rest)
-    keep = pa.array(passed)
-    columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in plan.columns]
-    return Chunk(pa.Table.from_arrays(columns, names=list(plan.columns)), first, b - a, passed)
+    def __init__(self, task: ReadTask):
+        self.task = task
+        self.schema = task.output_schema()
+        self.cut: Cut | None = None
+        if task.where.strip():
+            try:
+                self.cut = parse(task.where, task.read_schema)
+            except ExprError as exc:
+                raise InvalidRequest(f"where: {exc}") from None
+        names = task.read_schema.names
+        self.cut_columns = tuple(n for n in names if self.cut is not None and n in self.cut.columns)
+
+    def chunks(self) -> list[tuple[PartRead, int, int]]:
+        """(part, local start, local stop) reads that make up the task, cluster-aligned."""
+        rows = max(1, self.task.chunk_rows)
+        out = []
+        for part in self.task.parts:
+            for x, y in split_range(part.start, part.stop, part.boundaries, rows, split_above=4 * rows):
+                out.append((part, x, y))
+        return out
+
+    def read_part(self, reader: Reader, part: PartRead, start: int, stop: int,
+                  columns: Sequence[str] | None = None, cut_phase: bool = False) -> pa.Table:
+        """Read ``columns`` (default: the output columns) of one part: widened types cast, missing
+        columns as nulls, the channel column filled in. ``cut_phase`` reads unsliced values."""
+        task = self.task
+        slices = () if cut_phase else task.slices
+        columns = task.columns if columns is None else tuple(columns)
+        if not task.cast:
+            return reader.read(columns, start, stop, slices)
+        schema = task.read_schema if cut_phase else self.schema
+        channel_col = task.channel_column
+        absent = set(part.absent)
+        want = [c for c in columns if c != channel_col and c not in absent]
+        got = reader.read(want, start, stop, slices) if want else None
+        n = stop - start if got is None else got.num_rows
+        arrays = []
+        for c in columns:
+            f = schema.field(c)
+            if c == channel_col:
+                if pa.types.is_integer(f.type):
+                    arrays.append(pa.array(np.full(n, int(part.channel)), f.type))
+                else:
+                    arrays.append(pa.array([part.channel] * n, f.type))
+            elif c in absent:
+                arrays.append(pa.nulls(n, f.type))
+            else:
+                arr = got.column(c)
+                if not arr.type.equals(f.type):
+                    arr = arr.cast(f.type)
+                arrays.append(arr)
+        return pa.Table.from_arrays(arrays, names=list(columns))
+
+    def read_chunk(self, reader: Reader, part: PartRead, a: int, b: int, in_one_go: bool = False) -> Chunk:
+        """Read one chunk; with a cut, in two phases.
+
+        Phase one reads only the columns the cut needs and computes the mask; a chunk where
+        nothing passes ends there. Phase two reads the other requested columns and keeps the
+        passing rows. Columns used by both are read once. ``in_one_go`` reads both sets at
+        once (in parallel): the caller asks for it while chunks keep having passing entries,
+        where the two phases would only serialise the same reads.
+        """
+        task = self.task
+        first = part.entry_offset + a
+        if self.cut is None:
+            return Chunk(self.read_part(reader, part, a, b), first, b - a)
+        cut_columns = self.cut_columns or task.columns[:1]  # a constant cut still needs the row count
+        reuse = set(cut_columns) if not task.slices else set()
+        rest = [c for c in task.columns if c not in reuse]
+        if in_one_go and not task.slices:
+            both = self.read_part(reader, part, a, b, list(dict.fromkeys([*cut_columns, *rest])), cut_phase=True)
+            cut_table, rest_table = both, both
+        else:
+            cut_table = self.read_part(reader, part, a, b, cut_columns, cut_phase=True)
+            rest_table = None
+        mask = self.cut.mask(cut_table)
+        passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        if len(passed) == 0:
+            return Chunk(None, first, b - a, passed)
+        if rest and rest_table is None:
+            rest_table = self.read_part(reader, part, a, b, rest)
+        keep = pa.array(passed)
+        columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in task.columns]
+        return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed)
 
 
-def stream_task(
-    plan: Plan,
-    task: ReadTask,
-    readers: ReaderCache,
-    chunk_bytes: int,
-    batch_bytes: int,
-    batch_rows: int,
-    stats: StreamStats,
-) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
-    """Batches for one endpoint; reads one chunk ahead in a thread.
+def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
+                execution: Execution | None = None,
+                cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
+    """Batches for one task; reads one chunk ahead in a thread.
 
     With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
     app_metadata, and the stream ends with an empty batch carrying the totals.
     """
-    chunks = read_chunks(plan, task, chunk_bytes)
-    rec = plan.dataset
-    out_schema = plan.schema
+    ex = execution or Execution(task)
+    chunks = ex.chunks()
+    out_schema = ex.schema
     ahead: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -176,10 +175,10 @@ def stream_task(
         try:
             previous_passed = False
             for part, a, b in chunks:
-                if stop.is_set():
+                if stop.is_set() or (cancelled is not None and cancelled()):
                     return
-                reader = readers.get(part, rec.format, rec.kind)
-                chunk = read_chunk(reader, plan, part, a, b, in_one_go=previous_passed)
+                reader = readers.get(part, task.format, task.kind)
+                chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
                 previous_passed = chunk.table is not None
                 while not stop.is_set():
                     try:
@@ -206,18 +205,18 @@ def stream_task(
                 continue
             table = chunk.table
             stats.entries_passed += table.num_rows
-            if plan.spec.with_entry_numbers:
+            if task.with_entry_numbers:
                 if chunk.passed is not None:
                     numbers = chunk.passed.astype(np.int64) + chunk.first_entry
                 else:
                     numbers = np.arange(chunk.first_entry, chunk.first_entry + table.num_rows, dtype=np.int64)
-                table = table.add_column(0, "entry", pa.array(numbers))
+                table = table.add_column(0, ENTRY_COLUMN, pa.array(numbers))
             table = pa.Table.from_arrays(table.columns, schema=out_schema)
-            for batch in split_batches(table, batch_rows, batch_bytes):
+            for batch in split_batches(table, task.batch_rows, task.batch_bytes):
                 stats.rows += batch.num_rows
                 stats.bytes += batch.nbytes
-                yield (batch, stats.metadata()) if plan.cut is not None else batch
-        if plan.cut is not None:
+                yield (batch, stats.metadata()) if ex.cut is not None else batch
+        if ex.cut is not None:
             yield pa.RecordBatch.from_pylist([], schema=out_schema), stats.metadata()
     finally:
         stop.set()

@@ -18,7 +18,7 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
-from arrowroot.flight_server.datasets.multifile import derive
+from arrowroot.flight_server.datasets.derive import derive
 from arrowroot.flight_server.sources import DatasetInfo, detect
 
 log = logging.getLogger("arrowroot.indexer")

@@ -1,7 +1,7 @@
 """Authentication, per-dataset read grants and TLS for the Flight server.
 
 The rule "what you cannot read does not exist" lives in one place, :class:`Access`: the Flight
-hooks ``dataset`` / ``visible_datasets`` / ``_principal`` of ``service.ArrowrootServer`` and the
+hooks ``dataset`` / ``visible_datasets`` / ``principal`` of ``server.flight.ArrowrootServer`` and the
 Flight SQL front end all ask it, so a dataset hidden from ``list_flights`` is hidden everywhere,
 and the NOT_FOUND message for it is the one a truly missing dataset gets (its closest-name hints
 are computed over the caller's visible datasets only).
@@ -119,14 +119,14 @@ class Access:
 
     def __init__(self, catalog: Catalog, settings: Settings):
         self.catalog = catalog
-        self.token_ttl = float(getattr(settings, "token_ttl", 12 * 3600))
+        self.token_ttl = float(settings.token_ttl)
         self._lock = threading.Lock()
         self._login_slots = threading.BoundedSemaphore(2)
         self._sessions: dict[str, _Session] = {}
         self._ident = identities.snapshot(catalog)
         self._visible: dict[str | None, frozenset[str]] = {}
         self._visible_generation = -1
-        mode = getattr(settings, "auth", None)
+        mode = settings.auth
         configured = self._ident.configured
         if mode is True and not configured:
             raise AuthConfigError(
@@ -141,7 +141,7 @@ class Access:
         if self.enabled:
             if not self._ident.grants:
                 log.warning("authentication is on but there are no grants: users can log in and see no dataset")
-            if not getattr(settings, "tls_cert", None) and not _is_loopback(settings.host):
+            if not settings.tls_cert and not _is_loopback(settings.host):
                 log.warning("authentication is on but TLS is off on %s: passwords and tokens cross the "
                             "network in clear text; use --tls-cert/--tls-key", settings.host)
 
@@ -331,9 +331,9 @@ class Access:
 
 def tls_kwargs(settings: Settings) -> dict[str, Any]:
     """FlightServerBase TLS arguments from the settings' PEM files (empty without TLS)."""
-    cert = getattr(settings, "tls_cert", None)
-    key = getattr(settings, "tls_key", None)
-    client_ca = getattr(settings, "tls_client_ca", None)
+    cert = settings.tls_cert
+    key = settings.tls_key
+    client_ca = settings.tls_client_ca
     if not cert and not key and not client_ca:
         return {}
     if not cert or not key:

@@ -1,43 +1,42 @@
-"""The Flight service: a thin FlightServerBase that wires codec → catalog → planner →
-sources → stream, and one error boundary that maps every failure to one Flight status.
+"""The Flight front end: a thin FlightServerBase over one shared context.
 
-    NotFound / KeyError            → NOT_FOUND         (message lists the closest names)
-    InvalidRequest / ValueError    → INVALID_ARGUMENT  (message names the field)
-    FileChanged                    → UNAVAILABLE       (the file is re-indexed; retry)
-    SourceError                    → INTERNAL          (names the file and column)
-    Flight*Error                   → as raised (UNAUTHENTICATED, PERMISSION_DENIED, ...)
-    anything else                  → INTERNAL "internal error (request <id>)", traceback logged only
+GetFlightInfo decodes the request, looks the dataset up in the catalog and plans it once into
+self-contained tasks, each signed into its endpoint's ticket (``tickets.py``). DoGet verifies a
+ticket and hands its task to the executor — no planning, no catalog query. Errors go through the
+one table in ``errors.py`` (shared with the Flight SQL front end, ``flight_sql.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 import logging
-import secrets
 import threading
 import time
-import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
 
-from arrowroot.catalog.errors import NotFound
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
-
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.server.auth import Access, tls_kwargs
-from arrowroot.flight_server.server.codec import InvalidRequest, ReadSpec, TicketData, decode_command, decode_path, decode_ticket, encode_tickets
+from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, Unimplemented
+from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.core.task import ReadTask
+from arrowroot.flight_server.datasets.select import list_files
+from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
+from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
-from arrowroot.flight_server.datasets.multifile import list_files
-from arrowroot.flight_server.plan.planner import Plan, ReadTask, parts_in_range, plan_read
+from arrowroot.flight_server.plan.planner import Limits, Plan, plan_read
+from arrowroot.flight_server.server.auth import Access, tls_kwargs
+from arrowroot.flight_server.server.codec import decode_command, decode_path
+from arrowroot.flight_server.server.errors import to_flight
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
-from arrowroot.flight_server.sources import SourceError
-from arrowroot.flight_server.execute.executor import FileChanged, ReaderCache, StreamStats, stream_task
+from arrowroot.flight_server.server.tickets import TicketSigner
+from arrowroot.flight_server.sources import supports_slices
 
 log = logging.getLogger("arrowroot.requests")
 
@@ -55,23 +54,6 @@ ACTIONS = {
 }
 
 
-def _bare(exc: BaseException) -> BaseException:
-    """Keep pyarrow from sending our traceback to the client.
-
-    pyarrow formats a Python exception with ``traceback.format_exception`` into the
-    gRPC status detail. A note that cannot be encoded as UTF-8 makes that formatting
-    fail, and pyarrow then falls back to the bare exception type. The message itself
-    (``str(exc)``) is unchanged.
-    """
-    exc.add_note("\udc80")
-    return exc
-
-
-class _NotFoundError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 class ArrowrootServer(fl.FlightServerBase):
     """Serves the datasets of one directory over Arrow Flight."""
 
@@ -80,7 +62,10 @@ class ArrowrootServer(fl.FlightServerBase):
         self.catalog = catalog or Catalog(settings.catalog_path)
         self.indexer = Indexer(settings.root, self.catalog)
         self.readers = ReaderCache(settings.root)
-        self._ticket_key = secrets.token_bytes(32)
+        self.tickets = TicketSigner(settings.ticket_key(), settings.ticket_ttl)
+        self.limits = Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes, settings.batch_rows)
+        #: DoGet counts planning here; it must stay 0 (tests check that DoGet never plans)
+        self.plans_made = 0
         self._counters: dict[str, dict[str, int]] = {}
         self._counters_lock = threading.Lock()
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
@@ -116,21 +101,9 @@ class ArrowrootServer(fl.FlightServerBase):
             raise self._map_error(method, what, exc) from None
 
     def _map_error(self, method: str, what: str, exc: BaseException) -> BaseException:
-        if isinstance(exc, fl.FlightError):
-            return exc
         if isinstance(exc, FileChanged):
             self.indexer.start(exc.path)
-            return fl.FlightUnavailableError(str(exc))
-        if isinstance(exc, (NotFound, KeyError)):
-            return _bare(_NotFoundError(str(exc) if isinstance(exc, NotFound) else f"not found: {exc}"))
-        if isinstance(exc, (InvalidRequest, ValueError)):
-            return _bare(ValueError(str(exc)))
-        if isinstance(exc, SourceError):
-            log.warning("%s %s: %s", method, what, exc)
-            return fl.FlightInternalError(f"cannot read the data: {exc}")
-        rid = uuid.uuid4().hex[:12]
-        log.error("%s %s failed (request %s)", method, what, rid, exc_info=exc)
-        return fl.FlightInternalError(f"internal error (request {rid}); the server log has the details")
+        return to_flight(exc, method, what)
 
     def _spec(self, descriptor: fl.FlightDescriptor) -> ReadSpec:
         if descriptor.descriptor_type == fl.DescriptorType.PATH:
@@ -138,8 +111,11 @@ class ArrowrootServer(fl.FlightServerBase):
         return decode_command(descriptor.command)
 
     def plan(self, spec: ReadSpec, context: fl.ServerCallContext | None = None) -> Plan:
+        """The one place a read is planned: catalog lookup (visible datasets only) → tasks."""
         rec = self.dataset(spec.dataset, context)
-        return plan_read(spec, rec, self.settings.endpoint_bytes)
+        self.plans_made += 1
+        return plan_read(spec, rec, self.limits, self.principal(context), self.tickets.expiry(),
+                         slices_supported=supports_slices(rec.format))
 
     def dataset(self, name: str, context: fl.ServerCallContext | None = None) -> DatasetRecord:
         """The dataset record a caller may see (NotFound otherwise)."""
@@ -148,11 +124,8 @@ class ArrowrootServer(fl.FlightServerBase):
     def visible_datasets(self, context: fl.ServerCallContext | None = None) -> list[DatasetRecord]:
         return self.access.visible_datasets(context)
 
-    def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor, principal: str = "") -> fl.FlightInfo:
-        resolved = ReadSpec(**{**plan.spec.__dict__, "columns": plan.columns})
-        tickets = encode_tickets(plan.dataset.dataset_id, resolved,
-                                 [(t.entry_start, t.entry_stop) for t in plan.tasks], principal, self._ticket_key)
-        endpoints = [fl.FlightEndpoint(ticket, []) for ticket in tickets]
+    def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+        endpoints = [fl.FlightEndpoint(ticket, []) for ticket in self.tickets.sign(plan.tasks)]
         return fl.FlightInfo(plan.schema, descriptor, endpoints, plan.total_records, plan.total_bytes)
 
     # ------------------------------------------------------------ Flight methods
@@ -198,7 +171,7 @@ class ArrowrootServer(fl.FlightServerBase):
         def run() -> fl.FlightInfo:
             spec = self._spec(descriptor)
             plan = self.plan(spec, context)
-            return plan, self._flight_info(plan, descriptor, self._principal(context))
+            return plan, self._flight_info(plan, descriptor)
 
         plan, info = self._boundary("get_flight_info", "", run)
         log.info("%s get_flight_info %s rows=%d endpoints=%d %.4fs", self._who(context), plan.dataset.name,
@@ -212,47 +185,45 @@ class ArrowrootServer(fl.FlightServerBase):
         log.info("%s get_schema %s", self._who(context), plan.dataset.name)
         return fl.SchemaResult(plan.schema)
 
-    def _principal(self, context: fl.ServerCallContext | None) -> str:
+    def principal(self, context: fl.ServerCallContext | None) -> str:
         return self.access.principal(context)
+
+    def open_ticket(self, ticket: bytes, context: fl.ServerCallContext | None) -> ReadTask:
+        """Verify a ticket and check it is the caller's and its files are unchanged (no catalog)."""
+        task = self.tickets.open(ticket)
+        if task.principal != self.principal(context):
+            raise NotFound("ticket: issued to another user; ask for your own FlightInfo")
+        for part in task.parts:
+            self.readers.check(part)
+        return task
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
         if self.sql.claims(ticket):
             return self.sql.do_get(context, ticket)
-        def prepare() -> tuple[Plan, TicketData]:
-            data = decode_ticket(ticket.ticket, self._ticket_key)
-            if data.principal != self._principal(context):
-                raise _NotFoundError("ticket: issued to another user; ask for your own FlightInfo")
-            rec = self.catalog.dataset_by_id(data.dataset_id)
-            self.dataset(rec.name, context)  # the caller must still see it
-            if data.entry_stop > rec.entries:
-                raise InvalidRequest("ticket: entry range beyond the dataset (re-indexed?); ask for a new FlightInfo")
-            plan = plan_read(data.spec, rec, self.settings.endpoint_bytes)
-            for part, _, _ in parts_in_range(rec, data.entry_start, data.entry_stop):
-                self.readers.check(part)
-            return plan, data
 
-        plan, data = self._boundary("do_get", "", prepare)
-        task = ReadTask(data.entry_start, data.entry_stop)
-        return fl.GeneratorStream(plan.schema, self._stream(context, plan, task), options=self._ipc_options)
+        def prepare() -> tuple[ReadTask, Execution]:
+            task = self.open_ticket(ticket.ticket, context)
+            return task, Execution(task)
 
-    def _stream(self, context: fl.ServerCallContext, plan: Plan, task: ReadTask) -> Iterator[pa.RecordBatch]:
+        task, ex = self._boundary("do_get", "", prepare)
+        return fl.GeneratorStream(ex.schema, self._stream(context, task, ex), options=self._ipc_options)
+
+    def _stream(self, context: fl.ServerCallContext, task: ReadTask, ex: Execution) -> Iterator[pa.RecordBatch]:
         t0 = time.perf_counter()
         stats = StreamStats()
-        what = f"{plan.dataset.name}[{task.entry_start}:{task.entry_stop}]"
+        what = f"{task.dataset}[{task.entry_start}:{task.entry_stop}]"
         status = "ok"
-        rows = min(plan.spec.batch_rows or self.settings.batch_rows, self.settings.batch_rows * 8)
         try:
-            yield from stream_task(plan, task, self.readers, self.settings.chunk_bytes,
-                                   self.settings.batch_bytes, rows, stats)
+            yield from stream_task(task, self.readers, stats, ex, cancelled=context.is_cancelled)
         except Exception as exc:
             status = "error"
             raise self._map_error("do_get", what, exc) from None
         finally:
             secs = time.perf_counter() - t0
-            self._count(plan.dataset.name, stats, plan.cut is not None)
-            cut = f" where={plan.cut.text!r} scanned={stats.entries_scanned}" if plan.cut is not None else ""
+            self._count(task.dataset, stats, ex.cut is not None)
+            cut = f" where={task.where!r} scanned={stats.entries_scanned}" if ex.cut is not None else ""
             log.info("%s do_get %s cols=%d rows=%d bytes=%d %.3fs %s%s", self._who(context), what,
-                     len(plan.columns), stats.rows, stats.bytes, secs, status, cut)
+                     len(task.columns), stats.rows, stats.bytes, secs, status, cut)
 
     # ------------------------------------------------------------ actions
 
@@ -263,7 +234,8 @@ class ArrowrootServer(fl.FlightServerBase):
                reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
         if self.sql.claims(descriptor):
             return self.sql.do_put(context, descriptor, reader, writer)
-        raise NotImplementedError("DoPut: arrowroot is read-only (Flight SQL prepared-statement parameters only)")
+        raise self._map_error("do_put", "", Unimplemented(
+            "DoPut: arrowroot is read-only (Flight SQL prepared-statement parameters only)"))
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
         if self.sql.claims_action(action):
@@ -295,7 +267,7 @@ class ArrowrootServer(fl.FlightServerBase):
             return {"status": "ok", "version": __version__, "datasets": len(self.visible_datasets(context)),
                     "indexing": self.indexer.running}
         if kind == "rescan":
-            if self.access.enabled and not self._principal(context):
+            if self.access.enabled and not self.principal(context):
                 raise fl.FlightUnauthenticatedError("rescan: log in first; anonymous callers cannot re-index")
             path = args.get("path")
             if path is not None and not isinstance(path, str):

@@ -48,10 +48,12 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.protos import flight_sql as fsql
 
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.server.codec import ReadSpec
+from arrowroot.flight_server.core.errors import (Cancelled, NotFound, PermissionDenied, ResourceExhausted, TimedOut,
+                                                Unimplemented)
+from arrowroot.flight_server.core.request import ReadSpec
+from arrowroot.flight_server.execute.executor import StreamStats, stream_task
 from arrowroot.flight_server.plan.planner import dataset_schema, plan_read
 from arrowroot.flight_server.sql.engine import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
-from arrowroot.flight_server.execute.executor import StreamStats, stream_task
 
 if TYPE_CHECKING:  # pragma: no cover
     from arrowroot.flight_server.server.flight import ArrowrootServer
@@ -120,12 +122,6 @@ SQL_INFO_SCHEMA = pa.schema(
 )
 
 
-def _bare(exc: BaseException) -> BaseException:
-    """Keep pyarrow from sending our traceback to the client (see service._bare)."""
-    exc.add_note("\udc80")
-    return exc
-
-
 def like_to_regex(pattern: str | None) -> re.Pattern[str] | None:
     """A Flight SQL filter pattern (SQL LIKE: ``%`` any run, ``_`` one character) as a regex."""
     if pattern is None:
@@ -184,7 +180,7 @@ class ServerTableProvider:
     def _record(self, name: str) -> DatasetRecord:
         rec = self.visible.get(name)
         if rec is None:
-            raise KeyError(name)
+            raise NotFound(f"no dataset named {name!r}")
         return rec
 
     def dataset_schema(self, name: str) -> pa.Schema:
@@ -196,8 +192,7 @@ class ServerTableProvider:
     def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
         """Stream ``columns`` of every entry: the planner's tasks in order, one chunk read ahead."""
         rec = self._record(name)
-        settings = self.server.settings
-        plan = plan_read(ReadSpec(dataset=name, columns=tuple(columns)), rec, settings.endpoint_bytes)
+        plan = plan_read(ReadSpec(dataset=name, columns=tuple(columns)), rec, self.server.limits)
         if self.scan_log is not None:
             self.scan_log.append((name, tuple(plan.columns)))
         server = self.server
@@ -206,8 +201,7 @@ class ServerTableProvider:
             stats = StreamStats()
             try:
                 for task in plan.tasks:
-                    yield from stream_task(plan, task, server.readers, settings.chunk_bytes,
-                                           settings.batch_bytes, settings.batch_rows, stats)
+                    yield from stream_task(task, server.readers, stats)
             except Exception as exc:
                 self.failures.append(exc)
                 raise
@@ -332,7 +326,7 @@ class _PreparedStore:
             self._expire(now)
             entry = self._items.get(bytes(handle))
             if entry is None or entry.principal != principal:
-                raise KeyError(
+                raise NotFound(
                     "prepared statement handle is unknown or expired (idle for more than "
                     f"{self.ttl_s:g} s); prepare the query again"
                 )
@@ -362,11 +356,11 @@ class FlightSqlFrontEnd:
                  handle_ttl_s: float = HANDLE_TTL_S, max_handles: int = MAX_HANDLES_PER_PRINCIPAL) -> None:
         self.server = server
         settings = server.settings
-        self.timeout_s = float(timeout_s if timeout_s is not None else getattr(settings, "sql_timeout", 300.0))
+        self.timeout_s = float(timeout_s if timeout_s is not None else settings.sql_timeout)
         self.handle_ttl_s = handle_ttl_s
         self.max_batch_bytes = min(MAX_RESULT_BATCH_BYTES, max(1 << 16, settings.batch_bytes))
         self.prepared = _PreparedStore(handle_ttl_s, max_handles)
-        self._key = secrets.token_bytes(32)
+        self._key = server.tickets.key  # one signing key per deployment, shared with the read tickets
         self._plans: OrderedDict[tuple, PreparedQuery] = OrderedDict()
         self._plans_lock = threading.Lock()
         #: (dataset, columns) of recent scans, newest last: lets tests and operators see what SQL read.
@@ -423,25 +417,21 @@ class FlightSqlFrontEnd:
             raise self._map_error(method, exc) from None
 
     def _map_error(self, method: str, exc: BaseException) -> BaseException:
-        """Engine exceptions → Flight statuses; the rest through the server's own boundary."""
-        if isinstance(exc, fl.FlightError):
-            return exc
-        if isinstance(exc, NotImplementedError):
-            return _bare(NotImplementedError(str(exc)))
-        if isinstance(exc, PermissionError):
-            return fl.FlightUnauthorizedError(str(exc))
-        if isinstance(exc, TimeoutError):
-            return fl.FlightTimedOutError(str(exc))
-        if isinstance(exc, QueryCancelled):
-            return fl.FlightCancelledError(str(exc))
-        if isinstance(exc, MemoryError):
-            # RESOURCE_EXHAUSTED cannot be raised from a pyarrow server (no such Flight error class,
-            # and a Python MemoryError arrives as UNKNOWN); UNAVAILABLE says "not now" to the client.
-            return fl.FlightUnavailableError(f"resource exhausted: {exc or 'out of memory'}")
+        """Engine exceptions → the error tree → the one table (``server/errors.py``)."""
+        if isinstance(exc, NotImplementedError) and not isinstance(exc, Unimplemented):
+            exc = Unimplemented(str(exc))
+        elif isinstance(exc, PermissionError):
+            exc = PermissionDenied(str(exc))
+        elif isinstance(exc, TimeoutError):
+            exc = TimedOut(str(exc))
+        elif isinstance(exc, QueryCancelled):
+            exc = Cancelled(str(exc))
+        elif isinstance(exc, MemoryError):
+            exc = ResourceExhausted(str(exc) or "out of memory")
         return self.server._map_error(method, "sql", exc)
 
     def _principal(self, context: fl.ServerCallContext | None) -> str:
-        return self.server._principal(context)
+        return self.server.principal(context)
 
     def _engine(self, provider: ServerTableProvider) -> SqlEngine:
         return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes)
@@ -502,9 +492,9 @@ class FlightSqlFrontEnd:
                              "unaltered, on the server that issued them")
         body = json.loads(payload)
         if body["p"] != self._principal(context):
-            raise KeyError("ticket: issued to another user; ask for your own FlightInfo")
+            raise NotFound("ticket: issued to another user; ask for your own FlightInfo")
         if time.time() > body["x"]:
-            raise KeyError(f"ticket: expired (valid for {self.handle_ttl_s:g} s); ask for a new FlightInfo")
+            raise NotFound(f"ticket: expired (valid for {self.handle_ttl_s:g} s); ask for a new FlightInfo")
         params = _ipc_table(base64.b64decode(body["a"])) if body.get("a") else None
         return body["q"], params
 

@@ -19,7 +19,7 @@ REGISTRY: dict[str, str] = {
 }
 
 __all__ = ["ColumnInfo", "ColumnUnreadable", "DatasetInfo", "Reader", "Source", "SourceError",
-           "REGISTRY", "source_for", "detect"]
+           "REGISTRY", "source_for", "detect", "supports_slices"]
 
 
 @cache
@@ -27,6 +27,15 @@ def source_for(fmt: str) -> Source:
     """The Source instance for a format name; KeyError for unknown formats."""
     module, _, cls = REGISTRY[fmt].partition(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def supports_slices(fmt: str) -> bool:
+    """Whether the format's source reads per-axis slices of N-D columns (a declared capability).
+    An unknown format or one whose library is missing answers False rather than failing."""
+    try:
+        return bool(source_for(fmt).supports_slices)
+    except (KeyError, ImportError):
+        return False
 
 
 def detect(path: str) -> Source | None:

@@ -9,6 +9,8 @@ Errors raised here:
 
     SourceError (RuntimeError)      the file cannot be read (truncated, corrupt, vanished)
     └── ColumnUnreadable            one column cannot be interpreted; others still can
+
+Both come from the project's one error tree (``core/errors.py``).
 """
 
 from __future__ import annotations
@@ -23,17 +25,12 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-# Arrow field-metadata keys shared by all sources (documented in the README).
-META_SOURCE_TYPE = b"arrowroot.source_type"
-META_SHAPE = b"arrowroot.shape"
+from arrowroot.flight_server.core.errors import ColumnUnreadable, SourceError
+from arrowroot.flight_server.core.shapes import (META_SHAPE, META_SOURCE_TYPE, fixed_shape_type,
+                                                 normalise_slices, sliced_shape)
 
-
-class SourceError(RuntimeError):
-    """A file could not be read; the message names the file and the cause."""
-
-
-class ColumnUnreadable(SourceError):
-    """One column's bytes cannot be interpreted as Arrow."""
+__all__ = ["META_SHAPE", "META_SOURCE_TYPE", "ColumnInfo", "ColumnUnreadable", "DatasetInfo", "Reader", "Source",
+           "SourceError", "fixed_shape_type", "normalise_slices", "sliced_shape"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +105,8 @@ class Source(ABC):
     """A file format: recognises files, lists their datasets and opens them for reading."""
 
     format: ClassVar[str]
+    #: capabilities the planner asks for instead of testing format names
+    supports_slices: ClassVar[bool] = False   # per-axis slices of N-D columns (hyperslabs)
 
     @staticmethod
     @abstractmethod
@@ -126,40 +125,6 @@ class Source(ABC):
     @abstractmethod
     def open(self, path: str, object_path: str, kind: str) -> Reader:
         """Open one dataset for reading."""
-
-
-def normalise_slices(slices: Sequence[slice], shape: Sequence[int]) -> list[slice]:
-    """Resolve per-axis slices against a shape (axes after the first), numpy rules.
-
-    Raises ValueError for more slices than axes or non-positive steps (HDF5 cannot
-    read backwards).
-    """
-    if len(slices) > len(shape):
-        raise ValueError(
-            f"slices: {len(slices)} given but the column has only {len(shape)} axes after the first"
-        )
-    out = []
-    for axis, (s, n) in enumerate(zip(slices, shape), start=1):
-        if s.step is not None and s.step <= 0:
-            raise ValueError(f"slices[{axis - 1}]: step must be positive (got {s.step})")
-        out.append(slice(*s.indices(n)))
-    for n in shape[len(slices):]:
-        out.append(slice(0, n, 1))
-    return out
-
-
-def sliced_shape(shape: Sequence[int], slices: Sequence[slice]) -> tuple[int, ...]:
-    """Shape (after the first axis) that ``slices`` leave."""
-    norm = normalise_slices(slices, shape)
-    return tuple(len(range(s.start, s.stop, s.step)) for s in norm)
-
-
-def fixed_shape_type(value_type: pa.DataType, shape: Sequence[int]) -> pa.DataType:
-    """Nested fixed_size_list type for the per-entry ``shape`` (outermost axis first)."""
-    t = value_type
-    for n in reversed(shape):
-        t = pa.list_(t, n)
-    return t
 
 
 # An absolute path of two or more components ("/srv/data/run.h5", "/usr/local/lib/plugin").

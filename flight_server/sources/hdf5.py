@@ -471,6 +471,7 @@ class Hdf5Source(Source):
     """
 
     format = "hdf5"
+    supports_slices = True
 
     def __init__(self, show_internal: bool = False):
         self.show_internal = show_internal

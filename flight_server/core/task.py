@@ -1,0 +1,81 @@
+"""A read task: everything one endpoint's stream needs, and nothing that needs the catalog.
+
+``plan/`` builds tasks from a request and catalog records; ``server/tickets.py`` signs them into
+tickets; ``execute/`` runs them — in the process that planned them or on a data node that only
+shares the files and the signing key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from arrowroot.flight_server.core.shapes import sliced_field
+
+ENTRY_COLUMN = "entry"
+
+
+@dataclass(frozen=True)
+class PartRead:
+    """A contiguous entry range of one object in one file."""
+
+    path: str                      # relative to the served root
+    size: int                      # file identity, checked before reading
+    mtime: float
+    object_path: str
+    entry_offset: int              # global entry number of the object's first entry
+    start: int                     # local range [start, stop) within the object
+    stop: int
+    boundaries: tuple[int, ...] = ()   # local cluster/chunk starts inside (start, stop)
+    channel: str | None = None         # per-channel datasets: this part's channel id
+    absent: tuple[str, ...] = ()       # columns this file lacks (read as nulls)
+
+    @property
+    def global_start(self) -> int:
+        return self.entry_offset + self.start
+
+    @property
+    def global_stop(self) -> int:
+        return self.entry_offset + self.stop
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One endpoint's read, self-contained."""
+
+    dataset: str                   # for logs and messages only
+    format: str                    # source format: root, hdf5, lh5, ...
+    kind: str                      # object kind within the format (ttree, rntuple, ...)
+    read_schema: pa.Schema         # dataset types of every column read (output + cut columns)
+    columns: tuple[str, ...]       # output columns, in order
+    parts: tuple[PartRead, ...]
+    where: str = ""                # the cut's text; compiled once per task by the executor
+    slices: tuple[slice, ...] = ()
+    with_entry_numbers: bool = False
+    channel_column: str | None = None  # per-channel datasets: the column filled from PartRead.channel
+    cast: bool = False             # multi-file datasets: cast each file's types to the dataset's
+    batch_rows: int = 131_072
+    batch_bytes: int = 4 << 20
+    chunk_rows: int = 1 << 20      # rows per read from a file (read one ahead)
+    principal: str = ""
+    expires: float = 0.0           # unix time after which the ticket is refused (0 = never)
+
+    @property
+    def entry_start(self) -> int:
+        return self.parts[0].global_start if self.parts else 0
+
+    @property
+    def entry_stop(self) -> int:
+        return self.parts[-1].global_stop if self.parts else 0
+
+    @property
+    def entries(self) -> int:
+        return sum(p.stop - p.start for p in self.parts)
+
+    def output_schema(self) -> pa.Schema:
+        """What the stream carries: the output columns (sliced), the entry column first if asked."""
+        fields = [sliced_field(self.read_schema.field(c), self.slices) for c in self.columns]
+        if self.with_entry_numbers:
+            fields.insert(0, pa.field(ENTRY_COLUMN, pa.int64(), nullable=False))
+        return pa.schema(fields, metadata=self.read_schema.metadata)

@@ -1,0 +1,63 @@
+"""Open readers, keyed by file identity, and the check that a file is still the one planned."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest
+from arrowroot.flight_server.core.task import PartRead
+from arrowroot.flight_server.sources import Reader, source_for
+
+
+class ReaderCache:
+    """Open readers keyed by file identity (path, object, size, mtime), least recently used dropped."""
+
+    def __init__(self, root: Path, size: int = 32):
+        self.root = Path(root).resolve()
+        self.size = size
+        self._lock = threading.Lock()
+        self._readers: OrderedDict[tuple, Reader] = OrderedDict()
+
+    def path_of(self, rel: str) -> str:
+        """Absolute path of a served file; a path leaving the served root is refused."""
+        root = str(self.root)
+        path = os.path.normpath(os.path.join(root, rel))
+        if os.path.isabs(rel) or not path.startswith(root + os.sep):
+            raise InvalidRequest("ticket: the file is outside the served directory")
+        return path
+
+    def check(self, part: PartRead) -> str:
+        """Absolute path of the part's file, after checking it still matches the plan."""
+        path = self.path_of(part.path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise FileChanged(part.path, "the file was deleted") from None
+        if st.st_size != part.size or abs(st.st_mtime - part.mtime) > 1e-6:
+            raise FileChanged(part.path, "the file was modified")
+        return path
+
+    def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
+        path = self.check(part)
+        key = (part.path, part.object_path, part.size, part.mtime)
+        with self._lock:
+            reader = self._readers.get(key)
+            if reader is not None:
+                self._readers.move_to_end(key)
+                return reader
+        reader = source_for(fmt).open(path, part.object_path, kind)
+        with self._lock:
+            self._readers[key] = reader
+            while len(self._readers) > self.size:
+                _, old = self._readers.popitem(last=False)
+                old.close()
+        return reader
+
+    def close(self) -> None:
+        with self._lock:
+            for r in self._readers.values():
+                r.close()
+            self._readers.clear()

@@ -1,0 +1,108 @@
+"""Read tasks ⇄ signed, expiring tickets.
+
+A ticket is a serialised ``Task`` (protos/arrowroot.proto) followed by an HMAC-SHA256 of every
+byte before it, as its last field. The fields every endpoint of one FlightInfo shares (schema,
+columns, cut, principal, expiry, ...) are encoded once; each ticket appends its own parts and
+signs, so hundreds of endpoints cost microseconds each. Any process holding the key — this
+server, or a data node given the same key file — can verify and run a ticket; nobody else can
+forge or alter one. Tickets name files relative to the served root, never absolute paths.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Sequence
+
+import pyarrow as pa
+from google.protobuf.message import DecodeError
+
+from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.task import PartRead, ReadTask
+from arrowroot.flight_server.server.codec import slices_from_message, slices_to_message
+from arrowroot.protos import arrowroot_pb2 as pb
+
+TICKET_VERSION = 2
+_SIGNATURE_FIELD = 18
+_SIG_PREFIX = pb.Task(signature=b"\0" * 32).SerializeToString()[:-32]  # tag + length of the signature
+_SIGNED_TAIL = len(_SIG_PREFIX) + 32
+
+
+def _part_message(p: PartRead) -> pb.PartRead:
+    msg = pb.PartRead(path=p.path, size=p.size, mtime=p.mtime, object_path=p.object_path,
+                      entry_offset=p.entry_offset, start=p.start, stop=p.stop, boundaries=list(p.boundaries),
+                      absent=list(p.absent))
+    if p.channel is not None:
+        msg.channel = p.channel
+    return msg
+
+
+def _shared_message(t: ReadTask) -> pb.Task:
+    msg = pb.Task(version=TICKET_VERSION, dataset=t.dataset, format=t.format, kind=t.kind,
+                  read_schema=t.read_schema.serialize().to_pybytes(), columns=list(t.columns), where=t.where,
+                  with_entry_numbers=t.with_entry_numbers, channel_column=t.channel_column or "", cast=t.cast,
+                  batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
+                  principal=t.principal, expires=t.expires)
+    slices_to_message(t.slices, msg.slices)
+    return msg
+
+
+class TicketSigner:
+    """Signs tasks into tickets and opens them again; one key per deployment (or per process)."""
+
+    def __init__(self, key: bytes | None = None, ttl: float = 3600.0):
+        self.key = key or secrets.token_bytes(32)
+        self.ttl = float(ttl)
+
+    def sign(self, tasks: Sequence[ReadTask]) -> list[bytes]:
+        """Tickets for tasks that share everything but their parts (one request's endpoints)."""
+        if not tasks:
+            return []
+        shared = _shared_message(tasks[0]).SerializeToString(deterministic=True)
+        out = []
+        for t in tasks:
+            body = shared + pb.Task(parts=[_part_message(p) for p in t.parts]).SerializeToString(deterministic=True)
+            out.append(body + _SIG_PREFIX + hmac.digest(self.key, body, "sha256"))
+        return out
+
+    def expiry(self) -> float:
+        """Expiry time for tickets issued now."""
+        return time.time() + self.ttl if self.ttl > 0 else 0.0
+
+    def open(self, data: bytes, now: float | None = None) -> ReadTask:
+        """Verify signature and expiry, then decode. InvalidRequest says what is wrong."""
+        if len(data) <= _SIGNED_TAIL or data[-_SIGNED_TAIL:-32] != _SIG_PREFIX:
+            raise InvalidRequest("ticket: malformed or unsigned; use a ticket from get_flight_info unchanged")
+        if not hmac.compare_digest(data[-32:], hmac.digest(self.key, data[:-_SIGNED_TAIL], "sha256")):
+            raise InvalidRequest("ticket: signature does not match; tickets are valid only, unaltered, on the "
+                                 "servers that share the key of the server that issued them")
+        msg = pb.Task()
+        try:
+            msg.ParseFromString(data)
+        except DecodeError:
+            raise InvalidRequest("ticket: malformed; use a ticket from get_flight_info unchanged") from None
+        if msg.version != TICKET_VERSION:
+            raise InvalidRequest(f"ticket: version {msg.version} is not supported (this server writes "
+                                 f"{TICKET_VERSION}); ask for a new FlightInfo")
+        now = time.time() if now is None else now
+        if msg.expires and now > msg.expires:
+            ago = now - msg.expires
+            raise InvalidRequest(f"ticket: expired {ago:.0f} s ago (tickets are valid for {self.ttl:g} s); "
+                                 "ask for a new FlightInfo")
+        try:
+            schema = pa.ipc.read_schema(pa.py_buffer(msg.read_schema))
+        except (pa.ArrowInvalid, OSError):
+            raise InvalidRequest("ticket: malformed schema; use a ticket from get_flight_info unchanged") from None
+        parts = tuple(PartRead(p.path, p.size, p.mtime, p.object_path, p.entry_offset, p.start, p.stop,
+                               tuple(p.boundaries), p.channel if p.HasField("channel") else None, tuple(p.absent))
+                      for p in msg.parts)
+        for p in parts:
+            if not 0 <= p.start <= p.stop:
+                raise InvalidRequest("ticket: bad entry range")
+        return ReadTask(dataset=msg.dataset, format=msg.format, kind=msg.kind, read_schema=schema,
+                        columns=tuple(msg.columns), parts=parts, where=msg.where,
+                        slices=slices_from_message(msg.slices), with_entry_numbers=msg.with_entry_numbers,
+                        channel_column=msg.channel_column or None, cast=msg.cast, batch_rows=msg.batch_rows,
+                        batch_bytes=msg.batch_bytes, chunk_rows=msg.chunk_rows, principal=msg.principal,
+                        expires=msg.expires)
