@@ -133,7 +133,7 @@ def bench_flight_info(n_files: int, calls: int = 1000) -> None:
                 info = client.flight_info("l200", ["energy"], files=q)
                 assert info.total_records == 10 * sum(map(pred, range(n_files))), (q, info.total_records)
                 lat = []
-                for i in range(calls):
+                for _ in range(calls):
                     t = time.perf_counter()
                     client.flight_info("l200", ["energy"], files=q)
                     lat.append((time.perf_counter() - t) * 1e3)

@@ -139,7 +139,8 @@ def main() -> None:
             root.mkdir(parents=True, exist_ok=True)
             build(root, args.entries, args.compression,
                   None if args.h5_compression == "none" else args.h5_compression)
-        print(f"built {args.entries:,} entries (ROOT {args.compression}, HDF5 {args.h5_compression}) in {time.perf_counter() - t0:.1f}s: "
+        print(f"built {args.entries:,} entries (ROOT {args.compression}, HDF5 {args.h5_compression}) "
+              f"in {time.perf_counter() - t0:.1f}s: "
               f"events.root {(root / 'events.root').stat().st_size / 1e6:.0f} MB, "
               f"daq.h5 {(root / 'daq.h5').stat().st_size / 1e6:.0f} MB")
         subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
@@ -161,7 +162,7 @@ def main() -> None:
                 t_local = best(local, args.repeat)
                 served = client.read(dataset, columns)
                 assert served.num_rows == reference.num_rows, (served.num_rows, reference.num_rows)
-                t_served = best(lambda: client.read(dataset, columns), args.repeat)
+                t_served = best(lambda d=dataset, c=columns: client.read(d, c), args.repeat)
                 t_flight = memory_flight(reference, 131_072, args.repeat)
                 endpoints = len(client.flight_info(dataset, columns).endpoints)
                 rows.append((label, mb, t_local, t_served, t_flight, endpoints))

@@ -4,7 +4,6 @@ equal to a direct read with the Client."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ dak = pytest.importorskip("dask_awkward", reason="pip install arrowroot[dask]")
 import awkward as ak  # noqa: E402
 import uproot  # noqa: E402
 
-from arrowroot.clients import Client  # noqa: E402
 from arrowroot.clients.dask import endpoint_range, read_dask, read_dask_awkward  # noqa: E402
 from arrowroot.flight_server.cli.demo import write_sample_files  # noqa: E402
 

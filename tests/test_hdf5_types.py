@@ -7,7 +7,6 @@ import json
 import h5py
 import numpy as np
 import pyarrow as pa
-import pyarrow.flight as fl
 import pytest
 
 N = 5_000

@@ -166,7 +166,7 @@ def test_hand_written_lh5_matches_lgdo(legend):
 def expected(files, channels, pred, column):
     out, chans = [], []
     order = sorted(files, key=lambda f: (3 if f[0] == "p03" else 4, f[1], f[2], f[3]))  # key order
-    for period, run, typ, ts, path in order:
+    for period, run, typ, _ts, path in order:
         if not pred(period, run, typ):
             continue
         for ch in channels:

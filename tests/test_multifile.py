@@ -3,7 +3,6 @@ global entry ranges across file boundaries, schema drift, and files coming and g
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 

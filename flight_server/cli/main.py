@@ -86,7 +86,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
     n = len(server.catalog.datasets())
     if not no_index:
         server.indexer.start()
-    click.echo(f"serving {settings.location.partition('://')[0]}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
+    scheme = settings.location.partition("://")[0]
+    click.echo(f"serving {scheme}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
     sys.stdout.flush()
     # serve() blocks but runs Python signal handlers: SIGTERM (docker stop) and Ctrl-C
     # both end it here, and shutdown() lets running requests finish.

@@ -98,16 +98,16 @@ def _convert(name: str, text: str) -> Any:
     raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot be set from the environment")
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def env_overrides(environ: typing.Mapping[str, str] | None = None) -> dict[str, Any]:
     """Settings fields given as ``ARROWROOT_<FIELD>`` environment variables."""
-    environ = os.environ if environ is None else environ
+    env: typing.Mapping[str, str] = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         if f.name in ("root", "extra"):
             continue
         key = ENV_PREFIX + f.name.upper()
-        if key in environ:
-            out[f.name] = _convert(f.name, environ[key])
+        if key in env:
+            out[f.name] = _convert(f.name, env[key])
     return out
 
 
