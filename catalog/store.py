@@ -45,7 +45,6 @@ class Catalog:
         self._cache_lock = threading.Lock()
         self.generation = 0
         self._by_name: dict[str, DatasetRecord] | None = None
-        self._by_id: dict[int, DatasetRecord] = {}
         if not read_only:
             ddl = resources.files("arrowroot.catalog").joinpath("schema.sql").read_text()
             self._conn.execute(ddl)
@@ -78,7 +77,6 @@ class Catalog:
         with self._cache_lock:
             self.generation += 1
             self._by_name = None
-            self._by_id = {}
 
     # ------------------------------------------------------------ files
 
@@ -88,19 +86,6 @@ class Catalog:
         ).fetchall()
         return {r[1]: FileRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else {})
                 for r in rows}
-
-    def record_file(
-        self,
-        path: str,
-        fmt: str | None,
-        size: int,
-        mtime: float,
-        datasets: Sequence[NewDataset] = (),
-        error: str | None = None,
-        keys: dict[str, Any] | None = None,
-    ) -> int:
-        """Replace everything known about one file (its row and its single-file datasets)."""
-        return self.record_files([FileUpdate(path, fmt, size, mtime, tuple(datasets), error, keys or {})])[path]
 
     def record_files(self, updates: Sequence[FileUpdate]) -> dict[str, int]:
         """Replace everything known about these files in one transaction; returns path → id.
@@ -299,7 +284,6 @@ class Catalog:
         with self._cache_lock:
             if self.generation == generation:
                 self._by_name = out
-                self._by_id = {d.dataset_id: d for d in out.values()}
         return out
 
     def datasets(self) -> list[DatasetRecord]:
@@ -311,16 +295,6 @@ class Catalog:
         rec = found.get(name)
         if rec is None:
             raise not_found("dataset", name, found.keys())
-        return rec
-
-    def dataset_by_id(self, dataset_id: int) -> DatasetRecord:
-        self._load()
-        with self._cache_lock:
-            rec = self._by_id.get(dataset_id)
-        if rec is None:
-            rec = next((d for d in self._load().values() if d.dataset_id == dataset_id), None)
-        if rec is None:
-            raise NotFound(f"dataset id {dataset_id} is no longer in the catalog (re-indexed?); ask for a new FlightInfo")
         return rec
 
     def search(

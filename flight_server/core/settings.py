@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class Settings:
     tls_cert: Path | None = None             # PEM server certificate (chain); with tls_key → grpc+tls://
     tls_key: Path | None = None
     tls_client_ca: Path | None = None        # PEM CA: clients must present a certificate it signed (mTLS)
-    extra: dict = field(default_factory=dict)
 
     @property
     def catalog_path(self) -> Path:
@@ -103,7 +102,7 @@ def env_overrides(environ: typing.Mapping[str, str] | None = None) -> dict[str, 
     env: typing.Mapping[str, str] = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
-        if f.name in ("root", "extra"):
+        if f.name == "root":
             continue
         key = ENV_PREFIX + f.name.upper()
         if key in env:
@@ -122,7 +121,7 @@ def settings_help() -> list[tuple[str, str, str]]:
     """(environment variable, type, default) for every setting, for docs and ``--help``."""
     out = []
     for f in dataclasses.fields(Settings):
-        if f.name in ("root", "extra"):
+        if f.name == "root":
             continue
         default = f.default if f.default is not dataclasses.MISSING else ""
         kind = _TYPES[f.name]

@@ -159,17 +159,6 @@ class Indexer:
                  len(report.errors), report.seconds)
         return report
 
-    def index_file(self, rel: str, st: os.stat_result | None = None) -> tuple[str | None, str | None]:
-        """(Re)scan one file now; returns its format (None if not ours) and the error, if any."""
-        try:
-            st = st or (self.root / rel).stat()
-        except OSError as exc:
-            self.catalog.remove_files([rel])
-            return None, None if isinstance(exc, FileNotFoundError) else str(exc)
-        update = self.scan_file(rel, st)
-        self.catalog.record_files([update])
-        return update.format, update.error
-
     def scan_file(self, rel: str, st: os.stat_result) -> FileUpdate:
         """What the catalog should hold for one file (nothing is written here)."""
         full = self.root / rel

@@ -259,18 +259,6 @@ class Access:
             self._sessions[identities.token_hash(token)] = _Session(user, now, now + self.token_ttl)
         return token
 
-    def revoke_token(self, token: str) -> bool:
-        """Forget one session token (logout); True if it was known."""
-        return self._sessions.pop(identities.token_hash(token), None) is not None
-
-    def revoke_sessions(self, user: str) -> int:
-        """Forget every session token of ``user``; returns how many."""
-        with self._lock:
-            gone = [k for k, s in self._sessions.items() if s.user == user]
-            for k in gone:
-                del self._sessions[k]
-        return len(gone)
-
     # ------------------------------------------------------------ authorization
 
     def user(self, context: fl.ServerCallContext | None) -> str | None:

@@ -99,19 +99,3 @@ def slices_to_message(slices, repeated) -> None:
             a.stop = s.stop
         if s.step is not None:
             a.step = s.step
-
-
-def spec_to_message(spec: ReadSpec) -> pb.ReadRequest:
-    msg = pb.ReadRequest(
-        dataset=spec.dataset, columns=list(spec.columns), where=spec.where,
-        with_entry_numbers=spec.with_entry_numbers, files=spec.files, channels=list(spec.channels),
-        allow_missing=spec.allow_missing,
-    )
-    if spec.entry_start is not None:
-        msg.entry_start = spec.entry_start
-    if spec.entry_stop is not None:
-        msg.entry_stop = spec.entry_stop
-    if spec.batch_rows is not None:
-        msg.batch_rows = spec.batch_rows
-    slices_to_message(spec.slices, msg.slices)
-    return msg

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from arrowroot.flight_server.index.indexer import Indexer
 from arrowroot.flight_server.plan.planner import Limits, Plan, plan_read
 from arrowroot.flight_server.server.auth import Access, tls_kwargs
 from arrowroot.flight_server.server.codec import decode_command, decode_path
+from arrowroot.flight_server.server.counters import Counters
 from arrowroot.flight_server.server.errors import to_flight
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
 from arrowroot.flight_server.server.tickets import TicketSigner
@@ -66,8 +66,7 @@ class ArrowrootServer(fl.FlightServerBase):
         self.limits = Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes, settings.batch_rows)
         #: DoGet counts planning here; it must stay 0 (tests check that DoGet never plans)
         self.plans_made = 0
-        self._counters: dict[str, dict[str, int]] = {}
-        self._counters_lock = threading.Lock()
+        self.served = Counters()  # per dataset: requests, rows, bytes, cut scans (the stats action)
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
         self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
         self.access = Access(self.catalog, settings)  # who may read what: auth.py, the one place
@@ -83,16 +82,9 @@ class ArrowrootServer(fl.FlightServerBase):
         return context.peer()
 
     def _count(self, dataset: str, stats: StreamStats, cut: bool) -> None:
-        with self._counters_lock:
-            c = self._counters.setdefault(dataset, {"requests": 0, "rows": 0, "bytes": 0, "cut_requests": 0,
-                                                    "entries_scanned": 0, "entries_passed": 0})
-            c["requests"] += 1
-            c["rows"] += stats.rows
-            c["bytes"] += stats.bytes
-            if cut:
-                c["cut_requests"] += 1
-                c["entries_scanned"] += stats.entries_scanned
-                c["entries_passed"] += stats.entries_passed
+        self.served.add(dataset, requests=1, rows=stats.rows, bytes=stats.bytes, cut_requests=int(cut),
+                        entries_scanned=stats.entries_scanned if cut else 0,
+                        entries_passed=stats.entries_passed if cut else 0)
 
     def _boundary(self, method: str, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -286,8 +278,7 @@ class ArrowrootServer(fl.FlightServerBase):
                 raise InvalidRequest("files.channels: a list of channel ids expected")
             return list_files(self.dataset(name, context), where, [str(c) for c in channels])
         if kind == "stats":
-            with self._counters_lock:
-                served = {k: dict(v) for k, v in self._counters.items()}
+            served = self.served.snapshot()
             datasets = self.visible_datasets(context)
             visible = {d.name for d in datasets}
             if self.access.enabled:

@@ -53,6 +53,7 @@ from arrowroot.flight_server.core.errors import (Cancelled, NotFound, Permission
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.execute.executor import StreamStats, stream_task
 from arrowroot.flight_server.plan.planner import dataset_schema, plan_read
+from arrowroot.flight_server.server.counters import Counters
 from arrowroot.flight_server.sql.engine import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -368,7 +369,7 @@ class FlightSqlFrontEnd:
         self._active: dict[str, SqlEngine] = {}
         #: per dataset: scans SQL queries made, rows and bytes they read (kept apart from the
         #: DoGet counters: one query may scan a dataset several times)
-        self.scanned: dict[str, dict[str, int]] = {}
+        self.scanned = Counters()
         self._active_lock = threading.Lock()
 
     # ------------------------------------------------------------ dispatch helpers
@@ -440,11 +441,7 @@ class FlightSqlFrontEnd:
         return ServerTableProvider(self.server, context, self.scan_log, self._count_scan)
 
     def _count_scan(self, dataset: str, stats: StreamStats) -> None:
-        with self._active_lock:
-            c = self.scanned.setdefault(dataset, {"scans": 0, "rows": 0, "bytes": 0})
-            c["scans"] += 1
-            c["rows"] += stats.rows
-            c["bytes"] += stats.bytes
+        self.scanned.add(dataset, scans=1, rows=stats.rows, bytes=stats.bytes)
 
     def _prepare(self, context: fl.ServerCallContext | None, query: str,
                  provider: ServerTableProvider | None = None) -> PreparedQuery:
