@@ -19,7 +19,6 @@ Needs the optional extra: ``pip install arrowroot[dask]``.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,22 +48,17 @@ def _client(location: str, client_kwargs: dict[str, Any]) -> Client:
 
 
 def endpoint_range(endpoint: fl.FlightEndpoint) -> tuple[int, int]:
-    """The global entry range an endpoint streams (from its app_metadata or its ticket)."""
-    meta = endpoint.app_metadata
-    if meta:
-        try:
-            d = json.loads(meta)
-            return int(d["entry_start"]), int(d["entry_stop"])
-        except (ValueError, KeyError, TypeError):
-            pass
-    t = pb.Ticket()
+    """The global entry range an endpoint streams, read from its ticket (an arrowroot
+    ``Task``: its parts' entry offsets and local ranges; the signature is not checked here)."""
+    t = pb.Task()
     try:
         t.ParseFromString(endpoint.ticket.ticket)
     except Exception:
-        raise ValueError("an endpoint without an entry range: is this an arrowroot server?") from None
-    if t.entry_stop <= t.entry_start:
+        t.Clear()
+    if not t.parts:
         raise ValueError("an endpoint without an entry range: is this an arrowroot server?")
-    return t.entry_start, t.entry_stop
+    first, last = t.parts[0], t.parts[-1]
+    return first.entry_offset + first.start, last.entry_offset + last.stop
 
 
 @dataclass(frozen=True)
