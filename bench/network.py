@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import re
 import shutil
 import statistics
@@ -314,13 +315,15 @@ def run(args: argparse.Namespace, rates: list[int | None]) -> tuple[dict, list[d
                 if proc.returncode != 0:
                     raise SystemExit(f"the client at {link.rate_label(rate)} failed (exit {proc.returncode})")
                 results.append(json.loads(stdout.strip().splitlines()[-1]))
+        setup["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
         return setup, results
 
 
 def report(setup: dict, results: list[dict]) -> None:
     mb = 1e6
     print(f"\n{setup['entries']:,}-entry, 20-branch {setup['root_compression']} TTree; {setup['images']} HDF5 frames; "
-          f"median of {setup['repeat']} alternating runs after a warm-up; wire = bytes received on the client veth\n")
+          f"median of {setup['repeat']} alternating runs after a warm-up; wire = bytes received on the client veth; "
+          f"load average {setup['load']} (2 cores shared: CPU-bound rows vary with it)\n")
     print("link check: plain in-memory pyarrow.flight stream")
     print(f"  {'rate':>12s} {'configured MB/s':>16s} {'Arrow MB/s':>11s} {'wire MB/s':>10s} {'wire ÷ rate':>12s}")
     for r in results:
@@ -361,29 +364,42 @@ def report(setup: dict, results: list[dict]) -> None:
 
 
 def crossover(results: list[dict]) -> None:
-    """Where compression starts to pay. With the stream pipelined, a read takes about
-    max(CPU time, wire bytes ÷ rate); the CPU time is the time on the unshaped link. A codec wins
-    once the uncompressed wire bytes ÷ rate exceed the codec's CPU time: rate* = wire_none ÷ t_codec."""
+    """Where compression starts to pay, two ways.
+
+    measured: between two shaped rates where the codec goes from slower to faster than none,
+    interpolated in log(rate) on its speed-up. model: with the stream pipelined a read takes about
+    max(CPU time, wire bytes ÷ rate), the CPU time being the time on the unshaped link, so a codec
+    wins once the uncompressed wire bytes ÷ rate exceed its CPU time: rate* = wire_none ÷ t_codec."""
     free = next((r for r in results if r["rate"] is None), None)
     shaped = sorted((r for r in results if r["rate"] is not None), key=lambda r: -r["rate"])
-    print("\ncrossover (compression pays below this link rate)")
+    print("\ncrossover: compression pays on links slower than")
+    print(f"  {'data':12s} {'codec':5s} {'bytes ÷':>7s}  {'measured':30s} model (unshaped CPU time)")
     for label in results[0]["compression"]:
         for codec in ("lz4", "zstd"):
-            wins = [link.rate_label(r["rate"]) for r in shaped
-                    if r["compression"][label][codec]["seconds"] < r["compression"][label]["none"]["seconds"]]
-            text = f"measured: faster at {', '.join(wins)}" if wins else "measured: slower at every shaped rate"
+            ref = (free or results[0])["compression"][label]
+            gain = ref["none"]["wire"] / ref[codec]["wire"]
+            speed = [(r["rate"], r["compression"][label]["none"]["seconds"] / r["compression"][label][codec]["seconds"])
+                     for r in shaped]
+            measured = "slower at every rate" if speed and all(x < 1 for _, x in speed) else ""
+            if speed and speed[0][1] >= 1:
+                measured = f"pays already at {link.rate_label(speed[0][0])}"
+            for (r1, s1), (r2, s2) in zip(speed, speed[1:]):
+                if s1 < 1 <= s2:
+                    f = (1 - s1) / (s2 - s1)
+                    measured = f"≈ {link.rate_label(int(np.exp(np.log(r1) + f * (np.log(r2) - np.log(r1)))))}"
+                    break
+            if gain < 1.03:
+                measured = "never (no size gain)"
+            model = ""
             if free:
                 rows = free["compression"][label]
-                if rows[codec]["wire"] > 0.97 * rows["none"]["wire"]:
-                    est = "never: no size gain"
+                if gain < 1.03:
+                    model = "never: no size gain"
                 elif rows[codec]["seconds"] <= rows["none"]["seconds"]:
-                    est = "pays even unshaped"
+                    model = "pays even unshaped"
                 else:
-                    est = f"≈ {link.rate_label(int(rows['none']['wire'] * 8 / rows[codec]['seconds']))}"
-                    ratio = rows["none"]["wire"] / rows[codec]["wire"]
-                    est += f" (wire bytes ÷ {ratio:.2f})"
-                text = f"{est:32s} {text}"
-            print(f"  {label:12s} {codec:5s} {text}")
+                    model = f"≈ {link.rate_label(int(rows['none']['wire'] * 8 / rows[codec]['seconds']))}"
+            print(f"  {label:12s} {codec:5s} {gain:7.2f}  {measured:30s} {model}")
 
 
 def main() -> None:

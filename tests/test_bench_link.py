@@ -126,3 +126,15 @@ def test_sigterm_removes_the_link(can_link):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 128 + signal.SIGTERM
     assert _gone()
+
+
+def test_network_bench_skips_without_iproute2(tmp_path):
+    """No `ip`/`tc` on PATH: the benchmark says why and exits 0 before building anything."""
+    script = Path(link.__file__).parent / "network.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120,
+                          env={"PATH": str(tmp_path), "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    if link.missing() == "needs root (network namespaces and tc qdiscs)":
+        assert proc.stdout.strip() == "skipped: needs root (network namespaces and tc qdiscs)"
+    else:
+        assert proc.stdout.strip() == "skipped: needs iproute2 (`ip` not found on PATH)"
