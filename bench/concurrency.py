@@ -241,7 +241,7 @@ def main() -> None:
               f"{len(a):4d} {_ms(b, 50):7.1f} ms {_ms(b, 99):7.1f} {_ms(a, 99) / _ms(b, 99):13.2f}")
     print("\ntiny reads only (flight_info + do_get of 100 entries)")
     print(f"  {'clients':>7s} {'reads/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s}")
-    for what, kind, n, res, _ in rows:
+    for what, _kind, n, res, _ in rows:
         if what == "small":
             lat = res["latencies"]
             print(f"  {n:7d} {len(lat) / res['seconds']:8.0f} {_ms(lat, 50):7.1f} {_ms(lat, 99):7.1f}")

@@ -254,7 +254,7 @@ def worker(cfg: dict) -> dict:
     out["compression"] = {}
     for label, request in requests.items():
         _say(f"compression: {label}")
-        meters = {codec: Metered(lambda codec=codec: fetch(clients[codec], request, codec)) for codec in CODECS}
+        meters = {codec: Metered(lambda codec=codec, request=request: fetch(clients[codec], request, codec)) for codec in CODECS}
         times, tables = rounds(meters, cfg["compression_repeat"])
         for codec in CODECS[1:]:
             if not tables[codec].equals(tables["none"]):
@@ -297,13 +297,15 @@ def run(args: argparse.Namespace, rates: list[int | None]) -> tuple[dict, list[d
         t0 = time.perf_counter()
         threshold = float(f"{cuts.build(root / 'events.root', entries, args.root_compression):.4f}")
         build_images(root / "images.h5", images)
-        print(f"built {entries:,} entries × 20 branches ({args.root_compression.upper()}, {(root / 'events.root').stat().st_size / 1e6:.0f} MB) "
+        size = (root / "events.root").stat().st_size / 1e6
+        print(f"built {entries:,} entries × 20 branches ({args.root_compression.upper()}, {size:.0f} MB) "
               f"and {images} {IMAGE_SHAPE[0]}×{IMAGE_SHAPE[1]} uint16 frames in {time.perf_counter() - t0:.0f} s",
               flush=True)
         cli = _cli()
         subprocess.run([cli, "index", str(root)], check=True, capture_output=True)
         catalog = root / ".arrowroot" / "catalog.duckdb"
-        setup = {"entries": entries, "root_compression": args.root_compression.upper(), "images": images, "repeat": repeat, "threshold": threshold,
+        setup = {"entries": entries, "root_compression": args.root_compression.upper(), "images": images,
+                 "repeat": repeat, "threshold": threshold,
                  "where": f"nMuon >= 2 and MET_pt > {threshold}", "float_entries": min(entries, 500_000),
                  "compression_repeat": repeat if args.quick else max(repeat, 5)}
         results = []
