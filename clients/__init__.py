@@ -1,8 +1,8 @@
 """The arrowroot Python client (depends only on pyarrow and the protos)."""
 
 from .client import Client
-from .errors import (ArrowrootError, InvalidRequest, NotFound, PermissionDenied, ServerError,
-                     Unauthenticated, Unavailable)
+from .errors import (AlreadyExists, ArrowrootError, Cancelled, InvalidRequest, NotFound, PermissionDenied,
+                     ResourceExhausted, ServerError, TimedOut, Unauthenticated, Unavailable, Unimplemented)
 
-__all__ = ["Client", "ArrowrootError", "InvalidRequest", "NotFound", "PermissionDenied", "ServerError",
-           "Unauthenticated", "Unavailable"]
+__all__ = ["Client", "AlreadyExists", "ArrowrootError", "Cancelled", "InvalidRequest", "NotFound", "PermissionDenied",
+           "ResourceExhausted", "ServerError", "TimedOut", "Unauthenticated", "Unavailable", "Unimplemented"]

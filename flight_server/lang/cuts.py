@@ -82,6 +82,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 __all__ = ["ExprError", "Cut", "parse", "FUNCTIONS", "MAX_TEXT_LENGTH", "MAX_DEPTH"]
 
@@ -93,7 +94,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SNIPPET_MAX = 80
 
 
-class ExprError(ValueError):
+class ExprError(InvalidRequest):
     """A cut expression that is malformed, unsafe, ill-typed, or failed on a batch.
 
     ``position`` is the character offset into the text the user wrote (None when the error

@@ -43,6 +43,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 KEY_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
@@ -61,7 +62,7 @@ _TS_FORMATS = ("%Y%m%dT%H%M%SZ", "%Y%m%dT%H%M%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%
                "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 
-class FilterError(ValueError):
+class FilterError(InvalidRequest):
     """A file-key filter that is malformed, not allowed, or names an unknown key."""
 
 

@@ -45,6 +45,7 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 
 from arrowroot.flight_server.core.settings import Settings
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 log = logging.getLogger("arrowroot.auth")
 
@@ -55,7 +56,7 @@ HOW_TO = ("send 'authorization: Basic <base64 user:password>' (pyarrow: client.a
           "ADBC: username/password) or 'authorization: Bearer <token or API key>'")
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(InvalidRequest):
     """The server cannot start with this authentication setup; the message says what to do."""
 
 

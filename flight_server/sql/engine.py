@@ -43,6 +43,7 @@ from typing import Protocol, runtime_checkable
 
 import duckdb
 import pyarrow as pa
+from arrowroot.flight_server.core.errors import Cancelled
 
 __all__ = [
     "TableProvider",
@@ -92,7 +93,7 @@ _BASE_CONFIG: dict[str, object] = {
 }
 
 
-class QueryCancelled(RuntimeError):
+class QueryCancelled(Cancelled):
     """The query was cancelled through :meth:`SqlEngine.cancel` (or its client went away)."""
 
 
