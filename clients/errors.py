@@ -79,6 +79,8 @@ class Unimplemented(ArrowrootError, NotImplementedError):
 
 _DETAIL = re.compile(r"\. Detail: .*$", re.S)
 _STATUS = re.compile(r"^Flight returned ([a-z ]+?) error", re.I)
+# mid-stream, pyarrow raises a bare OSError whose text ends with the gRPC status name
+_GRPC_CODE = re.compile(r"gRPC client debug context: ([A-Z_]+):")
 _GRPC_PREFIX = re.compile(r"^Flight returned [a-z ]+ error, with message: ", re.I)
 
 
@@ -116,10 +118,10 @@ def translate() -> Iterator[None]:
         raise Unimplemented(message(exc)) from exc
     except OSError as exc:
         # an error in the middle of a stream arrives as a plain OSError carrying the gRPC status
-        m = _STATUS.match(str(exc))
+        m = _STATUS.match(str(exc)) or _GRPC_CODE.search(str(exc))
         if not m:
             raise
-        kind = _BY_STATUS.get(m.group(1).lower(), ServerError)
+        kind = _BY_STATUS.get(m.group(1).lower().replace("_", " "), ServerError)
         text = message(exc)
         if kind is Unavailable:
             raise _unavailable(text) from exc
@@ -132,7 +134,8 @@ _BY_STATUS: dict[str, type[ArrowrootError]] = {
     "unavailable": Unavailable, "invalid argument": InvalidRequest, "not found": NotFound,
     "unauthenticated": Unauthenticated, "unauthorized": PermissionDenied, "permission denied": PermissionDenied,
     "cancelled": Cancelled, "timed out": TimedOut, "deadline exceeded": TimedOut, "unimplemented": Unimplemented,
-    "internal": ServerError, "unknown": ServerError,
+    "internal": ServerError, "unknown": ServerError, "resource exhausted": ResourceExhausted,
+    "already exists": AlreadyExists,
 }
 
 

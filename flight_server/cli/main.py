@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -181,25 +182,34 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
                   ".csv": "csv"}.get(output.suffix.lower())
     if fmt is None:
         raise click.BadParameter("cannot tell the format from the suffix; pass --format", param_hint="OUTPUT")
+    from arrowroot.clients.convert import csv_ready, csv_schema
+
     kwargs = {"where": where} if where else {}
-    with _client(location) as c:
-        info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
-        reader = c.read_batches(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
-        total = info.total_records if info.total_records >= 0 else None
-        rows = 0
-        with Progress() as progress:
-            bar = progress.add_task(f"{dataset} → {output.name}", total=total)
-            if fmt == "parquet":
-                writer = pq.ParquetWriter(output, reader.schema)
-            elif fmt == "feather":
-                writer = ipc.new_file(output, reader.schema)
-            else:
-                writer = pcsv.CSVWriter(output, reader.schema)
-            with writer:
-                for batch in reader:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-                    progress.update(bar, advance=batch.num_rows)
+    # written to a hidden file beside OUTPUT and renamed at the end: a failure (bad request, a
+    # file that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    rows = 0
+    try:
+        with _client(location) as c:
+            info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
+            reader = c.read_batches(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
+            total = info.total_records if info.total_records >= 0 else None
+            with Progress() as progress:
+                bar = progress.add_task(f"{dataset} → {output.name}", total=total)
+                if fmt == "parquet":
+                    writer = pq.ParquetWriter(partial, reader.schema)
+                elif fmt == "feather":
+                    writer = ipc.new_file(partial, reader.schema)
+                else:
+                    writer = pcsv.CSVWriter(partial, csv_schema(reader.schema))
+                with writer:
+                    for batch in reader:
+                        writer.write_batch(csv_ready(batch) if fmt == "csv" else batch)
+                        rows += batch.num_rows
+                        progress.update(bar, advance=batch.num_rows)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
     click.echo(f"wrote {rows} rows to {output}")
 
 
