@@ -20,3 +20,30 @@ class ReadSpec:
     files: str = ""
     channels: tuple[str, ...] = ()
     allow_missing: bool = False
+
+
+def dataset_name(text: str) -> str:
+    """A dataset name as users type it → the catalog's spelling.
+
+    Accepts uproot's and h5py's habits: ``file.root:tree;1`` (a ROOT cycle: the catalog serves the
+    highest), ``file.root:/tree`` and ``file.h5:/group/data`` (a leading slash in the object path),
+    ``./file.root:tree`` and ``a//b.root:t``. Refuses absolute paths and ``..`` with a hint: names are
+    relative to the served directory.
+    """
+    import posixpath
+    import re
+
+    from arrowroot.flight_server.core.errors import InvalidRequest
+
+    path, sep, obj = text.partition(":")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", text):
+        raise InvalidRequest(f"dataset: {text[:200]!r} is an absolute path; names are relative to the served "
+                             "directory (e.g. 'cms/HZZ.root:events'); `arrowroot ls` lists them")
+    if path:
+        norm = posixpath.normpath(path)
+        if norm == ".." or norm.startswith("../"):
+            raise InvalidRequest(f"dataset: {text[:200]!r} leaves the served directory; names are relative to it")
+        path = norm if norm != "." else ""
+    if sep:
+        obj = re.sub(r";\d+$", "", obj.lstrip("/"))
+    return path + sep + obj

@@ -46,6 +46,7 @@ from arrowroot.catalog.store import Catalog
 
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.request import dataset_name
 
 log = logging.getLogger("arrowroot.auth")
 
@@ -303,7 +304,17 @@ class Access:
         return datasets if names is None else [d for d in datasets if d.name in names]
 
     def dataset(self, name: str, context: fl.ServerCallContext | None) -> DatasetRecord:
-        """The dataset if the caller may read it; otherwise the NotFound a missing dataset gets."""
+        """The dataset if the caller may read it; otherwise the NotFound a missing dataset gets.
+        Names are tried as given, then in the catalog's spelling (``dataset_name``)."""
+        try:
+            return self._dataset(name, context)
+        except NotFound:
+            alias = dataset_name(name)
+            if alias == name:
+                raise
+            return self._dataset(alias, context)
+
+    def _dataset(self, name: str, context: fl.ServerCallContext | None) -> DatasetRecord:
         names = self.visible_names(self.user(context))
         if names is None:
             return self.catalog.dataset(name)
