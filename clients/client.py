@@ -39,8 +39,31 @@ def _request(
     channels: Sequence[str | int] | None = None,
     with_entry_numbers: bool = False,
     allow_missing: bool = False,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+    filter_name: Sequence[str] | str | None = None,
+    cut: str | None = None,
 ) -> pb.ReadRequest:
+    """A ReadRequest from the client's keywords, also in uproot's spellings: ``entry_start``/
+    ``entry_stop`` or ``entries=slice(a, b)`` for ``entries=(a, b)``, ``filter_name`` (a glob or a
+    list of them) for ``columns``, ``cut`` for ``where``."""
     msg = pb.ReadRequest(dataset=dataset)
+    if filter_name is not None:
+        if columns:
+            raise ValueError("give columns or filter_name, not both")
+        columns = filter_name
+    if cut is not None:
+        if where and where != cut:
+            raise ValueError("give where or cut (the same thing), not both")
+        where = cut
+    if isinstance(entries, slice):
+        if entries.step not in (None, 1):
+            raise ValueError("entries: a slice with a step is not supported; use where= to thin entries")
+        entries = (entries.start, entries.stop)
+    if entry_start is not None or entry_stop is not None:
+        if entries is not None:
+            raise ValueError("give entries or entry_start/entry_stop, not both")
+        entries = (entry_start, entry_stop)
     if isinstance(columns, str):
         columns = [columns]
     msg.columns.extend(columns or [])
@@ -307,7 +330,8 @@ class Client:
     def read(self, dataset: str, columns: Sequence[str] | str | None = None,
              entries: tuple[int | None, int | None] | None = None, *, library: str = "pa",
              **kwargs: Any) -> Any:
-        """Read into one object: ``library`` is "pa" (pyarrow.Table), "pd" (pandas),
+        """Read into one object: ``library`` is "pa" (pyarrow.Table), "pd" (pandas; jagged columns as
+        awkward-pandas columns, as uproot gives them),
         "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot."""
         table = self.read_batches(dataset, columns, entries, **kwargs).read_all()
         return convert(table, library)

@@ -44,6 +44,28 @@ def _tight_schema(table: pa.Table) -> pa.Schema:
     return pa.schema(fields, metadata=table.schema.metadata)
 
 
+def _to_pandas(table: pa.Table) -> Any:
+    """A DataFrame as uproot's ``library="pd"`` makes it: flat columns as numpy-backed columns,
+    jagged and record columns as awkward-pandas columns (``df["Muon_pt"].ak.sum(axis=1)``)."""
+    pd = _need("pandas")
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
+    if not nested:
+        return table.to_pandas()
+    try:
+        from awkward_pandas import AwkwardExtensionArray
+    except ImportError:
+        raise ImportError('library="pd" with jagged columns needs awkward-pandas, as uproot does: '
+                          "pip install awkward-pandas") from None
+    ak = _need("awkward")
+    flat = table.drop_columns(nested)
+    df = flat.to_pandas() if flat.num_columns else pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    tight = table.select(nested)
+    tight = tight.cast(_tight_schema(tight))
+    for column in nested:
+        df[column] = pd.Series(AwkwardExtensionArray(ak.from_arrow(tight[column])), index=df.index)
+    return df[table.column_names]
+
+
 def _nested(t: pa.DataType) -> bool:
     return pa.types.is_nested(t) or pa.types.is_dictionary(t)
 
@@ -80,8 +102,7 @@ def convert(table: pa.Table, library: str = "pa") -> Any:
     if name == "pyarrow":
         return table
     if name == "pandas":
-        _need("pandas")
-        return table.to_pandas()
+        return _to_pandas(table)
     if name == "polars":
         return _need("polars").from_arrow(table)
     if name == "awkward":
