@@ -10,13 +10,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest, NotFound, quote
+from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest, NotFound, Unavailable, quote
 
 CatalogError = ArrowrootError
 
 
 class Conflict(InvalidRequest):
     pass
+
+
+class CatalogInUse(Unavailable):
+    """Another process holds the catalog file (DuckDB allows one writer)."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> str:
@@ -31,4 +35,4 @@ def not_found(what: str, name: str, candidates: Iterable[str]) -> NotFound:
     return NotFound(f"no {what} named {quote(name)}{hint}")
 
 
-__all__ = ["CatalogError", "Conflict", "NotFound", "closest", "not_found"]
+__all__ = ["CatalogError", "CatalogInUse", "Conflict", "NotFound", "closest", "not_found"]

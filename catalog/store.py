@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import NotFound, not_found
+from .errors import CatalogInUse, NotFound, not_found
 from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord
 
 SCHEMA_VERSION = "1"
@@ -35,7 +35,7 @@ class Catalog:
             self._conn = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
-                raise RuntimeError(
+                raise CatalogInUse(
                     f"catalog {self.path} is in use by another process (an arrowroot server?): stop it, "
                     "or give this one its own file with --catalog"
                 ) from None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -52,6 +54,37 @@ class _Commands(click.Group):
             sys.exit(1)
 
 
+@contextlib.contextmanager
+def startup(what: str, host: str | None = None, port: int | None = None) -> Iterator[None]:
+    """Start-up failures end in one line with the cause and the fix, and exit status 2."""
+    import pyarrow as pa
+
+    from arrowroot.flight_server.core.errors import ArrowrootError
+
+    try:
+        yield
+    except ArrowrootError as exc:  # catalog in use, bad auth or TLS setup, bad settings
+        click.echo(f"arrowroot {what}: {exc}", err=True)
+        sys.exit(2)
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        text = str(exc)
+        if port and host is not None and "did not start" in text and _port_taken(host, port):
+            text = (f"port {port} on {host} is in use (another arrowroot server?): stop it, choose another "
+                    "--port, or --port 0 for a free one")
+        click.echo(f"arrowroot {what}: {text}", err=True)
+        sys.exit(2)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 @click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="arrowroot")
 def main() -> None:
@@ -79,11 +112,12 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
     from arrowroot.flight_server.server.flight import ArrowrootServer
 
     _logging(max(verbose, 1))
-    settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
-                        endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
-                        chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
-                        sql_timeout=sql_timeout, **auth)
-    server = ArrowrootServer(settings)
+    with startup("serve", host, port):
+        settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
+                            endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
+                            chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
+                            sql_timeout=sql_timeout, **auth)
+        server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
     if not no_index:
         server.indexer.start()
@@ -115,8 +149,9 @@ def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
     from arrowroot.flight_server.core.settings import from_env
     from arrowroot.flight_server.index.indexer import Indexer
 
-    settings = from_env(directory, catalog=catalog)
-    cat = Catalog(settings.catalog_path)
+    with startup("index"):
+        settings = from_env(directory, catalog=catalog)
+        cat = Catalog(settings.catalog_path)
     with Progress(transient=True) as progress:
         bar = progress.add_task("indexing", total=None)
 
