@@ -187,6 +187,22 @@ class Client:
         return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
                                                 ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
 
+    def sql_batches(self, query: str) -> pa.RecordBatchReader:
+        """Run a SQL query through the server's Flight SQL front end (datasets are tables:
+        ``SELECT count(*) FROM "hep/events.root:events"``); streams the result."""
+        from arrowroot.protos import flight_sql as fsql
+
+        desc = fl.FlightDescriptor.for_command(fsql.pack(fsql.CommandStatementQuery(query=query)))
+        with translate():
+            info = self._flight.get_flight_info(desc, options=self._options())
+        return self.read_info(info)
+
+    def sql(self, query: str, *, library: str = "pa") -> Any:
+        """:meth:`sql_batches` into one object (``library`` as in :meth:`read`)."""
+        with translate():
+            table = self.sql_batches(query).read_all()
+        return convert(table, library)
+
     def schema(self, dataset: str, columns: Sequence[str] | None = None, **kwargs: Any) -> pa.Schema:
         """The Arrow schema a read of these columns would have (answered from the catalog)."""
         desc = fl.FlightDescriptor.for_command(_request(dataset, columns, **kwargs).SerializeToString())

@@ -178,10 +178,37 @@ def _client(location: str):
 @main.command("ls")
 @click.argument("pattern", required=False)
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
-def ls_(pattern: str | None, location: str) -> None:
-    """List datasets (PATTERN is a shell glob on names)."""
+@click.option("--format", "fmt", help="Only this source format (root, hdf5, lh5, ...).")
+@click.option("--kind", help="Only this object kind (ttree, rntuple, th1, hdf5.table, ...).")
+@click.option("--has-column", help="Only datasets with this column.")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Only datasets whose attribute KEY is VALUE.")
+def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, has_column: str | None,
+        attrs: tuple[str, ...]) -> None:
+    """List datasets (PATTERN is a shell glob on names), optionally filtered."""
+    criteria: dict[str, object] = {}
+    if fmt:
+        criteria["format"] = fmt
+    if kind:
+        criteria["kind"] = kind
+    if has_column:
+        criteria["has_column"] = has_column
+    if attrs:
+        pairs = {}
+        for a in attrs:
+            key, sep, value = a.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{a!r}: use KEY=VALUE", param_hint="--attr")
+            try:
+                pairs[key] = json.loads(value)  # numbers and true/false as such
+            except json.JSONDecodeError:
+                pairs[key] = value
+        criteria["attributes"] = pairs
     with _client(location) as c:
-        table = c.datasets(pattern)
+        table = c.datasets(pattern, **criteria)
+    if table.num_rows == 0:
+        what = " and ".join([f"name {pattern!r}"] * bool(pattern) + [f"{k}={v!r}" for k, v in criteria.items()])
+        click.echo(f"no dataset matches {what or 'anything'}; `arrowroot ls` without filters lists all", err=True)
+        return
     for name, n, cols in zip(table["name"].to_pylist(), table["entries"].to_pylist(), table["columns"].to_pylist()):
         click.echo(f"{name}\t{n} entries\t{len(cols)} columns")
 
@@ -189,10 +216,67 @@ def ls_(pattern: str | None, location: str) -> None:
 @main.command()
 @click.argument("dataset")
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
-def schema(dataset: str, location: str) -> None:
-    """Print a dataset's Arrow schema."""
+@click.option("--full", is_flag=True, help="The whole Arrow schema with field and dataset metadata.")
+def schema(dataset: str, location: str, full: bool) -> None:
+    """Print a dataset's columns and types (--full: with all metadata)."""
     with _client(location) as c:
-        click.echo(c.schema(dataset).to_string(show_schema_metadata=False))
+        s = c.schema(dataset)
+    if full:
+        click.echo(s.to_string(show_schema_metadata=True))
+        return
+    width = max((len(f.name) for f in s), default=0)
+    for f in s:
+        meta = f.metadata or {}
+        unit = meta.get(b"units") or meta.get(b"unit")
+        extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
+        click.echo(f"{f.name:<{width}}  {f.type}{extra}")
+
+
+@main.command()
+@click.argument("query")
+@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result to a .csv or .parquet file instead of printing a table.")
+@click.option("--max-rows", default=50, show_default=True, help="Rows printed (not written).")
+def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
+    """Run a SQL QUERY through the server's Flight SQL front end (datasets are tables)."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from arrowroot.clients.convert import csv_ready, csv_schema
+
+    with _client(location) as c:
+        reader = c.sql_batches(query)
+        if output is None:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(*reader.schema.names)
+            shown = total = 0
+            for batch in reader:
+                total += batch.num_rows
+                for row in batch.slice(0, max(0, max_rows - shown)).to_pylist():
+                    table.add_row(*(str(v) for v in row.values()))
+                    shown += 1
+            Console().print(table)
+            click.echo(f"{total} rows" + (f" ({shown} shown; -o FILE writes all)" if total > shown else ""))
+            return
+        suffix = output.suffix.lower()
+        if suffix not in (".csv", ".parquet", ".pq"):
+            raise click.BadParameter("write .csv or .parquet", param_hint="--output")
+        partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+        rows = 0
+        try:
+            writer = (pcsv.CSVWriter(partial, csv_schema(reader.schema)) if suffix == ".csv"
+                      else pq.ParquetWriter(partial, reader.schema))
+            with writer:
+                for batch in reader:
+                    writer.write_batch(csv_ready(batch) if suffix == ".csv" else batch)
+                    rows += batch.num_rows
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+        click.echo(f"wrote {rows} rows to {output}")
 
 
 @main.command()
@@ -246,6 +330,9 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
     finally:
         partial.unlink(missing_ok=True)
     click.echo(f"wrote {rows} rows to {output}")
+    if rows == 0 and entries and info.total_records == 0:
+        click.echo(f"note: the range {entries} holds no entries of {dataset} (past its end?); "
+                   "`arrowroot ls` shows how many it has", err=True)
 
 
 @main.command()

@@ -73,6 +73,7 @@ into the text) and the offending snippet.  :meth:`Cut.mask` raises only :class:`
 from __future__ import annotations
 
 import ast
+import re
 import difflib
 import keyword
 import math
@@ -1122,6 +1123,24 @@ class Cut:
             raise ExprError(f"evaluating the cut {self.text!r} failed: {type(e).__name__}: {e}") from e
 
 
+_HINTS = (
+    (re.compile(r"&&"), "use 'and' (or '&' between parenthesised comparisons), not '&&'"),
+    (re.compile(r"\|\|"), "use 'or' (or '|' between parenthesised comparisons), not '||'"),
+    (re.compile(r"=>|=<"), "write '>=' and '<='"),
+    (re.compile(r"(?<![=!<>])=(?!=)"), "use '==' to compare; '=' is not an operator here"),
+    (re.compile(r"!(?!=)"), "use 'not' (or '~'), not '!'"),
+)
+
+
+def _syntax_hint(text: str) -> str:
+    """The fix for the mistakes people bring from C, ROOT's TTree::Draw or SQL."""
+    bare = re.sub(r"'[^']*'|\"[^\"]*\"", "", text)  # ignore quoted strings
+    for rx, fix in _HINTS:
+        if rx.search(bare):
+            return f"; {fix}"
+    return ""
+
+
 def parse(text: str, schema: pa.Schema) -> Cut:
     """Parse and validate a cut against the columns and Arrow types of ``schema``."""
     src = _prescan(text)
@@ -1136,7 +1155,8 @@ def parse(text: str, schema: pa.Schema) -> Cut:
             off = len(body)
         pos = src.to_original(min(max(off, 0), len(body)))
         msg = e.msg or "invalid syntax"
-        raise ExprError(f"syntax error: {msg}", pos, _clip(text[pos: pos + 20])) from None
+        hint = _syntax_hint(text)
+        raise ExprError(f"syntax error: {msg}{hint}", pos, _clip(text[pos: pos + 20])) from None
     except (RecursionError, MemoryError):
         raise ExprError(f"expression too deeply nested (limit {MAX_DEPTH} levels)", 0,
                         _clip(text[:20])) from None
