@@ -39,12 +39,14 @@ import read_throughput  # noqa: E402  (the same ROOT and HDF5 files as the throu
 
 LARGE = {"ROOT": ("events.root:events", read_throughput.ROOT_COLUMNS),
          "HDF5": ("daq.h5:hits", read_throughput.H5_COLUMNS)}
-TINY = ("events.root:events", ["event", "MET_pt"], 100)
+TINY = {"ROOT": ("events.root:events", ["event", "MET_pt"]), "HDF5": ("daq.h5:hits", ["time", "energy"])}
+TINY_ROWS = 100
 WARMUP = 1.0  # seconds of load before the window opens, so every client is mid-stream
 
 
-def tiny_read(client: Any, i: int, entries: int) -> None:
-    ds, columns, n = TINY
+def tiny_read(client: Any, i: int, entries: int, kind: str = "ROOT") -> None:
+    ds, columns = TINY[kind]
+    n = TINY_ROWS
     start = (i * 7919 * n) % max(1, entries - n)  # a different place each time, not one cached batch
     table = client.read(ds, columns, (start, start + n))
     assert table.num_rows == n
@@ -96,24 +98,25 @@ def load(location: str, kind: str, n: int, entries: int, duration: float, ready:
         c.close()
 
 
-def probe(locations: dict[str, str], entries: int, duration: float) -> dict[str, list[float]]:
-    """Tiny reads every 20 ms, alternating between the servers; latencies per server."""
+def probe(targets: dict[str, tuple[str, str]], entries: int, duration: float) -> dict[str, list[float]]:
+    """Tiny reads 10 ms apart, taking turns between targets (name → (location, ROOT|HDF5));
+    latencies per target."""
     from arrowroot.clients import Client
 
-    clients = {name: Client(loc) for name, loc in locations.items()}
-    for c in clients.values():
-        tiny_read(c, 0, entries)  # connect outside the window
+    clients = {name: (Client(loc), kind) for name, (loc, kind) in targets.items()}
+    for c, kind in clients.values():
+        tiny_read(c, 0, entries, kind)  # connect outside the window
     out: dict[str, list[float]] = {name: [] for name in clients}
     end = time.perf_counter() + duration
     i = 1
     while time.perf_counter() < end:
-        for name, c in clients.items():
+        for name, (c, kind) in clients.items():
             t0 = time.perf_counter()
-            tiny_read(c, i, entries)
+            tiny_read(c, i, entries, kind)
             out[name].append(time.perf_counter() - t0)
             i += 1
             time.sleep(0.01)
-    for c in clients.values():
+    for c, _ in clients.values():
         c.close()
     return out
 
@@ -196,9 +199,9 @@ def main() -> None:
             with Client(loc_a) as c:  # page cache warm, sizes known
                 sizes = {kind: c.read(ds, cols).nbytes for kind, (ds, cols) in LARGE.items()}
             print(f"{entries:,} entries: ROOT (ZLIB) large read {sizes['ROOT'] / 1e6:.0f} MB, HDF5 "
-                  f"{sizes['HDF5'] / 1e6:.0f} MB; tiny read {TINY[2]} entries × {len(TINY[1])} columns; "
+                  f"{sizes['HDF5'] / 1e6:.0f} MB; tiny read {TINY_ROWS} entries × 2 columns; "
                   f"{duration:g} s windows\n", flush=True)
-            idle = probe({"A": loc_a}, entries, duration)["A"]
+            idle = probe({"ROOT": (loc_a, "ROOT"), "HDF5": (loc_a, "HDF5")}, entries, duration)
 
             def run_load(kind: str, n: int, with_probe: bool) -> tuple[dict, dict | None]:
                 ready, out = ctx.Event(), ctx.Queue()
@@ -207,7 +210,8 @@ def main() -> None:
                 if not ready.wait(120):
                     p.kill()
                     raise SystemExit(f"the {kind} load with {n} clients did not start")
-                probed = probe({"A": loc_a, "B": loc_b}, entries, duration) if with_probe else None
+                targets = {"A ROOT": (loc_a, "ROOT"), "A HDF5": (loc_a, "HDF5"), "B ROOT": (loc_b, "ROOT")}
+                probed = probe(targets, entries, duration) if with_probe else None
                 result = out.get(timeout=120)
                 p.join(60)
                 return result, probed
@@ -227,19 +231,21 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(10)
 
-    print(f"tiny read on an idle server: p50 {_ms(idle, 50):.1f} ms, p99 {_ms(idle, 99):.1f} ms "
-          f"({len(idle)} reads)\n")
-    print("large reads: aggregate throughput, and a tiny read's latency while they run")
-    print(f"  {'clients':>7s} {'data':5s} {'MB/s total':>10s} {'per client':>10s} "
-          f"{'tiny on A p50':>13s} {'p99':>7s} {'n':>4s} {'idle B p50':>10s} {'p99':>7s} {'A p99 ÷ B p99':>13s}")
+    print("tiny read on an idle server: " + ", ".join(
+        f"{kind} p50 {_ms(v, 50):.1f} ms, p99 {_ms(v, 99):.1f} ms ({len(v)} reads)" for kind, v in idle.items()) + "\n")
+    print("large reads on A: aggregate throughput, and tiny reads' latency (ms) meanwhile — on A (ROOT and HDF5)")
+    print("and on B, an idle server on the same CPUs (what CPU sharing alone costs)")
+    print(f"  {'clients':>7s} {'load':5s} {'MB/s':>6s} {'/client':>7s}   {'A ROOT p50':>10s} {'p99':>7s} {'n':>4s}   "
+          f"{'A HDF5 p50':>10s} {'p99':>7s}   {'B ROOT p50':>10s} {'p99':>7s}   {'A÷B p99':>7s}")
     for what, kind, n, res, probed in rows:
         if what != "large":
             continue
         mbs = res["bytes"] / res["seconds"] / 1e6
-        a, b = probed["A"], probed["B"]
-        print(f"  {n:7d} {kind:5s} {mbs:10.0f} {mbs / n:10.0f} {_ms(a, 50):10.1f} ms {_ms(a, 99):7.1f} "
-              f"{len(a):4d} {_ms(b, 50):7.1f} ms {_ms(b, 99):7.1f} {_ms(a, 99) / _ms(b, 99):13.2f}")
-    print("\ntiny reads only (flight_info + do_get of 100 entries)")
+        a, h, b = probed["A ROOT"], probed["A HDF5"], probed["B ROOT"]
+        print(f"  {n:7d} {kind:5s} {mbs:6.0f} {mbs / n:7.0f}   {_ms(a, 50):10.1f} {_ms(a, 99):7.1f} {len(a):4d}   "
+              f"{_ms(h, 50):10.1f} {_ms(h, 99):7.1f}   {_ms(b, 50):10.1f} {_ms(b, 99):7.1f}   "
+              f"{_ms(a, 99) / _ms(b, 99):7.1f}")
+    print("\ntiny ROOT reads only, N clients back to back (flight_info + do_get of 100 entries)")
     print(f"  {'clients':>7s} {'reads/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s}")
     for what, _kind, n, res, _ in rows:
         if what == "small":
