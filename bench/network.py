@@ -324,7 +324,10 @@ def run(args: argparse.Namespace, rates: list[int | None]) -> tuple[dict, list[d
                 cfg = dict(setup, rate=rate, servers=servers, memory=memory)
                 proc = ln.popen("client", [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(cfg)],
                                 stdout=subprocess.PIPE, text=True)
-                stdout, _ = proc.communicate()
+                try:
+                    stdout, _ = proc.communicate(timeout=1800)
+                except subprocess.TimeoutExpired:
+                    raise SystemExit(f"the client at {link.rate_label(rate)} hung for 30 min") from None
                 if proc.returncode != 0:
                     raise SystemExit(f"the client at {link.rate_label(rate)} failed (exit {proc.returncode})")
                 results.append(json.loads(stdout.strip().splitlines()[-1]))
@@ -346,6 +349,8 @@ def report(setup: dict, results: list[dict]) -> None:
         wire = L["wire"] / L["seconds"] / mb
         print(f"  {link.rate_label(r['rate']):>12s} {conf:16.1f} {L['arrow'] / L['seconds'] / mb:11.1f} {wire:10.1f} "
               f"{wire / conf if r['rate'] else float('nan'):12.2f}")
+        if r["rate"] and wire / conf < 0.8:
+            print(f"  {'':12s} below 0.8 of the rate: the CPUs, not the link, limit this run at {link.rate_label(r['rate'])}")
 
     c0 = results[0]["cut"]
     print(f"\ncut {setup['where']!r}: {c0['rows']:,} of {setup['entries']:,} rows "
