@@ -182,9 +182,18 @@ def _client(location: str):
 @click.option("--kind", help="Only this object kind (ttree, rntuple, th1, hdf5.table, ...).")
 @click.option("--has-column", help="Only datasets with this column.")
 @click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Only datasets whose attribute KEY is VALUE.")
+@click.option("--errors", is_flag=True, help="List the files that failed to index (or hold no datasets) and why.")
 def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, has_column: str | None,
-        attrs: tuple[str, ...]) -> None:
+        attrs: tuple[str, ...], errors: bool) -> None:
     """List datasets (PATTERN is a shell glob on names), optionally filtered."""
+    if errors:
+        with _client(location) as c:
+            failed = c.action("stats").get("file_errors", [])
+        for f in failed:
+            click.echo(f"{f['path']}\t{f['error']}")
+        if not failed:
+            click.echo("no file failed to index", err=True)
+        return
     criteria: dict[str, object] = {}
     if fmt:
         criteria["format"] = fmt

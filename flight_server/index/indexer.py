@@ -20,10 +20,13 @@ from arrowroot.catalog.store import Catalog
 
 from arrowroot.flight_server.datasets.derive import derive
 from arrowroot.flight_server.sources import DatasetInfo, detect
+from arrowroot.flight_server.sources.base import without_paths
 
 log = logging.getLogger("arrowroot.indexer")
 
 STATE_DIR = ".arrowroot"
+#: file suffixes that claim a format: such a file that no source recognises is an error, not ignored
+EXTENSIONS = {".root": "ROOT", ".h5": "HDF5", ".hdf5": "HDF5", ".hdf": "HDF5", ".he5": "HDF5", ".lh5": "HDF5"}
 BATCH_FILES = 256
 
 
@@ -124,6 +127,8 @@ class Indexer:
             rec = in_scope.get(rel)
             if rec is not None and rec.size == st.st_size and abs(rec.mtime - st.st_mtime) < 1e-6:
                 report.unchanged += 1
+                if rec.status == "error":  # still broken: a warm restart says so too
+                    report.errors.append((rel, rec.error or "unknown error"))
             else:
                 todo.append((rel, st, rec is not None))
         batch: list[FileUpdate] = []
@@ -164,14 +169,26 @@ class Indexer:
         full = self.root / rel
         source = detect(str(full))
         if source is None:
+            claimed = EXTENSIONS.get(full.suffix.lower())
+            if claimed is not None:  # named like ours, but the bytes say otherwise: tell the user
+                msg = f"not a {claimed} file: its first bytes are not the {claimed} signature (truncated or renamed?)"
+                log.warning("cannot index %s: %s", rel, msg)
+                return FileUpdate(rel, claimed.lower(), st.st_size, st.st_mtime, error=msg)
             # Not a format we serve; remembered so it is not re-read on every scan.
             return FileUpdate(rel, None, st.st_size, st.st_mtime)
         try:
             infos = source.scan(str(full))
             datasets = to_new_datasets(rel, source.format, infos)
         except Exception as exc:  # any failure is this file's problem, not the index's
-            msg = f"{type(exc).__name__}: {exc}"
+            # clients read this message: the file by its served name, no server path, one line
+            text = str(exc)
+            for p in {str(full), str(full.resolve())}:
+                text = text.replace(p, rel)
+            msg = " ".join(f"{type(exc).__name__}: {without_paths(text, str(full))}".split())
             log.warning("cannot index %s: %s", rel, msg)
+            return FileUpdate(rel, source.format, st.st_size, st.st_mtime, error=msg)
+        if not datasets:
+            msg = f"no datasets: the {source.format} file holds nothing arrowroot serves as a table"
             return FileUpdate(rel, source.format, st.st_size, st.st_mtime, error=msg)
         return FileUpdate(rel, source.format, st.st_size, st.st_mtime, tuple(datasets))
 

@@ -297,6 +297,13 @@ class Access:
                     self._visible[user] = found
         return found
 
+    def could_read(self, name: str, context: fl.ServerCallContext | None) -> bool:
+        """Whether a grant of the caller covers ``name`` (so telling them about it reveals nothing)."""
+        if not self.enabled:
+            return True
+        patterns = self.identities().patterns(self.user(context))
+        return any(fnmatch.fnmatchcase(name[:4096], p) for p in patterns)
+
     def visible_datasets(self, context: fl.ServerCallContext | None) -> list[DatasetRecord]:
         """The datasets the caller may read: the single rule, for Flight and Flight SQL alike."""
         names = self.visible_names(self.user(context))

@@ -21,8 +21,8 @@ import pyarrow.flight as fl
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, Unimplemented
-from arrowroot.flight_server.core.request import ReadSpec
+from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, Unimplemented, quote
+from arrowroot.flight_server.core.request import ReadSpec, dataset_name
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask
 from arrowroot.flight_server.datasets.select import list_files
@@ -110,8 +110,29 @@ class ArrowrootServer(fl.FlightServerBase):
                          slices_supported=supports_slices(rec.format))
 
     def dataset(self, name: str, context: fl.ServerCallContext | None = None) -> DatasetRecord:
-        """The dataset record a caller may see (NotFound otherwise)."""
-        return self.access.dataset(name, context)
+        """The dataset record a caller may see (NotFound otherwise; it says so when the file
+        exists but failed to index or holds no datasets)."""
+        try:
+            return self.access.dataset(name, context)
+        except NotFound:
+            why = self._why_missing(name, context)
+            if why is None:
+                raise
+            raise NotFound(f"no dataset named {quote(name)}: {why}") from None
+
+    def _why_missing(self, name: str, context: fl.ServerCallContext | None) -> str | None:
+        try:
+            path = dataset_name(name).partition(":")[0]
+        except InvalidRequest:
+            return None
+        rec = self.catalog.files().get(path)
+        if rec is None or not self.access.could_read(name, context):
+            return None
+        if rec.status == "error":
+            return f"the file {path} could not be indexed: {rec.error}"
+        if not any(p.path == path for d in self.catalog.datasets() for p in d.parts):
+            return f"the file {path} holds no dataset arrowroot serves"
+        return None
 
     def visible_datasets(self, context: fl.ServerCallContext | None = None) -> list[DatasetRecord]:
         return self.access.visible_datasets(context)
@@ -290,6 +311,10 @@ class ArrowrootServer(fl.FlightServerBase):
                 out = self.catalog.stats()
             out["served"] = {k: v for k, v in served.items() if k in visible}
             out["indexing"] = self.indexer.running
+            # files that failed to index (or hold no datasets), with the reason; only those a grant
+            # of the caller covers, so the list reveals nothing they could not read anyway
+            out["file_errors"] = [{"path": p, "error": e} for p, e in self.catalog.file_errors()
+                                  if self.access.could_read(p, context)]
             return out
         raise NotFound(f"no action {kind!r}; available: {', '.join(sorted(ACTIONS))}")
 
