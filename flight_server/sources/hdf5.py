@@ -21,7 +21,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import h5py
@@ -325,25 +328,24 @@ class Hdf5Reader(Reader):
             first = next(v for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim)
             self.entries = int(first.shape[0])
         self._fd = os.open(path, os.O_RDONLY)
-        self._layouts: dict[str, _Layout | None] = {}
+        self._columns: dict[str, _Column] = {}
 
-    def _layout(self, ds: h5py.Dataset) -> _Layout | None:
-        if ds.name not in self._layouts:
-            self._layouts[ds.name] = _Layout.of(ds)
-        return self._layouts[ds.name]
+    def _column(self, name: str) -> _Column:
+        """What a read of one column needs, looked up once per reader (h5py calls cost µs each)."""
+        col = self._columns.get(name)
+        if col is None:
+            ds = self._obj if isinstance(self._obj, h5py.Dataset) else self._obj[name]
+            col = self._columns[name] = _Column(ds)
+        return col
 
-    def _read_dataset(self, ds: h5py.Dataset, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
-        if ds.ndim == 0:
+    def _read_dataset(self, col: _Column, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
+        ds = col.ds
+        if col.ndim == 0:
             return np.asarray(ds[()]).reshape(1)[start:stop]
-        layout = self._layout(ds) if not slices else None
-        if layout is not None:
-            values = layout.read(self._fd, ds, start, stop)
-            if values is not None:
-                return values
-        norm = normalise_slices(slices, ds.shape[1:]) if slices else []
+        norm = normalise_slices(slices, col.shape[1:]) if slices else []
         sel = (slice(start, stop),) + tuple(norm)
-        if h5py.check_string_dtype(ds.dtype) is not None:
-            return ds.asstr()[sel] if ds.dtype.kind == "O" else ds[sel]
+        if h5py.check_string_dtype(col.dtype) is not None:
+            return ds.asstr()[sel] if col.dtype.kind == "O" else ds[sel]
         return ds[sel]
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
@@ -362,11 +364,15 @@ class Hdf5Reader(Reader):
                     arrays.append(_elements_to_arrow(col, _field_type(fdt), fdt) if fdt.subdtype is None
                                   else _nd_to_arrow(col, fdt.subdtype[0], _field_type(fdt)))
             else:
-                for name in columns:
-                    ds = obj if isinstance(obj, h5py.Dataset) else obj[name]
-                    values = self._read_dataset(ds, entry_start, entry_stop, slices)
-                    shape = values.shape[1:max(ds.ndim, 1)]  # subarray element dims follow
-                    arrays.append(to_arrow(values, ds.dtype, column_type(ds.dtype, shape)))
+                cols = [self._column(name) for name in columns]
+                direct = _read_direct(self._fd, cols, entry_start, entry_stop) if not slices else None
+                for i, col in enumerate(cols):
+                    if direct is not None and direct[i] is not None:
+                        arrays.append(direct[i])
+                        continue
+                    values = self._read_dataset(col, entry_start, entry_stop, slices)
+                    shape = values.shape[1:max(col.ndim, 1)]  # subarray element dims follow
+                    arrays.append(to_arrow(values, col.dtype, column_type(col.dtype, shape)))
         except (ValueError, KeyError):
             raise
         except Exception as exc:
@@ -379,62 +385,208 @@ class Hdf5Reader(Reader):
         os.close(self._fd)
 
 
+# ---------------------------------------------------------------- direct reads
+#
+# h5py reads under one global lock, into numpy memory that is fresh (page-faulted) on every
+# read, and decompresses on one core. For the common layouts below the reader bypasses it:
+# the bytes go from the page cache straight into Arrow-owned buffers (``os.preadv``, which
+# releases the GIL; the Arrow pool reuses its pages), and deflate chunks are inflated in a
+# thread pool (zlib releases the GIL), so a server uses every core. Anything else, or any
+# doubt (a chunk never written, a filter skipped for one chunk, a short file), goes to h5py.
+
+_DEFLATE, _SHUFFLE = 1, 2
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="hdf5-inflate")
+        return _pool
+
+
+class _Fallback(Exception):
+    """A direct read cannot proceed: h5py reads this column instead."""
+
+
+class _Column:
+    """One dataset as a reader uses it: its h5py object, shape, type and direct-read layout."""
+
+    def __init__(self, ds: h5py.Dataset):
+        self.ds = ds
+        self.dtype = ds.dtype
+        self.shape = tuple(int(n) for n in ds.shape)
+        self.ndim = len(self.shape)
+        self.layout = _Layout.of(ds)
+        self.arrow_type = column_type(self.dtype, self.shape[1:]) if self.layout is not None else None
+
+
 class _Layout:
-    """Where an unfiltered numeric dataset's rows lie in the file, for direct reads.
+    """Where a numeric dataset's rows lie in the file: contiguous, or chunked along the first
+    axis only, unfiltered or deflate-compressed (optionally shuffled)."""
 
-    h5py holds the GIL while it reads, so a server cannot overlap reading one chunk with
-    sending the previous one. For data stored as plain bytes (no compression or other
-    filter, contiguous or chunked along the first axis only) the rows are read with
-    ``os.pread``, which releases the GIL; everything else goes through h5py.
-    """
-
-    def __init__(self, offset: int | None, chunk_rows: int | None, row_bytes: int, dtype: np.dtype):
+    def __init__(self, ds: h5py.Dataset, offset: int | None, chunk_rows: int | None, row_bytes: int,
+                 deflate: bool, shuffle: bool):
+        self.dsid = ds.id
+        self.rank = ds.ndim
         self.offset = offset            # contiguous: byte offset of row 0
         self.chunk_rows = chunk_rows    # chunked: rows per chunk
         self.row_bytes = row_bytes
-        self.dtype = dtype
+        self.itemsize = ds.dtype.itemsize
+        self.deflate = deflate
+        self.shuffle = shuffle
+        self.swap = not ds.dtype.isnative and ds.dtype.itemsize > 1
+        self._chunks: dict[int, tuple[int, int]] = {}   # chunk index → (file offset, stored size)
 
     @classmethod
     def of(cls, ds: h5py.Dataset) -> _Layout | None:
         try:
-            if ds.is_virtual or ds.external or ds.dtype.kind not in "biuf" or ds.dtype.names:
+            if ds.is_virtual or ds.external or ds.dtype.kind not in "iuf" or ds.dtype.names or ds.ndim == 0:
                 return None
-            if ds.id.get_create_plist().get_nfilters():
+            element = element_type(ds.dtype)  # enums (strings) and odd floats are h5py's
+            if not (pa.types.is_integer(element) or pa.types.is_floating(element)):
                 return None
             row_bytes = int(ds.dtype.itemsize * np.prod(ds.shape[1:], dtype=np.int64))
+            codes = [code for code, _ in filters(ds)]
+            deflate = codes in ([_DEFLATE], [_SHUFFLE, _DEFLATE])
+            if codes and not deflate:
+                return None
             if ds.chunks is None:
                 offset = ds.id.get_offset()
-                return None if offset is None else cls(int(offset), None, row_bytes, ds.dtype)
-            if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
+                return None if offset is None or deflate else cls(ds, int(offset), None, row_bytes, False, False)
+            if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]) or row_bytes == 0:
                 return None  # chunks cut the other axes: a row is not contiguous
-            return cls(None, int(ds.chunks[0]), row_bytes, ds.dtype)
+            return cls(ds, None, int(ds.chunks[0]), row_bytes, deflate, deflate and codes[0] == _SHUFFLE)
         except Exception:  # any doubt: h5py reads it
             return None
 
-    def read(self, fd: int, ds: h5py.Dataset, start: int, stop: int) -> np.ndarray | None:
-        n = stop - start
-        out = np.empty((n,) + tuple(ds.shape[1:]), dtype=self.dtype)
-        buf = memoryview(out.reshape(-1).view(np.uint8))
+    def chunk(self, k: int) -> tuple[int, int]:
+        """(file offset, stored bytes) of chunk ``k``; _Fallback if never written or partly filtered."""
+        where = self._chunks.get(k)
+        if where is None:
+            info = self.dsid.get_chunk_info_by_coord((k * self.chunk_rows,) + (0,) * (self.rank - 1))
+            if info.byte_offset is None or info.filter_mask:
+                raise _Fallback
+            where = self._chunks[k] = (int(info.byte_offset), int(info.size))
+        return where
+
+    def plan(self, start: int, stop: int) -> list[tuple[int, int, int, int]]:
+        """(file offset, stored bytes, first row in the output, rows) per piece to read; with
+        deflate one piece per chunk (the rows within the chunk start at ``row - k*chunk_rows``),
+        unfiltered pieces that lie end to end in the file merged into one."""
         if self.chunk_rows is None:
-            pieces = [(self.offset + start * self.row_bytes, 0, n)]
+            return [(self.offset + start * self.row_bytes, (stop - start) * self.row_bytes, 0, stop - start)]
+        pieces: list[tuple[int, int, int, int]] = []
+        for k in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
+            file_offset, size = self.chunk(k)
+            lo, hi = max(start, k * self.chunk_rows), min(stop, (k + 1) * self.chunk_rows)
+            if self.deflate:
+                pieces.append((file_offset, size, lo - start, hi - lo))
+                continue
+            file_offset += (lo - k * self.chunk_rows) * self.row_bytes
+            nbytes = (hi - lo) * self.row_bytes
+            if pieces and pieces[-1][0] + pieces[-1][1] == file_offset:
+                f0, n0, r0, rows0 = pieces[-1]
+                pieces[-1] = (f0, n0 + nbytes, r0, rows0 + hi - lo)
+            else:
+                pieces.append((file_offset, nbytes, lo - start, hi - lo))
+        return pieces
+
+    def inflate(self, fd: int, piece: tuple[int, int, int, int], start: int, out: memoryview) -> None:
+        """Read one deflate chunk's bytes, inflate and unshuffle them into their rows of ``out``."""
+        file_offset, size, row, rows = piece
+        raw = os.pread(fd, size, file_offset)
+        if len(raw) != size:
+            raise _Fallback
+        try:
+            data = zlib.decompress(raw)
+        except zlib.error:
+            raise _Fallback from None  # let h5py report it
+        if len(data) != self.chunk_rows * self.row_bytes:
+            raise _Fallback
+        skip = (start + row) % self.chunk_rows * self.row_bytes
+        dest = out[row * self.row_bytes: (row + rows) * self.row_bytes]
+        if self.shuffle and self.itemsize > 1:
+            planes = np.frombuffer(data, np.uint8).reshape(self.itemsize, -1)
+            elements = planes[:, skip // self.itemsize: (skip + len(dest)) // self.itemsize]
+            np.frombuffer(dest, np.uint8).reshape(-1, self.itemsize)[...] = elements.T
         else:
-            pieces = []
-            first = start // self.chunk_rows
-            for k in range(first, (stop - 1) // self.chunk_rows + 1):
-                info = ds.id.get_chunk_info_by_coord((k * self.chunk_rows,) + (0,) * (ds.ndim - 1))
-                if info.byte_offset is None:
-                    return None  # never written: h5py supplies the fill value
-                lo = max(start, k * self.chunk_rows)
-                hi = min(stop, (k + 1) * self.chunk_rows)
-                pieces.append((info.byte_offset + (lo - k * self.chunk_rows) * self.row_bytes, lo - start, hi - lo))
-        for file_offset, row, rows in pieces:
-            want = rows * self.row_bytes
-            got = os.preadv(fd, [buf[row * self.row_bytes: row * self.row_bytes + want]], file_offset)
-            if got != want:
-                return None  # a short file: let h5py report it
-        if not self.dtype.isnative:
-            out = out.astype(self.dtype.newbyteorder("="))
-        return out
+            dest[:] = memoryview(data)[skip: skip + len(dest)]
+
+    def read_plain(self, fd: int, piece: tuple[int, int, int, int], out: memoryview) -> None:
+        file_offset, nbytes, row, _ = piece
+        if os.preadv(fd, [out[row * self.row_bytes: row * self.row_bytes + nbytes]], file_offset) != nbytes:
+            raise _Fallback  # a short file: let h5py report it
+
+
+def _read_direct(fd: int, cols: Sequence[_Column], start: int, stop: int) -> list[pa.Array | None] | None:
+    """Columns read straight into Arrow buffers (None where h5py must read); deflate chunks of
+    all columns are inflated in parallel."""
+    if not any(c.layout is not None for c in cols) or stop <= start:
+        return None
+    n = stop - start
+    outs: list[tuple[_Column, pa.Buffer, memoryview] | None] = []
+    jobs: list[tuple[int, _Layout, tuple[int, int, int, int]]] = []
+    failed: set[int] = set()
+    for i, col in enumerate(cols):
+        layout = col.layout
+        if layout is None:
+            outs.append(None)
+            continue
+        try:
+            pieces = layout.plan(start, stop)
+        except _Fallback:
+            outs.append(None)
+            continue
+        buf = pa.allocate_buffer(n * layout.row_bytes)
+        view = memoryview(buf).cast("B")
+        outs.append((col, buf, view))
+        jobs.extend((i, layout, p) for p in pieces)
+
+    def run(job: tuple[int, _Layout, tuple[int, int, int, int]]) -> int | None:
+        i, layout, piece = job
+        try:
+            if layout.deflate:
+                layout.inflate(fd, piece, start, outs[i][2])
+            else:
+                layout.read_plain(fd, piece, outs[i][2])
+        except _Fallback:
+            return i
+        return None
+
+    inflating = sum(1 for _, layout, _ in jobs if layout.deflate)
+    if inflating > 1:
+        results = list(_threads().map(run, jobs))
+    else:
+        results = [run(job) for job in jobs]
+    failed.update(i for i in results if i is not None)
+    arrays: list[pa.Array | None] = []
+    for i, item in enumerate(outs):
+        if item is None or i in failed:
+            arrays.append(None)
+            continue
+        col, buf, view = item
+        view.release()
+        if col.layout.swap:
+            np.frombuffer(buf, col.dtype).byteswap(inplace=True)
+        arrays.append(_from_buffer(buf, col, n))
+    return arrays
+
+
+def _from_buffer(buf: pa.Buffer, col: _Column, n: int) -> pa.Array:
+    """An Arrow array of the column's type over ``buf`` (native-order values, rows × shape)."""
+    sizes = []
+    inner = col.arrow_type
+    while pa.types.is_fixed_size_list(inner):
+        sizes.append(inner.list_size)
+        inner = inner.value_type
+    count = n * int(np.prod(sizes, dtype=np.int64))
+    flat = pa.Array.from_buffers(inner, count, [None, buf])
+    for size in reversed(sizes):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat
 
 
 # PyTables hides nodes whose name starts with _i_ (a table's index: TINDEX groups of sorted
