@@ -395,6 +395,7 @@ class Hdf5Reader(Reader):
 # doubt (a chunk never written, a filter skipped for one chunk, a short file), goes to h5py.
 
 _DEFLATE, _SHUFFLE = 1, 2
+PARALLEL_BYTES = 4 << 20   # plain reads at least this large are spread over the threads too
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -501,7 +502,7 @@ class _Layout:
         if len(raw) != size:
             raise _Fallback
         try:
-            data = zlib.decompress(raw)
+            data = zlib.decompress(raw, bufsize=self.chunk_rows * self.row_bytes)
         except zlib.error:
             raise _Fallback from None  # let h5py report it
         if len(data) != self.chunk_rows * self.row_bytes:
@@ -557,7 +558,7 @@ def _read_direct(fd: int, cols: Sequence[_Column], start: int, stop: int) -> lis
         return None
 
     inflating = sum(1 for _, layout, _ in jobs if layout.deflate)
-    if inflating > 1:
+    if inflating > 1 or (len(jobs) > 1 and n * sum(c.layout.row_bytes for c in cols if c.layout) >= PARALLEL_BYTES):
         results = list(_threads().map(run, jobs))
     else:
         results = [run(job) for job in jobs]
