@@ -137,3 +137,26 @@ def test_single_dataset_and_slices(direct_file):
             np.testing.assert_array_equal(flat.reshape(-1, 2, 2), ds[5:50, 1:3])
     finally:
         reader.close()
+
+
+def test_large_plain_reads_spread_over_threads(tmp_path):
+    """Reads of several MiB go through the thread pool: still h5py's values, in order."""
+    from arrowroot.flight_server.sources import hdf5
+
+    rows = hdf5.PARALLEL_BYTES // 8 + 12_345
+    rng = np.random.default_rng(5)
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f.create_dataset("t/a", data=rng.normal(size=rows), chunks=(65_536,))
+        f.create_dataset("t/b", data=np.arange(rows, dtype=">i4"))
+        f.create_dataset("t/c", data=rng.integers(0, 9, (rows, 2), dtype=np.int16), chunks=(10_000, 2))
+    reader = Hdf5Source().open(str(tmp_path / "big.h5"), "t", "hdf5.table")
+    try:
+        with h5py.File(tmp_path / "big.h5") as f:
+            for start, stop in [(0, rows), (70_001, rows - 3)]:
+                table = reader.read(["a", "b", "c"], start, stop)
+                np.testing.assert_array_equal(table.column("a").to_numpy(), f["t/a"][start:stop])
+                np.testing.assert_array_equal(table.column("b").to_numpy(), f["t/b"][start:stop])
+                flat = table.column("c").combine_chunks().flatten().to_numpy()
+                np.testing.assert_array_equal(flat.reshape(-1, 2), f["t/c"][start:stop])
+    finally:
+        reader.close()

@@ -396,6 +396,7 @@ class Hdf5Reader(Reader):
 
 _DEFLATE, _SHUFFLE = 1, 2
 PARALLEL_BYTES = 4 << 20   # plain reads at least this large are spread over the threads too
+MAX_CACHED_CHUNKS = 65_536  # chunk locations remembered per dataset
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -470,6 +471,8 @@ class _Layout:
             info = self.dsid.get_chunk_info_by_coord((k * self.chunk_rows,) + (0,) * (self.rank - 1))
             if info.byte_offset is None or info.filter_mask:
                 raise _Fallback
+            if len(self._chunks) >= MAX_CACHED_CHUNKS:
+                self._chunks.clear()  # bounded memory; a re-read costs ~5 µs per chunk
             where = self._chunks[k] = (int(info.byte_offset), int(info.size))
         return where
 
