@@ -214,7 +214,7 @@ def main() -> None:
                     assert served.num_rows == reference.num_rows, (served.num_rows, reference.num_rows)
                     if label.startswith("HDF5"):  # same values as h5py's (ROOT: types differ, rows suffice)
                         assert all(served.column(c).equals(reference.column(c)) for c in columns), label
-                    t_served = best(lambda d=dataset, c=columns: client.read(d, c), args.repeat)
+                    t_served = best(lambda d=dataset, c=columns, cl=client: cl.read(d, c), args.repeat)
                     t_flight = memory_flight(reference, int(batch_mb * (1 << 20)), args.repeat)
                     endpoints = len(client.flight_info(dataset, columns).endpoints)
                     rows.append((label, batch_mb, reference.nbytes / 1e6, t_local, t_served, t_flight, endpoints))
