@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,28 @@ from .errors import Unavailable, translate
 
 _DONE = object()
 REUSE_CONNECTION = "arrow-flight-reuse-connection:"
+class UnreadableColumnsWarning(UserWarning):
+    """A read of "all columns" left out columns the server cannot interpret (the message says why)."""
+
+
+def notes(info: fl.FlightInfo) -> dict:
+    """The server's notes on a FlightInfo (its app_metadata, JSON): skipped columns, gaps, ..."""
+    raw = info.app_metadata
+    if not raw:
+        return {}
+    try:
+        out = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def skipped_message(dataset: str, skipped: list[dict]) -> str:
+    shown = "; ".join(f"{s.get('name')}: {s.get('reason')}" for s in skipped[:10])
+    more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
+    return f"{dataset}: {len(skipped)} column(s) left out, they cannot be read: {shown}{more}"
+
+
 # Errors after which the next location of an endpoint is tried: the node is down or
 # unreachable. Anything else (bad ticket, file changed, ...) is the server's answer.
 _RETRY_ELSEWHERE = (Unavailable, fl.FlightTimedOutError, ConnectionError)
@@ -251,6 +274,9 @@ class Client:
         queue, so memory stays bounded however large the read.
         """
         info = self.flight_info(dataset, columns, entries, **kwargs)
+        skipped = notes(info).get("skipped_columns")
+        if skipped:
+            warnings.warn(skipped_message(dataset, skipped), UnreadableColumnsWarning, stacklevel=2)
         return self.read_info(info)
 
     def read_info(self, info: fl.FlightInfo) -> pa.RecordBatchReader:

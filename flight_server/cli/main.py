@@ -319,8 +319,13 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
     rows = 0
     try:
         with _client(location) as c:
+            from arrowroot.clients.client import notes, skipped_message
+
             info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
-            reader = c.read_batches(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
+            skipped = notes(info).get("skipped_columns")
+            if skipped:
+                click.echo(f"note: {skipped_message(dataset, skipped)}", err=True)
+            reader = c.read_info(info)
             total = info.total_records if info.total_records >= 0 else None
             with Progress() as progress:
                 bar = progress.add_task(f"{dataset} → {output.name}", total=total)

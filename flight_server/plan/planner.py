@@ -12,7 +12,7 @@ requested columns.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -51,6 +51,9 @@ class Plan:
     tasks: tuple[ReadTask, ...]   # one per endpoint, self-contained
     bytes_per_entry: float
     cut: Cut | None = None        # the parsed ``where`` (validated here; executors compile it again)
+    #: what the client should know about the answer, sent as FlightInfo.app_metadata (JSON):
+    #: e.g. {"skipped_columns": [{"name": ..., "reason": ...}]} when "all columns" left some out
+    notes: dict = field(default_factory=dict)
 
     @property
     def entries(self) -> int:
@@ -163,7 +166,12 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         local = tuple(part.entry_offset + x for x in part.boundaries)
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
             tasks.append(replace(template, parts=(_part_read(rec, part, x, y, absent),)))
-    return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, cut)
+    notes: dict = {}
+    if not spec.columns:
+        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
+        if skipped:
+            notes["skipped_columns"] = skipped
+    return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, cut, notes)
 
 
 __all__ = ["Limits", "Plan", "plan_read", "split_range", "resolve_columns", "dataset_schema", "ENTRY_COLUMN"]

@@ -139,7 +139,9 @@ class ArrowrootServer(fl.FlightServerBase):
 
     def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
         endpoints = [fl.FlightEndpoint(ticket, []) for ticket in self.tickets.sign(plan.tasks)]
-        return fl.FlightInfo(plan.schema, descriptor, endpoints, plan.total_records, plan.total_bytes)
+        meta = json.dumps(plan.notes).encode() if plan.notes else b""
+        return fl.FlightInfo(plan.schema, descriptor, endpoints, plan.total_records, plan.total_bytes,
+                             app_metadata=meta)
 
     # ------------------------------------------------------------ Flight methods
 
