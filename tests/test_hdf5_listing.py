@@ -140,3 +140,16 @@ def test_without_paths_keeps_hdf5_object_paths():
     text = "can't open /entry/data/image in /srv/x/rot.h5 (directory (/usr/local/lib/plugin))"
     out = without_paths(text, "/srv/x/rot.h5")
     assert out == "can't open /entry/data/image in rot.h5 (directory (<server path>))"
+
+
+def test_server_setting_shows_internals(serve, pytables_file, tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    shutil.copy(pytables_file, root / "indexed.h5")
+    hidden = serve(root, catalog=tmp_path / "a.duckdb")
+    shown = serve(root, catalog=tmp_path / "b.duckdb", show_internal=True)
+    with hidden.client() as c:
+        names = c.datasets()["name"].to_pylist()
+        assert "indexed.h5:readings" in names and not any("_i_" in n for n in names)
+    with shown.client() as c:
+        assert any(n.startswith("indexed.h5:_i_readings") for n in c.datasets()["name"].to_pylist())

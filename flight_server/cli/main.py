@@ -100,12 +100,15 @@ def main() -> None:
 @click.option("--endpoint-mb", type=float, help="Target size of one endpoint, MiB of requested columns [64].")
 @click.option("--chunk-mb", type=float, help="Target size of one read from a file, MiB [16].")
 @click.option("--no-index", is_flag=True, help="Serve the catalog as it is; do not scan the directory at start.")
+@click.option("--show-internal", is_flag=True, default=None,
+              help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
 @click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 @serve_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
-          endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, sql_timeout: float,
+          endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
+          sql_timeout: float,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from arrowroot.flight_server.core.settings import MiB, from_env
@@ -116,7 +119,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
-                            sql_timeout=sql_timeout, **auth)
+                            sql_timeout=sql_timeout, show_internal=show_internal, **auth)
         server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
     if not no_index:
@@ -140,7 +143,9 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
 @click.option("--path", "sub", help="Only this sub-path of DIRECTORY.")
-def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
+@click.option("--show-internal", is_flag=True, default=None,
+              help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
+def index(directory: Path, catalog: Path | None, sub: str | None, show_internal: bool | None) -> None:
     """Index DIRECTORY into its catalog without serving (with a progress bar)."""
     from rich.progress import Progress
 
@@ -150,7 +155,7 @@ def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
     from arrowroot.flight_server.index.indexer import Indexer
 
     with startup("index"):
-        settings = from_env(directory, catalog=catalog)
+        settings = from_env(directory, catalog=catalog, show_internal=show_internal)
         cat = Catalog(settings.catalog_path)
     with Progress(transient=True) as progress:
         bar = progress.add_task("indexing", total=None)
@@ -158,7 +163,7 @@ def index(directory: Path, catalog: Path | None, sub: str | None) -> None:
         def update(path: str, done: int, total: int) -> None:
             progress.update(bar, completed=done, total=total, description=f"indexing {path[-40:]}")
 
-        report = Indexer(settings.root, cat).run(sub, progress=update)
+        report = Indexer(settings.root, cat, show_internal=settings.show_internal).run(sub, progress=update)
     click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
                f"{report.unchanged} unchanged, {len(report.errors)} errors "
                f"({len(cat.datasets())} datasets in {settings.catalog_path})")

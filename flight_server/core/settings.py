@@ -35,6 +35,7 @@ class Settings:
     batch_rows: int = 131_072                # default upper bound of rows per batch
     compression: str | None = None           # IPC body compression: None | "lz4" | "zstd"
     index_on_start: bool = True
+    show_internal: bool = False              # also list file-library internals (PyTables' _i_* index arrays, ...)
     sql_timeout: float = 300.0               # seconds a Flight SQL query may run
     # Tickets: self-contained signed read tasks (server/tickets.py).
     ticket_ttl: float = 3600.0               # seconds a ticket from GetFlightInfo stays valid

@@ -326,7 +326,8 @@ def derive(catalog: Catalog, root: Path) -> DeriveReport:
             catalog.replace_derived(origin, wanted)
             report.written = True
     report.datasets = len(declared) + len(folder)
-    for d in report.drift:
+    # logged when the derived datasets change, not at every start (the report keeps it all)
+    for d in report.drift if report.written else ():
         log.warning("schema drift in %s: %s", d["dataset"], json.dumps({k: v for k, v in d.items() if k != "dataset"},
                                                                         default=str)[:2000])
     return report

@@ -72,9 +72,11 @@ def to_new_datasets(rel_path: str, fmt: str, infos: list[DatasetInfo]) -> list[N
 class Indexer:
     """Indexes ``root`` into ``catalog``; one run at a time, callable from any thread."""
 
-    def __init__(self, root: Path, catalog: Catalog):
+    def __init__(self, root: Path, catalog: Catalog, show_internal: bool = False):
         self.root = Path(root)
         self.catalog = catalog
+        #: list the internals of file libraries too (PyTables' index arrays, zero-column objects)
+        self.show_internal = show_internal
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running = False
@@ -176,6 +178,8 @@ class Indexer:
                 return FileUpdate(rel, claimed.lower(), st.st_size, st.st_mtime, error=msg)
             # Not a format we serve; remembered so it is not re-read on every scan.
             return FileUpdate(rel, None, st.st_size, st.st_mtime)
+        if self.show_internal and getattr(source, "show_internal", None) is False:
+            source = type(source)(show_internal=True)
         try:
             infos = source.scan(str(full))
             datasets = to_new_datasets(rel, source.format, infos)

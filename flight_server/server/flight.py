@@ -60,7 +60,7 @@ class ArrowrootServer(fl.FlightServerBase):
     def __init__(self, settings: Settings, catalog: Catalog | None = None, **flight_kwargs: Any):
         self.settings = settings
         self.catalog = catalog or Catalog(settings.catalog_path)
-        self.indexer = Indexer(settings.root, self.catalog)
+        self.indexer = Indexer(settings.root, self.catalog, show_internal=settings.show_internal)
         self.readers = ReaderCache(settings.root)
         self.tickets = TicketSigner(settings.ticket_key(), settings.ticket_ttl)
         self.limits = Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes, settings.batch_rows)
