@@ -92,3 +92,22 @@ class FileUpdate:
     datasets: tuple[NewDataset, ...] = ()
     error: str | None = None
     keys: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    """A dataset a user wrote (upload, derived columns, skim) and where it came from."""
+
+    name: str
+    owner: str
+    kind: str                  # 'upload' | 'derived' | 'skim' | 'materialized'
+    path: str                  # its Parquet file, relative to the served root
+    bytes: int
+    parent: str | None = None
+    parent_version: str | None = None   # digest of the parent's file identities when it was made
+    base: str | None = None             # the dataset whose files hold the parent columns (overlays)
+    cut: str | None = None
+    columns: tuple[str, ...] = ()
+    created_at: float = 0.0
+    version: str = ""                   # arrowroot version that wrote it
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -18,8 +18,8 @@ from typing import Any
 
 import duckdb
 
-from .errors import CatalogInUse, NotFound, not_found
-from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord
+from .errors import CatalogInUse, Conflict, NotFound, not_found
+from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord, WorkspaceRecord
 
 SCHEMA_VERSION = "1"
 
@@ -50,6 +50,8 @@ class Catalog:
             self._conn.execute(ddl)
             # users, groups, API keys, grants (identities.py); IF NOT EXISTS, so older catalogs gain them
             self._conn.execute(resources.files("arrowroot.catalog").joinpath("identities.sql").read_text())
+            # workspace datasets and their provenance (flight_server/workspace); IF NOT EXISTS likewise
+            self._conn.execute(resources.files("arrowroot.catalog").joinpath("workspace.sql").read_text())
             version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if version is None:
                 self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
@@ -351,3 +353,108 @@ class Catalog:
     def file_errors(self) -> list[tuple[str, str]]:
         return [tuple(r) for r in self.cursor().execute(
             "SELECT path, error FROM files WHERE status = 'error' ORDER BY path").fetchall()]
+
+    # ------------------------------------------------------------ workspace datasets
+
+    _WS_COLUMNS = ("name, owner, kind, path, bytes, parent, parent_version, base, cut, columns, created_at,"
+                   " version, metadata")
+
+    @staticmethod
+    def _ws_record(r: tuple) -> WorkspaceRecord:
+        return WorkspaceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9] or ()), r[10],
+                               r[11] or "", json.loads(r[12]) if r[12] else {})
+
+    def workspace_entries(self, owner: str | None = None) -> list[WorkspaceRecord]:
+        """Workspace datasets (of one owner), by name."""
+        sql = f"SELECT {self._WS_COLUMNS} FROM workspace"
+        params: list[Any] = []
+        if owner is not None:
+            sql += " WHERE owner = ?"
+            params.append(owner)
+        return [self._ws_record(r) for r in self.cursor().execute(sql + " ORDER BY name", params).fetchall()]
+
+    def workspace_entry(self, name: str) -> WorkspaceRecord | None:
+        r = self.cursor().execute(f"SELECT {self._WS_COLUMNS} FROM workspace WHERE name = ?", [name]).fetchone()
+        return self._ws_record(r) if r else None
+
+    def workspace_paths(self) -> set[str]:
+        """Files the workspace owns: the indexer leaves them alone."""
+        return {r[0] for r in self.cursor().execute("SELECT path FROM workspace").fetchall()}
+
+    def workspace_bytes(self, owner: str) -> int:
+        return int(self.cursor().execute(
+            "SELECT coalesce(sum(bytes), 0) FROM workspace WHERE owner = ?", [owner]).fetchone()[0])
+
+    def commit_workspace(self, update: FileUpdate, entry: WorkspaceRecord, replace: bool) -> str | None:
+        """Register a workspace dataset (its file, dataset and provenance rows) in one transaction.
+
+        ``replace`` False: Conflict if the name is taken (two concurrent creates: the first
+        commit wins). Returns the path of the file it replaced, for the caller to delete.
+        """
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                old = cur.execute("SELECT path FROM workspace WHERE name = ?", [entry.name]).fetchone()
+                taken = cur.execute("SELECT 1 FROM datasets WHERE name = ?", [entry.name]).fetchone()
+                if (old or taken) and not replace:
+                    raise Conflict(f"already exists: {entry.name!r}; choose another name, or put with "
+                                   "mode 'replace' or 'append'")
+                if old:
+                    self._drop_files(cur, [old[0]])
+                    cur.execute("DELETE FROM workspace WHERE name = ?", [entry.name])
+                self._drop_files(cur, [update.path])
+                file_id = cur.execute("SELECT nextval('file_ids')").fetchone()[0]
+                cur.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, 'ok', NULL, now(), '{}')",
+                            [file_id, update.path, update.format, update.size, update.mtime])
+                self._insert_datasets(cur, update.datasets, {update.path: file_id})
+                self._insert_ws(cur, entry)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        self._changed()
+        return old[0] if old and old[0] != update.path else None
+
+    def _insert_ws(self, cur: duckdb.DuckDBPyConnection, e: WorkspaceRecord) -> None:
+        cur.execute(f"INSERT INTO workspace ({self._WS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [e.name, e.owner, e.kind, e.path, e.bytes, e.parent, e.parent_version, e.base, e.cut,
+                     list(e.columns), e.created_at, e.version, json.dumps(e.metadata, default=str)])
+
+    def drop_workspace(self, name: str) -> str:
+        """Forget a workspace dataset; returns its file's path (the caller deletes the file)."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                row = cur.execute("SELECT path FROM workspace WHERE name = ?", [name]).fetchone()
+                if row is None:
+                    raise NotFound(f"no workspace dataset named {name!r}")
+                self._drop_files(cur, [row[0]])
+                cur.execute("DELETE FROM workspace WHERE name = ?", [name])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        self._changed()
+        return row[0]
+
+    def rename_workspace(self, old: str, new: str) -> None:
+        """Rename a workspace dataset (its file stays); provenance that names it follows."""
+        with self._write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                if cur.execute("SELECT 1 FROM workspace WHERE name = ?", [old]).fetchone() is None:
+                    raise NotFound(f"no workspace dataset named {old!r}")
+                if cur.execute("SELECT 1 FROM datasets WHERE name = ?", [new]).fetchone() is not None:
+                    raise Conflict(f"already exists: {new!r}; choose another name")
+                cur.execute("UPDATE datasets SET name = ? WHERE name = ?", [new, old])
+                cur.execute("UPDATE workspace SET name = ? WHERE name = ?", [new, old])
+                cur.execute("UPDATE workspace SET parent = ? WHERE parent = ?", [new, old])
+                cur.execute("UPDATE workspace SET base = ? WHERE base = ?", [new, old])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        self._changed()

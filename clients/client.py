@@ -377,3 +377,60 @@ class Client:
         "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot."""
         table = self.read_batches(dataset, columns, entries, **kwargs).read_all()
         return convert(table, library)
+
+    # ------------------------------------------------------------ workspace
+
+    def put(self, name: str, data: pa.Table | pa.RecordBatchReader | Sequence[pa.RecordBatch], *,
+            mode: str = "create", parent: str | None = None, metadata: dict[str, str] | None = None) -> dict:
+        """Store a table (or a stream of batches) as ``home/<you>/...`` on the server.
+
+        ``mode``: "create" (the name must be free), "append" (same columns) or "replace".
+        With ``parent``, the rows are derived columns of that dataset: an int64 ``entry``
+        column (from ``with_entry_numbers``) says which parent entry each row extends.
+        Nothing is kept unless every batch arrives. Returns the server's summary.
+        """
+        msg = pb.PutRequest(dataset=name, mode=mode, parent=parent or "")
+        msg.metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
+        if isinstance(data, pa.Table):
+            schema, batches = data.schema, data.to_batches(max_chunksize=65_536)
+        elif isinstance(data, pa.RecordBatchReader):
+            schema, batches = data.schema, data
+        else:
+            batches = list(data)
+            if not batches:
+                raise ValueError("put: no batches given (send at least an empty table for its schema)")
+            schema = batches[0].schema
+        desc = fl.FlightDescriptor.for_command(msg.SerializeToString())
+        with translate():
+            writer, reader = self._flight.do_put(desc, schema, options=self._options())
+            try:
+                for batch in batches:
+                    writer.write_batch(batch)
+                writer.done_writing()
+                answer = reader.read()
+            finally:
+                writer.close()
+        return json.loads(answer.to_pybytes()) if answer is not None else {}
+
+    def skim(self, name: str, parent: str, where: str, *, materialize: bool = False,
+             columns: Sequence[str] | None = None, mode: str = "create",
+             metadata: dict[str, str] | None = None) -> dict:
+        """Keep the entries of ``parent`` passing ``where`` as ``name``: only their entry
+        numbers are stored (reads go to the parent's files), or a copy with ``materialize``."""
+        body: dict[str, Any] = {"dataset": name, "parent": parent, "where": where, "materialize": materialize,
+                                "mode": mode, "metadata": dict(metadata or {})}
+        if columns:
+            body["columns"] = list(columns)
+        return self.action("skim", body)
+
+    def lineage(self, name: str) -> list[dict]:
+        """Where a workspace dataset came from: itself, then its parents (nearest first)."""
+        return self.action("lineage", {"dataset": name})["lineage"]
+
+    def delete(self, name: str) -> None:
+        """Delete one of your workspace datasets."""
+        self.action("delete", {"dataset": name})
+
+    def rename(self, name: str, to: str) -> None:
+        """Rename one of your workspace datasets."""
+        self.action("rename", {"dataset": name, "to": to})

@@ -105,3 +105,22 @@ class Task(_message.Message):
     parts: _containers.RepeatedCompositeFieldContainer[PartRead]
     signature: bytes
     def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class PutRequest(_message.Message):
+    __slots__ = ("dataset", "mode", "parent", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    mode: str
+    parent: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, dataset: _Optional[str] = ..., mode: _Optional[str] = ..., parent: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...

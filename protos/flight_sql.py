@@ -39,6 +39,8 @@ SUPPORTED = frozenset(
         "CommandGetDbSchemas",
         "CommandGetTables",
         "CommandGetTableTypes",
+        "CommandStatementIngest",
+        "DoPutUpdateResult",
     }
 )
 

@@ -28,6 +28,7 @@ ALLOWED = {
     "flight_server/execute": [P + "core", P + "lang", P + "sources"],
     "flight_server/index": [P + "core", P + "sources", P + "datasets", "arrowroot.catalog"],
     "flight_server/sql": [P + "core"],
+    "flight_server/workspace": [P + "core", P + "sources", "arrowroot.catalog"],
     "clients": ["arrowroot.protos"],
 }
 # third-party modules a folder must never import
@@ -40,6 +41,7 @@ FORBIDDEN = {
     "flight_server/execute": ["pyarrow.flight", "duckdb", "google"],
     "flight_server/plan": ["pyarrow.flight", "duckdb", "google"],
     "flight_server/sql": ["pyarrow.flight"],
+    "flight_server/workspace": ["pyarrow.flight", "google"],
     "clients": ["duckdb", "uproot", "h5py"],
 }
 # only these folders face the network

@@ -15,6 +15,7 @@ import click
 
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.cli.admin import register, serve_options
+from arrowroot.flight_server.cli.workspace import register as register_workspace, workspace_options
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 
@@ -106,6 +107,7 @@ def main() -> None:
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 @serve_options
+@workspace_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float,
@@ -377,6 +379,7 @@ def demo() -> None:
 
 
 register(main)  # users, groups, keys, grant, revoke, grants (cli_admin.py)
+register_workspace(main)  # put, skim, lineage, rm, mv (cli/workspace.py)
 
 if __name__ == "__main__":
     main()

@@ -20,10 +20,19 @@ class ReaderCache:
         self.size = size
         self._lock = threading.Lock()
         self._readers: OrderedDict[tuple, Reader] = OrderedDict()
+        self._mounts: dict[str, Path] = {}
+
+    def mount(self, prefix: str, directory: Path) -> None:
+        """Serve files under ``directory`` as ``<prefix>/...`` (the workspace, when it lies
+        outside the served root)."""
+        self._mounts[prefix] = Path(directory).resolve()
 
     def path_of(self, rel: str) -> str:
         """Absolute path of a served file; a path leaving the served root is refused."""
         root = str(self.root)
+        head, sep, tail = rel.partition("/")
+        if sep and head in self._mounts:
+            root, rel = str(self._mounts[head]), tail
         path = os.path.normpath(os.path.join(root, rel))
         if os.path.isabs(rel) or not path.startswith(root + os.sep):
             raise InvalidRequest("ticket: the file is outside the served directory")

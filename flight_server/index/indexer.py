@@ -118,7 +118,10 @@ class Indexer:
         t0 = time.perf_counter()
         report = IndexReport()
         on_disk = self.walk(sub)
-        known = self.catalog.files()
+        # workspace files (uploads, skims) are registered by the workspace, never indexed here
+        owned = self.catalog.workspace_paths()
+        on_disk = {p: st for p, st in on_disk.items() if p not in owned}
+        known = {p: r for p, r in self.catalog.files().items() if p not in owned}
         prefix = (sub.strip("/") + "/") if sub else ""
         in_scope = {p: r for p, r in known.items() if not sub or p == sub.strip("/") or p.startswith(prefix)}
         gone = [p for p in in_scope if p not in on_disk]

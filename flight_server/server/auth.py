@@ -47,6 +47,7 @@ from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import dataset_name
+from arrowroot.flight_server.workspace.names import HOME
 
 log = logging.getLogger("arrowroot.auth")
 
@@ -287,11 +288,20 @@ class Access:
         found = self._visible.get(user)
         if found is None:
             patterns = self.identities().patterns(user)
-            if patterns:
-                rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-                found = frozenset(d.name for d in self.catalog.datasets() if rx.match(d.name))
-            else:
-                found = frozenset()
+            # workspace datasets (home/<user>/...): the owner's own, and others' only through a
+            # grant whose pattern itself starts with 'home/' (a '*' grant publishes no one's home)
+            home = f"{HOME}/{user}/" if user else None
+            rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
+            home_rx = [p for p in patterns if p.startswith(HOME + "/")]
+            home_rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in home_rx)) if home_rx else None
+            names_: set[str] = set()
+            for d in self.catalog.datasets():
+                if d.origin == "workspace" and d.name.startswith(HOME + "/"):
+                    if (home and d.name.startswith(home)) or (home_rx and home_rx.match(d.name)):
+                        names_.add(d.name)
+                elif rx and rx.match(d.name):
+                    names_.add(d.name)
+            found = frozenset(names_)
             with self._lock:
                 if self._visible_generation == generation:
                     self._visible[user] = found

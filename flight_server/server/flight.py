@@ -37,6 +37,8 @@ from arrowroot.flight_server.server.errors import to_flight
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
 from arrowroot.flight_server.server.tickets import TicketSigner
 from arrowroot.flight_server.sources import supports_slices
+from arrowroot.flight_server.server.uploads import Uploads
+from arrowroot.flight_server.workspace.store import MOUNT
 
 log = logging.getLogger("arrowroot.requests")
 
@@ -70,6 +72,8 @@ class ArrowrootServer(fl.FlightServerBase):
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
         self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
         self.access = Access(self.catalog, settings)  # who may read what: auth.py, the one place
+        self.uploads = Uploads(self)  # workspaces: DoPut, skims, lineage (uploads.py)
+        self.readers.mount(MOUNT, self.uploads.workspace.dir)
         flight_kwargs = {**tls_kwargs(settings), **self.access.flight_kwargs(flight_kwargs)}
         super().__init__(settings.location, **flight_kwargs)
 
@@ -113,12 +117,14 @@ class ArrowrootServer(fl.FlightServerBase):
         """The dataset record a caller may see (NotFound otherwise; it says so when the file
         exists but failed to index or holds no datasets)."""
         try:
-            return self.access.dataset(name, context)
+            rec = self.access.dataset(name, context)
         except NotFound:
             why = self._why_missing(name, context)
             if why is None:
                 raise
             raise NotFound(f"no dataset named {quote(name)}: {why}") from None
+        self.uploads.check(rec)  # a skim whose parent changed says so
+        return rec
 
     def _why_missing(self, name: str, context: fl.ServerCallContext | None) -> str | None:
         try:
@@ -243,14 +249,15 @@ class ArrowrootServer(fl.FlightServerBase):
     # ------------------------------------------------------------ actions
 
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
-        return sorted(ACTIONS.items()) + self.sql.actions()
+        return sorted(ACTIONS.items()) + self.uploads.actions() + self.sql.actions()
 
     def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
                reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
         if self.sql.claims(descriptor):
             return self.sql.do_put(context, descriptor, reader, writer)
-        raise self._map_error("do_put", "", Unimplemented(
-            "DoPut: arrowroot is read-only (Flight SQL prepared-statement parameters only)"))
+        t0 = time.perf_counter()
+        self._boundary("do_put", "", lambda: self.uploads.do_put(context, descriptor, reader, writer))
+        log.info("%s do_put %.3fs", self._who(context), time.perf_counter() - t0)
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
         if self.sql.claims_action(action):
@@ -278,6 +285,8 @@ class ArrowrootServer(fl.FlightServerBase):
                 raise InvalidRequest(f"action {kind}: body is not JSON ({exc})") from None
             if not isinstance(args, dict):
                 raise InvalidRequest(f"action {kind}: body must be a JSON object")
+        if self.uploads.claims_action(kind):
+            return self.uploads.action(kind, args, context)
         if kind == "health":
             return {"status": "ok", "version": __version__, "datasets": len(self.visible_datasets(context)),
                     "indexing": self.indexer.running}

@@ -262,7 +262,8 @@ class ServerTableProvider:
                  "compressed_bytes": pa.int64(), "uncompressed_bytes": pa.int64(), "readable": pa.bool_(),
                  "reason": pa.utf8()}
         columns_t = pa.table({k: pa.array(v, types[k]) for k, v in rows.items()})
-        return {"files": files_t, "datasets": datasets_t, "columns": columns_t}
+        return {"files": files_t, "datasets": datasets_t, "columns": columns_t,
+                "provenance": self.server.uploads.provenance_table(set(self.visible))}
 
 
 # ----------------------------------------------------------------------------- state
@@ -647,6 +648,10 @@ class FlightSqlFrontEnd:
                reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
         def run() -> None:
             msg = self._unpack(descriptor.command)
+            if fsql.message_name(msg) == "CommandStatementIngest":  # ADBC bulk ingest → workspace (uploads.py)
+                count = self._ingest(context, msg, reader)
+                writer.write(pa.py_buffer(fsql.DoPutUpdateResult(record_count=count).SerializeToString()))
+                return
             if fsql.message_name(msg) != "CommandPreparedStatementQuery":
                 raise self._unimplemented(msg, "DoPut")
             entry = self.prepared.get(msg.prepared_statement_handle, self._principal(context))
@@ -659,6 +664,15 @@ class FlightSqlFrontEnd:
             writer.write(pa.py_buffer(result.SerializeToString()))
 
         self._guard("do_put", run)
+
+    def _ingest(self, context: fl.ServerCallContext, msg: Message, reader: fl.MetadataRecordBatchReader) -> int:
+        if msg.temporary or msg.HasField("transaction_id"):
+            raise NotImplementedError("Flight SQL ingest: temporary tables and transactions are not supported")
+        opts = msg.table_definition_options
+        exists = {1: "fail", 2: "append", 3: "replace"}.get(opts.if_exists, "fail")
+        create = opts.if_not_exist != 2
+        schema = msg.schema if msg.HasField("schema") else None
+        return self.server.uploads.ingest(context, msg.table, schema, exists, create, reader)
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
         body = action.body.to_pybytes() if action.body is not None else b""

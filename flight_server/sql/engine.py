@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 CATALOG_SCHEMA = "arrowroot"
-CATALOG_TABLES = ("files", "datasets", "columns")
+CATALOG_TABLES = ("files", "datasets", "columns", "provenance")
 
 #: Table functions a query may call. Everything else (read_csv, read_parquet, glob, query,
 #: query_table, sniff_csv, duckdb_*, pragma_*, json_execute_serialized_sql, ...) is refused.
