@@ -21,7 +21,7 @@ import pyarrow.flight as fl
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, Unimplemented, quote
+from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, quote
 from arrowroot.flight_server.core.request import ReadSpec, dataset_name
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask

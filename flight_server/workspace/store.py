@@ -467,7 +467,8 @@ class Workspace:
         entry = WorkspaceRecord(
             name=up.name, owner=up.owner, kind=up.kind, path=rel, bytes=size, parent=up.parent,
             parent_version=parent_version, base=base_name, cut=up.extra.get("cut") or None,
-            columns=tuple(provenance["columns"] if "columns" in provenance else [c.name for c in columns]), created_at=time.time(),
+            columns=tuple(provenance["columns"] if "columns" in provenance else [c.name for c in columns]),
+            created_at=time.time(),
             version=self.version, metadata=dict(up.extra.get("metadata") or {}),
         )
         update = FileUpdate(rel, fmt, st.st_size, st.st_mtime, (ds,))
