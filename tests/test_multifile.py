@@ -3,6 +3,7 @@ global entry ranges across file boundaries, schema drift, and files coming and g
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -241,3 +242,11 @@ def test_config_errors_are_reported(tmp_path):
     (tmp_path / "arrowroot.toml").write_text("[[dataset]\n")
     with pytest.raises(ValueError, match="arrowroot.toml"):
         load_config(tmp_path)
+
+
+def test_drift_is_logged_once_not_at_every_run(served, caplog):
+    root, server, client, report = served
+    with caplog.at_level(logging.WARNING, logger="arrowroot.multifile"):
+        again = server.indexer.run()  # nothing changed
+    assert any(d["dataset"] == "drift/*.root:Events" for d in again.drift)  # the report still has it
+    assert not [r for r in caplog.records if "schema drift" in r.getMessage()]
