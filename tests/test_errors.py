@@ -91,7 +91,8 @@ def test_criteria_errors(sample_server):
 
 
 def test_unknown_action(sample_server):
-    with pytest.raises(pa.ArrowKeyError, match="no action 'explode'; available: files, health, rescan, stats"):
+    with pytest.raises(pa.ArrowKeyError,
+                       match="no action 'explode'; available: files, health, node.register, nodes, rescan, stats"):
         list(sample_server.flight().do_action(fl.Action("explode", b"")))
 
 

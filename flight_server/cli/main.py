@@ -105,12 +105,17 @@ def main() -> None:
               help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
 @click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
+@click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Shared ticket key: data nodes given the same file serve this server's tickets.")
+@click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
+                              "nodes started with --join register themselves instead.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 @serve_options
 @workspace_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
-          sql_timeout: float,
+          sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from arrowroot.flight_server.core.settings import MiB, from_env
@@ -121,7 +126,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
-                            sql_timeout=sql_timeout, show_internal=show_internal, **auth)
+                            sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
+                            ticket_key_file=key_file, nodes=nodes, **auth)
         server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
     if not no_index:
@@ -131,6 +137,59 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
     sys.stdout.flush()
     # serve() blocks but runs Python signal handlers: SIGTERM (docker stop) and Ctrl-C
     # both end it here, and shutdown() lets running requests finish.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+    click.echo("stopped", err=True)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8816, show_default=True, help="Port (0 picks a free one and prints it).")
+@click.option("--join", "coordinator", help="Coordinator to register with (grpc://coordinator:8815); "
+                                            "without it, list this node in the coordinator's --nodes.")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The coordinator's ticket key file [or $ARROWROOT_TICKET_KEY].")
+@click.option("--advertise", help="Location clients use to reach this node [grpc://HOST:PORT].")
+@click.option("--id", "node_id", help="Node name in the coordinator's list [hostname:port].")
+@click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
+@click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM server certificate (chain): serve grpc+tls://.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM key of --tls-cert.")
+@click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
+         advertise: str | None, node_id: str | None, cache_mb: float | None, compression: str | None,
+         tls_cert: Path | None, tls_key: Path | None, verbose: int) -> None:
+    """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
+    from arrowroot.flight_server.core.settings import from_env
+    from arrowroot.flight_server.server.node import JoinRefused, NodeServer
+
+    _logging(verbose)
+    settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
+                        compression=compression, tls_cert=tls_cert, tls_key=tls_key)
+    try:
+        server = NodeServer(settings, node_id=node_id, advertise=advertise)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    joined = ""
+    if coordinator:
+        try:
+            server.join(coordinator)
+            joined = f", joined {coordinator}"
+        except JoinRefused as exc:
+            server.shutdown()
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            server.shutdown()
+            raise click.ClickException(f"cannot reach the coordinator {coordinator}: {exc}") from None
+    click.echo(f"node serving {server.advertise} as {server.node_id}{joined}")
+    sys.stdout.flush()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve()

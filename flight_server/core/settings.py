@@ -41,6 +41,10 @@ class Settings:
     ticket_ttl: float = 3600.0               # seconds a ticket from GetFlightInfo stays valid
     ticket_key_file: Path | None = None      # file holding the shared signing secret (data nodes share it);
                                              # else $ARROWROOT_TICKET_KEY; else a random per-process key
+    # Scale-out (server/membership.py, server/node.py) and the column-chunk cache (execute/cache.py).
+    cache_mb: float = 512.0                  # decoded column chunks kept in memory, MiB (0 disables)
+    nodes: str = ""                          # static data-node locations, comma-separated (grpc://h:8816,...)
+    node_ttl: float = 3.0                    # seconds without a heartbeat/health answer before a node is dropped
     # Authentication and TLS (server/auth.py). auth None: on exactly when the catalog has users or grants.
     auth: bool | None = None
     token_ttl: float = 12 * 3600             # seconds a bearer token from a login stays valid
@@ -55,6 +59,14 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return self.catalog or (self.root / ".arrowroot" / "catalog.duckdb")
+
+    @property
+    def cache_bytes(self) -> int:
+        return max(0, int(self.cache_mb * MiB))
+
+    @property
+    def node_list(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.nodes.split(",") if n.strip())
 
     @property
     def location(self) -> str:

@@ -5,19 +5,44 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
+
+import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest
 from arrowroot.flight_server.core.task import PartRead
+from arrowroot.flight_server.execute.cache import ChunkCache, FileIdentity
 from arrowroot.flight_server.sources import Reader, source_for
+
+
+class CachedReader(Reader):
+    """A reader whose reads go through the column-chunk cache (one per ``get``)."""
+
+    def __init__(self, reader: Reader, cache: ChunkCache, file: FileIdentity, object_path: str):
+        self.reader = reader
+        self.entries = getattr(reader, "entries", 0)
+        self.cache = cache
+        self.file = file
+        self.object_path = object_path
+
+    def read(self, columns: Sequence[str], entry_start: int, entry_stop: int,
+             slices: Sequence[slice] = ()) -> pa.Table:
+        variant = repr(tuple(slices)) if slices else ""
+        return self.cache.read(self.file, self.object_path, columns, entry_start, entry_stop,
+                               lambda cols: self.reader.read(cols, entry_start, entry_stop, slices), variant)
+
+    def close(self) -> None:
+        """The wrapped reader belongs to the ReaderCache, which closes it."""
 
 
 class ReaderCache:
     """Open readers keyed by file identity (path, object, size, mtime), least recently used dropped."""
 
-    def __init__(self, root: Path, size: int = 32):
+    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None):
         self.root = Path(root).resolve()
         self.size = size
+        self.chunks = chunks if chunks is not None else ChunkCache(0)
         self._lock = threading.Lock()
         self._readers: OrderedDict[tuple, Reader] = OrderedDict()
         self._mounts: dict[str, Path] = {}
@@ -50,6 +75,14 @@ class ReaderCache:
         return path
 
     def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
+        """The open reader of a part's file, reading through the chunk cache when it is on."""
+        reader = self._open(part, fmt, kind)
+        if not self.chunks.enabled:
+            return reader
+        return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
+                            part.object_path)
+
+    def _open(self, part: PartRead, fmt: str, kind: str) -> Reader:
         path = self.check(part)
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:

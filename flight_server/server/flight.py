@@ -21,11 +21,12 @@ import pyarrow.flight as fl
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, quote
+from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, PermissionDenied, quote
 from arrowroot.flight_server.core.request import ReadSpec, dataset_name
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask
 from arrowroot.flight_server.datasets.select import list_files
+from arrowroot.flight_server.execute.cache import ChunkCache
 from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
@@ -35,6 +36,7 @@ from arrowroot.flight_server.server.codec import decode_command, decode_path
 from arrowroot.flight_server.server.counters import Counters
 from arrowroot.flight_server.server.errors import to_flight
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
+from arrowroot.flight_server.server.membership import REGISTER_ACTION, Membership, NodeRefused, locations_for
 from arrowroot.flight_server.server.tickets import TicketSigner
 from arrowroot.flight_server.sources import supports_slices
 from arrowroot.flight_server.server.uploads import Uploads
@@ -52,7 +54,10 @@ ACTIONS = {
              '"name", "where": "run >= 10 and type == \'cal\'", "channels": [...]}; answers one Arrow IPC '
              "stream (path, key columns, entries, size[, channels]).",
     "stats": "Catalog statistics (files, datasets, bytes, errors) and per-dataset counts of "
-             "requests, rows and bytes served since start, as JSON.",
+             "requests, rows and bytes served since start, the column-chunk cache's counters and the "
+             "data nodes, as JSON.",
+    "nodes": "The data nodes this coordinator knows: id, location, alive, static, seconds since last seen.",
+    REGISTER_ACTION: "A data node's signed registration or heartbeat (sent by `arrowroot node --join`).",
 }
 
 
@@ -63,8 +68,19 @@ class ArrowrootServer(fl.FlightServerBase):
         self.settings = settings
         self.catalog = catalog or Catalog(settings.catalog_path)
         self.indexer = Indexer(settings.root, self.catalog, show_internal=settings.show_internal)
-        self.readers = ReaderCache(settings.root)
-        self.tickets = TicketSigner(settings.ticket_key(), settings.ticket_ttl)
+        self.readers = ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes))
+        key = settings.ticket_key()
+        self.tickets = TicketSigner(key, settings.ticket_ttl)
+        #: data nodes (None: no shared key, so no node could verify this server's tickets)
+        self.membership: Membership | None = None
+        if key is not None:
+            self.membership = Membership(key, ttl=settings.node_ttl, interval=max(0.2, settings.node_ttl / 3))
+            self.membership.add_static(settings.node_list)
+            if settings.node_list:
+                self.membership.start_polling()
+        elif settings.node_list:
+            raise ValueError("nodes: data nodes need the coordinator's ticket key; give both --key-file PATH "
+                             "(or ARROWROOT_TICKET_KEY)")
         self.limits = Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes, settings.batch_rows)
         #: DoGet counts planning here; it must stay 0 (tests check that DoGet never plans)
         self.plans_made = 0
@@ -144,7 +160,10 @@ class ArrowrootServer(fl.FlightServerBase):
         return self.access.visible_datasets(context)
 
     def _flight_info(self, plan: Plan, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
-        endpoints = [fl.FlightEndpoint(ticket, []) for ticket in self.tickets.sign(plan.tasks)]
+        tickets = self.tickets.sign(plan.tasks)
+        placement = self.membership.placement() if self.membership is not None else None
+        endpoints = [fl.FlightEndpoint(ticket, locations_for(task, placement))
+                     for task, ticket in zip(plan.tasks, tickets)]
         meta = json.dumps(plan.notes).encode() if plan.notes else b""
         return fl.FlightInfo(plan.schema, descriptor, endpoints, plan.total_records, plan.total_bytes,
                              app_metadata=meta)
@@ -326,11 +345,26 @@ class ArrowrootServer(fl.FlightServerBase):
             # of the caller covers, so the list reveals nothing they could not read anyway
             out["file_errors"] = [{"path": p, "error": e} for p, e in self.catalog.file_errors()
                                   if self.access.could_read(p, context)]
+            out["cache"] = self.readers.chunks.stats()
+            if self.membership is not None:
+                out["nodes"] = self.membership.describe()
             return out
+        if kind == "nodes":
+            return {"nodes": self.membership.describe() if self.membership is not None else []}
+        if kind == REGISTER_ACTION:
+            if self.membership is None:
+                raise PermissionDenied("node.register: this server has no shared ticket key, so no node can "
+                                       "serve its tickets; start it with --key-file PATH (or ARROWROOT_TICKET_KEY)")
+            try:
+                return self.membership.register(body)
+            except NodeRefused as exc:
+                raise PermissionDenied(str(exc)) from None
         raise NotFound(f"no action {kind!r}; available: {', '.join(sorted(ACTIONS))}")
 
     # ------------------------------------------------------------ lifecycle
 
     def shutdown(self) -> None:
+        if self.membership is not None:
+            self.membership.stop()
         super().shutdown()
         self.readers.close()

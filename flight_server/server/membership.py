@@ -28,13 +28,34 @@ from dataclasses import dataclass
 
 import pyarrow.flight as fl
 
-from arrowroot.flight_server.plan.placement import Placement
+from arrowroot.flight_server.core.task import ReadTask
+from arrowroot.flight_server.plan.placement import Placement, chunk_key, file_id
 
 log = logging.getLogger("arrowroot.nodes")
 
 REGISTER_ACTION = "node.register"
 HEALTH_ACTION = "health"
 MAX_CLOCK_SKEW = 30.0  # seconds a signed registration stays acceptable
+#: an endpoint location meaning "the server you asked": the coordinator, as the last fallback
+REUSE_CONNECTION = "arrow-flight-reuse-connection://?"
+FALLBACKS = 2          # node locations per endpoint: the preferred one and its fallback
+
+
+def task_key(task: ReadTask) -> bytes:
+    """The placement key of a task: its first part's file identity, object and local range
+    (tasks never span two parts, and the same chunks make the same key)."""
+    if not task.parts:
+        return b""
+    p = task.parts[0]
+    return chunk_key(file_id(p.path, p.size, p.mtime), p.object_path, p.start, p.stop)
+
+
+def locations_for(task: ReadTask, placement: Placement | None) -> list[str]:
+    """Endpoint locations: the task's nodes by rendezvous order, then this server; none
+    (= this server) without live nodes."""
+    if placement is None or not len(placement):
+        return []
+    return placement.order(task_key(task), FALLBACKS) + [REUSE_CONNECTION]
 
 
 class NodeRefused(PermissionError):
