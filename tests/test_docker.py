@@ -159,13 +159,13 @@ def readme_install_target() -> str:
 
 
 def server_service(compose: dict) -> tuple[str, dict]:
-    (name,) = [k for k, v in compose["services"].items() if v["build"]["dockerfile"] == "docker/Dockerfile"]
+    (name,) = [k for k, v in compose["services"].items() if v.get("build", {}).get("dockerfile") == "docker/Dockerfile"]
     return name, compose["services"][name]
 
 
 def jupyter_service(compose: dict) -> tuple[str, dict]:
     (name,) = [k for k, v in compose["services"].items()
-               if v["build"]["dockerfile"] == "docker/jupyter.Dockerfile" and "profiles" not in v]
+               if v.get("build", {}).get("dockerfile") == "docker/jupyter.Dockerfile" and "profiles" not in v]
     return name, compose["services"][name]
 
 
@@ -302,6 +302,9 @@ def test_compose_services(compose, server_df, jupyter_df):
     name, server = server_service(compose)
     _, jupyter = jupyter_service(compose)
     for service in compose["services"].values():
+        if "build" not in service:  # data nodes run the server's image
+            assert service["image"] == server["image"]
+            continue
         assert (DOCKER / service["build"]["context"]).resolve() == REPO
         assert (REPO / service["build"]["dockerfile"]).is_file()
     # the server: the image's command, data read-only at the served directory, catalog on a volume
@@ -325,6 +328,23 @@ def test_compose_services(compose, server_df, jupyter_df):
     assert jupyter["depends_on"][name]["condition"] == "service_healthy"
     assert [container_port(p) for p in jupyter["ports"]] == [one(jupyter_df, "EXPOSE")]
     assert not any("/data" in v for v in jupyter["volumes"]), "the data stays on the server"
+
+
+def test_compose_data_nodes_join_the_server_with_its_key_and_data(compose):
+    name, server = server_service(compose)
+    node = compose["services"]["node"]
+    assert node["profiles"] == ["cluster"] and node["deploy"]["replicas"] >= 2
+    cmd = node["command"]
+    assert cmd[:3] == ["arrowroot", "node", "/data"]
+    port = cmd[cmd.index("--port") + 1]
+    assert cmd[cmd.index("--join") + 1] == f"grpc://{name}:{SERVER_PORT}"
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert node["healthcheck"]["test"] == ["CMD", "arrowroot", "action", "health", "-l", f"grpc://127.0.0.1:{port}"]
+    assert "ARROWROOT_TICKET_KEY" in node["environment"] and "ARROWROOT_TICKET_KEY" in server["environment"]
+    data = next(v for v in server["volumes"] if v.endswith(":/data:ro"))
+    assert node["volumes"] == [data], "nodes read the same files, read-only, and hold no catalog"
+    assert node["depends_on"][name]["condition"] == "service_healthy"
+    assert "ports" not in node
 
 
 def test_compose_named_volumes_are_declared(compose):

@@ -69,7 +69,7 @@ class NodeServer(fl.FlightServerBase):
         self.coordinator: str | None = None
         super().__init__(settings.location, **tls_kwargs(settings))
         scheme = "grpc+tls" if settings.tls_cert else "grpc"
-        host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        host = settings.host if settings.host not in ("0.0.0.0", "::", "") else _own_address()
         self.advertise = advertise or f"{scheme}://{host}:{self.port}"
         self.node_id = node_id or f"{socket.gethostname()}:{self.port}"
 
@@ -187,6 +187,15 @@ class NodeServer(fl.FlightServerBase):
         self._stop.set()
         super().shutdown()
         self.readers.close()
+
+
+def _own_address() -> str:
+    """This host's address as others see it (a container's or pod's IP), for --host 0.0.0.0."""
+    name = socket.gethostname()
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return name
 
 
 def _message(exc: BaseException) -> str:
