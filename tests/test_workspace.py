@@ -459,3 +459,31 @@ def test_workspace_outside_the_served_root(tmp_path) -> None:
         assert all(p.startswith("@workspace/home/local/") for p in paths)  # no server path in the catalog
     finally:
         r.stop()
+
+
+def test_parquet_files_in_the_served_directory_and_multi_file_parents(tmp_path) -> None:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    root = write_sample_files(tmp_path / "d", entries=3000)
+    shutil.copy(root / "hep" / "events.root", root / "hep" / "events2.root")
+    pq.write_table(_table(900), root / "tab.parquet", row_group_size=200)
+    r = start_server(root, endpoint_bytes=20_000, chunk_bytes=8_000)
+    try:
+        c = r.client()
+        t = c.read("tab.parquet:table")
+        assert t.equals(_table(900))
+        assert c.read("tab.parquet:table", ["x"], entries=(195, 405), where="x % 100 == 0")["x"].to_pylist() \
+            == [200, 300, 400]
+        folder = "hep/*.root:events"
+        assert c.read(folder, ["event"]).num_rows == 6000
+        c.skim("home/local/both_files", folder, "MET_pt > 45")
+        got = c.read("home/local/both_files", ["entry", "event", "Muon_pt"])
+        ref = c.read(folder, ["event", "Muon_pt"], where="MET_pt > 45", with_entry_numbers=True)
+        assert got["entry"].equals(ref["entry"]) and got["Muon_pt"].equals(ref["Muon_pt"])
+        assert got["entry"].to_pylist()[-1] >= 3000  # entries of the second file are there too
+        c.skim("home/local/tab_skim", "tab.parquet:table", "x >= 850")
+        assert c.read("home/local/tab_skim", ["label"])["label"].to_pylist() == [f"r{i}" for i in range(850, 900)]
+    finally:
+        r.stop()
