@@ -526,7 +526,7 @@ def test_serve_auth_refuses_to_start_without_anyone(tmp_path: Path) -> None:
     from arrowroot.flight_server.cli.main import main
 
     result = CliRunner().invoke(main, ["serve", str(tmp_path), "--port", "0", "--auth", "--no-index"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a start-up failure: one line, exit 2
     assert "no users and no public grant" in result.output
 
 
