@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,38 @@ def test_concurrent_readers_keep_the_accounting_exact(file) -> None:
     assert cache.bytes == sum(size for _, size in cache._chunks.values())
     s = cache.stats()
     assert s["hits"] + s["misses"] == 4 * 60 * 3 and s["hits"] > 0
+
+
+def test_the_server_reads_through_its_cache_and_never_serves_a_changed_file_from_it(serve, tmp_path) -> None:
+    from arrowroot.clients import Unavailable
+
+    root = tmp_path / "served"
+    root.mkdir()
+    write(root / "f.root", 5000)
+    server = serve(root, cache_mb=64)
+    with server.client() as c:
+        first = c.read("f.root:t", ["a", "b"], where="c == 0")
+        s0 = c.action("stats")["cache"]
+        again = c.read("f.root:t", ["a", "b"], where="c == 0")
+        s1 = c.action("stats")["cache"]
+        assert again.equals(first) and first["a"].to_pylist() == list(range(5000))
+        assert s1["hits"] > s0["hits"] and s1["misses"] == s0["misses"]   # all from memory
+        assert s1["bytes"] > 0 and s1["max_bytes"] == 64 << 20
+        time.sleep(0.01)
+        write(root / "f.root", 6000, offset=3)                                # the file changes
+        with pytest.raises(Unavailable, match="modified"):
+            c.read("f.root:t", ["a"])
+        server.server.indexer.run()
+        assert c.read("f.root:t", ["a"])["a"].to_pylist() == list(range(3, 6003))
+
+
+def test_cache_mb_zero_disables_it_in_the_server(serve, tmp_path) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    write(root / "f.root", 100)
+    server = serve(root, cache_mb=0)
+    with server.client() as c:
+        for _ in range(2):
+            assert c.read("f.root:t", ["a"]).num_rows == 100
+        s = c.action("stats")["cache"]
+    assert (s["hits"], s["misses"], s["chunks"], s["max_bytes"]) == (0, 0, 0, 0)

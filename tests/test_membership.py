@@ -87,3 +87,23 @@ def test_static_nodes_count_once_proven_by_the_key() -> None:
     finally:
         good.shutdown()
         wrong.shutdown()
+
+
+def test_locations_for_tasks() -> None:
+    import pyarrow as pa
+
+    from arrowroot.flight_server.core.task import PartRead, ReadTask
+    from arrowroot.flight_server.plan.placement import Placement
+    from arrowroot.flight_server.server.membership import REUSE_CONNECTION, locations_for
+
+    def task(path: str) -> ReadTask:
+        return ReadTask(dataset="d", format="root", kind="ttree", read_schema=pa.schema([("x", pa.int32())]),
+                        columns=("x",), parts=(PartRead(path, 10, 1.0, "t", 0, 0, 10),))
+
+    nodes = Placement(["grpc://a:1", "grpc://b:1", "grpc://c:1"])
+    got = locations_for(task("runs/r1.root"), nodes)
+    assert len(got) == 3 and set(got[:2]) <= set(nodes.nodes) and got[2] == REUSE_CONNECTION
+    assert got == locations_for(task("runs/r1.root"), Placement(["grpc://c:1", "grpc://b:1", "grpc://a:1"]))
+    assert locations_for(task("runs/r1.root"), Placement([])) == []
+    assert locations_for(task("runs/r1.root"), None) == []
+    assert locations_for(task("@workspace/home/u/x.parquet"), nodes) == []  # mounted: the coordinator's

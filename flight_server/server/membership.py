@@ -55,6 +55,8 @@ def locations_for(task: ReadTask, placement: Placement | None) -> list[str]:
     (= this server) without live nodes."""
     if placement is None or not len(placement):
         return []
+    if any(p.path.startswith("@") for p in task.parts):  # a mounted directory (the workspace): not on nodes
+        return []
     return placement.order(task_key(task), FALLBACKS) + [REUSE_CONNECTION]
 
 
