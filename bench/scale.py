@@ -217,7 +217,8 @@ def main() -> None:
                           f"{cold_on / cold_off:.2f} (goal ≈ 1)"
 
         # --- cache affinity over 2 nodes, then a third joins ---------------------------
-        coord = Proc(["serve", str(root), *common, "--key-file", str(key)], logs / "coord2.log", env)
+        fine = ["--port", "0", "--no-index", "--endpoint-mb", "0.25"]  # ~256 endpoints: movement over many keys
+        coord = Proc(["serve", str(root), *fine, "--key-file", str(key)], logs / "coord2.log", env)
         nodes = [Proc(["node", str(root), "--port", "0", "--join", coord.location, "--key-file", str(key),
                        "--id", f"a{i}"], logs / f"a{i}.log", env) for i in (1, 2)]
         locs = [n.location for n in nodes]
