@@ -29,6 +29,7 @@ ALLOWED = {
     "flight_server/index": [P + "core", P + "sources", P + "datasets", "arrowroot.catalog"],
     "flight_server/sql": [P + "core"],
     "flight_server/workspace": [P + "core", P + "sources", "arrowroot.catalog"],
+    "flight_server/web": [P + "core", P + "server", P + "plan", P + "execute"],  # only via web/data.py
     "clients": ["arrowroot.protos"],
 }
 # third-party modules a folder must never import
@@ -42,6 +43,7 @@ FORBIDDEN = {
     "flight_server/plan": ["pyarrow.flight", "duckdb", "google"],
     "flight_server/sql": ["pyarrow.flight"],
     "flight_server/workspace": ["pyarrow.flight", "google"],
+    "flight_server/web": ["duckdb", "uproot"],
     "clients": ["duckdb", "uproot", "h5py"],
 }
 # only these folders face the network

@@ -110,12 +110,17 @@ def main() -> None:
               help="Shared ticket key: data nodes given the same file serve this server's tickets.")
 @click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
                               "nodes started with --join register themselves instead.")
+@click.option("--http", "http_port", type=click.IntRange(min=0, max=65535),
+              help="Also serve the web view and HTTP API on this port (0 picks a free one) [off].")
+@click.option("--http-max-mb", type=click.FloatRange(min=0),
+              help="Largest HTTP download in MiB [0: no limit]; HDF5 downloads use as much temporary disk.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 @serve_options
 @workspace_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
+          http_port: int | None, http_max_mb: float | None,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from arrowroot.flight_server.core.settings import MiB, from_env
@@ -127,13 +132,21 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
                             sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
-                            ticket_key_file=key_file, nodes=nodes, **auth)
+                            ticket_key_file=key_file, nodes=nodes, http_port=http_port,
+                            http_max_bytes=int(http_max_mb * MiB) if http_max_mb is not None else None, **auth)
         server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
     if not no_index:
         server.indexer.start()
     scheme = settings.location.partition("://")[0]
     click.echo(f"serving {scheme}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
+    web = None
+    if settings.http_port is not None:
+        from arrowroot.flight_server.web import WebServer
+
+        with startup("serve --http"):
+            web = WebServer(server).start()
+        click.echo(f"web view and HTTP API on {web.url}")
     sys.stdout.flush()
     # serve() blocks but runs Python signal handlers: SIGTERM (docker stop) and Ctrl-C
     # both end it here, and shutdown() lets running requests finish.
@@ -143,6 +156,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
     except KeyboardInterrupt:
         pass
     finally:
+        if web is not None:
+            web.stop()
         server.shutdown()
     click.echo("stopped", err=True)
 

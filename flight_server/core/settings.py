@@ -55,6 +55,9 @@ class Settings:
     workspace: Path | None = None            # default: <catalog dir>/workspace (= <root>/.arrowroot/workspace)
     max_upload_bytes: int = 4 << 30          # Arrow bytes one DoPut may send
     quota_bytes: int = 20 << 30              # bytes stored per user
+    # Web view and HTTP API (flight_server/web/), in the same process. None: off.
+    http_port: int | None = None             # 0 picks a free port
+    http_max_bytes: int = 0                  # largest download (and HDF5 temporary file); 0 = no limit
 
     @property
     def catalog_path(self) -> Path:

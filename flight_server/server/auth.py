@@ -202,6 +202,33 @@ class Access:
             return AuthMiddleware(user, self.issue_token(user))
         raise _unauthenticated(f"authorization header: unsupported scheme {scheme[:20]!r}; {HOW_TO}")
 
+    def http_user(self, authorization: str | None, session: str | None = None) -> str | None:
+        """The caller of one HTTP request (web/): an ``Authorization`` header value (Bearer token or
+        API key, Basic) or a session-cookie token; None = anonymous or auth off. The same rules as
+        ``authenticate`` (FlightUnauthenticatedError otherwise), but Basic issues no token."""
+        if not self.enabled:
+            return None
+        if not authorization and not session:
+            if self.identities().has_public:
+                return None
+            raise _unauthenticated(f"authentication required: {HOW_TO}")
+        if not authorization:
+            return self._bearer(session or "")
+        if len(authorization) > MAX_AUTH_HEADER:
+            raise _unauthenticated(f"authorization header: {len(authorization)} bytes, at most {MAX_AUTH_HEADER}")
+        scheme, _, cred = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            return self._bearer(cred.strip())
+        if scheme == "basic":
+            return self._basic(cred.strip())
+        raise _unauthenticated(f"authorization header: unsupported scheme {scheme[:20]!r}; {HOW_TO}")
+
+    def login(self, name: str, password: str) -> str:
+        """A session token for a user name and password (the web login form)."""
+        raw = base64.b64encode(f"{name}:{password}".encode()).decode()
+        return self.issue_token(self._basic(raw))
+
     def _bearer(self, token: str) -> str:
         if not token:
             raise _unauthenticated(f"authorization header: Bearer without a token; {HOW_TO}")
@@ -261,6 +288,11 @@ class Access:
                     self._sessions.pop(next(iter(self._sessions)))
             self._sessions[identities.token_hash(token)] = _Session(user, now, now + self.token_ttl)
         return token
+
+    def revoke_token(self, token: str) -> bool:
+        """Forget one session token (the web view's logout); True if it was known."""
+        with self._lock:
+            return self._sessions.pop(identities.token_hash(token), None) is not None
 
     # ------------------------------------------------------------ authorization
 

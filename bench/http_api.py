@@ -1,0 +1,141 @@
+"""HTTP download vs Flight read of the same column, and page render times.
+
+Writes an HDF5 file with one float64 column of ``--mb`` MB (default 100), starts
+``arrowroot serve DIR --http 0`` in another process, then measures in the same run (best of
+``--repeat`` after a warm-up; the client ends with a pyarrow Table either way):
+
+  flight    arrowroot Client.read (parallel endpoints over gRPC)
+  http      GET /api/data/NAME?columns=x&format=arrow|parquet|feather|csv, decoded with pyarrow
+
+and prints MB/s and the ratio http ÷ flight (throughput) per format (goal ≥ 0.5 for Arrow IPC and
+Parquet). Page renders: p50 over ``--pages`` requests of the dataset page and of the tree,
+against /api/health (the bare HTTP round trip) as the reference.
+
+    python bench/http_api.py [--mb 100] [--repeat 3] [--pages 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import h5py
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from arrowroot.clients import Client
+
+NAME = "big.h5:x"
+
+
+def build(root: Path, mb: float) -> int:
+    n = int(mb * 1e6 / 8)
+    with h5py.File(root / "big.h5", "w") as f:
+        ds = f.create_dataset("x", (n,), dtype=np.float64, chunks=(1 << 18,))
+        rng = np.random.default_rng(0)
+        step = 1 << 22
+        for a in range(0, n, step):
+            ds[a:a + step] = rng.normal(0, 1, min(step, n - a))
+    return n
+
+
+def start(root: Path) -> tuple[subprocess.Popen, str, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "arrowroot.flight_server.cli", "serve", str(root), "--port", "0",
+                             "--http", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    grpc = re.search(r"(grpc://\S+)", proc.stdout.readline()).group(1)
+    http = re.search(r"(http://\S+)", proc.stdout.readline()).group(1).rstrip("/")
+    return proc, grpc, http
+
+
+def best(fn, repeat: int) -> tuple[float, object]:
+    fn()  # warm-up: page cache, reader cache, connections
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=float, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pages", type=int, default=50)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="arrowroot-bench-http-") as tmp:
+        root = Path(tmp)
+        n = build(root, args.mb)
+        proc, grpc, base = start(root)
+        try:
+            with httpx.Client(base_url=base, timeout=600) as h:
+                while h.get("/api/health").json()["datasets"] < 1 or h.get("/api/health").json()["indexing"]:
+                    time.sleep(0.2)
+                def http(fmt: str) -> pa.Table:
+                    # urllib (http.client), as pandas/pyarrow use for URLs; httpx reads large bodies ~2x slower
+                    parts = []
+                    with urllib.request.urlopen(f"{base}/api/data/{NAME}?columns=x&format={fmt}") as r:
+                        while piece := r.read1(1 << 22):
+                            parts.append(piece)
+                    body = b"".join(parts)
+                    if fmt == "arrow":
+                        return pa.ipc.open_stream(body).read_all()
+                    if fmt == "feather":
+                        return pa.ipc.open_file(body).read_all()
+                    if fmt == "parquet":
+                        return pq.read_table(pa.BufferReader(body))
+                    return pcsv.read_csv(pa.BufferReader(body))
+
+                formats = ["arrow", "parquet", "feather"]
+                with Client(grpc) as c:
+                    runs = {"flight": lambda: c.read(NAME, ["x"]), **{f: (lambda f=f: http(f)) for f in formats}}
+                    times = {k: [] for k in runs}
+                    for fn in runs.values():  # warm-up
+                        assert fn().num_rows == n
+                    for _ in range(args.repeat):  # interleaved, so load changes hit every contender alike
+                        for k, fn in runs.items():
+                            t0 = time.perf_counter()
+                            table = fn()
+                            times[k].append(time.perf_counter() - t0)
+                    csv_secs, _ = best(lambda: http("csv"), 1)
+                mb = table.nbytes / 1e6
+                secs = min(times["flight"])
+                print(f"column: {n} float64 entries = {mb:.0f} MB of Arrow data (best of {args.repeat})")
+                print(f"  flight       {secs:7.3f} s  {mb / secs:8.0f} MB/s   (reference)")
+                for fmt in formats + ["csv"]:
+                    hs = min(times[fmt]) if fmt != "csv" else csv_secs
+                    goal = "  (goal ≥ 0.5)" if fmt in ("arrow", "parquet") else ""
+                    print(f"  http {fmt:8s}{hs:7.3f} s  {mb / hs:8.0f} MB/s   http ÷ flight = {secs / hs:.2f}{goal}")
+
+                def p50(path: str) -> float:
+                    h.get(path)
+                    times = []
+                    for _ in range(args.pages):
+                        t0 = time.perf_counter()
+                        r = h.get(path)
+                        times.append(time.perf_counter() - t0)
+                        assert r.status_code == 200
+                    return statistics.median(times) * 1000
+
+                ref = p50("/api/health")
+                print(f"page render p50 over {args.pages} requests (reference /api/health {ref:.1f} ms):")
+                for path in ("/", f"/datasets/{NAME}", f"/plot/hist/{NAME}?column=x"):
+                    ms = p50(path)
+                    print(f"  {path:32s} {ms:7.1f} ms   ÷ health = {ms / ref:.1f}")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
