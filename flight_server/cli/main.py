@@ -314,12 +314,11 @@ def schema(dataset: str, location: str, full: bool) -> None:
     if full:
         click.echo(s.to_string(show_schema_metadata=True))
         return
-    width = max((len(f.name) for f in s), default=0)
     for f in s:
         meta = f.metadata or {}
         unit = meta.get(b"units") or meta.get(b"unit")
         extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
-        click.echo(f"{f.name:<{width}}  {f.type}{extra}")
+        click.echo(f"{f.name}: {f.type}{extra}")
 
 
 @main.command()
