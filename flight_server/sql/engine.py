@@ -31,7 +31,6 @@ Python variables of the calling frame), ``memory_limit``/``threads`` from the en
 from __future__ import annotations
 
 import atexit
-import functools
 import itertools
 import json
 import threading
@@ -44,6 +43,8 @@ from typing import Protocol, runtime_checkable
 import duckdb
 import pyarrow as pa
 from arrowroot.flight_server.core.errors import Cancelled
+
+from arrowroot.flight_server.sql.sandbox import Job, SandboxError, read_run, sandbox
 
 __all__ = [
     "TableProvider",
@@ -80,8 +81,8 @@ DENIED_FUNCTIONS = frozenset(
     }
 )
 
-#: The optimizers kept while planning: they are the ones that drop unused columns from scans.
-_PLANNING_OPTIMIZERS = frozenset({"unused_columns", "column_lifetime"})
+#: Resident memory of a sandbox worker beyond DuckDB's memory_limit (interpreter, pyarrow).
+WORKER_OVERHEAD = 384 << 20
 
 _BASE_CONFIG: dict[str, object] = {
     "enable_external_access": False,
@@ -133,42 +134,6 @@ class PreparedQuery:
 def quote_ident(name: str) -> str:
     """DuckDB identifier quoting, so any dataset name is a valid table name."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def _split_qualified(text: str) -> list[str]:
-    """Split DuckDB's rendering of a qualified name (memory.main."a.b") into its parts."""
-    parts: list[str] = []
-    buf: list[str] = []
-    i, quoted = 0, False
-    while i < len(text):
-        ch = text[i]
-        if quoted:
-            if ch == '"' and i + 1 < len(text) and text[i + 1] == '"':
-                buf.append('"')
-                i += 1
-            elif ch == '"':
-                quoted = False
-            else:
-                buf.append(ch)
-        elif ch == '"':
-            quoted = True
-        elif ch == ".":
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-        i += 1
-    parts.append("".join(buf))
-    return parts
-
-
-@functools.lru_cache(maxsize=1)
-def _all_optimizers() -> tuple[str, ...]:
-    con = duckdb.connect(":memory:", config=dict(_BASE_CONFIG))
-    try:
-        return tuple(r[0] for r in con.execute("SELECT name FROM duckdb_optimizers()").fetchall())
-    finally:
-        con.close()
 
 
 def _fixed_width(t: pa.DataType) -> int:
@@ -275,17 +240,20 @@ class SqlEngine:
     # ------------------------------------------------------------------ public API
 
     def prepare(self, query: str) -> PreparedQuery:
-        """Screen and plan without reading any dataset data (GetSchema, prepared statements)."""
+        """Screen and plan without reading any dataset data (GetSchema, prepared statements).
+
+        Binding and planning run in a sandbox worker process (see ``sandbox.py``) under the
+        timeout and the memory bound: DuckDB folds constant expressions there.
+        """
         t0 = time.perf_counter()
         con = self._connect()
         try:
             screened = self._screen(con, query)
-            scans = self._plan(con, screened, keep_shadows=True)
-            schema = self._result_schema(con, screened)
         except duckdb.Error as exc:
             raise _translate(exc) from exc
         finally:
-            con.close()
+            _close_later(con)
+        scans, schema = self._probe(screened, None, self.timeout_s)
         params = pa.schema([pa.field(f"${i + 1}", pa.null()) for i in range(screened.n_params)])
         return PreparedQuery(
             query=screened.query,
@@ -295,6 +263,56 @@ class SqlEngine:
             uses_catalog=screened.uses_catalog,
             plan_ms=(time.perf_counter() - t0) * 1e3,
         )
+
+    @property
+    def max_rss(self) -> int:
+        """Resident-memory bound of a sandbox worker: DuckDB's limit plus the interpreter."""
+        return parse_bytes(self.memory_limit) + WORKER_OVERHEAD
+
+    def _job(self, kind: str, query: str, datasets: Sequence[str], uses_catalog: bool) -> dict:
+        return {
+            "kind": kind,
+            "query": query,
+            "datasets": list(datasets),
+            "catalog": list(CATALOG_TABLES) if uses_catalog else [],
+            "catalog_schema": CATALOG_SCHEMA,
+            "memory_limit": self.memory_limit,
+            "threads": self.threads,
+            "batch_rows": self.batch_rows,
+        }
+
+    def _catalog(self, empty: bool) -> dict[str, pa.Table]:
+        tables = self.provider.catalog_tables()
+        return {f"catalog:{k}": (t.schema.empty_table() if empty else t) for k, t in tables.items()
+                if k in CATALOG_TABLES}
+
+    def _probe(
+        self, s: _Screened, params: pa.Table | None, timeout_s: float
+    ) -> tuple[dict[str, list[str] | None], pa.Schema]:
+        """Bind and plan in a sandbox worker over zero-row tables with the datasets' schemas."""
+        schemas = {name: self.provider.dataset_schema(name) for name in s.datasets}
+        tables: dict[str, pa.Table] = {name: schema.empty_table() for name, schema in schemas.items()}
+        if s.uses_catalog:
+            tables.update(self._catalog(empty=True))
+        job = self._job("plan", s.query, list(schemas), s.uses_catalog)
+        job["n_params"] = s.n_params
+        try:
+            result = sandbox().call(job, tables, params, timeout_s, self.max_rss)
+        except SandboxError as exc:
+            raise _sandbox_error(exc) from None
+        except TimeoutError:
+            raise TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit") from None
+        scans: dict[str, list[str] | None] = {}
+        for name, cols in result["scans"].items():
+            schema = schemas[name]
+            if cols is None:
+                scans[name] = None
+            elif not cols:
+                scans[name] = [_cheapest_column(schema)] if len(schema) else []
+            else:
+                scans[name] = [c for c in schema.names if c in set(cols)]  # dataset order
+        schema = pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(result["schema"])))
+        return scans, schema
 
     def execute(
         self,
@@ -308,27 +326,46 @@ class SqlEngine:
         ``query_id`` names the run for :meth:`cancel`; the timeout interrupts it too.
         """
         rows = self._parameter_rows(parameters)
+        params = None
+        if rows:
+            params = parameters if isinstance(parameters, pa.Table) else pa.Table.from_batches([parameters])
         query_id = query_id or uuid.uuid4().hex
+        start = time.monotonic()
+        with self._lock:
+            if query_id in self._running:
+                raise ValueError(f"query id {query_id!r} is already running")
+        if isinstance(query, PreparedQuery):
+            if rows and len(rows[0]) != query.parameter_count:
+                raise ValueError(
+                    f"query has {query.parameter_count} parameters, got {len(rows[0])} values"
+                )
+            screened = _Screened(query.query, {n: n.lower() for n in query.scans}, query.uses_catalog,
+                                 query.parameter_count)
+            scans = query.scans if not rows else None  # parameters bind anew: probe them too
+        else:
+            con = self._connect()
+            try:
+                screened = self._screen(con, query)
+            except duckdb.Error as exc:
+                raise _translate(exc) from exc
+            finally:
+                _close_later(con)
+            if rows and len(rows[0]) != screened.n_params:
+                raise ValueError(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
+            scans = None
+        sql, uses_catalog = screened.query, screened.uses_catalog
+        if not screened.datasets:
+            return self._execute_sandboxed(query_id, sql, uses_catalog, params, start)
+        if scans is None:
+            scans, _ = self._probe(screened, params, self._left(start))
         con = self._connect()
-        run = _Running(con, self.timeout_s)
+        run = _Running(con, self._left(start), self.timeout_s)
         with self._lock:
             if query_id in self._running:
                 con.close()
                 raise ValueError(f"query id {query_id!r} is already running")
             self._running[query_id] = run
         try:
-            if isinstance(query, PreparedQuery):
-                scans, sql, uses_catalog = query.scans, query.query, query.uses_catalog
-                if rows and len(rows[0]) != query.parameter_count:
-                    raise ValueError(
-                        f"query has {query.parameter_count} parameters, got {len(rows[0])} values"
-                    )
-            else:
-                screened = self._screen(con, query)
-                if rows and len(rows[0]) != screened.n_params:
-                    raise ValueError(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
-                scans = self._plan(con, screened)
-                sql, uses_catalog = screened.query, screened.uses_catalog
             self._bind_sources(con, scans, uses_catalog)
             con.execute("SET disabled_optimizers = ''").fetchall()
             con.execute("SET lock_configuration = true").fetchall()
@@ -341,6 +378,45 @@ class SqlEngine:
         return pa.RecordBatchReader.from_batches(
             first.schema, self._stream(query_id, run, sql, first, rows[1:])
         )
+
+    def _left(self, start: float) -> float:
+        left = self.timeout_s - (time.monotonic() - start)
+        if left <= 0:
+            raise TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+        return left
+
+    def _execute_sandboxed(
+        self, query_id: str, sql: str, uses_catalog: bool, params: pa.Table | None, start: float
+    ) -> pa.RecordBatchReader:
+        """A query that reads no dataset runs entirely in a sandbox worker (killable)."""
+        tables = self._catalog(empty=False) if uses_catalog else {}
+        job = sandbox().start(self._job("run", sql, [], uses_catalog), tables, params,
+                              self._left(start), self.max_rss)
+        run = _SandboxRun(job, self.timeout_s)
+        with self._lock:
+            if query_id in self._running:
+                job.stop("cancel")
+                job.finish()
+                raise ValueError(f"query id {query_id!r} is already running")
+            self._running[query_id] = run
+        try:
+            schema, batches = read_run(job)
+        except (SandboxError, TimeoutError, MemoryError) as exc:
+            self._finish(query_id, run)
+            raise run.translate(exc) from None
+
+        def gen() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in batches:
+                    if batch.num_rows:
+                        yield from _split_by_bytes(batch, self.max_batch_bytes)
+            except (SandboxError, TimeoutError, MemoryError) as exc:
+                raise run.translate(exc) from None
+            finally:
+                batches.close()
+                self._finish(query_id, run)
+
+        return pa.RecordBatchReader.from_batches(schema, gen())
 
     def cancel(self, query_id: str) -> bool:
         """Interrupt a running query (client went away, CancelFlightInfo). True if it was running."""
@@ -438,63 +514,6 @@ class SqlEngine:
                 if fname in DENIED_FUNCTIONS or fname.startswith(("read_", "pragma_", "duckdb_")):
                     raise PermissionError(f"function {fname}() is not allowed")
         return _Screened(query, datasets, uses_catalog, n_params)
-
-    def _plan(
-        self, con: duckdb.DuckDBPyConnection, s: _Screened, keep_shadows: bool = False
-    ) -> dict[str, list[str] | None]:
-        """Which columns of which datasets the query reads, from DuckDB's own bound plan."""
-        schemas = {name: self.provider.dataset_schema(name) for name in s.datasets}
-        for i, (name, schema) in enumerate(schemas.items()):
-            con.register(f"__arrowroot_shadow_{i}", schema.empty_table())
-            con.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM __arrowroot_shadow_{i}").fetchall()
-            con.unregister(f"__arrowroot_shadow_{i}")
-        if s.uses_catalog:
-            self._bind_catalog(con)
-        disabled = ",".join(o for o in _all_optimizers() if o not in _PLANNING_OPTIMIZERS)
-        con.execute("SET disabled_optimizers = ?", [disabled]).fetchall()
-        nulls = [None] * s.n_params if s.n_params else None
-        try:
-            explained = con.execute("EXPLAIN (FORMAT JSON) " + s.query, nulls).fetchall()
-        except duckdb.Error as exc:
-            raise _translate(exc) from exc
-        plan = json.loads(explained[0][1])
-        by_lower = {name.lower(): name for name in schemas}
-        needed: dict[str, set[str] | None] = {name: None for name in schemas}
-        for node in _walk(plan):
-            info = node.get("extra_info")
-            if not isinstance(info, dict) or "Table" not in info:
-                continue
-            parts = _split_qualified(info["Table"])
-            if len(parts) != 3 or parts[1] != "main" or parts[2].lower() not in by_lower:
-                continue
-            name = by_lower[parts[2].lower()]
-            proj = info.get("Projections") or []
-            cols = [proj] if isinstance(proj, str) else list(proj)
-            known = set(schemas[name].names)
-            if any(c not in known for c in cols):  # a rendering we do not understand: read all
-                cols = list(schemas[name].names)
-            needed[name] = (needed[name] or set()) | set(cols)
-        scans: dict[str, list[str] | None] = {}
-        for name, cols in needed.items():
-            schema = schemas[name]
-            if cols is None:
-                scans[name] = None
-            elif not cols:
-                scans[name] = [_cheapest_column(schema)] if len(schema) else []
-            else:
-                scans[name] = [c for c in schema.names if c in cols]  # dataset order
-        if not keep_shadows:
-            for name in schemas:
-                con.execute(f"DROP TABLE {quote_ident(name)}").fetchall()
-        return scans
-
-    def _result_schema(self, con: duckdb.DuckDBPyConnection, s: _Screened) -> pa.Schema:
-        con.execute("SET disabled_optimizers = ''").fetchall()
-        nulls = [None] * s.n_params if s.n_params else None
-        rel = con.sql(s.query, params=nulls)
-        names = rel.columns
-        schema = rel.limit(0).to_arrow_reader().schema
-        return pa.schema([f.with_name(n) for f, n in zip(schema, names)])
 
     def _bind_catalog(self, con: duckdb.DuckDBPyConnection) -> None:
         tables = self.provider.catalog_tables()
@@ -688,12 +707,12 @@ def _pool(memory_limit: str, threads: int) -> _DatabasePool:
 class _Running:
     """One executing query: its connection, its timeout timer, and why it was interrupted."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, left_s: float, timeout_s: float) -> None:
         self.con = con
         self.reason: str | None = None
         self._closed = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(timeout_s, self._interrupt, args=("timeout",))
+        self._timer = threading.Timer(left_s, self._interrupt, args=("timeout",))
         self._timer.daemon = True
         self._timer.start()
         self.timeout_s = timeout_s
@@ -722,6 +741,55 @@ class _Running:
                 return
             self._closed = True
         _close_later(self.con)
+
+
+class _SandboxRun:
+    """A query running in a sandbox worker: cancelling it kills the worker."""
+
+    def __init__(self, job: Job, timeout_s: float) -> None:
+        self.job, self.timeout_s = job, timeout_s
+
+    def cancel(self) -> None:
+        self.job.stop("cancel")
+
+    def translate(self, exc: BaseException) -> BaseException:
+        if self.job.reason == "timeout" or isinstance(exc, TimeoutError):
+            return TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+        if self.job.reason == "cancel":
+            return QueryCancelled("query cancelled")
+        if isinstance(exc, SandboxError):
+            return _sandbox_error(exc)
+        return exc
+
+    def close(self) -> None:
+        if not self.job.done:
+            self.job.stop("cancel")
+            self.job.finish()
+
+
+def _sandbox_error(exc: SandboxError) -> BaseException:
+    text = str(exc)
+    if exc.kind == "permission":
+        return PermissionError(text)
+    if exc.kind == "interrupt":
+        return QueryCancelled("query interrupted")
+    if exc.kind == "memory":
+        return MemoryError(text)
+    return ValueError(text)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """DuckDB-style sizes ("2GB", "500MiB") in bytes."""
+    t = text.strip().upper().replace(" ", "")
+    digits = len(t) - len(t.lstrip("0123456789."))
+    number, unit = t[:digits], t[digits:]
+    if not number or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(number) * _UNITS[unit])
 
 
 def _msg(exc: BaseException) -> str:
