@@ -528,12 +528,16 @@ class SqlEngine:
     def _bind_sources(
         self, con: duckdb.DuckDBPyConnection, scans: dict[str, list[str] | None], uses_catalog: bool
     ) -> None:
-        for name, cols in scans.items():
+        for i, (name, cols) in enumerate(scans.items()):
             schema = self.provider.dataset_schema(name)
             if cols is not None:  # None: the plan never scans it, expose all columns lazily
                 schema = pa.schema([schema.field(c) for c in cols])
-            con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}").fetchall()
-            con.register(name, _LazyScan(self.provider, name, schema))
+            # A view in memory.main (what CommandGetTables advertises), over a registered
+            # source: every reference in the plan opens its own scan (self-joins work).
+            con.register(f"__arrowroot_source_{i}", _LazyScan(self.provider, name, schema))
+            con.execute(
+                f"CREATE VIEW memory.main.{quote_ident(name)} AS SELECT * FROM __arrowroot_source_{i}"
+            ).fetchall()
         if uses_catalog:
             self._bind_catalog(con)
 
