@@ -7,11 +7,10 @@ commits, so a GetFlightInfo costs a dict lookup, not a query.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,9 @@ from .errors import CatalogInUse, Conflict, NotFound, not_found
 from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord, WorkspaceRecord
 
 SCHEMA_VERSION = "1"
+
+#: Most attribute keys one search may compare (each is a JSON comparison per dataset).
+MAX_SEARCH_ATTRIBUTES = 64
 
 
 class Catalog:
@@ -301,14 +303,17 @@ class Catalog:
 
     def search(
         self,
-        name: str | None = None,
+        name: Callable[[str], bool] | None = None,
         fmt: str | None = None,
         kind: str | None = None,
         has_column: str | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> list[DatasetRecord]:
-        """Datasets matching every given criterion (name is a shell glob; attribute values
-        compare equal as JSON, or as text for strings)."""
+        """Datasets matching every given criterion (``name``: a predicate on dataset names, e.g.
+        a compiled shell glob from ``flight_server.lang.glob``; attribute values compare equal
+        as JSON, or as text for strings)."""
+        if attributes and len(attributes) > MAX_SEARCH_ATTRIBUTES:
+            raise ValueError(f"criteria.attributes: {len(attributes)} keys; the limit is {MAX_SEARCH_ATTRIBUTES}")
         found = self._load()
         if not (has_column or attributes):
             ids = None
@@ -326,7 +331,7 @@ class Catalog:
         for rec in found.values():
             if ids is not None and rec.dataset_id not in ids:
                 continue
-            if name and not fnmatch.fnmatchcase(rec.name, name):
+            if name is not None and not name(rec.name):
                 continue
             if fmt and rec.format != fmt:
                 continue

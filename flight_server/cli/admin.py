@@ -296,14 +296,15 @@ def revoke(directory: Path, pattern: str, grantees: tuple[str, ...], catalog: Pa
 @CATALOG
 def grants(directory: Path, catalog: Path | None) -> None:
     """List the read grants and the datasets each one matches now."""
-    import fnmatch
+    from arrowroot.flight_server.lang import glob
 
     from arrowroot.catalog import identities
 
     with _catalog(directory, catalog) as cat:
         names = [d.name for d in cat.datasets()]
         for g in identities.list_grants(cat):
-            n = sum(1 for name in names if fnmatch.fnmatchcase(name, g.pattern))
+            match = glob.Glob(g.pattern).match
+            n = sum(1 for name in names if match(name))
             click.echo(f"{g.permission}\t{g.pattern}\t{g.to}\t({n} datasets now)")
 
 

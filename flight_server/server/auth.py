@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import ipaddress
 import logging
-import re
 import secrets
 import threading
 import time
@@ -48,6 +46,7 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import dataset_name
 from arrowroot.flight_server.workspace.names import HOME
+from arrowroot.flight_server.lang import glob
 
 log = logging.getLogger("arrowroot.auth")
 
@@ -323,15 +322,14 @@ class Access:
             # workspace datasets (home/<user>/...): the owner's own, and others' only through a
             # grant whose pattern itself starts with 'home/' (a '*' grant publishes no one's home)
             home = f"{HOME}/{user}/" if user else None
-            rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
-            home_rx = [p for p in patterns if p.startswith(HOME + "/")]
-            home_rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in home_rx)) if home_rx else None
+            globs = [glob.Glob(p) for p in patterns]  # admin-written: no length limit; linear matching
+            home_globs = [g for g in globs if g.pattern.startswith(HOME + "/")]
             names_: set[str] = set()
             for d in self.catalog.datasets():
                 if d.origin == "workspace" and d.name.startswith(HOME + "/"):
-                    if (home and d.name.startswith(home)) or (home_rx and home_rx.match(d.name)):
+                    if (home and d.name.startswith(home)) or any(g.match(d.name) for g in home_globs):
                         names_.add(d.name)
-                elif rx and rx.match(d.name):
+                elif any(g.match(d.name) for g in globs):
                     names_.add(d.name)
             found = frozenset(names_)
             with self._lock:
@@ -344,7 +342,7 @@ class Access:
         if not self.enabled:
             return True
         patterns = self.identities().patterns(self.user(context))
-        return any(fnmatch.fnmatchcase(name[:4096], p) for p in patterns)
+        return any(glob.Glob(p).match(name[:4096]) for p in patterns)
 
     def visible_datasets(self, context: fl.ServerCallContext | None) -> list[DatasetRecord]:
         """The datasets the caller may read: the single rule, for Flight and Flight SQL alike."""

@@ -23,6 +23,7 @@ from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, PermissionDenied, quote
 from arrowroot.flight_server.core.request import ReadSpec, dataset_name
+from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask
 from arrowroot.flight_server.datasets.select import list_files
@@ -199,7 +200,7 @@ class ArrowrootServer(fl.FlightServerBase):
         for key in ("name", "format", "kind", "has_column"):
             if key in query and not isinstance(query[key], str):
                 raise InvalidRequest(f"criteria.{key}: a string expected")
-        found = self.catalog.search(name=query.get("name"), fmt=query.get("format"), kind=query.get("kind"),
+        found = self.catalog.search(name=glob.compile(query["name"]).match if query.get("name") else None, fmt=query.get("format"), kind=query.get("kind"),
                                     has_column=query.get("has_column"), attributes=attrs)
         return [d for d in found if d.dataset_id in visible]
 
