@@ -30,7 +30,7 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> str:
 
 
 def not_found(what: str, name: str, candidates: Iterable[str]) -> NotFound:
-    near = closest(name, candidates)
+    near = closest(name, candidates) if len(name) <= 200 else ""  # difflib is O(n*m)
     hint = f"; closest: {near}" if near else ""
     return NotFound(f"no {what} named {quote(name)}{hint}")
 

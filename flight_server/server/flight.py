@@ -24,6 +24,7 @@ from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest, NotFound, PermissionDenied, quote
 from arrowroot.flight_server.core.request import ReadSpec, dataset_name
 from arrowroot.flight_server.lang import glob
+from arrowroot.flight_server.lang.limits import JsonLimitError, load_json
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask
 from arrowroot.flight_server.datasets.select import list_files
@@ -186,9 +187,9 @@ class ArrowrootServer(fl.FlightServerBase):
         if not criteria or not criteria.strip():
             return [d for d in self.catalog.datasets() if d.dataset_id in visible]
         try:
-            query = json.loads(criteria)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"criteria: not JSON ({exc}); e.g. {{\"name\": \"cms/*\"}}") from None
+            query = load_json(criteria, "criteria")
+        except JsonLimitError as exc:
+            raise InvalidRequest(f"{exc}; e.g. {{\"name\": \"cms/*\"}}") from None
         if not isinstance(query, dict):
             raise InvalidRequest("criteria: a JSON object expected")
         unknown = set(query) - CRITERIA_KEYS
@@ -300,9 +301,9 @@ class ArrowrootServer(fl.FlightServerBase):
         args = {}
         if body.strip():
             try:
-                args = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidRequest(f"action {kind}: body is not JSON ({exc})") from None
+                args = load_json(body, f"action {kind}: body")
+            except JsonLimitError as exc:
+                raise InvalidRequest(str(exc)) from None
             if not isinstance(args, dict):
                 raise InvalidRequest(f"action {kind}: body must be a JSON object")
         if self.uploads.claims_action(kind):
