@@ -89,6 +89,7 @@ __all__ = ["ExprError", "Cut", "parse", "FUNCTIONS", "MAX_TEXT_LENGTH", "MAX_DEP
 
 MAX_TEXT_LENGTH = 10_000
 MAX_DEPTH = 64
+MAX_CHAIN = 200  # operators in one flat chain (a + b + ...): the compiler recurses per operator
 MAX_STRING_LENGTH = 1000
 MAX_LIST_ITEMS = 10_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -637,17 +638,35 @@ def _prescan(text: str) -> _Source:
     return src
 
 
+_PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.Div: 2, ast.Mod: 2, ast.FloorDiv: 2,
+               ast.BitAnd: 3, ast.BitOr: 4}
+
+
+def _chained(node: ast.AST, child: ast.AST) -> bool:
+    """``child`` continues ``node``'s flat chain (``a + b + c`` parses as ``(a + b) + c``)."""
+    return (isinstance(node, ast.BinOp) and isinstance(child, ast.BinOp) and child is node.left
+            and _PRECEDENCE.get(type(node.op), -1) == _PRECEDENCE.get(type(child.op), -2))
+
+
 def _check_depth(tree: ast.AST, src: _Source) -> None:
-    """Iteratively bound the expression depth, so the recursive compiler cannot overflow."""
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    """Iteratively bound the expression depth, so the recursive compiler cannot overflow.
+
+    Depth is nesting, not length: a flat chain of one operator (``a + b + ... + z``) is one
+    level. The compiler still recurses once per operator, so the raw tree depth has its own,
+    larger bound (MAX_CHAIN)."""
+    stack: list[tuple[ast.AST, int, int]] = [(tree, int(isinstance(tree, ast.expr)), 0)]
     while stack:
-        node, d = stack.pop()
+        node, d, raw = stack.pop()
         if isinstance(node, ast.expr):
-            d += 1
-            if d > MAX_DEPTH:
-                raise src.error(node, f"expression nested deeper than {MAX_DEPTH} levels")
+            raw += 1
+            if raw > MAX_CHAIN:
+                raise src.error(node, f"expression has more than {MAX_CHAIN} operators in a chain; "
+                                "split it into several cuts joined with 'and'")
         for child in ast.iter_child_nodes(node):
-            stack.append((child, d))
+            cd = d if _chained(node, child) else d + (1 if isinstance(child, ast.expr) else 0)
+            if cd > MAX_DEPTH:
+                raise src.error(child, f"expression nested deeper than {MAX_DEPTH} levels")
+            stack.append((child, cd, raw))
 
 
 @dataclass
