@@ -62,6 +62,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_sample_files(tmp_path_factory.mktemp("authdata"), entries=4000)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_login_limits(request: pytest.FixtureRequest) -> None:
+    """Each test starts with no failed logins on record (the lockout has its own tests)."""
+    from arrowroot.flight_server.server.logins import LoginLimiter
+
+    for name in ("private", "public"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).server.access.logins = LoginLimiter()
+
+
 @pytest.fixture(scope="module")
 def private(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """Collaboration data only: no public grant."""

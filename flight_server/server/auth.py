@@ -47,6 +47,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import dataset_name
 from arrowroot.flight_server.workspace.names import HOME
 from arrowroot.flight_server.lang import glob
+from arrowroot.flight_server.server.logins import LockedOut, LoginLimiter
 
 log = logging.getLogger("arrowroot.auth")
 
@@ -124,6 +125,7 @@ class Access:
         self.token_ttl = float(settings.token_ttl)
         self._lock = threading.Lock()
         self._login_slots = threading.BoundedSemaphore(2)
+        self.logins = LoginLimiter()
         self._sessions: dict[str, _Session] = {}
         self._ident = identities.snapshot(catalog)
         self._visible: dict[str | None, frozenset[str]] = {}
@@ -264,6 +266,10 @@ class Access:
         name, sep, password = text.partition(":")
         if not sep or not name:
             raise _unauthenticated("authorization header: Basic credentials must be 'user:password'")
+        try:
+            self.logins.check(name)
+        except LockedOut as exc:
+            raise _unauthenticated(str(exc)) from None
         user = self.identities().users.get(name)
         with self._login_slots:
             if user is None or len(password) > identities.MAX_PASSWORD:
@@ -272,8 +278,10 @@ class Access:
             else:
                 ok = identities.verify_password(password, user.password_hash)
         if not ok:
+            self.logins.failed(name)
             log.warning("failed login for %r", name[:64])
             raise _unauthenticated("wrong user name or password")
+        self.logins.succeeded(name)
         return name
 
     def issue_token(self, user: str) -> str:
