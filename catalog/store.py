@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from arrowroot.flight_server.core.errors import InvalidRequest
+
 from .errors import CatalogInUse, Conflict, NotFound, not_found
 from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord, WorkspaceRecord
 
@@ -313,7 +315,7 @@ class Catalog:
         a compiled shell glob from ``flight_server.lang.glob``; attribute values compare equal
         as JSON, or as text for strings)."""
         if attributes and len(attributes) > MAX_SEARCH_ATTRIBUTES:
-            raise ValueError(f"criteria.attributes: {len(attributes)} keys; the limit is {MAX_SEARCH_ATTRIBUTES}")
+            raise InvalidRequest(f"criteria.attributes: {len(attributes)} keys; the limit is {MAX_SEARCH_ATTRIBUTES}")
         found = self._load()
         if not (has_column or attributes):
             ids = None

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from arrowroot.flight_server.core.errors import InvalidRequest
+
 __all__ = ["MAX_PATTERN", "GlobError", "Glob", "compile", "match", "is_glob"]
 
 #: Longest pattern accepted (characters).
@@ -24,7 +26,7 @@ MAX_PATTERN = 1024
 _STAR, _ANY, _LIT, _CLASS = 0, 1, 2, 3
 
 
-class GlobError(ValueError):
+class GlobError(InvalidRequest):
     """A pattern that is too long or not a string (the server answers INVALID_ARGUMENT)."""
 
 
@@ -106,7 +108,7 @@ def check(pattern: object, what: str = "pattern") -> str:
     return pattern
 
 
-def compile(pattern: str) -> Glob:  # noqa: A001 - mirrors re.compile / fnmatch naming
+def compile(pattern: str) -> Glob:  # mirrors re.compile
     """Parse a pattern once (linear time) for matching many names."""
     return Glob(check(pattern))
 

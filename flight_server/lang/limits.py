@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from arrowroot.flight_server.core.errors import InvalidRequest
+
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_KEYS", "JsonLimitError", "load_json", "json_depth"]
 
 MAX_JSON_BYTES = 64 << 10   # criteria and action bodies are small
@@ -17,7 +19,7 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_KEYS = 1024        # object keys in the whole document
 
 
-class JsonLimitError(ValueError):
+class JsonLimitError(InvalidRequest):
     """Request JSON that is not JSON or breaks a bound (INVALID_ARGUMENT)."""
 
 

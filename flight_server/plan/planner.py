@@ -11,7 +11,6 @@ requested columns.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -25,6 +24,7 @@ from arrowroot.flight_server.core.shapes import sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.datasets.config import ATTR_CHANNEL, ATTR_MISSING
 from arrowroot.flight_server.datasets.select import select_ranges
+from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 
 GLOB_CHARS = set("*?[")
@@ -88,7 +88,8 @@ def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.S
                 raise InvalidRequest(f"columns: {want!r} cannot be read: {col.reason or 'unsupported type'}")
             matches = [want]
         elif GLOB_CHARS & set(want):
-            matches = [n for n in readable if fnmatch.fnmatchcase(n, want)]
+            pattern = glob.compile(want)  # linear; at most glob.MAX_PATTERN characters
+            matches = [n for n in readable if pattern.match(n)]
             if not matches:
                 raise not_found(f"column matching the pattern (in {rec.name!r})", want, readable)
         else:

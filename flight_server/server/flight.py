@@ -201,7 +201,8 @@ class ArrowrootServer(fl.FlightServerBase):
         for key in ("name", "format", "kind", "has_column"):
             if key in query and not isinstance(query[key], str):
                 raise InvalidRequest(f"criteria.{key}: a string expected")
-        found = self.catalog.search(name=glob.compile(query["name"]).match if query.get("name") else None, fmt=query.get("format"), kind=query.get("kind"),
+        name = glob.compile(query["name"]).match if query.get("name") else None  # linear, bounded
+        found = self.catalog.search(name=name, fmt=query.get("format"), kind=query.get("kind"),
                                     has_column=query.get("has_column"), attributes=attrs)
         return [d for d in found if d.dataset_id in visible]
 

@@ -15,7 +15,6 @@ and one ``P`` frame for the parameter rows when it has any. Answers: ``R`` (JSON
 from __future__ import annotations
 
 import json
-import os
 import struct
 import sys
 from typing import BinaryIO
