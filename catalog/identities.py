@@ -42,7 +42,7 @@ KEY_PREFIX = "ark_"       # API keys look like ark_<key id>_<secret>; easy to sp
 MAX_PASSWORD = 1024
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-PERMISSIONS = ("read",)
+PERMISSIONS = ("read", "admin")  # admin: server operations (rescan); its pattern is not used
 KINDS = ("user", "group", "public")
 
 
@@ -153,6 +153,15 @@ class Identities:
     @property
     def has_public(self) -> bool:
         return any(g.kind == "public" for g in self.grants)
+
+    def is_admin(self, user: str | None) -> bool:
+        """True if ``user`` (never anonymous, never via public) holds an admin grant."""
+        if not user:
+            return False
+        groups = self.groups_of.get(user, frozenset())
+        return any(g.permission == "admin" and ((g.kind == "user" and g.principal == user)
+                                                or (g.kind == "group" and g.principal in groups))
+                   for g in self.grants)
 
     def patterns(self, user: str | None) -> tuple[str, ...]:
         """Read patterns for ``user`` (None = anonymous: public grants only)."""
@@ -365,6 +374,8 @@ def grant(catalog: Catalog, pattern: str, to: str, permission: str = "read") -> 
     kind, name = parse_principal(to)
     if permission not in PERMISSIONS:
         raise ValueError(f"permission {permission!r}: one of {', '.join(PERMISSIONS)}")
+    if permission == "admin" and to == "public":
+        raise ValueError("the admin permission is for users and groups, not public")
     with _Tx(catalog) as cur:
         if kind == "user":
             _require_user(cur, name)

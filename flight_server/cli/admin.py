@@ -265,15 +265,17 @@ TO = click.option("--to", "grantees", multiple=True, required=True,
 @DIR
 @click.argument("pattern")
 @TO
+@click.option("--permission", type=click.Choice(["read", "admin"]), default="read", show_default=True,
+              help="admin: may run server operations (rescan); PATTERN is then not used (give '*').")
 @CATALOG
-def grant(directory: Path, pattern: str, grantees: tuple[str, ...], catalog: Path | None) -> None:
+def grant(directory: Path, pattern: str, grantees: tuple[str, ...], permission: str, catalog: Path | None) -> None:
     """Let grantees read the datasets whose names match PATTERN (a shell glob, e.g. 'cms/*')."""
     from arrowroot.catalog import identities
 
     with _catalog(directory, catalog) as cat:
         for to in grantees:
-            added = identities.grant(cat, pattern, to)
-            click.echo(f"{'granted' if added else 'already granted'}: read {pattern} to {to}")
+            added = identities.grant(cat, pattern, to, permission)
+            click.echo(f"{'granted' if added else 'already granted'}: {permission} {pattern} to {to}")
 
 
 @click.command("revoke")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.errors import ArrowrootError, Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.execute.readers import ReaderCache
@@ -157,6 +157,11 @@ class Execution:
         return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed)
 
 
+def _entries(part: PartRead, a: int, b: int) -> str:
+    """Global entry range of a chunk (what the client asked for), for error messages."""
+    return f"entries {part.entry_offset + a}-{part.entry_offset + b} of the dataset"
+
+
 def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 execution: Execution | None = None,
                 cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
@@ -171,16 +176,35 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
     ahead: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
+    def gone() -> bool:
+        return stop.is_set() or (cancelled is not None and cancelled())
+
     def produce() -> None:
         try:
             previous_passed = False
             for part, a, b in chunks:
-                if stop.is_set() or (cancelled is not None and cancelled()):
+                if gone():
+                    ahead.put(Cancelled("the request was cancelled"))
                     return
                 reader = readers.get(part, task.format, task.kind)
-                chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
+                try:
+                    chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
+                except ArrowrootError as exc:
+                    if isinstance(exc, SourceError) and "entries" not in str(exc):
+                        raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
+                    raise
+                except OSError as exc:  # the file went away or broke under us
+                    readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
+                    raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
+                                      f"{type(exc).__name__}") from exc
+                if ex.cut is None and chunk.table is not None and chunk.table.num_rows != b - a:
+                    readers.check(part)
+                    raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
+                                      f"not {b - a}; the file may have changed")
                 previous_passed = chunk.table is not None
-                while not stop.is_set():
+                while True:
+                    if gone():  # a stalled or cancelled stream drops its read-ahead chunk
+                        return
                     try:
                         ahead.put(chunk, timeout=0.1)
                         break
@@ -194,7 +218,12 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
     worker.start()
     try:
         while True:
-            item = ahead.get()
+            try:
+                item = ahead.get(timeout=0.5)
+            except queue.Empty:
+                if cancelled is not None and cancelled():
+                    raise Cancelled("the request was cancelled") from None
+                continue
             if item is None:
                 break
             if isinstance(item, BaseException):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
+from arrowroot.flight_server.core.errors import InvalidRequest, quote
 from arrowroot.flight_server.datasets.derive import derive
 from arrowroot.flight_server.sources import DatasetInfo, detect
 from arrowroot.flight_server.sources.base import without_paths
@@ -72,37 +75,89 @@ def to_new_datasets(rel_path: str, fmt: str, infos: list[DatasetInfo]) -> list[N
 class Indexer:
     """Indexes ``root`` into ``catalog``; one run at a time, callable from any thread."""
 
-    def __init__(self, root: Path, catalog: Catalog, show_internal: bool = False):
+    def __init__(self, root: Path, catalog: Catalog, show_internal: bool = False, *,
+                 links_outside_root: bool = False):
         self.root = Path(root)
         self.catalog = catalog
         #: list the internals of file libraries too (PyTables' index arrays, zero-column objects)
         self.show_internal = show_internal
+        #: follow symbolic links whose target is outside the root (default: only links inside it)
+        self.links_outside_root = links_outside_root
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running = False
         self.last_report: IndexReport | None = None
 
+    def normalise(self, sub: str | None) -> str | None:
+        """``sub`` as a clean relative posix path ("./hep/" → "hep"); None for the whole root.
+
+        Rescans of "." or "./hep" must find the catalog's paths ("hep/x.root"), or every file
+        looks new and its datasets get new ids (breaking outstanding tickets)."""
+        if sub is None:
+            return None
+        if not isinstance(sub, str):
+            raise InvalidRequest("path: a string expected")
+        text = sub.replace("\\", "/").strip()
+        if text.startswith("/") or "\x00" in text:
+            raise InvalidRequest(f"path {quote(sub)}: give a path relative to the served directory")
+        clean = posixpath.normpath(text) if text else "."
+        if clean == ".":
+            return None
+        if clean == ".." or clean.startswith("../"):
+            raise InvalidRequest(f"path {quote(sub)} is outside the served directory")
+        return clean
+
+    def _inside(self, target: str, root: str) -> bool:
+        return target == root or target.startswith(root + os.sep)
+
+    def _allowed(self, path: str, root: str) -> bool:
+        """A path is walked if it is no link, or a link allowed by the policy."""
+        if not os.path.islink(path):
+            return True
+        return self.links_outside_root or self._inside(os.path.realpath(path), root)
+
     def walk(self, sub: str | None = None) -> dict[str, os.stat_result]:
-        """Relative path → stat of every regular file under root (or root/sub)."""
-        base = self.root / sub if sub else self.root
-        base = base.resolve()
-        if self.root.resolve() not in (base, *base.parents):
-            raise ValueError(f"path {sub!r} is outside the served directory")
+        """Relative path → stat of every regular file under root (or root/sub).
+
+        Symbolic links (files and directories) are followed only when their target is inside
+        the root, unless ``links_outside_root``; each real directory is walked once (no loops)."""
+        rel_sub = self.normalise(sub)
+        root = os.path.realpath(self.root)
+        base = os.path.join(root, rel_sub) if rel_sub else root
         found: dict[str, os.stat_result] = {}
-        if base.is_file():
-            found[base.relative_to(self.root.resolve()).as_posix()] = base.stat()
+        if rel_sub:
+            parts = rel_sub.split("/")
+            for i in range(1, len(parts) + 1):  # every component of sub obeys the link policy
+                if not self._allowed(os.path.join(root, *parts[:i]), root):
+                    raise InvalidRequest(f"path {quote(sub)} leads outside the served directory (a link)")
+        if os.path.isfile(base):
+            found[rel_sub or os.path.basename(base)] = os.stat(base)
             return found
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        seen: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and d != "__pycache__" and self._allowed(os.path.join(dirpath, d), root)
+            )
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
-                full = Path(dirpath) / name
+                full = os.path.join(dirpath, name)
+                if not self._allowed(full, root):
+                    log.warning("not indexed: %s is a link to outside the served directory",
+                                os.path.relpath(full, root))
+                    continue
                 try:
-                    st = full.stat()
+                    st = os.stat(full)
                 except OSError:
                     continue
-                found[full.relative_to(self.root.resolve()).as_posix()] = st
+                if stat.S_ISREG(st.st_mode):
+                    found[Path(os.path.relpath(full, root)).as_posix()] = st
         return found
 
     def run(self, sub: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> IndexReport:
@@ -117,13 +172,14 @@ class Indexer:
     def _run(self, sub: str | None, progress: Callable[[str, int, int], None] | None) -> IndexReport:
         t0 = time.perf_counter()
         report = IndexReport()
+        sub = self.normalise(sub)
         on_disk = self.walk(sub)
         # workspace files (uploads, skims) are registered by the workspace, never indexed here
         owned = self.catalog.workspace_paths()
         on_disk = {p: st for p, st in on_disk.items() if p not in owned}
         known = {p: r for p, r in self.catalog.files().items() if p not in owned}
-        prefix = (sub.strip("/") + "/") if sub else ""
-        in_scope = {p: r for p, r in known.items() if not sub or p == sub.strip("/") or p.startswith(prefix)}
+        prefix = (sub + "/") if sub else ""
+        in_scope = {p: r for p, r in known.items() if not sub or p == sub or p.startswith(prefix)}
         gone = [p for p in in_scope if p not in on_disk]
         if gone:
             report.removed = self.catalog.remove_files(gone)

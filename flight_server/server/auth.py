@@ -314,6 +314,10 @@ class Access:
         """What tickets are bound to: the user name, '' for anonymous callers."""
         return self.user(context) or ""
 
+    def is_admin(self, context: fl.ServerCallContext | None) -> bool:
+        """True if the caller holds the admin permission (always False for anonymous callers)."""
+        return self.identities().is_admin(self.user(context))
+
     def visible_names(self, user: str | None) -> frozenset[str] | None:
         """Names of the datasets ``user`` may read; None means all (auth off)."""
         if not self.enabled:

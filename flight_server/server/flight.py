@@ -39,6 +39,7 @@ from arrowroot.flight_server.server.counters import Counters
 from arrowroot.flight_server.server.errors import to_flight
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
 from arrowroot.flight_server.server.membership import REGISTER_ACTION, Membership, NodeRefused, locations_for
+from arrowroot.flight_server.server.streams import StreamSlots
 from arrowroot.flight_server.server.tickets import TicketSigner
 from arrowroot.flight_server.sources import supports_slices
 from arrowroot.flight_server.server.uploads import Uploads
@@ -69,7 +70,10 @@ class ArrowrootServer(fl.FlightServerBase):
     def __init__(self, settings: Settings, catalog: Catalog | None = None, **flight_kwargs: Any):
         self.settings = settings
         self.catalog = catalog or Catalog(settings.catalog_path)
-        self.indexer = Indexer(settings.root, self.catalog, show_internal=settings.show_internal)
+        self.streams = StreamSlots(settings.max_streams, settings.max_streams_per_principal,
+                                   settings.stream_idle_timeout)
+        self.indexer = Indexer(settings.root, self.catalog, show_internal=settings.show_internal,
+                               links_outside_root=settings.links_outside_root)
         self.readers = ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes))
         key = settings.ticket_key()
         self.tickets = TicketSigner(key, settings.ticket_ttl)
@@ -256,12 +260,32 @@ class ArrowrootServer(fl.FlightServerBase):
         stats = StreamStats()
         what = f"{task.dataset}[{task.entry_start}:{task.entry_stop}]"
         status = "ok"
+        slot = None
+        batches = None
         try:
-            yield from stream_task(task, self.readers, stats, ex, cancelled=context.is_cancelled)
+            slot = self.streams.acquire(self.principal(context))  # taken when sending starts
+            stopped = slot.cancelled
+            batches = stream_task(task, self.readers, stats, ex,
+                                  cancelled=lambda: context.is_cancelled() or stopped())
+            while True:
+                slot.pulling()
+                try:
+                    item = next(batches)
+                except StopIteration:
+                    break
+                slot.waiting()
+                yield item
+        except GeneratorExit:
+            status = "cancelled"
+            raise
         except Exception as exc:
-            status = "error"
+            status = "cancelled" if context.is_cancelled() else "error"
             raise self._map_error("do_get", what, exc) from None
         finally:
+            if batches is not None:
+                batches.close()
+            if slot is not None:
+                slot.release()
             secs = time.perf_counter() - t0
             self._count(task.dataset, stats, ex.cut is not None)
             cut = f" where={task.where!r} scanned={stats.entries_scanned}" if ex.cut is not None else ""
@@ -313,8 +337,9 @@ class ArrowrootServer(fl.FlightServerBase):
             return {"status": "ok", "version": __version__, "datasets": len(self.visible_datasets(context)),
                     "indexing": self.indexer.running}
         if kind == "rescan":
-            if self.access.enabled and not self.principal(context):
-                raise fl.FlightUnauthenticatedError("rescan: log in first; anonymous callers cannot re-index")
+            if self.access.enabled and not self.access.is_admin(context):
+                raise PermissionDenied("rescan: needs the admin permission (an operator grants it with "
+                                       "`arrowroot grant DIR '*' --to user:NAME --permission admin`)")
             path = args.get("path")
             if path is not None and not isinstance(path, str):
                 raise InvalidRequest("rescan.path: a string expected")

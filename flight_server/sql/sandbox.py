@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from arrowroot.flight_server.core.errors import ResourceExhausted
+
 from arrowroot.flight_server.sql import sandbox_worker as wire
 
 __all__ = ["Sandbox", "SandboxError", "sandbox"]
@@ -166,24 +168,46 @@ class Job:
 
 
 class Sandbox:
-    """A small pool of worker processes (started on demand, reused while healthy)."""
+    """A small pool of worker processes (started on demand, reused while healthy).
 
-    def __init__(self, max_idle: int = 2) -> None:
-        self.max_idle = max_idle
+    At most ``max_workers`` jobs run at once; more wait for a free worker (starting a worker
+    costs ~0.3 s of CPU, so a burst of queries must not start one each)."""
+
+    def __init__(self, max_idle: int = 4, max_workers: int = 4) -> None:
+        self.max_idle, self.max_workers = max_idle, max_workers
         self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
+        self._busy = 0
+        self._lock = threading.Condition()
         self._closed = False
         atexit.register(self.close)
 
-    def _get(self) -> _Worker:
+    def _get(self, wait_s: float) -> _Worker:
+        deadline = time.monotonic() + wait_s
         with self._lock:
+            while self._busy >= self.max_workers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ResourceExhausted(f"all {self.max_workers} SQL workers are busy; retry shortly")
+                self._lock.wait(left)
+            self._busy += 1
             while self._idle:
                 w = self._idle.pop()
                 if w.alive():
                     return w
-        return _Worker()
+        try:
+            return _Worker()
+        except BaseException:
+            self._done_with_slot()
+            raise
 
-    def _release(self, worker: _Worker) -> None:
+    def _done_with_slot(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._lock.notify()
+
+    def _release(self, worker: _Worker, busy: bool = True) -> None:
+        if busy:
+            self._done_with_slot()
         with self._lock:
             if worker.alive() and not self._closed and len(self._idle) < self.max_idle:
                 self._idle.append(worker)
@@ -202,7 +226,7 @@ class Sandbox:
             w = _Worker()
         except (OSError, SandboxError):
             return
-        self._release(w)
+        self._release(w, busy=False)
 
     def close(self) -> None:
         with self._lock:
@@ -213,7 +237,7 @@ class Sandbox:
 
     def start(self, header: dict, tables: dict[str, pa.Table], params: pa.Table | None,
               timeout_s: float, max_rss: int) -> Job:
-        job = Job(self, self._get(), time.monotonic() + timeout_s, max_rss)
+        job = Job(self, self._get(timeout_s), time.monotonic() + timeout_s, max_rss)
         job.send(header, tables, params)
         return job
 
