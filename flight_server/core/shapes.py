@@ -62,6 +62,10 @@ def sliced_field(field: pa.Field, slices: Sequence[slice]) -> pa.Field:
     if not shape:
         raise ValueError(f"slices: column {field.name!r} has no axes after the first")
     new_shape = sliced_shape(shape, slices)
+    if 0 in new_shape:  # Arrow has no zero-size fixed-size lists: refuse at planning, not at DoGet
+        axis = new_shape.index(0) + 1
+        raise ValueError(f"slices: axis {axis} of column {field.name!r} would keep no elements; "
+                         "a slice must select at least one")
     base = field.type
     for _ in shape:
         base = base.value_type

@@ -436,7 +436,8 @@ class FlightSqlFrontEnd:
         return self.server.principal(context)
 
     def _engine(self, provider: ServerTableProvider) -> SqlEngine:
-        return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes)
+        return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes,
+                         memory_limit=self.server.settings.sql_memory_limit)
 
     def _provider(self, context: fl.ServerCallContext | None) -> ServerTableProvider:
         return ServerTableProvider(self.server, context, self.scan_log, self._count_scan)
