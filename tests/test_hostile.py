@@ -554,7 +554,7 @@ def test_file_deleted_mid_stream_is_unavailable(tmp_path: Path) -> None:
     with uproot.recreate(tmp_path / "big.root") as f:
         f.mktree("t", {"x": "float64"})
         for i in range(8):
-            f["t"].extend({"x": np.arange(i * 50_000, (i + 1) * 50_000, dtype=np.float64)})
+            f["t"].extend({"x": np.arange(i * 250_000, (i + 1) * 250_000, dtype=np.float64)})
     r = start_server(tmp_path, chunk_bytes=1 << 16, batch_bytes=1 << 15)
     try:
         c = r.flight()
