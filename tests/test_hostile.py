@@ -175,8 +175,8 @@ CASES: list[tuple[str, Call, type, str]] = [
     ("cmd no dataset", _get_info({"columns": ["x"]}), INVALID, ""),
     ("cmd unknown dataset", _get_info({"dataset": "nope.root:t"}), NOT_FOUND, "nope"),
     ("cmd 100k dataset name", _get_info({"dataset": "x" * 100_000}), NOT_FOUND, "100000 characters"),
-    ("cmd traversal", _get_info({"dataset": "../../etc/passwd:x"}), NOT_FOUND, "no dataset"),
-    ("cmd absolute", _get_info({"dataset": "/etc/passwd:x"}), NOT_FOUND, "no dataset"),
+    ("cmd traversal", _get_info({"dataset": "../../etc/passwd:x"}), INVALID, "leaves the served directory"),
+    ("cmd absolute", _get_info({"dataset": "/etc/passwd:x"}), INVALID, "absolute path"),
     ("cmd unknown key", _get_info({"dataset": E, "colums": ["x"]}), INVALID, "colums"),
     ("cmd columns not list", _get_info({"dataset": E, "columns": "event"}), INVALID, "columns"),
     ("cmd column unknown", _get_info({"dataset": E, "columns": ["nope"]}), NOT_FOUND, "nope"),
@@ -253,7 +253,7 @@ CASES: list[tuple[str, Call, type, str]] = [
     ("files where int", _action("files", json.dumps({"dataset": E, "where": 3}).encode()), INVALID, ""),
     ("files channels str", _action("files", json.dumps({"dataset": E, "channels": "x"}).encode()), INVALID, ""),
     ("do_put plain", lambda c: c.do_put(fl.FlightDescriptor.for_path(E), pa.schema([("a", pa.int8())]))[0].close(),
-     UNIMPLEMENTED, "read-only"),
+     INVALID, "home/"),
     # SQL escapes
     *[(f"sql escape {q[:30]}", _sql_call(q), DENIED, "") for q in [
         "SELECT * FROM read_csv('/etc/passwd')",

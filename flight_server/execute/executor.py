@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from arrowroot.flight_server.core.errors import ArrowrootError, Cancelled, InvalidRequest, SourceError
+from arrowroot.flight_server.core.errors import Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.execute.readers import ReaderCache
@@ -189,12 +189,10 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 reader = readers.get(part, task.format, task.kind)
                 try:
                     chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
-                except ArrowrootError as exc:
-                    if isinstance(exc, SourceError) and "entries" not in str(exc):
-                        raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
-                    raise
-                except OSError as exc:  # the file went away or broke under us
+                except (SourceError, OSError) as exc:  # the file broke, or went away under us
                     readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
+                    if isinstance(exc, SourceError):
+                        raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
                     raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
                                       f"{type(exc).__name__}") from exc
                 if ex.cut is None and chunk.table is not None and chunk.table.num_rows != b - a:
