@@ -113,6 +113,8 @@ def bind_tables(con: duckdb.DuckDBPyConnection, job: dict, tables: dict[str, pa.
     if catalog:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {job['catalog_schema']}").fetchall()
         for key in catalog:
+            if f"catalog:{key}" not in tables:  # a provider may offer only some catalog tables
+                continue
             con.register(f"__arrowroot_catalog_{key}", tables[f"catalog:{key}"])
             con.execute(
                 f"CREATE OR REPLACE VIEW {job['catalog_schema']}.{key} AS SELECT * FROM __arrowroot_catalog_{key}"
