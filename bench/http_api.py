@@ -49,9 +49,9 @@ def build(root: Path, mb: float) -> int:
     return n
 
 
-def start(root: Path) -> tuple[subprocess.Popen, str, str]:
+def start(root: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen([sys.executable, "-m", "arrowroot.flight_server.cli", "serve", str(root), "--port", "0",
-                             "--http", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--http", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     grpc = re.search(r"(grpc://\S+)", proc.stdout.readline()).group(1)
     http = re.search(r"(http://\S+)", proc.stdout.readline()).group(1).rstrip("/")
     return proc, grpc, http
@@ -135,6 +135,49 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
+        memory(root, n)
+
+
+def _rss_kib(pid: int, key: str) -> int | None:
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return None
+    return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(key))
+
+
+def memory(root: Path, n: int) -> None:
+    """Bounded memory: fresh servers without the column cache; one reads the column once over
+    Flight (the reference), the other serves it over HTTP in every format. Peak RSS grows by
+    some chunks and batches, not by the column."""
+    def peak_after(work) -> tuple[int, int] | None:
+        proc, grpc, base = start(root, "--cache-mb", "0", "--no-index")
+        try:
+            before = _rss_kib(proc.pid, "VmRSS:")
+            if before is None:
+                return None
+            work(grpc, base)
+            return before, _rss_kib(proc.pid, "VmHWM:")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+    def flight(grpc: str, base: str) -> None:
+        with Client(grpc) as c:
+            for _ in c.read_batches(NAME, ["x"]):
+                pass
+
+    def http(grpc: str, base: str) -> None:
+        for fmt in ("arrow", "parquet", "feather", "csv", "hdf5"):
+            with urllib.request.urlopen(f"{base}/api/data/{NAME}?columns=x&format={fmt}") as r:
+                while r.read1(1 << 22):
+                    pass
+
+    ref, got = peak_after(flight), peak_after(http)
+    if ref is None or got is None:
+        return
+    grow_ref, grow = (ref[1] - ref[0]) / 1024, (got[1] - got[0]) / 1024
+    print(f"server peak RSS growth, no column cache, {n * 8 / 1e6:.0f} MB column: Flight read {grow_ref:.0f} MiB "
+          f"(reference), HTTP in all 5 formats {grow:.0f} MiB; ratio {grow / max(grow_ref, 1):.2f}")
 
 
 if __name__ == "__main__":

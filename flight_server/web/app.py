@@ -225,8 +225,11 @@ def _meta(f: pa.Field) -> dict[str, Any]:
         attrs = json.loads(meta.get(b"arrowroot.attributes", b"{}"))
     except ValueError:
         attrs = {}
+    if not isinstance(attrs, dict):
+        attrs = {}
+    units = attrs.get("units") or (meta.get(b"units") or meta.get(b"unit") or b"").decode(errors="replace")
     return {"source_type": meta.get(b"arrowroot.source_type", b"").decode(errors="replace"),
-            "attributes": attrs, "units": str(attrs.get("units", "")) if isinstance(attrs, dict) else ""}
+            "attributes": attrs, "units": str(units)}
 
 
 def describe(rec: Any, full: bool = True) -> dict[str, Any]:
