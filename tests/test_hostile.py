@@ -68,8 +68,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[RunningServer]:
-    r = start_server(root, sql_timeout=3.0, sql_memory_limit="256MB", stream_idle_timeout=1.0,
-                     max_streams_per_principal=3)
+    r = start_server(root, sql_timeout=3.0, sql_memory_limit="256MB", stream_idle_timeout=1.0, max_streams=3)
     yield r
     r.stop()
 
@@ -522,7 +521,7 @@ def test_stream_caps_and_idle_timeout(server: RunningServer, client: fl.FlightCl
     for r in readers:
         r.read_chunk()
     assert slots.open_count("") == 3
-    with pytest.raises(UNAVAILABLE, match="resource exhausted.*streams are open"):
+    with pytest.raises(UNAVAILABLE, match="resource exhausted.*3 streams, its limit"):
         client.do_get(info.endpoints[0].ticket).read_all()
     deadline = time.monotonic() + 10
     while slots.open_count("") and time.monotonic() < deadline:  # nobody reads: idle timeout
@@ -532,6 +531,21 @@ def test_stream_caps_and_idle_timeout(server: RunningServer, client: fl.FlightCl
         while True:
             readers[0].read_chunk()
     _normal_read(client)
+
+
+def test_per_principal_stream_cap() -> None:
+    from arrowroot.flight_server.core.errors import ResourceExhausted
+    from arrowroot.flight_server.server.streams import StreamSlots
+
+    slots = StreamSlots(total=10, per_principal=2, idle_s=0)
+    held = [slots.acquire("alice"), slots.acquire("alice")]
+    with pytest.raises(ResourceExhausted, match="2 streams are open for this user"):
+        slots.acquire("alice")
+    held += [slots.acquire("bob"), *(slots.acquire("") for _ in range(7))]  # anonymous: only the total
+    with pytest.raises(ResourceExhausted, match="10 streams, its limit"):
+        slots.acquire("carol")
+    held[0].release()
+    slots.acquire("alice")
 
 
 def test_short_read_is_an_error_never_ok(server: RunningServer, client: fl.FlightClient) -> None:

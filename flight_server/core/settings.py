@@ -37,7 +37,7 @@ class Settings:
     index_on_start: bool = True
     show_internal: bool = False              # also list file-library internals (PyTables' _i_* index arrays, ...)
     max_streams: int = 64                    # DoGet streams sending at once (RESOURCE_EXHAUSTED beyond)
-    max_streams_per_principal: int = 16      # ... per user (anonymous callers share one count)
+    max_streams_per_principal: int = 16      # ... per logged-in user (anonymous: only the total)
     stream_idle_timeout: float = 120.0       # seconds a stream may wait for its client to read
     links_outside_root: bool = False         # index symlinks whose target is outside root (default: refuse)
     sql_timeout: float = 300.0               # seconds a Flight SQL query may run

@@ -62,7 +62,9 @@ class StreamSlots:
             if len(self._open) >= self.total:
                 raise ResourceExhausted(f"the server is sending {len(self._open)} streams, its limit; "
                                         "retry shortly")
-            if self._by_principal[principal] >= self.per_principal:
+            # anonymous callers (auth off, or public data) are one principal for everybody:
+            # only the total bounds them, or 16 anonymous clients would lock out the rest
+            if principal and self._by_principal[principal] >= self.per_principal:
                 raise ResourceExhausted(f"{self._by_principal[principal]} streams are open for this user "
                                         f"(the limit is {self.per_principal}); read or close them first")
             stream = Stream(self, principal)
