@@ -11,7 +11,7 @@ measured in the same run:
   vs reading the same columns from one Parquet upload holding both, as the throughput
   ratio parquet_time ÷ derived_time (goal ≥ 0.8).
 
-    python bench/skims.py [--entries 2000000] [--repeat 3]
+    python bench/skims.py [--entries 2000000] [--repeat 3] [--cache-mb 0]
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entries", type=int, default=2_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cache-mb", type=float, default=0.0,
+                    help="server column-chunk cache [0: measure reads, not repeats served from memory]")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="arrowroot-skims-") as tmp:
         root = Path(tmp)
@@ -87,7 +89,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
                        capture_output=True)
         proc = subprocess.Popen([sys.executable, "-m", "arrowroot.flight_server.cli", "serve", str(root), "--port",
-                                 "0", "--no-index"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                 "0", "--no-index", "--cache-mb", str(args.cache_mb)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         location = proc.stdout.readline().split()[1]
         try:
             c = Client(location, threads=4)

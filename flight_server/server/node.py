@@ -39,6 +39,7 @@ from arrowroot.flight_server.server.auth import tls_kwargs
 from arrowroot.flight_server.server.errors import to_flight
 from arrowroot.flight_server.server.membership import HEALTH_ACTION, REGISTER_ACTION, health_answer, registration
 from arrowroot.flight_server.server.tickets import TicketSigner
+from arrowroot.flight_server.workspace.store import MOUNT
 
 log = logging.getLogger("arrowroot.node")
 
@@ -61,6 +62,8 @@ class NodeServer(fl.FlightServerBase):
         self.settings = settings
         self.tickets = TicketSigner(key, settings.ticket_ttl)
         self.readers = ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes))
+        if settings.workspace is not None:  # workspace files outside the root (flight_server/workspace)
+            self.readers.mount(MOUNT, settings.workspace)
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
         self._served = {"requests": 0, "rows": 0, "bytes": 0, "refused": 0}
         self._lock = threading.Lock()
