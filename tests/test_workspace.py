@@ -487,3 +487,32 @@ def test_parquet_files_in_the_served_directory_and_multi_file_parents(tmp_path) 
         assert c.read("home/local/tab_skim", ["label"])["label"].to_pylist() == [f"r{i}" for i in range(850, 900)]
     finally:
         r.stop()
+
+
+def test_skim_of_a_rewritten_root_file_fails_clearly(tmp_path) -> None:
+    import time
+
+    root = write_sample_files(tmp_path / "d", entries=800)
+    r = start_server(root)
+    try:
+        c = r.client()
+        c.skim("home/local/sel", EVENTS, "nMuon >= 2")
+        c.put("home/local/extra", pa.table({"entry": [0, 1, 2], "w": [1.0, 2.0, 3.0]}), parent=EVENTS)
+        n = c.read("home/local/sel", ["event"]).num_rows
+        assert n > 0
+        time.sleep(0.01)
+        write_sample_files(root, entries=900, seed=7)  # the parent's file is rewritten in place
+        for name in ("home/local/sel", "home/local/extra"):  # before re-indexing: the read notices
+            with pytest.raises(InvalidRequest, match="parent changed since this was made"):
+                c.read(name, ["event"])
+        c.action("rescan", {})
+        with pytest.raises(InvalidRequest, match="parent changed since the skim was made"):
+            c.read("home/local/sel", ["event"])
+        with pytest.raises(InvalidRequest, match="parent changed since the derived was made"):
+            c.read("home/local/extra", ["w"])
+        chain = c.lineage("home/local/sel")
+        assert chain[1]["version"] != chain[0]["parent_version"]
+        c.skim("home/local/sel", EVENTS, "nMuon >= 2", mode="replace")  # re-run: reads again
+        assert c.read("home/local/sel", ["event"]).num_rows == c.read(EVENTS, ["event"], where="nMuon >= 2").num_rows
+    finally:
+        r.stop()

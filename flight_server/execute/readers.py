@@ -77,8 +77,8 @@ class ReaderCache:
     def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
         """The open reader of a part's file, reading through the chunk cache when it is on."""
         reader = self._open(part, fmt, kind)
-        if not self.chunks.enabled:
-            return reader
+        if not self.chunks.enabled or not getattr(reader, "cacheable", True):
+            return reader  # (workspace overlays: their bytes live in other files, checked on every read)
         return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
                             part.object_path)
 

@@ -195,7 +195,7 @@ class Uploads:
         if not isinstance(name, str) or not name:
             raise InvalidRequest(f"{kind}.dataset: a dataset name is required")
         if kind == "lineage":
-            self.server.dataset(name, context)
+            self.server.access.dataset(name, context)  # visible? (a changed parent is what lineage is for)
             chain = self.workspace.lineage(name)
             visible = {d.name for d in self.server.visible_datasets(context)}
             for item in chain[1:]:  # ancestors the caller may not read show their name only

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.sources import source_for
 from arrowroot.flight_server.sources.base import Reader, Source, SourceError
 from arrowroot.flight_server.sources.parquet import ParquetReader
@@ -39,6 +40,10 @@ _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="overlay-own")
 
 
 class OverlayReader(Reader):
+    #: never answered from the column-chunk cache: the cache keys on this file's identity, but the
+    #: parent columns come from the base files, which may change while this file does not
+    cacheable = False
+
     def __init__(self, path: str):
         self.path = path
         self.own = ParquetReader(path)
@@ -71,11 +76,11 @@ class OverlayReader(Reader):
         try:
             st = os.stat(p["abs"])
         except FileNotFoundError:
-            raise SourceError(f"parent changed since this was made: a file of {self.base_name!r} was deleted; "
-                              "re-run it") from None
+            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was deleted; "
+                                 "re-run it, or make it with materialize=true to pin a copy") from None
         if st.st_size != p["size"] or abs(st.st_mtime - p["mtime"]) > 1e-6:
-            raise SourceError(f"parent changed since this was made: a file of {self.base_name!r} was modified; "
-                              "re-run it")
+            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was "
+                                 "modified; re-run it, or make it with materialize=true to pin a copy")
         with self._lock:
             r = self._readers.get(i)
         if r is None:
