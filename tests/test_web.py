@@ -537,18 +537,18 @@ def test_web_tls_uses_the_flight_certificate(data_dir: Path, tmp_path: Path) -> 
 def test_serve_http_zero_prints_both_urls(data_dir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "arrowroot.flight_server.cli", "serve", str(data_dir),
-                             "--port", "0", "--http", "0", "--catalog", str(tmp_path / "c.duckdb")],
+                             "--port", "0", "--http", "0", "--no-index", "--catalog", str(tmp_path / "c.duckdb")],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         first = proc.stdout.readline()
         second = proc.stdout.readline()
         assert first.startswith("serving grpc://127.0.0.1:")
         url = re.match(r"web view and HTTP API on (http://127\.0\.0\.1:\d+/)$", second.strip()).group(1)
-        health = httpx.get(url + "api/health", timeout=30).json()
-        assert health["status"] == "ok"
+        health = httpx.get(url + "api/health", timeout=60).json()
+        assert health == {"status": "ok", "version": health["version"], "datasets": 0, "indexing": False}
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(60) == 0
 
 
 def test_web_layer_uses_the_server_through_one_adapter() -> None:
