@@ -19,40 +19,17 @@ import numpy as np
 import pyarrow as pa
 import uproot
 
+from uproot.interpretation.numerical import AsDouble32, AsFloat16
+from uproot.interpretation.objects import AsStridedObjects
+
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError
+from .root_hist import HISTOGRAM_KINDS, HistogramReader, histogram_kind, scan_histogram
+from .root_keys import get_object
+from .root_objects import clean_objects
+from .wire import to_wire
 
 # Branches are read in parallel: uproot's decompression releases the GIL.
 _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="root-read")
-
-
-def to_wire(array: pa.Array) -> pa.Array:
-    """Recast awkward's 64-bit-offset layouts to the 32-bit ones every client reads.
-
-    Batches are capped at a few MiB, so 32-bit offsets always suffice; only the offsets
-    are rewritten, the values buffers are reused as they are.
-    """
-    t = array.type
-    if pa.types.is_large_list(t):
-        child = to_wire(array.values.slice(0) if array.offset == 0 else array.flatten())
-        offsets = array.offsets
-        if array.offset != 0:
-            offsets = pa.compute.subtract(offsets, offsets[0])
-        offsets = offsets.cast(pa.int32())
-        if array.null_count:
-            return pa.ListArray.from_arrays(offsets, child, mask=array.is_null())
-        return pa.ListArray.from_arrays(offsets, child)
-    if pa.types.is_large_string(t):
-        return array.cast(pa.string())
-    if pa.types.is_large_binary(t):
-        return array.cast(pa.binary())
-    if pa.types.is_fixed_size_list(t):
-        child = to_wire(array.flatten())
-        return pa.FixedSizeListArray.from_arrays(child, t.list_size, mask=array.is_null() if array.null_count else None)
-    if pa.types.is_struct(t):
-        fields = [to_wire(array.field(i)) for i in range(t.num_fields)]
-        names = [t.field(i).name for i in range(t.num_fields)]
-        return pa.StructArray.from_arrays(fields, names=names, mask=array.is_null() if array.null_count else None)
-    return array
 
 
 def _ak_to_arrow(array: ak.Array) -> pa.Array:
@@ -63,7 +40,55 @@ def _ak_to_arrow(array: ak.Array) -> pa.Array:
     out = ak.to_arrow(array, extensionarray=False)
     if isinstance(out, pa.ChunkedArray):
         out = out.combine_chunks()
-    return to_wire(out)
+    return to_wire(clean_objects(out))
+
+
+def _read_branch(branch, start: int, stop: int) -> ak.Array:
+    """``branch.array`` over [start, stop), around an uproot bug.
+
+    uproot's strided-object reader (TRef, TVector3, ... as whole branches) fails with
+    ``KeyError: <basket number>`` when ``stop`` is exactly where one of the branch's
+    baskets starts; reading one entry more and dropping it gives the same data.
+    """
+    if start >= stop:
+        # an empty read comes back in uproot's raw per-basket form (``@`` fields,
+        # ``fP/fX`` names); the first entry, sliced away, has the real type
+        if branch.num_entries:
+            return branch.array(entry_start=0, entry_stop=1, library="ak")[:0]
+        return branch.array(entry_start=start, entry_stop=stop, library="ak")
+    if (isinstance(branch.interpretation, AsStridedObjects) and stop < branch.num_entries
+            and stop in set(int(x) for x in branch.entry_offsets[1:-1])):
+        return branch.array(entry_start=start, entry_stop=stop + 1, library="ak")[: stop - start]
+    return branch.array(entry_start=start, entry_stop=stop, library="ak")
+
+
+def _read_field(field, entries: int, start: int, stop: int) -> ak.Array:
+    """One RNTuple field (top-level or a sub-field) over [start, stop)."""
+    if start >= stop and entries:
+        return field.array(entry_start=0, entry_stop=1)[:0]
+    return field.array(entry_start=start, entry_stop=stop)
+
+
+def _scrub(message: str, path: str) -> str:
+    """uproot quotes the file's absolute path; clients see the file name only."""
+    return message.replace(path, os.path.basename(path)) if path else message
+
+
+def _stored_as(branch) -> str:
+    """How a reduced-precision float branch is stored (Double32_t / Float16_t), else ''."""
+    interp = branch.interpretation
+    if isinstance(interp, uproot.interpretation.jagged.AsJagged):
+        interp = interp.content
+    if isinstance(interp, (AsDouble32, AsFloat16)):
+        kind = "Double32_t" if isinstance(interp, AsDouble32) else "Float16_t"
+        if interp.low == interp.high == 0:
+            return f"{kind}: float with a {interp.num_bits}-bit mantissa"
+        return f"{kind}: {interp.num_bits}-bit integer over [{interp.low:g}, {interp.high:g}]"
+    if "Double32_t" in (branch.typename or ""):
+        return "Double32_t: float32"
+    if "Float16_t" in (branch.typename or ""):
+        return "Float16_t: float32"
+    return ""
 
 
 def _leaf_names(tree) -> dict[str, str]:
@@ -77,32 +102,43 @@ def _leaf_names(tree) -> dict[str, str]:
 
 
 class RootReader(Reader):
-    def __init__(self, path: str, object_path: str, kind: str):
-        try:
-            # no array cache: memory stays bounded, and repeated reads are real reads
-            self._file = uproot.open(path, array_cache=None, object_cache=100)
-            self._obj = self._file[object_path]
-        except Exception as exc:  # uproot raises many types for broken files
-            raise SourceError(f"{path}: cannot open {object_path!r}: {exc}") from exc
+    """A TTree or RNTuple open for reads; every failure names the column and the entries."""
+
+    def __init__(self, path: str, object_path: str, kind: str, obj=None):
+        """Open ``object_path`` in ``path``, or use ``obj`` already open (the scan does)."""
+        self._file = None
+        if obj is None:
+            try:
+                # no array cache: memory stays bounded, and repeated reads are real reads
+                self._file = uproot.open(path, array_cache=None, object_cache=100)
+                obj = get_object(self._file, object_path)
+            except Exception as exc:  # uproot raises many types for broken files
+                raise SourceError(f"{os.path.basename(path)}: cannot open {object_path!r}: "
+                                  f"{_scrub(str(exc), path)}") from exc
+        self._obj = obj
+        self._path = path
+        self.object_path = object_path
         self.kind = kind
         self.entries = int(self._obj.num_entries)
         self._paths = _leaf_names(self._obj) if kind == "ttree" else None
-        self._lock = threading.Lock()
 
-    def _read_one(self, name: str, start: int, stop: int) -> pa.Array:
+    def column_array(self, name: str, start: int, stop: int) -> pa.Array:
+        """One column over [start, stop) as wire Arrow; raises ColumnUnreadable, never
+        uproot's or awkward's own exceptions (a KeyError from inside uproot is not a
+        missing dataset)."""
         try:
             if self._paths is not None:
-                branch = self._obj[self._paths[name]]
-                arr = branch.array(entry_start=start, entry_stop=stop, library="ak")
+                arr = _read_branch(self._obj[self._paths[name]], start, stop)
             else:
-                arr = self._obj.arrays([name], entry_start=start, entry_stop=stop)[name]
-        except KeyError:
-            raise
+                arr = _read_field(self._obj[name], self.entries, start, stop)
+            return _ak_to_arrow(arr)
         except Exception as exc:
+            what = "branch" if self._paths is not None else "field"
+            detail = _scrub(f"{type(exc).__name__}: {exc}", self._path).strip()[:500]
             raise ColumnUnreadable(
-                f"column {name!r}, entries {start}-{stop}: uproot cannot read it ({type(exc).__name__}: {exc})"
+                f"{what} {name!r} of {self.object_path!r}, entries {start}-{stop}: "
+                f"uproot cannot read it ({detail})"
             ) from exc
-        return _ak_to_arrow(arr)
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
@@ -112,7 +148,7 @@ class RootReader(Reader):
         # Largest branches first: with a few threads, starting the longest decompression
         # last would leave the other threads idle at the end.
         order = sorted(columns, key=self._size, reverse=True)
-        futures = {c: _POOL.submit(self._read_one, c, entry_start, entry_stop) for c in order}
+        futures = {c: _POOL.submit(self.column_array, c, entry_start, entry_stop) for c in order}
         return pa.Table.from_arrays([futures[c].result() for c in columns], names=list(columns))
 
     def _size(self, name: str) -> int:
@@ -124,7 +160,20 @@ class RootReader(Reader):
         return 0
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+
+
+TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD")
+RNTUPLE_CLASSES = ("ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+
+
+def _kind(cls: str) -> str | None:
+    if cls in TREE_CLASSES:
+        return "ttree"
+    if cls in RNTUPLE_CLASSES:
+        return "rntuple"
+    return histogram_kind(cls)
 
 
 class RootSource(Source):
@@ -135,60 +184,78 @@ class RootSource(Source):
         return head[:4] == b"root"
 
     def scan(self, path: str) -> list[DatasetInfo]:
+        name_only = os.path.basename(path)
         try:
             f = uproot.open(path)
         except Exception as exc:
-            raise SourceError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+            raise SourceError(f"{name_only}: not a readable ROOT file ({type(exc).__name__}: "
+                              f"{_scrub(str(exc), path)})") from exc
         with f:
-            found: list[DatasetInfo] = []
             # classnames() lists every cycle; keep the highest cycle of each name.
             best: dict[str, tuple[int, str]] = {}
             for key, cls in f.classnames(recursive=True).items():
                 name, _, cycle = key.rpartition(";")
-                if cls in ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple", "ROOT::Experimental::RNTuple"):
+                if _kind(cls) is not None:
                     c = int(cycle or 0)
                     if name not in best or c > best[name][0]:
                         best[name] = (c, cls)
+            found: list[DatasetInfo] = []
             for name, (_, cls) in sorted(best.items()):
+                kind = _kind(cls)
                 try:
-                    obj = f[name]
-                    if "RNTuple" in cls:
-                        found.append(self._scan_rntuple(name, obj))
+                    obj = get_object(f, name)
+                    if kind in HISTOGRAM_KINDS:
+                        found.append(scan_histogram(name, obj, kind))
+                        continue
+                    reader = RootReader(path, name, kind, obj)
+                    if kind == "rntuple":
+                        found.append(self._scan_rntuple(name, obj, reader))
                     else:
-                        found.append(self._scan_ttree(name, obj))
+                        found.append(self._scan_ttree(name, obj, reader))
                 except Exception as exc:
-                    raise SourceError(f"{path}: cannot read {name!r} ({type(exc).__name__}: {exc})") from exc
+                    raise SourceError(f"{name_only}: cannot read {name!r} "
+                                      f"({type(exc).__name__}: {_scrub(str(exc), path)})") from exc
             return found
 
-    def _probe(self, read, entries: int) -> tuple[pa.DataType | None, str]:
-        """Arrow type of one column and whether its first and last entries decode.
+    def _probe(self, reader: RootReader, name: str, boundaries: Sequence[int]) -> tuple[pa.DataType | None, str]:
+        """Arrow type of one column, and the reason it cannot be read ('' if it can).
 
-        Some branches read fine in their first basket and fail in a later one, so the
-        last entry is touched too.
+        The same reads a client's request makes: the first entry, the last one (some
+        branches fail only in a later basket) and the entry before the first cluster
+        boundary (reads end there; some uproot readers fail on exactly that stop).
         """
+        entries = reader.entries
         try:
-            arrow_type = _ak_to_arrow(read(0, 0)).type
-            if entries:
-                read(0, 1)
-                read(entries - 1, entries)
-            return arrow_type, ""
-        except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}".strip()[:500]
+            arrow_type = reader.column_array(name, 0, min(1, entries)).type
+            checks = {(entries - 1, entries)} if entries else set()
+            if len(boundaries) > 1 and boundaries[1] < entries:
+                checks.add((boundaries[1] - 1, boundaries[1]))
+            for a, b in sorted(checks):
+                got = reader.column_array(name, a, b).type
+                if got != arrow_type:
+                    return None, f"uproot gives type {got} at entry {a} but {arrow_type} at entry 0"
+        except ColumnUnreadable as exc:
+            cause = exc.__cause__
+            return None, _scrub(f"{type(cause).__name__}: {cause}", reader._path).strip()[:500]
+        if pa.types.is_null(arrow_type):
+            return None, "uproot reads it as an empty object type"
+        return arrow_type, ""
 
-    def _scan_ttree(self, name: str, tree) -> DatasetInfo:
+    def _scan_ttree(self, name: str, tree, reader: RootReader) -> DatasetInfo:
         entries = int(tree.num_entries)
+        try:
+            boundaries = tuple(int(x) for x in tree.common_entry_offsets())[:-1] or (0,)
+        except Exception:
+            boundaries = (0,)
         columns = []
-        for col, path in _leaf_names(tree).items():
+        for col, path in reader._paths.items():
             branch = tree[path]
             interp = branch.interpretation
             if isinstance(interp, uproot.interpretation.identify.UnknownInterpretation):
                 arrow_type, reason = None, f"uproot has no interpretation for {branch.typename or 'this branch'}"
             else:
-                arrow_type, reason = self._probe(
-                    lambda a, b, br=branch: br.array(entry_start=a, entry_stop=b, library="ak"), entries
-                )
-            if arrow_type is not None and pa.types.is_null(arrow_type):
-                arrow_type, reason = None, "uproot reads it as an empty object type"
+                arrow_type, reason = self._probe(reader, col, boundaries)
+            stored = _stored_as(branch)
             columns.append(
                 ColumnInfo(
                     name=col,
@@ -198,26 +265,42 @@ class RootSource(Source):
                     uncompressed_bytes=int(branch.uncompressed_bytes),
                     readable=arrow_type is not None,
                     reason=reason,
+                    metadata={"arrowroot.stored_as": stored} if stored else {},
                 )
             )
-        try:
-            boundaries = tuple(int(x) for x in tree.common_entry_offsets())[:-1] or (0,)
-        except Exception:
-            boundaries = (0,)
         attrs = {"title": str(tree.title or ""), "class": tree.classname}
         return DatasetInfo(name, "ttree", entries, tuple(columns), attrs, boundaries)
 
-    def _scan_rntuple(self, name: str, ntuple) -> DatasetInfo:
+    def _scan_rntuple(self, name: str, ntuple, reader: RootReader) -> DatasetInfo:
+        """Top-level fields are the columns (a record field is one struct column); only
+        when uproot cannot read a record field whole are its sub-fields listed instead."""
         entries = int(ntuple.num_entries)
-        columns = []
-        for col in ntuple.keys():
-            arrow_type, reason = self._probe(
-                lambda a, b, c=col: ntuple.arrays([c], entry_start=a, entry_stop=b)[c], entries
-            )
-            columns.append(ColumnInfo(name=col, arrow_type=arrow_type, source_type="RNTuple field",
-                                      readable=arrow_type is not None, reason=reason))
         boundaries = tuple(int(c.num_first_entry) for c in ntuple.cluster_summaries) or (0,)
+        columns: list[ColumnInfo] = []
+
+        def add(col: str) -> None:
+            arrow_type, reason = self._probe(reader, col, boundaries)
+            subs = ntuple[col].keys(recursive=False) if arrow_type is None else []
+            columns.append(ColumnInfo(name=col, arrow_type=arrow_type, source_type=_field_type(ntuple[col]),
+                                      readable=arrow_type is not None,
+                                      reason=reason + ("; its sub-fields are listed as columns" if subs else "")))
+            for sub in subs:
+                add(f"{col}.{sub}")
+
+        for col in ntuple.keys(recursive=False):
+            add(col)
         return DatasetInfo(name, "rntuple", entries, tuple(columns), {"class": "ROOT::RNTuple"}, boundaries)
 
     def open(self, path: str, object_path: str, kind: str) -> Reader:
+        if kind in HISTOGRAM_KINDS:
+            return HistogramReader(path, object_path, kind)
         return RootReader(path, object_path, kind)
+
+
+def _field_type(field) -> str:
+    """The C++ type ROOT recorded for an RNTuple field (as uproot exposes it)."""
+    for attr in ("typename", "type_name"):
+        value = getattr(field, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return "RNTuple field"
