@@ -12,7 +12,8 @@ The rewrite must respect how Arrow represents slices, at every nesting level:
   ``flatten()``, which skips them, cannot be used to find the child's range);
 * fixed-size lists, whose child range is ``offset * size`` to ``(offset + length) * size``.
 
-Only offsets are rewritten; values buffers are reused as they are (zero copy).
+Only offsets are rewritten; values buffers are reused as they are (zero copy). String
+values that are not valid UTF-8 get U+FFFD for the bad bytes (``valid_utf8``).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def to_wire(array: pa.Array | pa.ChunkedArray) -> pa.Array:
             offsets = pa.array(buffer_view(array, 2, pa.int32()).to_numpy())
             return pa.UnionArray.from_dense(types, offsets, children, names, codes)
         return pa.UnionArray.from_sparse(types, children, names, codes)
-    if pa.types.is_large_string(t):
-        return array.cast(pa.string())
+    if pa.types.is_large_string(t) or pa.types.is_string(t):
+        return valid_utf8(array.cast(pa.string()))
     if pa.types.is_large_binary(t):
         return array.cast(pa.binary())
     return array
@@ -81,6 +82,20 @@ def _wire_fields(t: pa.StructType, arrays: list[pa.Array]):
     for i, arr in enumerate(arrays):
         f = t.field(i)
         yield pa.field(f.name, arr.type, nullable=True, metadata=f.metadata)
+
+
+def valid_utf8(array: pa.Array) -> pa.Array:
+    """A string array that is valid UTF-8: bytes that are not (ROOT ``char*`` branches
+    can hold anything) are replaced by U+FFFD, as ``bytes.decode(errors="replace")``.
+
+    Arrow requires UTF-8 in string arrays; clients fail on the whole batch otherwise.
+    """
+    try:
+        array.validate(full=True)
+        return array
+    except pa.ArrowInvalid:
+        raw = array.cast(pa.binary()).to_pylist()
+        return pa.array([None if b is None else b.decode("utf-8", errors="replace") for b in raw], pa.string())
 
 
 def wire_type(t: pa.DataType) -> pa.DataType:
