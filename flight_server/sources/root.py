@@ -69,6 +69,23 @@ def _read_field(field, entries: int, start: int, stop: int) -> ak.Array:
     return field.array(entry_start=start, entry_stop=stop)
 
 
+def _same_values(a: pa.Array, b: pa.Array) -> bool:
+    """Equal arrays, NaN equal to NaN (Array.equals counts NaN as different)."""
+    if a.equals(b):
+        return True
+    return a.type == b.type and _same_py(a.to_pylist(), b.to_pylist())
+
+
+def _same_py(x, y) -> bool:
+    if isinstance(x, float) and isinstance(y, float):
+        return x == y or (x != x and y != y)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same_py(u, v) for u, v in zip(x, y))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same_py(x[k], y[k]) for k in x)
+    return x == y
+
+
 def _scrub(message: str, path: str) -> str:
     """uproot quotes the file's absolute path; clients see the file name only."""
     return message.replace(path, os.path.basename(path)) if path else message
@@ -217,12 +234,15 @@ class RootSource(Source):
                                       f"({type(exc).__name__}: {_scrub(str(exc), path)})") from exc
             return found
 
-    def _probe(self, reader: RootReader, name: str, boundaries: Sequence[int]) -> tuple[pa.DataType | None, str]:
+    def _probe(self, reader: RootReader, name: str, boundaries: Sequence[int],
+               baskets: Sequence[int] | None = None) -> tuple[pa.DataType | None, str]:
         """Arrow type of one column, and the reason it cannot be read ('' if it can).
 
         The same reads a client's request makes: the first entry, the last one (some
-        branches fail only in a later basket) and the entry before the first cluster
-        boundary (reads end there; some uproot readers fail on exactly that stop).
+        branches fail only in a later basket), the entry before the first cluster
+        boundary (reads end there; some uproot readers fail on exactly that stop), and for
+        a TTree branch its first two baskets together and apart (``baskets``: the
+        branch's basket start entries).
         """
         entries = reader.entries
         try:
@@ -234,6 +254,15 @@ class RootSource(Source):
                 got = reader.column_array(name, a, b).type
                 if got != arrow_type:
                     return None, f"uproot gives type {got} at entry {a} but {arrow_type} at entry 0"
+            if baskets is not None and len(baskets) > 2:
+                # the first two baskets read together must equal them read one by one:
+                # requests are cut anywhere, so a decoding that depends on the range is wrong
+                b1, b2 = baskets[1], baskets[2]
+                whole = reader.column_array(name, 0, b2)
+                parts = pa.concat_arrays([reader.column_array(name, 0, b1), reader.column_array(name, b1, b2)])
+                if not _same_values(whole, parts):
+                    return None, (f"uproot decodes it inconsistently: entries 0-{b2} read at once differ from "
+                                  f"the same entries read as 0-{b1} and {b1}-{b2}")
         except ColumnUnreadable as exc:
             cause = exc.__cause__
             return None, _scrub(f"{type(cause).__name__}: {cause}", reader._path).strip()[:500]
@@ -254,7 +283,8 @@ class RootSource(Source):
             if isinstance(interp, uproot.interpretation.identify.UnknownInterpretation):
                 arrow_type, reason = None, f"uproot has no interpretation for {branch.typename or 'this branch'}"
             else:
-                arrow_type, reason = self._probe(reader, col, boundaries)
+                baskets = [int(x) for x in branch.entry_offsets]
+                arrow_type, reason = self._probe(reader, col, boundaries, baskets)
             stored = _stored_as(branch)
             columns.append(
                 ColumnInfo(
