@@ -86,8 +86,8 @@ def main() -> None:
                     pass
                 time.sleep(0.1)
             for name in ("cube", "line"):
-                t_local, local = best(lambda: local_table(root / "hists.root", name), args.repeat)
-                t_server, served = best(lambda: client.read(f"hists.root:{name}"), args.repeat)
+                t_local, local = best(lambda n=name: local_table(root / "hists.root", n), args.repeat)
+                t_server, served = best(lambda n=name: client.read(f"hists.root:{n}"), args.repeat)
                 assert served.num_rows == local.num_rows
                 for col in local.column_names:
                     assert served[col].equals(local[col]), col

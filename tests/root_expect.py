@@ -24,7 +24,7 @@ def lookup(f, name: str):
     try:
         return f[name]
     except uproot.KeyInFileError:
-        for full, obj in f.iteritems(recursive=False, cycle=False, filter_name=lambda n: n == name):
+        for _, obj in f.iteritems(recursive=False, cycle=False, filter_name=lambda n: n == name):
             return obj
         raise
 
@@ -143,7 +143,8 @@ class Tally:
 
     def summary(self, corpus: str) -> str:
         lines = [f"{corpus}: {self.trees} trees, {self.rntuples} RNTuples, {self.histograms} histograms served; "
-                 f"columns {self.readable}/{self.columns} readable (uproot: {self.uproot_readable}); {self.compared} compared equal; {len(self.missed)} readable by uproot but not served; "
+                 f"columns {self.readable}/{self.columns} readable (uproot: {self.uproot_readable}); "
+                 f"{self.compared} compared equal; {len(self.missed)} readable by uproot but not served; "
                  f"{len(self.inconsistent)} that uproot reads with range-dependent values"]
         reasons: dict[str, int] = {}
         for reason in self.unreadable.values():

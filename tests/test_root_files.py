@@ -8,7 +8,6 @@ ROOT); other files here are written by uproot in the test (histograms, RNTuples)
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 

@@ -10,7 +10,6 @@ which uproot interprets far more often than the object as a whole.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 

@@ -26,11 +26,14 @@ def get_object(directory, path: str):
         if not isinstance(d, uproot.ReadOnlyDirectory):
             continue
         name = "/".join(parts[i:])
-        found = {}
-        for full, cls in d.iterclassnames(recursive=False, cycle=True, filter_name=lambda n: n == name):
-            found[int(full.rpartition(";")[2] or 0)] = full
-        if found:
-            cycle = max(found)
-            return next(obj for full, obj in d.iteritems(recursive=False, cycle=True, filter_name=lambda n: n == name)
-                        if int(full.rpartition(";")[2] or 0) == cycle)
+
+        def same_name(n: str, name: str = name) -> bool:
+            return n == name
+
+        cycles = [int(full.rpartition(";")[2] or 0)
+                  for full in d.iterkeys(recursive=False, cycle=True, filter_name=same_name)]
+        if cycles:
+            top = max(cycles)
+            return next(obj for full, obj in d.iteritems(recursive=False, cycle=True, filter_name=same_name)
+                        if int(full.rpartition(";")[2] or 0) == top)
     raise uproot.KeyInFileError(path)
