@@ -10,6 +10,7 @@ which uproot interprets far more often than the object as a whole.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -137,6 +138,8 @@ class RootReader(Reader):
         self.kind = kind
         self.entries = int(self._obj.num_entries)
         self._paths = _leaf_names(self._obj) if kind == "ttree" else None
+        self._nodes: dict[str, object] = {}
+        self._lock = threading.Lock()
 
     def column_array(self, name: str, start: int, stop: int) -> pa.Array:
         """One column over [start, stop) as wire Arrow; raises ColumnUnreadable, never
@@ -144,9 +147,9 @@ class RootReader(Reader):
         missing dataset)."""
         try:
             if self._paths is not None:
-                arr = _read_branch(self._obj[self._paths[name]], start, stop)
+                arr = _read_branch(self._node(name), start, stop)
             else:
-                arr = _read_field(self._obj[name], self.entries, start, stop)
+                arr = _read_field(self._node(name), self.entries, start, stop)
             return _ak_to_arrow(arr)
         except Exception as exc:
             what = "branch" if self._paths is not None else "field"
@@ -155,6 +158,26 @@ class RootReader(Reader):
                 f"{what} {name!r} of {self.object_path!r}, entries {start}-{stop}: "
                 f"uproot cannot read it ({detail})"
             ) from exc
+
+    def _node(self, name: str):
+        """The branch (or RNTuple field) of a column, its interpretation resolved once.
+
+        uproot works out interpretations lazily from the file's streamers, and doing
+        that from several reading threads at once can fail ("none of the rules
+        matched"); the lock makes the first lookup of each column single-threaded.
+        """
+        node = self._nodes.get(name)
+        if node is None:
+            with self._lock:
+                node = self._nodes.get(name)
+                if node is None:
+                    if self._paths is not None:
+                        node = self._obj[self._paths[name]]
+                        node.interpretation  # noqa: B018 - resolve it now, under the lock
+                    else:
+                        node = self._obj[name]
+                    self._nodes[name] = node
+        return node
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
@@ -170,7 +193,7 @@ class RootReader(Reader):
     def _size(self, name: str) -> int:
         try:
             if self._paths is not None:
-                return int(self._obj[self._paths[name]].uncompressed_bytes)
+                return int(self._node(name).uncompressed_bytes)
         except Exception:
             pass
         return 0
