@@ -40,7 +40,7 @@ def test_files_in_time_order_with_a_gap():
     a, b, gap, c = plan.parts
     assert (a.member, a.start, a.stop) == (0, 80, 160)         # members sorted: a, b, c
     assert (b.member, b.start, b.stop) == (1, 0, 160)
-    assert (gap.start, gap.stop, gap.samples) == (120.0, 125.0, 80)
+    assert (gap.start, gap.stop, gap.samples, gap.between) == (120.0, 125.0, 80, True)
     assert (c.member, c.start, c.stop) == (2, 0, 32)
     assert plan.rows == 80 + 160 + 32 and plan.rows_with_fill() == plan.rows + 80
 
@@ -49,7 +49,7 @@ def test_outside_coverage_is_an_empty_read_with_gaps():
     members = [("a.h5", rec(100.0, 160))]
     before = plan_time(members, 50.0, 60.0)
     assert before.rows == 0 and [g.as_dict() for g in before.gaps] == [{"start": 50.0, "stop": 60.0,
-                                                                        "samples": 160}]
+                                                                        "samples": 160, "between": False}]
     after = plan_time(members, 109.5, 112.0)
     assert after.rows == 8 and [(g.start, g.stop, g.samples) for g in after.gaps] == [(110.0, 112.0, 32)]
 

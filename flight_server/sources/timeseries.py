@@ -404,9 +404,10 @@ class Gap:
     stop: float
     samples: int
     t0_ns: int = 0
+    between: bool = False       # data on both sides (else before the first or after the last sample)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "stop": self.stop, "samples": self.samples}
+        return {"start": self.start, "stop": self.stop, "samples": self.samples, "between": self.between}
 
 
 @dataclass(frozen=True)
@@ -486,6 +487,10 @@ def plan_time(members: list[tuple[str, dict[str, Any]]], start: float | None, st
     if hi > cursor + tol:
         last = members[-1][1]
         gap(cursor, hi, last["t0"], last["t0_ns"])
+    pieces = [i for i, p in enumerate(parts) if isinstance(p, Piece)]
+    if pieces:
+        parts = [Gap(p.start, p.stop, p.samples, p.t0_ns, pieces[0] < i < pieces[-1]) if isinstance(p, Gap) else p
+                 for i, p in enumerate(parts)]
     return TimePlan(tuple(parts), rate, scale, first.get("channel", ""))
 
 
