@@ -143,6 +143,16 @@ def _nbytes(obj: h5py.HLObject) -> int:
     return sum(_nbytes(v) for v in obj.values())
 
 
+def _column_bytes(obj: h5py.HLObject, node: Node) -> int:
+    """Bytes a column takes once read (encoded waveforms count decoded: the planner sizes
+    endpoints and reads by it)."""
+    if node.kind == "encoded":
+        return 4 * _decoded_samples(obj, node)
+    if node.kind == "struct":
+        return sum(_column_bytes(obj[c.path.rsplit("/", 1)[-1]], c) for c in node.children)
+    return _nbytes(obj)
+
+
 def _decoded_samples(obj: h5py.Group, node: Node) -> int:
     """Samples an encoded column decodes to (the catalog's uncompressed size)."""
     assert node.encoded is not None
@@ -314,7 +324,8 @@ class Lh5Source(Source):
                 columns.append(ColumnInfo(key, node.arrow_type, dt, compressed_bytes=lh5_encoded.nbytes(obj),
                                           uncompressed_bytes=4 * _decoded_samples(obj, node), metadata=meta))
                 continue
-            columns.append(ColumnInfo(key, node.arrow_type, dt, uncompressed_bytes=_nbytes(obj), metadata=meta))
+            columns.append(ColumnInfo(key, node.arrow_type, dt, uncompressed_bytes=_column_bytes(obj, node),
+                                      metadata=meta))
         attrs: dict[str, Any] = {k: v for k, v in attributes(group).items() if k != "datatype"}
         attrs["lh5.datatype"] = datatype_of(group)
         series = timeseries.describe_lh5_table(name, group)
