@@ -91,3 +91,17 @@ def test_time_values():
     assert u.type == pa.timestamp("ns", tz="UTC")
     assert [v.value for v in u] == [1767225600 * 10**9 + k * 250_000_000 for k in range(3)]
     assert isinstance(plan_time([("a", rec(0.0, 4))], 10.0, 11.0).parts[0], Gap)
+
+
+def test_combine_members_and_plan_from_the_summary():
+    from arrowroot.flight_server.sources.timeseries import combine, members_of
+    recs = [rec(100.0, 160), rec(110.0, 160), rec(130.0, 16)]
+    summary = combine(recs)
+    assert (summary["t0"], summary["t_end"], summary["count"], summary["rate"]) == (100.0, 131.0, 336, 16.0)
+    members = members_of(summary)
+    assert [m["t_end"] for m in members] == [110.0, 120.0, 131.0]
+    plan = plan_time(list(zip(["a", "b", "c"], members)), 119.0, 131.0)
+    assert [(type(p).__name__, getattr(p, "samples", None)) for p in plan.parts] == [
+        ("Piece", None), ("Gap", 160), ("Piece", None)]
+    assert combine([recs[0], None]) is None
+    assert combine([recs[0], {"convention": "lh5", "layout": "waveforms"}]) is None

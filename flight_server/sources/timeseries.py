@@ -509,3 +509,31 @@ def time_type(scale: str) -> "pa.DataType":
     import pyarrow as pa
 
     return pa.timestamp("ns", tz="UTC") if scale == "utc" else pa.float64()
+
+
+def combine(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The ``timeseries`` record of a multi-file dataset from its members' records (in part
+    order): the channel's summary plus ``parts`` = ``[[t0, t0_ns, count, rate], ...]``, which the
+    planner turns into per-file time ranges. None unless every member is a continuous series."""
+    if not records or any(r is None or "rate" not in r or "t0" not in r for r in records):
+        return None
+    first = records[0]
+    out = {k: first.get(k) for k in ("convention", "channel", "unit", "scale", "rate", "dt", "dtype")}
+    out["t0"] = min(r["t0"] for r in records)
+    out["t0_ns"] = min(r["t0_ns"] for r in records)
+    out["t_end"] = max(r["t_end"] for r in records)
+    out["count"] = sum(int(r["count"]) for r in records)
+    out["parts"] = [[r["t0"], r["t0_ns"], int(r["count"]), r["rate"]] for r in records]
+    channels = {r.get("channel") for r in records}
+    if len(channels) > 1:
+        out["channels"] = sorted(str(c) for c in channels)[:100]
+    return out
+
+
+def members_of(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-part records back from a combined summary (what ``plan_time`` takes)."""
+    out = []
+    for t0, t0_ns, count, rate in summary["parts"]:
+        out.append({"t0": t0, "t0_ns": t0_ns, "count": count, "rate": rate, "t_end": t0 + count / rate,
+                    "scale": summary.get("scale", "gps"), "channel": summary.get("channel")})
+    return out
