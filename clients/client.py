@@ -66,6 +66,9 @@ def _request(
     entry_stop: int | None = None,
     filter_name: Sequence[str] | str | None = None,
     cut: str | None = None,
+    time: tuple[Any, Any] | None = None,
+    with_time: bool = False,
+    fill_gaps: bool = False,
 ) -> pb.ReadRequest:
     """A ReadRequest from the client's keywords, also in uproot's spellings: ``entry_start``/
     ``entry_stop`` or ``entries=slice(a, b)`` for ``entries=(a, b)``, ``filter_name`` (a glob or a
@@ -87,6 +90,16 @@ def _request(
         if entries is not None:
             raise ValueError("give entries or entry_start/entry_stop, not both")
         entries = (entry_start, entry_stop)
+    for name, value in zip(("time_start", "time_stop"), time or (None, None)):
+        if value is None:
+            continue
+        if isinstance(value, str):
+            setattr(msg, name + "_iso", value)
+        elif hasattr(value, "isoformat"):          # datetime (naive = UTC)
+            setattr(msg, name + "_iso", value.isoformat())
+        else:
+            setattr(msg, name, float(value))
+    msg.with_time, msg.fill_gaps = with_time, fill_gaps
     if isinstance(columns, str):
         columns = [columns]
     msg.columns.extend(columns or [])
@@ -368,6 +381,53 @@ class Client:
                 while not q.empty():
                     q.get_nowait()
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def channels(self, channel: str = "*", **criteria: Any) -> pa.Table:
+        """Time-series datasets whose channel matches a glob (``rate=[lo, hi]``, ``unit=``,
+        ``time=[a, b]`` narrow it), like gwpy's ``find``: name, channel, rate, unit, scale, t0, t_end."""
+        payload = json.dumps({"channel": channel, **criteria}).encode()
+        rows: dict[str, list] = {k: [] for k in ("name", "channel", "rate", "unit", "scale", "t0", "t_end")}
+        with translate():
+            for info in self._flight.list_flights(payload, options=self._options()):
+                attrs = json.loads((info.schema.metadata or {}).get(b"arrowroot.attributes", b"{}"))
+                series = attrs.get("timeseries") or {}
+                rows["name"].append(info.descriptor.path[0].decode())
+                for k in ("channel", "rate", "unit", "scale", "t0", "t_end"):
+                    rows[k].append(series.get(k))
+        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("channel", pa.string()),
+                                                ("rate", pa.float64()), ("unit", pa.string()),
+                                                ("scale", pa.string()), ("t0", pa.float64()),
+                                                ("t_end", pa.float64())]))
+
+    def read_timeseries(self, channel: str, start: Any = None, end: Any = None, *, dataset: str | None = None,
+                        library: str = "pa", with_time: bool = True, fill_gaps: bool | None = None,
+                        column: str | None = None, **kwargs: Any) -> Any:
+        """Samples of one channel with start <= t < end (seconds in the channel's time scale,
+        ISO-8601 strings or datetimes). The channel is found by name (``channels``) unless
+        ``dataset`` names it. ``library``: "pa" (pyarrow.Table with a ``time`` column and the
+        gaps in its ``arrowroot.timeseries`` metadata), "gwpy" (a gwpy TimeSeries with t0, dt,
+        unit, channel; gaps filled with NaN) or "pd" (a DataFrame indexed by time)."""
+        from .timeseries import series_meta, to_gwpy, to_pandas
+
+        if dataset is None:
+            found = self.channels(channel)["name"].to_pylist()
+            if len(found) != 1:
+                from .errors import InvalidRequest
+                raise InvalidRequest(f"channel {channel!r}: " + (
+                    "no time-series dataset has it" if not found else
+                    f"{len(found)} datasets have it ({', '.join(found[:5])}); pass dataset="))
+            dataset = found[0]
+        if fill_gaps is None:
+            fill_gaps = library == "gwpy"
+        table = self.read(dataset, column, time=(start, end), with_time=with_time and library != "gwpy",
+                          fill_gaps=fill_gaps, **kwargs)
+        meta = series_meta(table.schema)
+        if library == "gwpy":
+            name = column or next(n for n in table.column_names if n != "time")
+            return to_gwpy(table, name, meta)
+        if library in ("pd", "pandas"):
+            return to_pandas(table, meta)
+        return convert(table, library)
 
     def read(self, dataset: str, columns: Sequence[str] | str | None = None,
              entries: tuple[int | None, int | None] | None = None, *, library: str = "pa",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from arrowroot.flight_server.sources.timeseries import (
-    Gap, Piece, gps_to_utc, parse_iso, plan_time, record, time_values, to_scale, utc_to_gps,
+from arrowroot.flight_server.core.timeranges import (
+    Gap, Piece, combine, gps_to_utc, members_of, parse_iso, plan_time, time_values, to_scale, utc_to_gps,
 )
+from arrowroot.flight_server.sources.timeseries import record
 
 
 def rec(t0: float, count: int, rate: float = 16.0, scale: str = "gps") -> dict:
@@ -94,7 +95,6 @@ def test_time_values():
 
 
 def test_combine_members_and_plan_from_the_summary():
-    from arrowroot.flight_server.sources.timeseries import combine, members_of
     recs = [rec(100.0, 160), rec(110.0, 160), rec(130.0, 16)]
     summary = combine(recs)
     assert (summary["t0"], summary["t_end"], summary["count"], summary["rate"]) == (100.0, 131.0, 336, 16.0)

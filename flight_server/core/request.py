@@ -20,6 +20,16 @@ class ReadSpec:
     files: str = ""
     channels: tuple[str, ...] = ()
     allow_missing: bool = False
+    # Read by time (sources/timeseries.py): bounds in the channel's seconds, or ISO-8601 strings.
+    time_start: float | str | None = None
+    time_stop: float | str | None = None
+    with_time: bool = False
+    fill_gaps: bool = False
+
+    @property
+    def by_time(self) -> bool:
+        """Whether this is a read by time (any time field set)."""
+        return self.time_start is not None or self.time_stop is not None or self.with_time or self.fill_gaps
 
 
 def dataset_name(text: str) -> str:

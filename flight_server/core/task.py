@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from arrowroot.flight_server.core.shapes import sliced_field
+from arrowroot.flight_server.core.timeranges import time_type
 
 ENTRY_COLUMN = "entry"
+TIME_COLUMN = "time"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class PartRead:
     boundaries: tuple[int, ...] = ()   # local cluster/chunk starts inside (start, stop)
     channel: str | None = None         # per-channel datasets: this part's channel id
     absent: tuple[str, ...] = ()       # columns this file lacks (read as nulls)
+    time0: float = 0.0                 # time reads: time of local entry 0 (seconds) ...
+    time0_ns: int = 0                  # ... and as integer ns (UTC time columns)
+    fill: int = 0                      # time reads with fill_gaps: this many null rows, no file
 
     @property
     def global_start(self) -> int:
@@ -60,6 +65,8 @@ class ReadTask:
     chunk_rows: int = 1 << 20      # rows per read from a file (read one ahead)
     principal: str = ""
     expires: float = 0.0           # unix time after which the ticket is refused (0 = never)
+    time_scale: str = ""           # with_time: "gps" (float64 seconds) or "utc" (timestamp[ns]) time column
+    time_rate: float = 0.0         # time reads: samples per second
 
     @property
     def entry_start(self) -> int:
@@ -76,6 +83,8 @@ class ReadTask:
     def output_schema(self) -> pa.Schema:
         """What the stream carries: the output columns (sliced), the entry column first if asked."""
         fields = [sliced_field(self.read_schema.field(c), self.slices) for c in self.columns]
+        if self.time_scale:
+            fields.insert(0, pa.field(TIME_COLUMN, time_type(self.time_scale), nullable=False))
         if self.with_entry_numbers:
             fields.insert(0, pa.field(ENTRY_COLUMN, pa.int64(), nullable=False))
         return pa.schema(fields, metadata=self.read_schema.metadata)

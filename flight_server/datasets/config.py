@@ -15,6 +15,8 @@ ATTR_MISSING = "arrowroot.missing"        # column → member names ("path:objec
 ATTR_FINGERPRINT = "arrowroot.fingerprint"
 ATTR_KEYS = "file_keys"                   # key field → type
 ATTR_CHANNEL = "channel_column"
+TIMESERIES_KEY = "timeseries"             # a channel's time-series record (sources/timeseries.py)
+ATTR_TIMESERIES_PARTS = "arrowroot.timeseries_parts"   # multi-file channels: [[t0, t0_ns, count, rate]] per part
 
 
 # ---------------------------------------------------------------- configuration
@@ -34,6 +36,7 @@ class Declared:
 class Config:
     datasets: tuple[Declared, ...] = ()
     folder_datasets: bool = True
+    timeseries: dict = field(default_factory=dict)   # [timeseries.NAME] site mappings (sources/timeseries.py)
 
 
 def load_config(root: Path) -> Config:
@@ -45,9 +48,13 @@ def load_config(root: Path) -> Config:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{CONFIG_NAME}: {exc}") from None
-    unknown = set(data) - {"dataset", "folder_datasets"}
+    unknown = set(data) - {"dataset", "folder_datasets", "timeseries"}
     if unknown:
-        raise ValueError(f"{CONFIG_NAME}: unknown top-level keys {sorted(unknown)}; known: dataset, folder_datasets")
+        raise ValueError(f"{CONFIG_NAME}: unknown top-level keys {sorted(unknown)}; "
+                         "known: dataset, folder_datasets, timeseries")
+    series = data.get("timeseries", {})
+    if not isinstance(series, dict) or not all(isinstance(v, dict) for v in series.values()):
+        raise ValueError(f"{CONFIG_NAME}: timeseries must hold tables ([timeseries.NAME] t0 = ..., rate = ...)")
     out = []
     for i, d in enumerate(data.get("dataset", [])):
         where = f"{CONFIG_NAME}: dataset[{i}]"
@@ -75,4 +82,4 @@ def load_config(root: Path) -> Config:
     folder = data.get("folder_datasets", True)
     if not isinstance(folder, bool):
         raise ValueError(f"{CONFIG_NAME}: folder_datasets must be true or false")
-    return Config(tuple(out), folder)
+    return Config(tuple(out), folder, dict(series))

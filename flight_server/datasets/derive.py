@@ -18,8 +18,10 @@ import pyarrow as pa
 
 from arrowroot.catalog.models import ColumnRecord, DatasetRecord, NewDataset, PartRecord
 from arrowroot.catalog.store import Catalog
+from arrowroot.flight_server.core.timeranges import combine
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_FINGERPRINT, ATTR_KEYS, ATTR_MISSING,
-                                                     CONFIG_NAME, load_config)
+                                                     ATTR_TIMESERIES_PARTS, CONFIG_NAME, TIMESERIES_KEY,
+                                                     load_config)
 from arrowroot.flight_server.lang import filekeys
 
 log = logging.getLogger("arrowroot.multifile")
@@ -178,6 +180,10 @@ def unify(name: str, members: Sequence[Member], schemas: _SchemaCache, channel_c
         attrs[ATTR_CHANNEL] = channel_column
         chans = sorted({m.channel for m in members}, key=natural_key)
         attrs["channels"] = chans if len(chans) <= 1000 else len(chans)
+    series = combine([m.rec.attributes.get(TIMESERIES_KEY) for m in members])
+    if series is not None:  # one channel over many files: its summary, and per-file times for the planner
+        attrs[ATTR_TIMESERIES_PARTS] = series.pop("parts")
+        attrs[TIMESERIES_KEY] = series
     if drift:
         attrs["schema_drift"] = {k: v for k, v in drift.items() if k != "dataset"}
     if missing:

@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
-from arrowroot.flight_server.core.task import ENTRY_COLUMN, PartRead, ReadTask
+from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
+from arrowroot.flight_server.core.timeranges import time_type
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 from arrowroot.flight_server.sources import Reader
@@ -66,6 +67,8 @@ class Chunk:
     first_entry: int            # global entry number of the chunk's first entry
     scanned: int
     passed: np.ndarray | None = None  # indices (within the chunk) of the passing entries
+    part: PartRead | None = None      # where it was read (time reads: the time column comes from it)
+    local_start: int = 0
 
 
 class Execution:
@@ -135,8 +138,11 @@ class Execution:
         """
         task = self.task
         first = part.entry_offset + a
+        if part.fill:  # a gap of a time read, filled: null rows, no file
+            nulls = [pa.nulls(b - a, self.schema.field(c).type) for c in task.columns]
+            return Chunk(pa.Table.from_arrays(nulls, names=list(task.columns)), first, 0, None, part, a)
         if self.cut is None:
-            return Chunk(self.read_part(reader, part, a, b), first, b - a)
+            return Chunk(self.read_part(reader, part, a, b), first, b - a, None, part, a)
         cut_columns = self.cut_columns or task.columns[:1]  # a constant cut still needs the row count
         reuse = set(cut_columns) if not task.slices else set()
         rest = [c for c in task.columns if c not in reuse]
@@ -149,12 +155,23 @@ class Execution:
         mask = self.cut.mask(cut_table)
         passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         if len(passed) == 0:
-            return Chunk(None, first, b - a, passed)
+            return Chunk(None, first, b - a, passed, part, a)
         if rest and rest_table is None:
             rest_table = self.read_part(reader, part, a, b, rest)
         keep = pa.array(passed)
         columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in task.columns]
-        return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed)
+        return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed, part, a)
+
+    def time_column(self, chunk: Chunk, rows: int) -> pa.Array:
+        """The ``time`` of a chunk's rows: the part's time of local entry 0 plus index / rate."""
+        part, rate = chunk.part, self.task.time_rate
+        assert part is not None
+        index = (chunk.passed.astype(np.float64) if chunk.passed is not None
+                 else np.arange(rows, dtype=np.float64)) + chunk.local_start
+        if self.task.time_scale == "utc":
+            ns = part.time0_ns + np.round(index * (1e9 / rate)).astype(np.int64)
+            return pa.array(ns, type=time_type("utc"))
+        return pa.array(part.time0 + index / rate, type=pa.float64())
 
 
 def _entries(part: PartRead, a: int, b: int) -> str:
@@ -186,10 +203,12 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 if gone():
                     ahead.put(Cancelled("the request was cancelled"))
                     return
-                reader = readers.get(part, task.format, task.kind)
+                reader = None if part.fill else readers.get(part, task.format, task.kind)
                 try:
                     chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
                 except (SourceError, OSError) as exc:  # the file broke, or went away under us
+                    if part.fill:
+                        raise
                     readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
                     if isinstance(exc, SourceError):
                         raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
@@ -238,6 +257,9 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 else:
                     numbers = np.arange(chunk.first_entry, chunk.first_entry + table.num_rows, dtype=np.int64)
                 table = table.add_column(0, ENTRY_COLUMN, pa.array(numbers))
+            if task.time_scale:
+                table = table.add_column(1 if task.with_entry_numbers else 0, TIME_COLUMN,
+                                         ex.time_column(chunk, table.num_rows))
             table = pa.Table.from_arrays(table.columns, schema=out_schema)
             for batch in split_batches(table, task.batch_rows, task.batch_bytes):
                 stats.rows += batch.num_rows

@@ -21,8 +21,9 @@ from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
 from arrowroot.flight_server.core.errors import InvalidRequest, quote
+from arrowroot.flight_server.datasets.config import CONFIG_NAME, load_config
 from arrowroot.flight_server.datasets.derive import derive
-from arrowroot.flight_server.sources import DatasetInfo, detect
+from arrowroot.flight_server.sources import DatasetInfo, detect, timeseries
 from arrowroot.flight_server.sources.base import without_paths
 
 log = logging.getLogger("arrowroot.indexer")
@@ -173,6 +174,7 @@ class Indexer:
         t0 = time.perf_counter()
         report = IndexReport()
         sub = self.normalise(sub)
+        self._configure_timeseries(report)
         on_disk = self.walk(sub)
         # workspace files (uploads, skims) are registered by the workspace, never indexed here
         owned = self.catalog.workspace_paths()
@@ -224,6 +226,19 @@ class Indexer:
                  sub or str(self.root), report.added, report.updated, report.removed, report.unchanged,
                  len(report.errors), report.seconds)
         return report
+
+    def _configure_timeseries(self, report: IndexReport) -> None:
+        """arrowroot.toml's [timeseries.*] site mappings for this run's scans (errors reported)."""
+        timeseries.configure(())
+        try:
+            sites = load_config(self.root).timeseries
+        except ValueError:
+            return  # derive() reports a faulty arrowroot.toml
+        try:
+            timeseries.configure(sites)
+        except ValueError as exc:
+            report.errors.append((CONFIG_NAME, str(exc)))
+            log.warning("%s: %s", CONFIG_NAME, exc)
 
     def scan_file(self, rel: str, st: os.stat_result) -> FileUpdate:
         """What the catalog should hold for one file (nothing is written here)."""

@@ -11,6 +11,7 @@ requested columns.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -21,13 +22,17 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.shapes import sliced_field
-from arrowroot.flight_server.core.task import ENTRY_COLUMN, PartRead, ReadTask
-from arrowroot.flight_server.datasets.config import ATTR_CHANNEL, ATTR_MISSING
+from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
+from arrowroot.flight_server.core.timeranges import Gap, members_of, plan_time, time_type, to_scale
+from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_PARTS,
+                                                     TIMESERIES_KEY)
 from arrowroot.flight_server.datasets.select import select_ranges
 from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 
 GLOB_CHARS = set("*?[")
+META_TIMESERIES = b"arrowroot.timeseries"
+MAX_FILL_ROWS = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Plan:
     #: what the client should know about the answer, sent as FlightInfo.app_metadata (JSON):
     #: e.g. {"skipped_columns": [{"name": ..., "reason": ...}]} when "all columns" left some out
     notes: dict = field(default_factory=dict)
+    rows: int | None = None       # time reads: rows the stream carries (filled gaps included)
 
     @property
     def entries(self) -> int:
@@ -63,11 +69,13 @@ class Plan:
     @property
     def total_records(self) -> int:
         """Rows the stream will carry: -1 (unknown) when a cut decides."""
-        return -1 if self.cut is not None else self.entries
+        if self.cut is not None:
+            return -1
+        return self.entries if self.rows is None else self.rows
 
     @property
     def total_bytes(self) -> int:
-        return -1 if self.cut is not None else int(self.entries * self.bytes_per_entry)
+        return -1 if self.cut is not None else int(self.total_records * self.bytes_per_entry)
 
 
 def dataset_schema(rec: DatasetRecord) -> pa.Schema:
@@ -137,9 +145,20 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         if ENTRY_COLUMN in columns:
             raise InvalidRequest(f"with_entry_numbers: the dataset already has a column named {ENTRY_COLUMN!r}")
         fields.insert(0, pa.field(ENTRY_COLUMN, pa.int64(), nullable=False))
+    if spec.by_time:
+        series = _series_of(rec)
+        if spec.with_time:
+            if TIME_COLUMN in columns:
+                raise InvalidRequest(f"with_time: the dataset already has a column named {TIME_COLUMN!r}")
+            fields.insert(1 if spec.with_entry_numbers else 0,
+                          pa.field(TIME_COLUMN, time_type(series.get("scale", "gps")), nullable=False))
+        if spec.fill_gaps and (spec.with_entry_numbers or spec.where.strip()):
+            raise InvalidRequest("fill_gaps: filled rows have no entry number and no values to cut on; "
+                                 "drop with_entry_numbers/where or fill_gaps")
     out_schema = pa.schema(fields, metadata=schema.metadata)
     # entry range within the selected files/channels → global pieces, one part each
-    start, stop, pieces = select_ranges(spec, rec, columns)
+    start, stop, pieces = select_ranges(replace(spec, time_start=None, time_stop=None) if spec.by_time else spec,
+                                        rec, columns)
     cut = None
     if spec.where.strip():
         try:
@@ -160,6 +179,14 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         batch_bytes=limits.batch_bytes, chunk_rows=max(1, int(limits.chunk_bytes / per_entry)),
         principal=principal, expires=expires)
     rows = max(1, int(limits.endpoint_bytes / per_entry))
+    notes: dict = {}
+    if not spec.columns:
+        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
+        if skipped:
+            notes["skipped_columns"] = skipped
+    if spec.by_time:
+        return _plan_by_time(spec, rec, series, pieces, template, out_schema, columns, read_names, per_entry,
+                             rows, cut, notes)
     tasks = []
     for part, a, b in pieces:
         member = f"{part.path}:{part.object_path}"
@@ -167,12 +194,80 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         local = tuple(part.entry_offset + x for x in part.boundaries)
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
             tasks.append(replace(template, parts=(_part_read(rec, part, x, y, absent),)))
-    notes: dict = {}
-    if not spec.columns:
-        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
-        if skipped:
-            notes["skipped_columns"] = skipped
     return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, cut, notes)
+
+
+def _series_of(rec: DatasetRecord) -> dict:
+    """The dataset's time-series record; InvalidRequest when it has none."""
+    series = rec.attributes.get(TIMESERIES_KEY)
+    if not isinstance(series, dict) or "rate" not in series or "t0" not in series:
+        why = ("its waveforms are one per entry, not a continuous series" if isinstance(series, dict)
+               else "it follows no time-series convention arrowroot recognises (gwpy, GWDama, GWOSC, ASDF, "
+                    "or a [timeseries.*] mapping in arrowroot.toml)")
+        raise InvalidRequest(f"time_start/time_stop: {rec.name!r} cannot be read by time: {why}; "
+                             "read it by entries")
+    return series
+
+
+def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list, template: ReadTask,
+                  out_schema: pa.Schema, columns: tuple[str, ...], read_names: list[str], per_entry: float,
+                  rows: int, cut: Cut | None, notes: dict) -> Plan:
+    """A read by time: [time_start, time_stop) → entry ranges over the selected files in time
+    order, gaps reported (and filled with null rows if asked), overlaps refused naming the files."""
+    scale = series.get("scale", "gps")
+    try:
+        lo, hi = to_scale(spec.time_start, scale), to_scale(spec.time_stop, scale)
+    except ValueError as exc:
+        raise InvalidRequest(f"time_start/time_stop: {exc}") from None
+    parts_times = rec.attributes.get(ATTR_TIMESERIES_PARTS)
+    per_part = members_of(series, parts_times) if parts_times is not None else [series]
+    if len(per_part) != len(rec.parts):
+        raise InvalidRequest(f"time_start/time_stop: {rec.name!r} has files without a time record; "
+                             "re-index it")
+    where = {(p.path, p.object_path, p.channel): i for i, p in enumerate(rec.parts)}
+    chosen = [where[(p.path, p.object_path, p.channel)] for p, _, _ in pieces]
+    chosen.sort(key=lambda i: (per_part[i]["t0"], rec.parts[i].path))   # time order (plan_time's too)
+    members = [(f"{rec.parts[i].path}:{rec.parts[i].object_path}", per_part[i]) for i in chosen]
+    try:
+        tplan = plan_time(members, lo, hi) if members else None
+    except ValueError as exc:
+        raise InvalidRequest(f"time_start/time_stop: {exc}") from None
+    multi = rec.origin != "file"
+    missing = rec.attributes.get(ATTR_MISSING) or {} if multi else {}
+    template = replace(template, time_scale=scale if spec.with_time else "", time_rate=float(series["rate"]))
+    tasks: list[ReadTask] = []
+    filled = 0
+    for item in tplan.parts if tplan else ():
+        if isinstance(item, Gap):
+            if not spec.fill_gaps or not item.samples:
+                continue
+            filled += item.samples
+            if filled > MAX_FILL_ROWS:
+                raise InvalidRequest(f"fill_gaps: over {MAX_FILL_ROWS} null rows; narrow the time range")
+            for x, y in split_range(0, item.samples, (), rows):
+                tasks.append(replace(template, parts=(PartRead(
+                    "", 0, 0.0, "", 0, x, y, (), None, (), item.first, item.t0_ns, y - x),)))
+            continue
+        part = rec.parts[chosen[item.member]]
+        t0, t0_ns = members[item.member][1]["t0"], members[item.member][1]["t0_ns"]
+        member = f"{part.path}:{part.object_path}"
+        absent = tuple(c for c in read_names if member in missing.get(c, ()))
+        local = tuple(part.entry_offset + x for x in part.boundaries)
+        a, b = part.entry_offset + item.start, part.entry_offset + item.stop
+        for x, y in split_range(a, b, local, rows, split_above=4 * rows):
+            tasks.append(replace(template, parts=(replace(_part_read(rec, part, x, y, absent), time0=t0,
+                                                          time0_ns=t0_ns),)))
+    gaps = [g.as_dict() for g in tplan.gaps] if tplan else []
+    first = next((p for p in tplan.parts if not isinstance(p, Gap) or spec.fill_gaps), None) if tplan else None
+    info = {"channel": series.get("channel"), "unit": series.get("unit"), "rate": series["rate"], "scale": scale,
+            "start": lo, "stop": hi, "t0": getattr(first, "t0", getattr(first, "first", None)),
+            "gaps": gaps, "filled": spec.fill_gaps}
+    meta = dict(out_schema.metadata or {})
+    meta[META_TIMESERIES] = json.dumps(info).encode()
+    total = (tplan.rows if tplan else 0) + filled
+    entry_start = tasks[0].entry_start if tasks else 0
+    return Plan(rec, spec, columns, out_schema.with_metadata(meta), entry_start, entry_start + total,
+                tuple(tasks), per_entry, cut, {**notes, "gaps": gaps}, rows=total)
 
 
 __all__ = ["Limits", "Plan", "plan_read", "split_range", "resolve_columns", "dataset_schema", "ENTRY_COLUMN"]

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import ReadSpec
+from arrowroot.flight_server.core.timeranges import parse_iso
 from arrowroot.protos import arrowroot_pb2 as pb
 
 MAX_COMMAND_BYTES = 1 << 20
@@ -50,7 +51,13 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
     batch_rows = msg.batch_rows if msg.HasField("batch_rows") else None
     if batch_rows is not None and not 1 <= batch_rows <= MAX_BATCH_ROWS:
         raise InvalidRequest(f"batch_rows: must be between 1 and {MAX_BATCH_ROWS} (got {batch_rows})")
+    time_start = _time_bound(msg, "time_start")
+    time_stop = _time_bound(msg, "time_stop")
+    if (time_start is not None or time_stop is not None or msg.with_time or msg.fill_gaps) and (
+            msg.HasField("entry_start") or msg.HasField("entry_stop")):
+        raise InvalidRequest("time_start/time_stop: a read is by entries or by time, not both")
     return ReadSpec(
+        time_start=time_start, time_stop=time_stop, with_time=msg.with_time, fill_gaps=msg.fill_gaps,
         dataset=msg.dataset,
         columns=tuple(msg.columns),
         entry_start=msg.entry_start if msg.HasField("entry_start") else None,
@@ -63,6 +70,26 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
         channels=tuple(msg.channels),
         allow_missing=msg.allow_missing,
     )
+
+
+def _time_bound(msg: pb.ReadRequest, name: str) -> float | str | None:
+    """A time bound given as seconds or as an ISO-8601 string (not both); checked here, converted
+    to the channel's scale by the planner."""
+    iso = getattr(msg, name + "_iso")
+    if msg.HasField(name):
+        if iso:
+            raise InvalidRequest(f"{name}: give seconds or {name}_iso, not both")
+        value = getattr(msg, name)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidRequest(f"{name}: must be a finite number of seconds")
+        return value
+    if iso:
+        try:
+            parse_iso(iso)
+        except ValueError as exc:
+            raise InvalidRequest(f"{name}_iso: {exc}") from None
+        return iso
+    return None
 
 
 def decode_command(data: bytes) -> ReadSpec:

@@ -32,7 +32,7 @@ _SIGNED_TAIL = len(_SIG_PREFIX) + 32
 def _part_message(p: PartRead) -> pb.PartRead:
     msg = pb.PartRead(path=p.path, size=p.size, mtime=p.mtime, object_path=p.object_path,
                       entry_offset=p.entry_offset, start=p.start, stop=p.stop, boundaries=list(p.boundaries),
-                      absent=list(p.absent))
+                      absent=list(p.absent), time0=p.time0, time0_ns=p.time0_ns, fill=p.fill)
     if p.channel is not None:
         msg.channel = p.channel
     return msg
@@ -43,7 +43,7 @@ def _shared_message(t: ReadTask) -> pb.Task:
                   read_schema=t.read_schema.serialize().to_pybytes(), columns=list(t.columns), where=t.where,
                   with_entry_numbers=t.with_entry_numbers, channel_column=t.channel_column or "", cast=t.cast,
                   batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
-                  principal=t.principal, expires=t.expires)
+                  principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate)
     slices_to_message(t.slices, msg.slices)
     return msg
 
@@ -95,14 +95,17 @@ class TicketSigner:
         except (pa.ArrowInvalid, OSError):
             raise InvalidRequest("ticket: malformed schema; use a ticket from get_flight_info unchanged") from None
         parts = tuple(PartRead(p.path, p.size, p.mtime, p.object_path, p.entry_offset, p.start, p.stop,
-                               tuple(p.boundaries), p.channel if p.HasField("channel") else None, tuple(p.absent))
+                               tuple(p.boundaries), p.channel if p.HasField("channel") else None, tuple(p.absent),
+                               p.time0, p.time0_ns, p.fill)
                       for p in msg.parts)
         for p in parts:
-            if not 0 <= p.start <= p.stop:
+            if not 0 <= p.start <= p.stop or p.fill < 0 or (p.fill and p.stop - p.start != p.fill):
                 raise InvalidRequest("ticket: bad entry range")
+        if msg.time_scale not in ("", "gps", "utc") or (msg.time_scale and not msg.time_rate > 0):
+            raise InvalidRequest("ticket: bad time scale")
         return ReadTask(dataset=msg.dataset, format=msg.format, kind=msg.kind, read_schema=schema,
                         columns=tuple(msg.columns), parts=parts, where=msg.where,
                         slices=slices_from_message(msg.slices), with_entry_numbers=msg.with_entry_numbers,
                         channel_column=msg.channel_column or None, cast=msg.cast, batch_rows=msg.batch_rows,
                         batch_bytes=msg.batch_bytes, chunk_rows=msg.chunk_rows, principal=msg.principal,
-                        expires=msg.expires)
+                        expires=msg.expires, time_scale=msg.time_scale, time_rate=msg.time_rate)
