@@ -172,7 +172,7 @@ def plan_time(members: list[tuple[str, dict[str, Any]]], start: float | None, st
         i1 = math.ceil((g1 - grid_t0) * rate - _EPS)
         parts.append(Gap(g0, g1, max(0, i1 - i0), grid_t0_ns + round(i0 * 1e9 / rate), False, grid_t0 + i0 / rate))
 
-    for k, (label, rec) in enumerate(members):
+    for k, (_label, rec) in enumerate(members):
         if rec["t_end"] <= lo or rec["t0"] >= hi:
             continue
         if rec["t0"] > cursor + tol:
@@ -208,16 +208,17 @@ def combine(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """The ``timeseries`` record of a multi-file dataset from its members' records (in part
     order): the channel's summary plus ``parts`` = ``[[t0, t0_ns, count, rate], ...]``, which the
     planner turns into per-file time ranges. None unless every member is a continuous series."""
-    if not records or any(r is None or "rate" not in r or "t0" not in r for r in records):
+    recs = [r for r in records if r is not None and "rate" in r and "t0" in r]
+    if not recs or len(recs) != len(records):
         return None
-    first = records[0]
-    out = {k: first.get(k) for k in ("convention", "channel", "unit", "scale", "rate", "dt", "dtype")}
-    out["t0"] = min(r["t0"] for r in records)
-    out["t0_ns"] = min(r["t0_ns"] for r in records)
-    out["t_end"] = max(r["t_end"] for r in records)
-    out["count"] = sum(int(r["count"]) for r in records)
-    out["parts"] = [[r["t0"], r["t0_ns"], int(r["count"]), r["rate"]] for r in records]
-    channels = {r.get("channel") for r in records}
+    first = recs[0]
+    out: dict[str, Any] = {k: first.get(k) for k in ("convention", "channel", "unit", "scale", "rate", "dt", "dtype")}
+    out["t0"] = min(r["t0"] for r in recs)
+    out["t0_ns"] = min(r["t0_ns"] for r in recs)
+    out["t_end"] = max(r["t_end"] for r in recs)
+    out["count"] = sum(int(r["count"]) for r in recs)
+    out["parts"] = [[r["t0"], r["t0_ns"], int(r["count"]), r["rate"]] for r in recs]
+    channels = {r.get("channel") for r in recs}
     if len(channels) > 1:
         out["channels"] = sorted(str(c) for c in channels)[:100]
     return out
