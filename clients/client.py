@@ -69,6 +69,7 @@ def _request(
     time: tuple[Any, Any] | None = None,
     with_time: bool = False,
     fill_gaps: bool = False,
+    dq: str | None = None,
 ) -> pb.ReadRequest:
     """A ReadRequest from the client's keywords, also in uproot's spellings: ``entry_start``/
     ``entry_stop`` or ``entries=slice(a, b)`` for ``entries=(a, b)``, ``filter_name`` (a glob or a
@@ -100,6 +101,8 @@ def _request(
         else:
             setattr(msg, name, float(value))
     msg.with_time, msg.fill_gaps = with_time, fill_gaps
+    if dq:
+        msg.dq = dq
     if isinstance(columns, str):
         columns = [columns]
     msg.columns.extend(columns or [])

@@ -17,7 +17,7 @@ class AxisSlice(_message.Message):
     def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps")
+    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ENTRY_START_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class ReadRequest(_message.Message):
     TIME_STOP_ISO_FIELD_NUMBER: _ClassVar[int]
     WITH_TIME_FIELD_NUMBER: _ClassVar[int]
     FILL_GAPS_FIELD_NUMBER: _ClassVar[int]
+    DQ_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     entry_start: int
@@ -52,7 +53,8 @@ class ReadRequest(_message.Message):
     time_stop_iso: str
     with_time: bool
     fill_gaps: bool
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ...) -> None: ...
+    dq: str
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ...) -> None: ...
 
 class PartRead(_message.Message):
     __slots__ = ("path", "size", "mtime", "object_path", "entry_offset", "start", "stop", "boundaries", "channel", "absent", "time0", "time0_ns", "fill")

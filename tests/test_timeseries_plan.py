@@ -105,3 +105,21 @@ def test_combine_members_and_plan_from_the_summary():
         ("Piece", None), ("Gap", 160), ("Piece", None)]
     assert combine([recs[0], None]) is None
     assert combine([recs[0], {"convention": "lh5", "layout": "waveforms"}]) is None
+
+
+def test_dq_expressions_are_set_operations_never_python():
+    from arrowroot.flight_server.core.timeranges import dq_segments, mask_segments
+    import numpy as np
+    flags = {"DATA": [(0.0, 10.0)], "CAT1": [(0.0, 2.0), (3.0, 10.0)], "INJ": [(5.0, 6.0)]}
+    assert dq_segments("DATA & CAT1", flags, 0, 10) == [(0.0, 2.0), (3.0, 10.0)]
+    assert dq_segments("DATA and not CAT1", flags, 0, 10) == [(2.0, 3.0)]
+    assert dq_segments("(CAT1 | INJ) & ~INJ", flags, 1, 8) == [(1.0, 2.0), (3.0, 5.0), (6.0, 8.0)]
+    assert dq_segments("!DATA", flags, 0, 10) == []
+    for bad, message in (("DATA &", "at the end"), ("DATA CAT1", "unexpected 'CAT1'"), ("(DATA", "not closed"),
+                         ("__import__", "unknown flag '__import__'"),
+                         ("__import__('os')", "unexpected"), ("DATA; 1", "unexpected ';"),
+                         ("", "empty"), ("~" * 40 + "DATA", "nested deeper"), ("DATA & NOPE", "unknown flag")):
+        with pytest.raises(ValueError, match=message):
+            dq_segments(bad, flags, 0, 10)
+    bits = mask_segments(np.array([3, 3, 1, 3, 0, 2]), 100.0, 1.0, 2)
+    assert bits == {0: [[100.0, 104.0]], 1: [[100.0, 102.0], [103.0, 104.0], [105.0, 106.0]]}

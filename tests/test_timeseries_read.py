@@ -215,5 +215,28 @@ def test_site_mapping_from_arrowroot_toml(tmp_path, serve):
     server = serve(tmp_path)
     with server.client() as c:
         t = c.read_timeseries("ET:SEIS-Z", 1002.0, 1003.0)
+        with pytest.raises(InvalidRequest, match="no data-quality flags"):
+            c.read_timeseries("ET:SEIS-Z", 1002.0, 1003.0, dq="DATA")
     assert t["seis"].to_pylist() == [float(v) for v in range(100, 150)]
     assert t["time"][0].as_py() == 1002.0
+
+
+def test_dq_restriction(gw):
+    server, strains = gw
+    with server.client() as c:
+        name = strain_name(c)
+        good = c.read(name, time=(GPS, GPS + 4), dq="DATA & CBC_CAT1", with_time=True)
+        bad = c.read(name, time=(GPS, GPS + 4), dq="DATA and not CBC_CAT1")
+        # second 2 of every file fails CBC_CAT1; over the folder: files 1, 2 and 4 (one gap)
+        whole = c.read(name, dq="DATA & CBC_CAT1")
+        with pytest.raises(InvalidRequest, match="unknown flag 'NOPE'"):
+            c.read(name, time=(GPS, GPS + 4), dq="DATA & NOPE")
+        with pytest.raises(InvalidRequest, match="dq: unexpected"):
+            c.read(name, dq="DATA; import os")
+    s = strains[GPS]
+    np.testing.assert_array_equal(good["Strain"].to_numpy(), np.concatenate([s[:2 * RATE], s[3 * RATE:4 * RATE]]))
+    assert good["time"][2 * RATE].as_py() == GPS + 3
+    np.testing.assert_array_equal(bad["Strain"].to_numpy(), s[2 * RATE:3 * RATE])
+    assert whole.num_rows == 3 * 7 * RATE
+    meta = json.loads(good.schema.metadata[b"arrowroot.timeseries"])
+    assert meta["dq_segments"] == [[GPS, GPS + 2], [GPS + 3, GPS + 4]]

@@ -25,11 +25,13 @@ class ReadSpec:
     time_stop: float | str | None = None
     with_time: bool = False
     fill_gaps: bool = False
+    dq: str = ""                   # data-quality expression over the channel's flags
 
     @property
     def by_time(self) -> bool:
         """Whether this is a read by time (any time field set)."""
-        return self.time_start is not None or self.time_stop is not None or self.with_time or self.fill_gaps
+        return (self.time_start is not None or self.time_stop is not None or self.with_time or self.fill_gaps
+                or bool(self.dq))
 
 
 def dataset_name(text: str) -> str:

@@ -218,6 +218,13 @@ def combine(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     out["t_end"] = max(r["t_end"] for r in recs)
     out["count"] = sum(int(r["count"]) for r in recs)
     out["parts"] = [[r["t0"], r["t0_ns"], int(r["count"]), r["rate"]] for r in recs]
+    dqs: list[dict[str, Any]] = [r["dq"] for r in recs if isinstance(r.get("dq"), dict)
+                                 and isinstance(r["dq"].get("flags"), dict)]
+    if len(dqs) == len(recs):
+        names = set(dqs[0]["flags"])
+        if all(set(d["flags"]) == names for d in dqs):
+            out["dq"] = {"flags": {n: [list(x) for x in union([tuple(s) for d in dqs for s in d["flags"][n]], [])]
+                                   for n in sorted(names)}}
     channels = {r.get("channel") for r in recs}
     if len(channels) > 1:
         out["channels"] = sorted(str(c) for c in channels)[:100]
@@ -280,3 +287,136 @@ def matches_series(series: Any, query: dict[str, Any]) -> bool:
         if (b is not None and series["t0"] >= b) or (a is not None and series["t_end"] <= a):
             return False
     return True
+
+
+# ---------------------------------------------------------------- data-quality restriction
+#
+# A data-quality mask (GWOSC's quality/simple/DQmask: one integer per second, bit i = flag
+# DQShortnames[i]) is turned into segments per flag at index time. A read can then keep only
+# the time where an expression of flags holds: "DATA & CBC_CAT1", "DATA and not BURST_CAT1",
+# "(CBC_CAT1 | BURST_CAT1) & ~HW_INJ". The expression is parsed by a small whitelist parser
+# (names, & | ~ and/or/not, parentheses) and evaluated as set operations on segments; it is
+# never evaluated as Python.
+
+Segments = list[tuple[float, float]]
+MAX_DQ_TEXT = 1000
+MAX_DQ_DEPTH = 32
+_DQ_TOKEN = __import__("re").compile(
+    r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<and>&|\band\b)|(?P<or>\||\bor\b)|(?P<not>~|!|\bnot\b)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def mask_segments(values: np.ndarray, t0: float, dt: float, bits: int, limit: int = 100_000) -> dict[int, list]:
+    """Segments [start, stop) where each bit of an integer mask sampled every dt is set."""
+    out: dict[int, list] = {}
+    v = np.asarray(values).astype(np.int64, copy=False)
+    for bit in range(bits):
+        on = ((v >> bit) & 1).astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on, [0]])))
+        starts, stops = edges[0::2], edges[1::2]
+        if len(starts) > limit:
+            raise ValueError(f"bit {bit}: more than {limit} segments")
+        out[bit] = [[t0 + a * dt, t0 + b * dt] for a, b in zip(starts.tolist(), stops.tolist())]
+    return out
+
+
+def union(a: Segments, b: Segments) -> Segments:
+    out: Segments = []
+    for s, e in sorted(list(a) + list(b)):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def intersect(a: Segments, b: Segments) -> Segments:
+    out: Segments = []
+    i = j = 0
+    a, b = sorted(a), sorted(b)
+    while i < len(a) and j < len(b):
+        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if s < e:
+            out.append((s, e))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def complement(a: Segments, lo: float, hi: float) -> Segments:
+    out: Segments = []
+    cursor = lo
+    for s, e in union(a, []):
+        if s > cursor:
+            out.append((cursor, min(s, hi)))
+        cursor = max(cursor, e)
+    if cursor < hi:
+        out.append((cursor, hi))
+    return [(s, e) for s, e in out if s < e]
+
+
+def dq_segments(text: str, flags: dict[str, Segments], lo: float, hi: float) -> Segments:
+    """Where the flag expression ``text`` holds inside [lo, hi); ValueError says what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("dq: empty expression; e.g. 'DATA & CBC_CAT1'")
+    if len(text) > MAX_DQ_TEXT:
+        raise ValueError(f"dq: longer than {MAX_DQ_TEXT} characters")
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _DQ_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ValueError(f"dq: unexpected {text[pos:pos + 10]!r} at {pos}; use flag names, & | ~ "
+                             "(or and/or/not) and parentheses")
+        kind = m.lastgroup or ""
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    at = 0
+
+    def peek() -> str:
+        return tokens[at][0] if at < len(tokens) else "end"
+
+    def take() -> tuple[str, str]:
+        nonlocal at
+        at += 1
+        return tokens[at - 1]
+
+    def expr(depth: int) -> Segments:
+        out = term(depth)
+        while peek() == "or":
+            take()
+            out = union(out, term(depth))
+        return out
+
+    def term(depth: int) -> Segments:
+        out = factor(depth)
+        while peek() == "and":
+            take()
+            out = intersect(out, factor(depth))
+        return out
+
+    def factor(depth: int) -> Segments:
+        if depth > MAX_DQ_DEPTH:
+            raise ValueError(f"dq: nested deeper than {MAX_DQ_DEPTH}")
+        kind, value = take() if at < len(tokens) else ("end", "")
+        if kind == "not":
+            return complement(factor(depth + 1), lo, hi)
+        if kind == "lp":
+            out = expr(depth + 1)
+            if peek() != "rp":
+                raise ValueError("dq: a '(' is not closed")
+            take()
+            return out
+        if kind == "name":
+            if value not in flags:
+                raise ValueError(f"dq: unknown flag {value!r}; this channel has {sorted(flags)}")
+            return intersect(flags[value], [(lo, hi)])
+        raise ValueError("dq: a flag name or '(' expected" + (f", got {value!r}" if value else " at the end"))
+
+    result = expr(0)
+    if at != len(tokens):
+        raise ValueError(f"dq: unexpected {tokens[at][1]!r}")
+    return result

@@ -17,6 +17,7 @@ ATTR_KEYS = "file_keys"                   # key field → type
 ATTR_CHANNEL = "channel_column"
 TIMESERIES_KEY = "timeseries"             # a channel's time-series record (sources/timeseries.py)
 ATTR_TIMESERIES_PARTS = "arrowroot.timeseries_parts"   # multi-file channels: [[t0, t0_ns, count, rate]] per part
+ATTR_TIMESERIES_DQ = "arrowroot.timeseries_dq"         # multi-file channels: data-quality flags as segments
 
 
 # ---------------------------------------------------------------- configuration

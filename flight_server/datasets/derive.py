@@ -20,7 +20,8 @@ from arrowroot.catalog.models import ColumnRecord, DatasetRecord, NewDataset, Pa
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server.core.timeranges import combine
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_FINGERPRINT, ATTR_KEYS, ATTR_MISSING,
-                                                     ATTR_TIMESERIES_PARTS, CONFIG_NAME, TIMESERIES_KEY,
+                                                     ATTR_TIMESERIES_DQ, ATTR_TIMESERIES_PARTS, CONFIG_NAME,
+                                                     TIMESERIES_KEY,
                                                      load_config)
 from arrowroot.flight_server.lang import filekeys
 
@@ -183,6 +184,8 @@ def unify(name: str, members: Sequence[Member], schemas: _SchemaCache, channel_c
     series = combine([m.rec.attributes.get(TIMESERIES_KEY) for m in members])
     if series is not None:  # one channel over many files: its summary, and per-file times for the planner
         attrs[ATTR_TIMESERIES_PARTS] = series.pop("parts")
+        if "dq" in series:
+            attrs[ATTR_TIMESERIES_DQ] = series.pop("dq")
         attrs[TIMESERIES_KEY] = series
     if drift:
         attrs["schema_drift"] = {k: v for k, v in drift.items() if k != "dataset"}

@@ -23,8 +23,10 @@ from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.shapes import sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
-from arrowroot.flight_server.core.timeranges import Gap, members_of, plan_time, time_type, to_scale
-from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_PARTS,
+from arrowroot.flight_server.core.timeranges import (Gap, dq_segments, members_of, plan_time, time_type,
+                                                      to_scale)
+from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
+                                                     ATTR_TIMESERIES_PARTS,
                                                      TIMESERIES_KEY)
 from arrowroot.flight_server.datasets.select import select_ranges
 from arrowroot.flight_server.lang import glob
@@ -228,8 +230,26 @@ def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list
     chosen = [where[(p.path, p.object_path, p.channel)] for p, _, _ in pieces]
     chosen.sort(key=lambda i: (per_part[i]["t0"], rec.parts[i].path))   # time order (plan_time's too)
     members = [(f"{rec.parts[i].path}:{rec.parts[i].object_path}", per_part[i]) for i in chosen]
+    windows: list[tuple[float | None, float | None]] = [(lo, hi)]
+    kept = None
+    if spec.dq.strip():
+        flags = ((rec.attributes.get(ATTR_TIMESERIES_DQ) if parts_times is not None else series.get("dq")) or {})
+        flags = flags.get("flags") if isinstance(flags, dict) else None
+        if not flags:
+            raise InvalidRequest(f"dq: {rec.name!r} has no data-quality flags (a GWOSC quality/simple/DQmask "
+                                 "beside the channel)")
+        a = series["t0"] if lo is None else lo
+        b = series["t_end"] if hi is None else hi
+        try:
+            kept = dq_segments(spec.dq, {k: [tuple(x) for x in v] for k, v in flags.items()}, a, b)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        windows = list(kept)
     try:
-        tplan = plan_time(members, lo, hi) if members else None
+        tplan = None
+        for w_lo, w_hi in windows if members else ():
+            one = plan_time(members, w_lo, w_hi)
+            tplan = one if tplan is None else replace(tplan, parts=tplan.parts + one.parts)
     except ValueError as exc:
         raise InvalidRequest(f"time_start/time_stop: {exc}") from None
     multi = rec.origin != "file"
@@ -262,6 +282,8 @@ def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list
     info = {"channel": series.get("channel"), "unit": series.get("unit"), "rate": series["rate"], "scale": scale,
             "start": lo, "stop": hi, "t0": getattr(first, "t0", getattr(first, "first", None)),
             "gaps": gaps, "filled": spec.fill_gaps}
+    if kept is not None:
+        info["dq"], info["dq_segments"] = spec.dq, [list(x) for x in kept]
     meta = dict(out_schema.metadata or {})
     meta[META_TIMESERIES] = json.dumps(info).encode()
     total = (tplan.rows if tplan else 0) + filled

@@ -53,11 +53,11 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
         raise InvalidRequest(f"batch_rows: must be between 1 and {MAX_BATCH_ROWS} (got {batch_rows})")
     time_start = _time_bound(msg, "time_start")
     time_stop = _time_bound(msg, "time_stop")
-    if (time_start is not None or time_stop is not None or msg.with_time or msg.fill_gaps) and (
+    if (time_start is not None or time_stop is not None or msg.with_time or msg.fill_gaps or msg.dq) and (
             msg.HasField("entry_start") or msg.HasField("entry_stop")):
         raise InvalidRequest("time_start/time_stop: a read is by entries or by time, not both")
     return ReadSpec(
-        time_start=time_start, time_stop=time_stop, with_time=msg.with_time, fill_gaps=msg.fill_gaps,
+        time_start=time_start, time_stop=time_stop, with_time=msg.with_time, fill_gaps=msg.fill_gaps, dq=msg.dq,
         dataset=msg.dataset,
         columns=tuple(msg.columns),
         entry_start=msg.entry_start if msg.HasField("entry_start") else None,

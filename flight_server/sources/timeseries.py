@@ -59,6 +59,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from arrowroot.flight_server.core.timeranges import mask_segments
+
 KEY = "timeseries"
 SCALES = ("gps", "utc")
 _PER_S = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}   # units per second
@@ -241,9 +243,33 @@ def _gwosc(ds: h5py.Dataset) -> dict[str, Any] | None:
         if f"{name[:-4]}Descriptions" in parent:
             extra["flag_descriptions"] = [v.decode() if isinstance(v, bytes) else str(v)
                                           for v in np.asarray(parent[f"{name[:-4]}Descriptions"][()]).reshape(-1)]
+    dq = _gwosc_dq(f)
+    if dq is not None:
+        extra["dq"] = dq
     unit = "strain" if name == "Strain" else None
     channel = f"{detector}:{name}" if detector else name
     return record("gwosc", channel, "gps", start, 1.0 / spacing, int(ds.shape[0]), unit, str(ds.dtype), **extra)
+
+
+MAX_DQ_SEGMENTS = 10_000    # per flag and file; beyond that the file's DQ is not recorded
+
+
+def _gwosc_dq(f: h5py.File) -> dict[str, Any] | None:
+    """The file's data-quality flags as time segments ({"flags": {name: [[start, stop], ...]}}),
+    from quality/simple/DQmask and DQShortnames; None when absent or unusable."""
+    try:
+        group = f.get("quality/simple")
+        if not isinstance(group, h5py.Group) or "DQmask" not in group or "DQShortnames" not in group:
+            return None
+        mask = group["DQmask"]
+        start, spacing = _number(_attr(mask, "Xstart")), _number(_attr(mask, "Xspacing"))
+        if start is None or spacing is None or spacing <= 0 or mask.ndim != 1 or mask.dtype.kind not in "iu":
+            return None
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(group["DQShortnames"][()]).reshape(-1)]
+        segments = mask_segments(mask[()], start, spacing, len(names), MAX_DQ_SEGMENTS)
+        return {"flags": {n: segments[i] for i, n in enumerate(names)}}
+    except Exception:  # a DQ mask we cannot use never stops indexing
+        return None
 
 
 def _asdf(ds: h5py.Dataset) -> dict[str, Any] | None:
