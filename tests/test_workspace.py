@@ -516,3 +516,25 @@ def test_skim_of_a_rewritten_root_file_fails_clearly(tmp_path) -> None:
         assert c.read("home/local/sel", ["event"]).num_rows == c.read(EVENTS, ["event"], where="nMuon >= 2").num_rows
     finally:
         r.stop()
+
+
+def test_quota_counts_uploads_still_running(tmp_path) -> None:
+    from arrowroot.flight_server.core.errors import ResourceExhausted
+    from arrowroot.flight_server.workspace.store import Limits, Workspace
+
+    from arrowroot.catalog.store import Catalog
+
+    cat = Catalog(tmp_path / "c.duckdb")
+    ws = Workspace(tmp_path, None, cat, Limits(quota_bytes=3_000_000), "test")
+    schema = pa.schema([("z", pa.float64())])
+    data = pa.record_batch([pa.array(np.random.default_rng(2).random(200_000))], schema=schema)  # ~1.5 MB stored
+    a = ws.begin("home/u/a", "u", "create", schema)
+    b = ws.begin("home/u/b", "u", "create", schema)
+    a.write(data)  # a full row group: flushed, 1.7 MB reserved
+    with pytest.raises(ResourceExhausted, match="counting uploads still running"):
+        b.write(data)  # alone it would fit; with a running, it does not
+    b.abort()
+    a.commit()
+    assert [e.name for e in cat.workspace_entries()] == ["home/u/a"]
+    assert ws._inflight == {"u": {}}
+    cat.close()

@@ -171,11 +171,7 @@ class Upload:
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         assert self._writer is not None
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        size = self.tmp.stat().st_size
-        if size > self.budget:
-            raise QuotaExceeded(f"quota: {self.owner!r} has {self.budget} bytes left of "
-                                f"{self.ws.limits.quota_bytes}; this upload needs more. Delete datasets or "
-                                "ask for a larger quota")
+        self.ws.reserve(self, self.tmp.stat().st_size)
 
     def check_entries(self, entries: np.ndarray, limit: int) -> None:
         """Overlay entry numbers: sorted, unique, inside the base (across batches too)."""
@@ -201,8 +197,7 @@ class Upload:
             with open(self.tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             size = self.tmp.stat().st_size
-            if size > self.budget:
-                raise QuotaExceeded(f"quota: {self.owner!r} has {self.budget} bytes left; this upload needs {size}")
+            self.ws.reserve(self, size)
             os.replace(self.tmp, self.final)
             _fsync_dir(self.dir)
         except BaseException:
@@ -234,6 +229,7 @@ class Upload:
         self._release()
 
     def _release(self) -> None:
+        self.ws.release(self)
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -263,6 +259,8 @@ class Workspace:
         self.catalog = catalog
         self.limits = limits or Limits()
         self._locks: dict[str, threading.Lock] = {}
+        self._quota_lock = threading.Lock()
+        self._inflight: dict[str, dict[str, int]] = {}   # owner → upload id → bytes written so far
         self._locks_guard = threading.Lock()
 
     def owner_dir(self, owner: str) -> Path:
@@ -287,6 +285,23 @@ class Workspace:
             return self._locks.setdefault(name, threading.Lock())
 
     # -------------------------------------------------------- starting uploads
+
+    def reserve(self, up: Upload, size: int) -> None:
+        """Count ``size`` bytes of a running upload against its owner's quota, together with
+        the owner's other running uploads (so two at once cannot both use the last bytes)."""
+        with self._quota_lock:
+            mine = self._inflight.setdefault(up.owner, {})
+            others = sum(v for k, v in mine.items() if k != up.id)
+            left = self.budget(up.owner, up.name if up.mode != "create" else None) - others
+            if size > left:
+                raise QuotaExceeded(f"quota: {up.owner!r} has {max(left, 0)} of {self.limits.quota_bytes} bytes "
+                                    "left (counting uploads still running); this upload needs more. Delete "
+                                    "datasets or ask for a larger quota")
+            mine[up.id] = size
+
+    def release(self, up: Upload) -> None:
+        with self._quota_lock:
+            self._inflight.get(up.owner, {}).pop(up.id, None)
 
     def budget(self, owner: str, replacing: str | None = None) -> int:
         used = self.catalog.workspace_bytes(owner)
