@@ -409,6 +409,10 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
+# (file offset, bytes to read, first row in the output, rows)
+Piece = tuple[int, int, int, int]
+
+
 class _Fallback(Exception):
     """A direct read cannot proceed: h5py reads this column instead."""
 
@@ -429,12 +433,12 @@ class _Layout:
     """Where a numeric dataset's rows lie in the file: contiguous, or chunked along the first
     axis only, unfiltered or deflate-compressed (optionally shuffled)."""
 
-    def __init__(self, ds: h5py.Dataset, offset: int | None, chunk_rows: int | None, row_bytes: int,
+    def __init__(self, ds: h5py.Dataset, offset: int, chunk_rows: int, row_bytes: int,
                  deflate: bool, shuffle: bool):
         self.dsid = ds.id
         self.rank = ds.ndim
         self.offset = offset            # contiguous: byte offset of row 0
-        self.chunk_rows = chunk_rows    # chunked: rows per chunk
+        self.chunk_rows = chunk_rows    # chunked: rows per chunk (0: contiguous)
         self.row_bytes = row_bytes
         self.itemsize = ds.dtype.itemsize
         self.deflate = deflate
@@ -457,10 +461,10 @@ class _Layout:
                 return None
             if ds.chunks is None:
                 offset = ds.id.get_offset()
-                return None if offset is None or deflate else cls(ds, int(offset), None, row_bytes, False, False)
+                return None if offset is None or deflate else cls(ds, int(offset), 0, row_bytes, False, False)
             if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]) or row_bytes == 0:
                 return None  # chunks cut the other axes: a row is not contiguous
-            return cls(ds, None, int(ds.chunks[0]), row_bytes, deflate, deflate and codes[0] == _SHUFFLE)
+            return cls(ds, 0, int(ds.chunks[0]), row_bytes, deflate, deflate and codes[0] == _SHUFFLE)
         except Exception:  # any doubt: h5py reads it
             return None
 
@@ -476,13 +480,13 @@ class _Layout:
             where = self._chunks[k] = (int(info.byte_offset), int(info.size))
         return where
 
-    def plan(self, start: int, stop: int) -> list[tuple[int, int, int, int]]:
+    def plan(self, start: int, stop: int) -> list[Piece]:
         """(file offset, stored bytes, first row in the output, rows) per piece to read; with
         deflate one piece per chunk (the rows within the chunk start at ``row - k*chunk_rows``),
         unfiltered pieces that lie end to end in the file merged into one."""
-        if self.chunk_rows is None:
+        if not self.chunk_rows:
             return [(self.offset + start * self.row_bytes, (stop - start) * self.row_bytes, 0, stop - start)]
-        pieces: list[tuple[int, int, int, int]] = []
+        pieces: list[Piece] = []
         for k in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
             file_offset, size = self.chunk(k)
             lo, hi = max(start, k * self.chunk_rows), min(stop, (k + 1) * self.chunk_rows)
@@ -498,7 +502,7 @@ class _Layout:
                 pieces.append((file_offset, nbytes, lo - start, hi - lo))
         return pieces
 
-    def inflate(self, fd: int, piece: tuple[int, int, int, int], start: int, out: memoryview) -> None:
+    def inflate(self, fd: int, piece: Piece, start: int, out: memoryview) -> None:
         """Read one deflate chunk's bytes, inflate and unshuffle them into their rows of ``out``."""
         file_offset, size, row, rows = piece
         raw = os.pread(fd, size, file_offset)
@@ -519,7 +523,7 @@ class _Layout:
         else:
             dest[:] = memoryview(data)[skip: skip + len(dest)]
 
-    def read_plain(self, fd: int, piece: tuple[int, int, int, int], out: memoryview) -> None:
+    def read_plain(self, fd: int, piece: Piece, out: memoryview) -> None:
         file_offset, nbytes, row, _ = piece
         if os.preadv(fd, [out[row * self.row_bytes: row * self.row_bytes + nbytes]], file_offset) != nbytes:
             raise _Fallback  # a short file: let h5py report it
@@ -531,58 +535,61 @@ def _read_direct(fd: int, cols: Sequence[_Column], start: int, stop: int) -> lis
     if not any(c.layout is not None for c in cols) or stop <= start:
         return None
     n = stop - start
-    outs: list[tuple[_Column, pa.Buffer, memoryview] | None] = []
-    jobs: list[tuple[int, _Layout, tuple[int, int, int, int]]] = []
-    failed: set[int] = set()
+    buffers: list[pa.Buffer | None] = []
+    views: list[memoryview | None] = []
+    jobs: list[tuple[int, _Layout, Piece]] = []
     for i, col in enumerate(cols):
         layout = col.layout
-        if layout is None:
-            outs.append(None)
-            continue
         try:
-            pieces = layout.plan(start, stop)
+            pieces = layout.plan(start, stop) if layout is not None else None
         except _Fallback:
-            outs.append(None)
+            pieces = None
+        if layout is None or pieces is None:
+            buffers.append(None)
+            views.append(None)
             continue
         buf = pa.allocate_buffer(n * layout.row_bytes)
-        view = memoryview(buf).cast("B")
-        outs.append((col, buf, view))
+        buffers.append(buf)
+        views.append(memoryview(buf).cast("B"))
         jobs.extend((i, layout, p) for p in pieces)
 
-    def run(job: tuple[int, _Layout, tuple[int, int, int, int]]) -> int | None:
+    def run(job: tuple[int, _Layout, Piece]) -> int | None:
         i, layout, piece = job
+        view = views[i]
+        assert view is not None
         try:
             if layout.deflate:
-                layout.inflate(fd, piece, start, outs[i][2])
+                layout.inflate(fd, piece, start, view)
             else:
-                layout.read_plain(fd, piece, outs[i][2])
+                layout.read_plain(fd, piece, view)
         except _Fallback:
             return i
         return None
 
     inflating = sum(1 for _, layout, _ in jobs if layout.deflate)
-    if inflating > 1 or (len(jobs) > 1 and n * sum(c.layout.row_bytes for c in cols if c.layout) >= PARALLEL_BYTES):
+    nbytes = sum(len(v) for v in views if v is not None)
+    if inflating > 1 or (len(jobs) > 1 and nbytes >= PARALLEL_BYTES):
         results = list(_threads().map(run, jobs))
     else:
         results = [run(job) for job in jobs]
-    failed.update(i for i in results if i is not None)
+    failed = {i for i in results if i is not None}
     arrays: list[pa.Array | None] = []
-    for i, item in enumerate(outs):
-        if item is None or i in failed:
+    for i, (col, buf, view) in enumerate(zip(cols, buffers, views)):
+        if view is not None:
+            view.release()
+        if buf is None or col.layout is None or i in failed:
             arrays.append(None)
             continue
-        col, buf, view = item
-        view.release()
         if col.layout.swap:
             np.frombuffer(buf, col.dtype).byteswap(inplace=True)
-        arrays.append(_from_buffer(buf, col, n))
+        arrays.append(_from_buffer(buf, col.arrow_type, n))
     return arrays
 
 
-def _from_buffer(buf: pa.Buffer, col: _Column, n: int) -> pa.Array:
-    """An Arrow array of the column's type over ``buf`` (native-order values, rows × shape)."""
-    sizes = []
-    inner = col.arrow_type
+def _from_buffer(buf: pa.Buffer, arrow_type: pa.DataType, n: int) -> pa.Array:
+    """An Arrow array of ``arrow_type`` over ``buf`` (native-order values, rows × shape)."""
+    sizes: list[int] = []
+    inner = arrow_type
     while pa.types.is_fixed_size_list(inner):
         sizes.append(inner.list_size)
         inner = inner.value_type
