@@ -41,7 +41,8 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def serve(root: Path, **kw) -> tuple[ArrowrootServer, Client]:
-    server = ArrowrootServer(Settings(root=root, port=0, **kw))
+    # cache_mb=0: every repeat decodes again, like the local reference (no column-chunk cache hits)
+    server = ArrowrootServer(Settings(root=root, port=0, cache_mb=0, **kw))
     server.indexer.run()
     threading.Thread(target=server.serve, daemon=True).start()
     return server, Client(f"grpc://127.0.0.1:{server.port}", threads=4)
