@@ -439,6 +439,7 @@ class Web:
         image = [f.name for f in schema if plots.is_numeric(f.type) and len(_shape(f)) >= 1]
         line = [f.name for f in schema if plots.is_numeric(f.type) and not _shape(f)
                 and not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+        line.sort(key=lambda c: not pa.types.is_floating(schema.field(c).type))  # measurements first
         name = quote(rec.name)
         base = {k: v for k, v in q.items() if k in ("entry_start", "entry_stop", "where") and v.strip()}
         out: dict[str, Any] = {"hist": hist, "image": image, "line": line, "cap": self.options.plot_entries}
