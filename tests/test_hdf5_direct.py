@@ -160,3 +160,28 @@ def test_large_plain_reads_spread_over_threads(tmp_path):
                 np.testing.assert_array_equal(flat.reshape(-1, 2), f["t/c"][start:stop])
     finally:
         reader.close()
+
+
+def test_a_forked_child_inflates_with_its_own_threads(direct_file):
+    """After a fork the parent's pool threads do not exist in the child; its reads still finish."""
+    import multiprocessing as mp
+
+    reader = Hdf5Source().open(str(direct_file), "t", "hdf5.table")
+    reader.read(["gzip_i8", "gzip_shuffle_f4"], 0, N)   # the pool exists in the parent now
+    reader.close()
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(str(direct_file), queue))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the child's read hung on the parent's pool"
+    assert queue.get(timeout=5) == N
+
+
+def _read_in_child(path: str, queue) -> None:
+    reader = Hdf5Source().open(path, "t", "hdf5.table")
+    table = reader.read(["gzip_i8", "gzip_shuffle_f4"], 0, N)
+    queue.put(table.num_rows)

@@ -401,6 +401,15 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _forget_pool() -> None:
+    """A forked child has the pool object but none of its threads: it must make its own."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _threads() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
