@@ -10,7 +10,7 @@ pair shaped with tbf on both ends (bench/link.py), and at each rate it measures,
   SQL          a GROUP BY histogram and an aggregate over `unnest` of a jagged column through
                ADBC Flight SQL ÷ fetching the columns and aggregating with numpy (goal ≥ 10×)
   compression  IPC bodies none / lz4 / zstd for ROOT floats and an HDF5 image dataset
-               (one server per codec, as `--compression` is server-wide today)
+               (one server; each read asks for its codec: ReadRequest.compression)
 
 Needs root and iproute2; otherwise it prints "skipped: <reason>" and exits 0. Nothing outside
 the two namespaces it creates is touched, and they are removed at the end, even on failure.
@@ -21,7 +21,6 @@ the two namespaces it creates is touched, and they are removed at the end, even 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import re
@@ -63,15 +62,10 @@ class Request:
 
 
 def fetch(client: Any, request: Request, compression: str) -> pa.Table:
-    """Read ``request`` with IPC body compression ``compression``.
-
-    Today compression is server-wide, so the caller passes the client of the server started
-    with that codec. Once ReadRequest has a per-request field, a Client.read that accepts
-    ``compression=`` gets it here and one server serves all codecs.
-    """
+    """Read ``request`` asking for IPC body compression ``compression`` ("none", "lz4", "zstd")
+    per request: one server serves every codec."""
     kwargs: dict[str, Any] = {"where": request.where} if request.where else {}
-    if "compression" in inspect.signature(client.read).parameters:
-        kwargs["compression"] = None if compression == "none" else compression
+    kwargs["compression"] = compression
     return client.read(request.dataset, list(request.columns) if request.columns else None, request.entries,
                        **kwargs)
 
@@ -172,8 +166,7 @@ def worker(cfg: dict) -> dict:
     warnings.simplefilter("ignore")
     repeat = cfg["repeat"]
     rate = cfg["rate"]
-    clients = {codec: Client(loc, threads=4) for codec, loc in cfg["servers"].items()}
-    plain = clients["none"]
+    plain = Client(cfg["server"], threads=4)
     out: dict[str, Any] = {"rate": rate}
 
     # link check ------------------------------------------------------------------------------
@@ -206,7 +199,7 @@ def worker(cfg: dict) -> dict:
                   "wire_client": mb_.bytes}
 
     # SQL aggregates --------------------------------------------------------------------------
-    conn = flightsql.connect(cfg["servers"]["none"], autocommit=True)
+    conn = flightsql.connect(cfg["server"], autocommit=True)
 
     def adbc(query: str) -> pa.Table:
         with conn.cursor() as cur:
@@ -254,15 +247,14 @@ def worker(cfg: dict) -> dict:
     out["compression"] = {}
     for label, request in requests.items():
         _say(f"compression: {label}")
-        meters = {codec: Metered(lambda codec=codec, request=request: fetch(clients[codec], request, codec)) for codec in CODECS}
+        meters = {codec: Metered(lambda codec=codec, request=request: fetch(plain, request, codec)) for codec in CODECS}
         times, tables = rounds(meters, cfg["compression_repeat"])
         for codec in CODECS[1:]:
             if not tables[codec].equals(tables["none"]):
                 raise SystemExit(f"{label}: the {codec} read differs from the uncompressed one")
         out["compression"][label] = {codec: {"seconds": times[codec], "wire": meters[codec].bytes,
                                              "arrow": tables[codec].nbytes} for codec in CODECS}
-    for c in clients.values():
-        c.close()
+    plain.close()
     return out
 
 
@@ -310,18 +302,13 @@ def run(args: argparse.Namespace, rates: list[int | None]) -> tuple[dict, list[d
                  "compression_repeat": repeat if args.quick else max(repeat, 5)}
         results = []
         with link.Link() as ln:
-            servers = {}
-            for codec in CODECS:
-                copy = Path(tmp) / f"catalog-{codec}.duckdb"  # one DuckDB file per server process
-                shutil.copy(catalog, copy)
-                argv = [cli, "serve", str(root), "--host", link.SERVER_IP, "--port", "0", "--no-index",
-                        "--catalog", str(copy)]
-                servers[codec] = _start(ln, argv + ([] if codec == "none" else ["--compression", codec]))
+            server = _start(ln, [cli, "serve", str(root), "--host", link.SERVER_IP, "--port", "0", "--no-index",
+                                 "--catalog", str(catalog)])
             memory = _start(ln, [sys.executable, str(Path(__file__).resolve()), "--memory-server", link.SERVER_IP])
             for rate in rates:
                 ln.shape(rate)
                 print(f"\nmeasuring at {link.rate_label(rate)} ...", flush=True)
-                cfg = dict(setup, rate=rate, servers=servers, memory=memory)
+                cfg = dict(setup, rate=rate, server=server, memory=memory)
                 proc = ln.popen("client", [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(cfg)],
                                 stdout=subprocess.PIPE, text=True)
                 try:
@@ -370,7 +357,7 @@ def report(setup: dict, results: list[dict]) -> None:
             print(f"  {link.rate_label(r['rate']):>12s} {name:22s} {q['server']:9.3f} {q['wire_server'] / mb:8.2f} "
                   f"{q['client']:9.3f} {q['wire_client'] / mb:8.2f} {q['client'] / q['server']:6.1f}×")
 
-    print("\nIPC body compression (one server per codec): time, wire MB, speed-up over none")
+    print("\nIPC body compression (asked per request): time, wire MB, speed-up over none")
     print(f"  {'rate':>12s} {'data':12s} {'Arrow MB':>9s} " + " ".join(f"{c + ' s':>8s} {'MB':>6s}" for c in CODECS)
           + "  lz4 ÷ none  zstd ÷ none")
     for r in results:

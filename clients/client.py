@@ -70,6 +70,7 @@ def _request(
     with_time: bool = False,
     fill_gaps: bool = False,
     dq: str | None = None,
+    compression: str | None = None,
 ) -> pb.ReadRequest:
     """A ReadRequest from the client's keywords, also in uproot's spellings: ``entry_start``/
     ``entry_stop`` or ``entries=slice(a, b)`` for ``entries=(a, b)``, ``filter_name`` (a glob or a
@@ -130,6 +131,8 @@ def _request(
     msg.channels.extend(str(c) for c in channels or ())
     msg.with_entry_numbers = with_entry_numbers
     msg.allow_missing = allow_missing
+    if compression:
+        msg.compression = compression
     return msg
 
 
@@ -151,8 +154,11 @@ class Client:
         tls_root_certs: bytes | None = None,
         cert_chain: bytes | None = None,
         private_key: bytes | None = None,
+        compression: str | None = None,
         **flight_kwargs: Any,
     ):
+        """``compression``: IPC body codec asked for on every read ("lz4", "zstd", "none"; None = the
+        server's default); a read's own ``compression=`` wins. zstd pays on slow links, none locally."""
         if tls_root_certs is not None:
             flight_kwargs["tls_root_certs"] = tls_root_certs
         if cert_chain is not None:
@@ -160,6 +166,7 @@ class Client:
             flight_kwargs["private_key"] = private_key
         self.location = location
         self.threads = max(1, threads)
+        self.compression = compression
         self._flight_kwargs = flight_kwargs
         self._flight = fl.FlightClient(location, **flight_kwargs)
         self._pool: dict[str, fl.FlightClient] = {}  # one connection per data-node location
@@ -250,6 +257,8 @@ class Client:
 
     def flight_info(self, dataset: str, columns: Sequence[str] | str | None = None,
                     entries: tuple[int | None, int | None] | None = None, **kwargs: Any) -> fl.FlightInfo:
+        if kwargs.get("compression") is None:
+            kwargs["compression"] = self.compression
         desc = fl.FlightDescriptor.for_command(_request(dataset, columns, entries, **kwargs).SerializeToString())
         with translate():
             return self._flight.get_flight_info(desc, options=self._options())

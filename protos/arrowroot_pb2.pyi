@@ -17,7 +17,7 @@ class AxisSlice(_message.Message):
     def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq")
+    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq", "compression")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ENTRY_START_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class ReadRequest(_message.Message):
     WITH_TIME_FIELD_NUMBER: _ClassVar[int]
     FILL_GAPS_FIELD_NUMBER: _ClassVar[int]
     DQ_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     entry_start: int
@@ -54,7 +55,8 @@ class ReadRequest(_message.Message):
     with_time: bool
     fill_gaps: bool
     dq: str
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ...) -> None: ...
+    compression: str
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ..., compression: _Optional[str] = ...) -> None: ...
 
 class PartRead(_message.Message):
     __slots__ = ("path", "size", "mtime", "object_path", "entry_offset", "start", "stop", "boundaries", "channel", "absent", "time0", "time0_ns", "fill")
@@ -87,7 +89,7 @@ class PartRead(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., object_path: _Optional[str] = ..., entry_offset: _Optional[int] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., boundaries: _Optional[_Iterable[int]] = ..., channel: _Optional[str] = ..., absent: _Optional[_Iterable[str]] = ..., time0: _Optional[float] = ..., time0_ns: _Optional[int] = ..., fill: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate")
+    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +110,7 @@ class Task(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     TIME_SCALE_FIELD_NUMBER: _ClassVar[int]
     TIME_RATE_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     version: int
     dataset: str
     format: str
@@ -128,7 +131,8 @@ class Task(_message.Message):
     signature: bytes
     time_scale: str
     time_rate: float
-    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ...) -> None: ...
+    compression: str
+    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ...) -> None: ...
 
 class PutRequest(_message.Message):
     __slots__ = ("dataset", "mode", "parent", "metadata")

@@ -26,12 +26,17 @@ class ReadSpec:
     with_time: bool = False
     fill_gaps: bool = False
     dq: str = ""                   # data-quality expression over the channel's flags
+    compression: str = ""          # IPC body codec asked for: "" (server default), "none", "lz4", "zstd"
 
     @property
     def by_time(self) -> bool:
         """Whether this is a read by time (any time field set)."""
         return (self.time_start is not None or self.time_stop is not None or self.with_time or self.fill_gaps
                 or bool(self.dq))
+
+
+#: IPC body codecs a client may ask for ("" = the server's default)
+COMPRESSIONS = ("", "none", "lz4", "zstd")
 
 
 def dataset_name(text: str) -> str:

@@ -67,6 +67,7 @@ class ReadTask:
     expires: float = 0.0           # unix time after which the ticket is refused (0 = never)
     time_scale: str = ""           # with_time: "gps" (float64 seconds) or "utc" (timestamp[ns]) time column
     time_rate: float = 0.0         # time reads: samples per second
+    compression: str = ""          # IPC body codec: "" (the serving node's default), "none", "lz4", "zstd"
 
     @property
     def entry_start(self) -> int:

@@ -179,7 +179,7 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         channel_column=(rec.attributes.get(ATTR_CHANNEL) or None) if multi else None, cast=multi,
         batch_rows=min(spec.batch_rows or limits.batch_rows, limits.batch_rows * 8),
         batch_bytes=limits.batch_bytes, chunk_rows=max(1, int(limits.chunk_bytes / per_entry)),
-        principal=principal, expires=expires)
+        principal=principal, expires=expires, compression=spec.compression)
     rows = max(1, int(limits.endpoint_bytes / per_entry))
     notes: dict = {}
     if not spec.columns:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from arrowroot.flight_server.core.errors import InvalidRequest
-from arrowroot.flight_server.core.request import ReadSpec
+from arrowroot.flight_server.core.errors import InvalidRequest, quote
+from arrowroot.flight_server.core.request import COMPRESSIONS, ReadSpec
 from arrowroot.flight_server.core.timeranges import parse_iso
 from arrowroot.protos import arrowroot_pb2 as pb
 
@@ -56,6 +56,10 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
     if (time_start is not None or time_stop is not None or msg.with_time or msg.fill_gaps or msg.dq) and (
             msg.HasField("entry_start") or msg.HasField("entry_stop")):
         raise InvalidRequest("time_start/time_stop: a read is by entries or by time, not both")
+    compression = msg.compression.strip().lower()
+    if compression not in COMPRESSIONS:
+        raise InvalidRequest(f"compression: {quote(msg.compression)} is not one of 'none', 'lz4', 'zstd' "
+                             "(or empty for the server's default)")
     return ReadSpec(
         time_start=time_start, time_stop=time_stop, with_time=msg.with_time, fill_gaps=msg.fill_gaps, dq=msg.dq,
         dataset=msg.dataset,
@@ -69,6 +73,7 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
         files=msg.files,
         channels=tuple(msg.channels),
         allow_missing=msg.allow_missing,
+        compression=compression,
     )
 
 

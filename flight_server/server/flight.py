@@ -93,6 +93,10 @@ class ArrowrootServer(fl.FlightServerBase):
         self.plans_made = 0
         self.served = Counters()  # per dataset: requests, rows, bytes, cut scans (the stats action)
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
+        #: per-request codecs (ReadRequest.compression); "" = the server's default above
+        self._ipc_by_codec = {"": self._ipc_options, "none": pa.ipc.IpcWriteOptions(),
+                              "lz4": pa.ipc.IpcWriteOptions(compression="lz4"),
+                              "zstd": pa.ipc.IpcWriteOptions(compression="zstd")}
         self.sql = FlightSqlFrontEnd(self)  # Flight SQL on the same port: sql_service.py
         self.access = Access(self.catalog, settings)  # who may read what: auth.py, the one place
         self.uploads = Uploads(self)  # workspaces: DoPut, skims, lineage (uploads.py)
@@ -262,7 +266,8 @@ class ArrowrootServer(fl.FlightServerBase):
             return task, Execution(task)
 
         task, ex = self._boundary("do_get", "", prepare)
-        return fl.GeneratorStream(ex.schema, self._stream(context, task, ex), options=self._ipc_options)
+        options = self._ipc_by_codec[task.compression]  # tickets.open admits only these codecs
+        return fl.GeneratorStream(ex.schema, self._stream(context, task, ex), options=options)
 
     def _stream(self, context: fl.ServerCallContext, task: ReadTask, ex: Execution) -> Iterator[pa.RecordBatch]:
         t0 = time.perf_counter()

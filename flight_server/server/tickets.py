@@ -19,6 +19,7 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.request import COMPRESSIONS
 from arrowroot.flight_server.core.task import PartRead, ReadTask
 from arrowroot.flight_server.server.codec import slices_from_message, slices_to_message
 from arrowroot.protos import arrowroot_pb2 as pb
@@ -43,7 +44,8 @@ def _shared_message(t: ReadTask) -> pb.Task:
                   read_schema=t.read_schema.serialize().to_pybytes(), columns=list(t.columns), where=t.where,
                   with_entry_numbers=t.with_entry_numbers, channel_column=t.channel_column or "", cast=t.cast,
                   batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
-                  principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate)
+                  principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate,
+                  compression=t.compression)
     slices_to_message(t.slices, msg.slices)
     return msg
 
@@ -103,9 +105,12 @@ class TicketSigner:
                 raise InvalidRequest("ticket: bad entry range")
         if msg.time_scale not in ("", "gps", "utc") or (msg.time_scale and not msg.time_rate > 0):
             raise InvalidRequest("ticket: bad time scale")
+        if msg.compression not in COMPRESSIONS:
+            raise InvalidRequest("ticket: unknown compression; ask for a new FlightInfo")
         return ReadTask(dataset=msg.dataset, format=msg.format, kind=msg.kind, read_schema=schema,
                         columns=tuple(msg.columns), parts=parts, where=msg.where,
                         slices=slices_from_message(msg.slices), with_entry_numbers=msg.with_entry_numbers,
                         channel_column=msg.channel_column or None, cast=msg.cast, batch_rows=msg.batch_rows,
                         batch_bytes=msg.batch_bytes, chunk_rows=msg.chunk_rows, principal=msg.principal,
-                        expires=msg.expires, time_scale=msg.time_scale, time_rate=msg.time_rate)
+                        expires=msg.expires, time_scale=msg.time_scale, time_rate=msg.time_rate,
+                        compression=msg.compression)
