@@ -21,16 +21,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import h5py
 import hdf5plugin  # noqa: F401 - registers Blosc(2), Bitshuffle, LZ4, Zstd, BZip2... with HDF5
 import numpy as np
 import pyarrow as pa
+
+from arrowroot.flight_server.core.readpool import ReadPool
 
 from . import timeseries
 from .base import (
@@ -397,25 +397,8 @@ class Hdf5Reader(Reader):
 _DEFLATE, _SHUFFLE = 1, 2
 PARALLEL_BYTES = 4 << 20   # plain reads at least this large are spread over the threads too
 MAX_CACHED_CHUNKS = 65_536  # chunk locations remembered per dataset
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _forget_pool() -> None:
-    """A forked child has the pool object but none of its threads: it must make its own."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _threads() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="hdf5-inflate")
-        return _pool
+# Small reads go first (core/readpool.py): a small read does not wait behind large ones.
+_POOL = ReadPool(max(2, os.cpu_count() or 2), name="hdf5-inflate")
 
 
 # (file offset, bytes to read, first row in the output, rows)
@@ -578,7 +561,7 @@ def _read_direct(fd: int, cols: Sequence[_Column], start: int, stop: int) -> lis
     inflating = sum(1 for _, layout, _ in jobs if layout.deflate)
     nbytes = sum(len(v) for v in views if v is not None)
     if inflating > 1 or (len(jobs) > 1 and nbytes >= PARALLEL_BYTES):
-        results = list(_threads().map(run, jobs))
+        results = list(_POOL.map(run, jobs, nbytes=nbytes))
     else:
         results = [run(job) for job in jobs]
     failed = {i for i in results if i is not None}

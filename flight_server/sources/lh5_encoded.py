@@ -20,12 +20,13 @@ thread pool (``bench/timeseries.py`` measures the gain).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import pyarrow as pa
+
+from arrowroot.flight_server.core.readpool import ReadPool
 
 from .base import ColumnUnreadable, SourceError
 
@@ -35,7 +36,7 @@ CODECS = ("radware_sigcompress", "uleb128_zigzag_diff")
 # Entries decoded per task; a block's padded byte matrix stays a few MB.
 BLOCK_ENTRIES = 2048
 MAX_THREADS = max(1, min(4, os.cpu_count() or 1))
-_pool: ThreadPoolExecutor | None = None
+_pool: ReadPool | None = None
 
 
 def is_encoded(datatype: str) -> bool:
@@ -143,10 +144,10 @@ def _decode_block(spec: Encoded, flat: np.ndarray, lens: np.ndarray, sizes: np.n
                           f"its decoded_size says {int(sizes[bad])}: the data are corrupt")
 
 
-def _thread_pool() -> ThreadPoolExecutor:
+def _thread_pool() -> ReadPool:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="lh5-decode")
+        _pool = ReadPool(MAX_THREADS, name="lh5-decode")  # small reads first: core/readpool.py
     return _pool
 
 
@@ -181,7 +182,8 @@ def read(group: h5py.Group, spec: Encoded, start: int, stop: int, threads: int |
 
     workers = MAX_THREADS if threads is None else max(1, threads)
     if workers > 1 and len(blocks) > 1:
-        for f in [_thread_pool().submit(run, b) for b in blocks]:
+        nbytes = 4 * n * width  # the decoded int32 samples
+        for f in [_thread_pool().submit(run, b, nbytes=nbytes) for b in blocks]:
             f.result()
     else:
         for b in blocks:

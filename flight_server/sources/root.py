@@ -12,15 +12,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import awkward as ak
 import numpy as np
 import pyarrow as pa
 import uproot
-
 from uproot.interpretation.numerical import AsDouble32, AsFloat16
 from uproot.interpretation.objects import AsStridedObjects
+
+from arrowroot.flight_server.core.readpool import ReadPool
 
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError
 from .root_hist import HISTOGRAM_KINDS, HistogramReader, histogram_kind, scan_histogram
@@ -28,8 +28,9 @@ from .root_keys import get_object
 from .root_objects import clean_objects
 from .wire import to_wire
 
-# Branches are read in parallel: uproot's decompression releases the GIL.
-_POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="root-read")
+# Branches are read in parallel: uproot's decompression releases the GIL. Small reads go first
+# (core/readpool.py), so a tiny read does not wait behind every large one.
+_POOL = ReadPool(max(2, os.cpu_count() or 2), name="root-read")
 
 
 def _ak_to_arrow(array: ak.Array) -> pa.Array:
@@ -186,8 +187,12 @@ class RootReader(Reader):
             raise ValueError("read needs at least one column")
         # Largest branches first: with a few threads, starting the longest decompression
         # last would leave the other threads idle at the end.
-        order = sorted(columns, key=self._size, reverse=True)
-        futures = {c: _POOL.submit(self.column_array, c, entry_start, entry_stop) for c in order}
+        sizes = {c: self._size(c) for c in columns}
+        order = sorted(columns, key=sizes.__getitem__, reverse=True)
+        n = max(0, entry_stop - entry_start)
+        # estimated uncompressed bytes of this read (8 per entry where the branch size is unknown)
+        nbytes = sum(sizes[c] * n / self.entries if sizes[c] and self.entries else 8 * n for c in columns)
+        futures = {c: _POOL.submit(self.column_array, c, entry_start, entry_stop, nbytes=nbytes) for c in order}
         return pa.Table.from_arrays([futures[c].result() for c in columns], names=list(columns))
 
     def _size(self, name: str) -> int:
