@@ -329,10 +329,7 @@ def schema(dataset: str, location: str, full: bool) -> None:
 @click.option("--max-rows", default=50, show_default=True, help="Rows printed (not written).")
 def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
     """Run a SQL QUERY through the server's Flight SQL front end (datasets are tables)."""
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
-    from arrowroot.clients.convert import csv_ready, csv_schema
 
     with _client(location) as c:
         reader = c.sql_batches(query)
@@ -350,22 +347,45 @@ def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
             Console().print(table)
             click.echo(f"{total} rows" + (f" ({shown} shown; -o FILE writes all)" if total > shown else ""))
             return
-        suffix = output.suffix.lower()
-        if suffix not in (".csv", ".parquet", ".pq"):
+        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(output.suffix.lower())
+        if fmt is None:
             raise click.BadParameter("write .csv or .parquet", param_hint="--output")
-        partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-        rows = 0
-        try:
-            writer = (pcsv.CSVWriter(partial, csv_schema(reader.schema)) if suffix == ".csv"
-                      else pq.ParquetWriter(partial, reader.schema))
-            with writer:
-                for batch in reader:
-                    writer.write_batch(csv_ready(batch) if suffix == ".csv" else batch)
-                    rows += batch.num_rows
-            os.replace(partial, output)
-        finally:
-            partial.unlink(missing_ok=True)
+        rows = write_file(output, fmt, reader)
         click.echo(f"wrote {rows} rows to {output}")
+
+
+def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
+    """Stream ``reader`` into OUTPUT as parquet, feather or csv; returns the rows written.
+
+    Written to a hidden file beside OUTPUT and renamed at the end: a failure (bad request, a file
+    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. CSV holds
+    list/struct cells as JSON text.
+    """
+    import pyarrow.csv as pcsv
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    from arrowroot.clients.convert import csv_ready, csv_schema
+
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    rows = 0
+    try:
+        if fmt == "parquet":
+            writer = pq.ParquetWriter(partial, reader.schema)
+        elif fmt == "feather":
+            writer = ipc.new_file(partial, reader.schema)
+        else:
+            writer = pcsv.CSVWriter(partial, csv_schema(reader.schema))
+        with writer:
+            for batch in reader:
+                writer.write_batch(csv_ready(batch) if fmt == "csv" else batch)
+                rows += batch.num_rows
+                if on_batch is not None:
+                    on_batch(batch.num_rows)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
 
 
 @main.command()
@@ -380,49 +400,26 @@ def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
 def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
         location: str, fmt: str | None) -> None:
     """Fetch DATASET into OUTPUT (Parquet, Feather or CSV), with a progress bar."""
-    import pyarrow.csv as pcsv
-    import pyarrow.feather  # noqa: F401
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
     from rich.progress import Progress
 
     fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".feather": "feather", ".arrow": "feather",
                   ".csv": "csv"}.get(output.suffix.lower())
     if fmt is None:
         raise click.BadParameter("cannot tell the format from the suffix; pass --format", param_hint="OUTPUT")
-    from arrowroot.clients.convert import csv_ready, csv_schema
+
+    from arrowroot.clients.client import notes, skipped_message
 
     kwargs = {"where": where} if where else {}
-    # written to a hidden file beside OUTPUT and renamed at the end: a failure (bad request, a
-    # file that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file
-    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    rows = 0
-    try:
-        with _client(location) as c:
-            from arrowroot.clients.client import notes, skipped_message
-
-            info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
-            skipped = notes(info).get("skipped_columns")
-            if skipped:
-                click.echo(f"note: {skipped_message(dataset, skipped)}", err=True)
-            reader = c.read_info(info)
-            total = info.total_records if info.total_records >= 0 else None
-            with Progress() as progress:
-                bar = progress.add_task(f"{dataset} → {output.name}", total=total)
-                if fmt == "parquet":
-                    writer = pq.ParquetWriter(partial, reader.schema)
-                elif fmt == "feather":
-                    writer = ipc.new_file(partial, reader.schema)
-                else:
-                    writer = pcsv.CSVWriter(partial, csv_schema(reader.schema))
-                with writer:
-                    for batch in reader:
-                        writer.write_batch(csv_ready(batch) if fmt == "csv" else batch)
-                        rows += batch.num_rows
-                        progress.update(bar, advance=batch.num_rows)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with _client(location) as c:
+        info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
+        skipped = notes(info).get("skipped_columns")
+        if skipped:
+            click.echo(f"note: {skipped_message(dataset, skipped)}", err=True)
+        total = info.total_records if info.total_records >= 0 else None
+        with Progress() as progress:
+            bar = progress.add_task(f"{dataset} → {output.name}", total=total)
+            rows = write_file(output, fmt, c.read_info(info),
+                              on_batch=lambda n: progress.update(bar, advance=n))
     click.echo(f"wrote {rows} rows to {output}")
     if rows == 0 and entries and info.total_records == 0:
         click.echo(f"note: the range {entries} holds no entries of {dataset} (past its end?); "

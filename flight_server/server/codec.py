@@ -8,8 +8,10 @@ then one validation path.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from arrowroot.flight_server.core.errors import InvalidRequest, quote
 from arrowroot.flight_server.core.request import COMPRESSIONS, ReadSpec
@@ -18,26 +20,30 @@ from arrowroot.protos import arrowroot_pb2 as pb
 
 MAX_COMMAND_BYTES = 1 << 20
 MAX_BATCH_ROWS = 1 << 24
+M = TypeVar("M", bound=Message)
 
 
-def _parse_request(data: bytes) -> pb.ReadRequest:
+def parse_command(data: bytes, msg: M, example: str) -> M:
+    """Fill ``msg`` from a command's bytes: binary protobuf, or its canonical protobuf-JSON form
+    (protobuf's own parser for both, one bound on size). ``example`` shows a valid JSON command."""
+    name = msg.DESCRIPTOR.name
     if len(data) > MAX_COMMAND_BYTES:
         raise InvalidRequest(f"command: {len(data)} bytes is over the {MAX_COMMAND_BYTES}-byte limit")
-    msg = pb.ReadRequest()
     if data.lstrip()[:1] == b"{":
         try:
             json_format.Parse(data.decode("utf-8"), msg)
         except (json_format.ParseError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"command: not a valid JSON ReadRequest: {exc}") from None
+            raise InvalidRequest(f"command: not a valid JSON {name}: {exc}") from None
     else:
         try:
             msg.ParseFromString(data)
         except DecodeError as exc:
-            raise InvalidRequest(
-                f"command: neither a binary nor a JSON ReadRequest ({exc}); send e.g. "
-                '{"dataset": "file.root:tree", "columns": ["x"]}'
-            ) from None
+            raise InvalidRequest(f"command: neither a binary nor a JSON {name} ({exc}); send e.g. {example}") from None
     return msg
+
+
+def _parse_request(data: bytes) -> pb.ReadRequest:
+    return parse_command(data, pb.ReadRequest(), '{"dataset": "file.root:tree", "columns": ["x"]}')
 
 
 def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:

@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.protos import arrowroot_pb2 as pb
@@ -31,7 +29,7 @@ from arrowroot.protos import arrowroot_pb2 as pb
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.server.codec import MAX_COMMAND_BYTES
+from arrowroot.flight_server.server.codec import parse_command
 from arrowroot.flight_server.workspace import names
 from arrowroot.flight_server.workspace.store import (ENTRY, OVERLAY_FORMAT, Limits, ParentChanged, Upload,
                                                      Workspace, provenance_dict, version_of)
@@ -53,21 +51,7 @@ ACTIONS = {
 
 
 def _parse_put(data: bytes) -> pb.PutRequest:
-    if len(data) > MAX_COMMAND_BYTES:
-        raise InvalidRequest(f"command: {len(data)} bytes is over the {MAX_COMMAND_BYTES}-byte limit")
-    msg = pb.PutRequest()
-    if data.lstrip()[:1] == b"{":
-        try:
-            json_format.Parse(data.decode("utf-8"), msg)
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"command: not a valid JSON PutRequest: {exc}") from None
-    else:
-        try:
-            msg.ParseFromString(data)
-        except DecodeError as exc:
-            raise InvalidRequest(f"command: neither a binary nor a JSON PutRequest ({exc}); send e.g. "
-                                 '{"dataset": "home/alice/higgs", "mode": "create"}') from None
-    return msg
+    return parse_command(data, pb.PutRequest(), '{"dataset": "home/alice/higgs", "mode": "create"}')
 
 
 class Uploads:
