@@ -621,3 +621,11 @@ def test_the_snippets_on_the_page_run_and_read_the_selection(open_server: Both, 
         subprocess.run(curl, shell=True, cwd=tmp_path, check=True, timeout=60)
         got = pcsv.read_csv(tmp_path / "data.csv")
         assert got.num_rows == expected.num_rows and got["nMuon"].to_pylist() == expected["nMuon"].to_pylist()
+
+
+def test_snippets_name_the_logged_in_user(private: tuple[Both, Catalog]) -> None:
+    b, _ = private
+    with b.http() as h:
+        page = h.get(f"/datasets/{DETECTOR}", headers={"authorization": _basic("bob")}).text
+    assert "username=&#39;bob&#39;" in page or "username='bob'" in page
+    assert "USER" not in page and PASSWORDS["bob"] not in page

@@ -402,7 +402,7 @@ class Web:
         ctx["query"] = urllib.parse.urlencode(query)
         ctx["downloads"] = [(f, f"/api/data/{quote(name)}?" + urllib.parse.urlencode({**dict(query), "format": f}))
                             for f in FORMATS]
-        ctx["snippets"] = self.snippets(request, sel)
+        ctx["snippets"] = self.snippets(request, sel, caller.user)
         ctx["plots"] = self.plot_choices(rec, schema, q)
         return self.render(request, caller, "dataset.html", ctx, status)
 
@@ -461,7 +461,8 @@ class Web:
             out["line_url"] = f"/plot/line/{name}?" + urllib.parse.urlencode({**base, "column": col})
         return out
 
-    def snippets(self, request: Request, sel: dict) -> dict[str, str]:
+    def snippets(self, request: Request, sel: dict, user: str | None = None) -> dict[str, str]:
+        """Code that reads this selection, for the logged-in user (they type only the password)."""
         host = request.url.hostname or "127.0.0.1"
         loc = self.options.flight_location or f"grpc://{host}:{self.server.port}"
         scheme, _, rest = loc.partition("://")
@@ -469,7 +470,8 @@ class Web:
         name = sel["dataset"]
         cols = sel.get("columns")
         entries = (sel.get("entry_start"), sel.get("entry_stop"))
-        auth = ', username="USER", password=getpass.getpass()' if self.auth_on else ""
+        login = user or "USER"
+        auth = f', username={login!r}, password=getpass.getpass()' if self.auth_on else ""
         args = [repr(name), repr(cols) if cols else "None"]
         if entries != (None, None):
             args.append(f"entries={entries!r}")
@@ -480,7 +482,7 @@ class Web:
                   f"with Client({loc!r}{auth}) as c:\n"
                   f"    table = c.read({', '.join(args)})\n")
         request_json = json.dumps({k: v for k, v in sel.items()})
-        options = ('fl.FlightCallOptions(headers=[client.authenticate_basic_token("USER", getpass.getpass())])'
+        options = (f'fl.FlightCallOptions(headers=[client.authenticate_basic_token({login!r}, getpass.getpass())])'
                    if self.auth_on else "fl.FlightCallOptions()")
         pyflight = (f"{'import getpass' + chr(10) if self.auth_on else ''}import pyarrow as pa\nimport pyarrow.flight as fl\n\n"
                     f"client = fl.connect({loc!r})\n"
@@ -497,7 +499,7 @@ class Web:
         query = f"SELECT {select} FROM {sql_from}" + (f" WHERE {sel['where']}" if sel.get("where") else "")
         note = "# slices and file filters have no SQL form: use the Client or pyarrow.flight\n" \
             if sel.get("slices") or sel.get("files") or sel.get("channels") else ""
-        adbc_auth = ',\n                        db_kwargs={"username": "USER", "password": getpass.getpass()}' \
+        adbc_auth = f',\n                        db_kwargs={{"username": {login!r}, "password": getpass.getpass()}}' \
             if self.auth_on else ""
         adbc = (f"{'import getpass' + chr(10) if self.auth_on else ''}import adbc_driver_flightsql.dbapi as flight_sql\n"
                 f"import pandas as pd\n\n{note}"
