@@ -29,6 +29,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def serve_until_stopped(server, before_shutdown=None) -> None:
+    """Serve until SIGTERM (docker stop) or Ctrl-C; shutdown() lets running requests finish.
+    serve() blocks but runs Python signal handlers, so both end it here."""
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if before_shutdown is not None:
+            before_shutdown()
+        server.shutdown()
+    click.echo("stopped", err=True)
+
+
 def _parse_entries(text: str | None) -> tuple[int | None, int | None] | None:
     if not text:
         return None
@@ -147,19 +163,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         with startup("serve --http"):
             web = WebServer(server).start()
         click.echo(f"web view and HTTP API on {web.url}")
-    sys.stdout.flush()
-    # serve() blocks but runs Python signal handlers: SIGTERM (docker stop) and Ctrl-C
-    # both end it here, and shutdown() lets running requests finish.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if web is not None:
-            web.stop()
-        server.shutdown()
-    click.echo("stopped", err=True)
+    serve_until_stopped(server, web.stop if web is not None else None)
 
 
 @main.command()
@@ -204,15 +208,7 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
             server.shutdown()
             raise click.ClickException(f"cannot reach the coordinator {coordinator}: {exc}") from None
     click.echo(f"node serving {server.advertise} as {server.node_id}{joined}")
-    sys.stdout.flush()
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-    click.echo("stopped", err=True)
+    serve_until_stopped(server)
 
 
 @main.command()

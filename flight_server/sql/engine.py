@@ -42,6 +42,7 @@ from typing import Protocol, runtime_checkable
 
 import duckdb
 import pyarrow as pa
+from arrowroot.flight_server.sql.sandbox_worker import walk as _walk  # one plan walker for both sides
 from arrowroot.flight_server.core.errors import Cancelled
 
 from arrowroot.flight_server.sql.sandbox import Job, SandboxError, read_run, sandbox
@@ -200,17 +201,6 @@ class _Screened:
     datasets: dict[str, str]  # canonical dataset name -> lowercase key
     uses_catalog: bool
     n_params: int
-
-
-def _walk(node: object) -> Iterator[dict]:
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            yield cur
-            stack.extend(cur.values())
-        elif isinstance(cur, list):
-            stack.extend(cur)
 
 
 class SqlEngine:
