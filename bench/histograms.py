@@ -26,6 +26,7 @@ import pyarrow as pa
 import uproot
 
 from arrowroot.clients import Client
+from timing import best  # noqa: E402  (bench/timing.py)
 
 
 def build(root: Path, bins: int) -> None:
@@ -53,16 +54,6 @@ def local_table(path: Path, name: str) -> pa.Table:
         cols["content"] = np.ravel(h.values(flow=True), order="F")
         cols["variance"] = np.ravel(h.variances(flow=True), order="F")
         return pa.table(cols)
-
-
-def best(fn, repeat: int) -> tuple[float, pa.Table]:
-    fn()  # warm-up
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from arrowroot.clients import Client
+from timing import best  # noqa: E402  (bench/timing.py)
 
 NAME = "big.h5:x"
 
@@ -55,16 +56,6 @@ def start(root: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
     grpc = re.search(r"(grpc://\S+)", proc.stdout.readline()).group(1)
     http = re.search(r"(http://\S+)", proc.stdout.readline()).group(1).rstrip("/")
     return proc, grpc, http
-
-
-def best(fn, repeat: int) -> tuple[float, object]:
-    fn()  # warm-up: page cache, reader cache, connections
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:

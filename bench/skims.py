@@ -23,56 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import awkward as ak
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import uproot
 
 from arrowroot.clients import Client
+import cuts  # noqa: E402  (bench/cuts.py: the same 20-branch ROOT file)
+from timing import best  # noqa: E402  (bench/timing.py)
 
 DATASET = "events.root:events"
 OUTPUT = ["event", "MET_pt", "Jet_pt", "Muon_pt"]
-
-
-def build(path: Path, n: int) -> float:
-    """Write the file; returns the MET_pt threshold that, with nMuon >= 2, keeps ~1%."""
-    rng = np.random.default_rng(1)
-    flat = {f"f{i}": "float32" for i in range(8)}
-    with uproot.recreate(path, compression=uproot.ZLIB(1)) as f:
-        tree = f.mktree("events", {"event": "int64", "run": "int32", "nMuon": "int32", "MET_pt": "float32",
-                                   "MET_phi": "float32", **flat, "Muon_pt": "var * float32",
-                                   "Muon_eta": "var * float32", "Jet_pt": "var * float32",
-                                   "Jet_eta": "var * float32", "Jet_phi": "var * float32",
-                                   "Jet_mass": "var * float32"})
-        step = 250_000
-        for start in range(0, n, step):
-            m = min(step, n - start)
-            nmu = rng.poisson(1.0, m).astype(np.int32)
-            njet = rng.poisson(4.0, m).astype(np.int32)
-            tm, tj = int(nmu.sum()), int(njet.sum())
-            data = {"event": np.arange(start, start + m, dtype=np.int64), "run": np.ones(m, np.int32),
-                    "nMuon": nmu, "MET_pt": rng.exponential(30, m).astype(np.float32),
-                    "MET_phi": rng.uniform(-3.1, 3.1, m).astype(np.float32),
-                    **{k: rng.normal(size=m).astype(np.float32) for k in flat},
-                    "Muon_pt": ak.unflatten(rng.exponential(20, tm).astype(np.float32), nmu),
-                    "Muon_eta": ak.unflatten(rng.normal(0, 1.5, tm).astype(np.float32), nmu)}
-            for k in ("Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"):
-                data[k] = ak.unflatten(rng.exponential(40, tj).astype(np.float32), njet)
-            tree.extend(data)
-    t = uproot.open(path)["events"]
-    nmu, met = t["nMuon"].array(library="np"), t["MET_pt"].array(library="np")
-    pool = np.sort(met[nmu >= 2])
-    return float(pool[int(len(pool) - 0.01 * n)])
-
-
-def best(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:
@@ -84,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="arrowroot-skims-") as tmp:
         root = Path(tmp)
-        threshold = float(f"{build(root / 'events.root', args.entries):.4f}")
+        threshold = float(f"{cuts.build(root / 'events.root', args.entries, 'zlib'):.4f}")
         where = f"nMuon >= 2 and MET_pt > {threshold}"
         subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
                        capture_output=True)
@@ -103,12 +62,12 @@ def main() -> None:
             print(f"stored: skim {skim['bytes']:,} B, materialised copy (all {20} branches) {copy['bytes']:,} B "
                   f"-> ratio {100 * skim['bytes'] / copy['bytes']:.2f}% (goal <= 1%)")
 
-            t_cut, ref = best(lambda: c.read(DATASET, OUTPUT, where=where), args.repeat)
-            t_skim, got = best(lambda: c.read("home/local/skim", OUTPUT), args.repeat)
+            t_cut, ref = best(lambda: c.read(DATASET, OUTPUT, where=where), args.repeat, warmup=False)
+            t_skim, got = best(lambda: c.read("home/local/skim", OUTPUT), args.repeat, warmup=False)
             assert got.equals(ref), "the skim must read the rows the cut selects"
             print(f"read {OUTPUT}: with where {t_cut:.3f} s, from the skim {t_skim:.3f} s "
                   f"-> skim {t_cut / t_skim:.2f}x faster (goal >= 1.5x)")
-            t_all, _ = best(lambda: c.read(DATASET, OUTPUT), args.repeat)
+            t_all, _ = best(lambda: c.read(DATASET, OUTPUT), args.repeat, warmup=False)
             print(f"  (all {args.entries} entries of those columns, no cut: {t_all:.3f} s; a 1% random selection "
                   "has entries in every cluster, so the skim decompresses the same baskets)")
 
@@ -122,12 +81,12 @@ def main() -> None:
             c.put("home/local/both", both)
             del parent, derived, both
             cols = ["MET_pt", "Jet_pt", "met2", "njet"]
-            t_pq, ref = best(lambda: c.read("home/local/both", cols), args.repeat)
-            t_der, got = best(lambda: c.read("home/local/derived", cols), args.repeat)
+            t_pq, ref = best(lambda: c.read("home/local/both", cols), args.repeat, warmup=False)
+            t_der, got = best(lambda: c.read("home/local/derived", cols), args.repeat, warmup=False)
             assert got.equals(ref), "the derived columns must join the parent's"
             print(f"read {cols}: one Parquet upload {t_pq:.3f} s, parent ROOT + derived Parquet {t_der:.3f} s "
                   f"-> ratio {t_pq / t_der:.2f} (goal >= 0.8)")
-            t_root, _ = best(lambda: c.read(DATASET, ["MET_pt", "Jet_pt"]), args.repeat)
+            t_root, _ = best(lambda: c.read(DATASET, ["MET_pt", "Jet_pt"]), args.repeat, warmup=False)
             print(f"  (the parent's two columns alone from ROOT: {t_root:.3f} s; the join costs "
                   f"{t_der / t_root:.2f}x that)")
         finally:
