@@ -19,6 +19,7 @@ from arrowroot.flight_server.lang import filekeys
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.server.flight import ArrowrootServer
+from arrowroot.flight_server.service.caller import Caller
 
 N_FILES = 50
 TOML = """
@@ -126,7 +127,7 @@ def test_global_range_starting_and_stopping_mid_file(served):
     same(got, want.slice(65, 700 - 65))
     assert got["entry"].to_pylist() == list(range(65, 700))
     # one endpoint per file at least (entries 65..700 touch files 1..8); none spans two files
-    plan = server.plan(ReadSpec("nano", ("event", "Muon_pt"), 65, 700))
+    plan = server.service.plan(Caller(), ReadSpec("nano", ("event", "Muon_pt"), 65, 700))
     assert len(plan.tasks) >= 8
     for task in plan.tasks:
         owners = [p for p in plan.dataset.parts

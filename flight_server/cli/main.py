@@ -20,9 +20,20 @@ from arrowroot.flight_server.cli.workspace import register as register_workspace
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 
 
-def _logging(verbose: int) -> None:
+def _logging(verbose: int, log_format: str = "text") -> None:
+    """Logs to stderr; the access log (one line per call) at INFO. ``json``: the access log's
+    lines are bare JSON objects, one per line, for log shippers."""
+    from arrowroot.flight_server.service import calllog
+
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    calllog.set_format(log_format)
+    if log_format == "json":
+        access = logging.getLogger("arrowroot.access")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -131,18 +142,20 @@ def main() -> None:
 @click.option("--http-max-mb", type=click.FloatRange(min=0),
               help="Largest HTTP download in MiB [0: no limit]; HDF5 downloads use as much temporary disk.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Access-log lines as text or as one JSON object per line (for log shippers).")
 @serve_options
 @workspace_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
           http_port: int | None, http_max_mb: float | None,
-          verbose: int, **auth: object) -> None:
+          verbose: int, log_format: str, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from arrowroot.flight_server.core.settings import MiB, from_env
     from arrowroot.flight_server.server.flight import ArrowrootServer
 
-    _logging(max(verbose, 1))
+    _logging(max(verbose, 1), log_format)
     with startup("serve", host, port):
         settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
@@ -161,7 +174,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         from arrowroot.flight_server.web import WebServer
 
         with startup("serve --http"):
-            web = WebServer(server).start()
+            web = WebServer(server.service, flight_port=server.port).start()
         click.echo(f"web view and HTTP API on {web.url}")
     serve_until_stopped(server, web.stop if web is not None else None)
 
@@ -182,20 +195,20 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
               help="PEM server certificate (chain): serve grpc+tls://.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM key of --tls-cert.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Access-log lines as text or as one JSON object per line (for log shippers).")
 def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
          advertise: str | None, node_id: str | None, cache_mb: float | None, compression: str | None,
-         tls_cert: Path | None, tls_key: Path | None, verbose: int) -> None:
+         tls_cert: Path | None, tls_key: Path | None, verbose: int, log_format: str) -> None:
     """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
     from arrowroot.flight_server.core.settings import from_env
     from arrowroot.flight_server.server.node import JoinRefused, NodeServer
 
-    _logging(verbose)
+    _logging(verbose, log_format)
     settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
                         compression=compression, tls_cert=tls_cert, tls_key=tls_key)
-    try:
+    with startup("node", host, port):
         server = NodeServer(settings, node_id=node_id, advertise=advertise)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
     joined = ""
     if coordinator:
         try:

@@ -68,6 +68,7 @@ class ReadTask:
     time_scale: str = ""           # with_time: "gps" (float64 seconds) or "utc" (timestamp[ns]) time column
     time_rate: float = 0.0         # time reads: samples per second
     compression: str = ""          # IPC body codec: "" (the serving node's default), "none", "lz4", "zstd"
+    request_id: str = ""           # the planning call's id (its DoGets log it too)
 
     @property
     def entry_start(self) -> int:

@@ -39,8 +39,11 @@ class CachedReader(Reader):
 class ReaderCache:
     """Open readers keyed by file identity (path, object, size, mtime), least recently used dropped."""
 
-    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None):
+    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None,
+                 links_outside_root: bool = False):
         self.root = Path(root).resolve()
+        #: a symlink inside the root may point outside it only when the indexer was told to follow such links
+        self.links_outside_root = links_outside_root
         self.size = size
         self.chunks = chunks if chunks is not None else ChunkCache(0)
         self._lock = threading.Lock()
@@ -61,6 +64,10 @@ class ReaderCache:
         path = os.path.normpath(os.path.join(root, rel))
         if os.path.isabs(rel) or not path.startswith(root + os.sep):
             raise InvalidRequest("ticket: the file is outside the served directory")
+        if not self.links_outside_root:  # a symlink in the directory must not lead out of it
+            real = os.path.realpath(path)
+            if not real.startswith(root + os.sep):
+                raise InvalidRequest("ticket: the file is outside the served directory")
         return path
 
     def check(self, part: PartRead) -> str:
@@ -83,13 +90,15 @@ class ReaderCache:
                             part.object_path)
 
     def _open(self, part: PartRead, fmt: str, kind: str) -> Reader:
-        path = self.check(part)
+        # an open reader of this identity: the caller checked the file when it opened the task
+        # (Reads.prepare), so no stat per chunk; a new reader checks the file before opening it
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:
             reader = self._readers.get(key)
             if reader is not None:
                 self._readers.move_to_end(key)
                 return reader
+        path = self.check(part)
         reader = source_for(fmt).open(path, part.object_path, kind)
         with self._lock:
             self._readers[key] = reader

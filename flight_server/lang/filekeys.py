@@ -44,6 +44,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.lang.limits import parse_expression
 
 KEY_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
@@ -73,7 +74,7 @@ class Template:
         self.text = text
         self.fields: list[str] = _FIELD.findall(text)
         if len(set(self.fields)) != len(self.fields):
-            raise ValueError(f"key template {text!r} repeats a field")
+            raise InvalidRequest(f"key template {text!r} repeats a field")
         pattern, last = [], 0
         for m in _FIELD.finditer(text):
             pattern.append(re.escape(text[last:m.start()]))
@@ -296,7 +297,7 @@ def evaluate(text: str, table: pa.Table) -> pa.BooleanArray:
     if len(text) > MAX_FILTER_LENGTH:
         raise FilterError(f"filter longer than {MAX_FILTER_LENGTH} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = parse_expression(text.strip())
     except SyntaxError as exc:
         raise FilterError(f"syntax error: {exc.msg} (at position {(exc.offset or 1) - 1})") from None
     except (RecursionError, MemoryError, ValueError):

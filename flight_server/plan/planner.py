@@ -11,6 +11,8 @@ requested columns.
 
 from __future__ import annotations
 
+import functools
+
 import json
 from dataclasses import dataclass, field, replace
 
@@ -80,8 +82,14 @@ class Plan:
         return -1 if self.cut is not None else int(self.total_records * self.bytes_per_entry)
 
 
+@functools.lru_cache(maxsize=4096)
+def _schema_of(data: bytes) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(data))
+
+
 def dataset_schema(rec: DatasetRecord) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(rec.schema))
+    """The dataset's Arrow schema, decoded once per catalog record (keyed by its IPC bytes)."""
+    return _schema_of(rec.schema)
 
 
 def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
@@ -128,7 +136,7 @@ def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tup
 
 
 def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), principal: str = "",
-              expires: float = 0.0, slices_supported: bool = True) -> Plan:
+              expires: float = 0.0, slices_supported: bool = True, request_id: str = "") -> Plan:
     """Columns, schema and self-contained tasks for a request; raises NotFound/InvalidRequest.
 
     ``slices_supported``: whether the dataset's source reads per-axis slices (the source's
@@ -179,7 +187,7 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         channel_column=(rec.attributes.get(ATTR_CHANNEL) or None) if multi else None, cast=multi,
         batch_rows=min(spec.batch_rows or limits.batch_rows, limits.batch_rows * 8),
         batch_bytes=limits.batch_bytes, chunk_rows=max(1, int(limits.chunk_bytes / per_entry)),
-        principal=principal, expires=expires, compression=spec.compression)
+        principal=principal, expires=expires, compression=spec.compression, request_id=request_id)
     rows = max(1, int(limits.endpoint_bytes / per_entry))
     notes: dict = {}
     if not spec.columns:

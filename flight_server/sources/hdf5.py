@@ -33,6 +33,8 @@ import pyarrow as pa
 from arrowroot.flight_server.core.readpool import ReadPool
 
 from . import timeseries
+from arrowroot.flight_server.core.errors import InvalidRequest
+
 from .base import (
     ColumnInfo,
     ColumnUnreadable,
@@ -350,13 +352,13 @@ class Hdf5Reader(Reader):
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if not columns:
-            raise ValueError("read needs at least one column")
+            raise InvalidRequest("read needs at least one column")
         arrays = []
         obj = self._obj
         try:
             if isinstance(obj, h5py.Dataset) and obj.dtype.names and obj.ndim == 1:
                 if slices:
-                    raise ValueError("slices apply to N-D datasets; this is a 1-D compound table")
+                    raise InvalidRequest("slices apply to N-D datasets; this is a 1-D compound table")
                 values = obj.fields(list(columns))[entry_start:entry_stop] if len(columns) > 1 else None
                 for name in columns:
                     col = values[name] if values is not None else obj.fields(name)[entry_start:entry_stop]

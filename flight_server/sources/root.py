@@ -27,6 +27,7 @@ from .root_hist import HISTOGRAM_KINDS, HistogramReader, histogram_kind, scan_hi
 from .root_keys import get_object
 from .root_objects import clean_objects
 from .wire import to_wire
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 # Branches are read in parallel: uproot's decompression releases the GIL. Small reads go first
 # (core/readpool.py), so a tiny read does not wait behind every large one.
@@ -182,9 +183,9 @@ class RootReader(Reader):
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
-            raise ValueError("slices apply to HDF5 N-D datasets only; ROOT entries are sliced with entry_start/entry_stop")
+            raise InvalidRequest("slices apply to HDF5 N-D datasets only; ROOT entries are sliced with entry_start/entry_stop")
         if not columns:
-            raise ValueError("read needs at least one column")
+            raise InvalidRequest("read needs at least one column")
         # Largest branches first: with a few threads, starting the longest decompression
         # last would leave the other threads idle at the end.
         sizes = {c: self._size(c) for c in columns}

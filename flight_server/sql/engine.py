@@ -43,7 +43,9 @@ from typing import Protocol, runtime_checkable
 import duckdb
 import pyarrow as pa
 from arrowroot.flight_server.sql.sandbox_worker import walk as _walk  # one plan walker for both sides
-from arrowroot.flight_server.core.errors import Cancelled
+from arrowroot.flight_server.core.batches import halve_until_small
+from arrowroot.flight_server.core.errors import (Cancelled, InvalidRequest, NotFound, PermissionDenied,
+                                                TimedOut)
 
 from arrowroot.flight_server.sql.sandbox import Job, SandboxError, read_run, sandbox
 
@@ -147,19 +149,6 @@ def _fixed_width(t: pa.DataType) -> int:
 def _cheapest_column(schema: pa.Schema) -> str:
     """The column to read when a query needs rows but no values (count(*))."""
     return min(schema, key=lambda f: (_fixed_width(f.type), schema.get_field_index(f.name))).name
-
-
-def _split_by_bytes(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
-    if batch.num_rows <= 1 or batch.nbytes <= max_bytes:
-        yield batch
-        return
-    rows = max(1, int(batch.num_rows * max_bytes / batch.nbytes))
-    for start in range(0, batch.num_rows, rows):
-        piece = batch.slice(start, rows)
-        if piece.nbytes > max_bytes and piece.num_rows > 1:  # skewed rows (jagged columns)
-            yield from _split_by_bytes(piece, max_bytes)
-        else:
-            yield piece
 
 
 class _LazyScan:
@@ -291,7 +280,7 @@ class SqlEngine:
         except SandboxError as exc:
             raise _sandbox_error(exc) from None
         except TimeoutError:
-            raise TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit") from None
+            raise TimedOut(f"query exceeded its {self.timeout_s:g} s time limit") from None
         scans: dict[str, list[str] | None] = {}
         for name, cols in result["scans"].items():
             schema = schemas[name]
@@ -323,10 +312,10 @@ class SqlEngine:
         start = time.monotonic()
         with self._lock:
             if query_id in self._running:
-                raise ValueError(f"query id {query_id!r} is already running")
+                raise InvalidRequest(f"query id {query_id!r} is already running")
         if isinstance(query, PreparedQuery):
             if rows and len(rows[0]) != query.parameter_count:
-                raise ValueError(
+                raise InvalidRequest(
                     f"query has {query.parameter_count} parameters, got {len(rows[0])} values"
                 )
             screened = _Screened(query.query, {n: n.lower() for n in query.scans}, query.uses_catalog,
@@ -341,7 +330,7 @@ class SqlEngine:
             finally:
                 _close_later(con)
             if rows and len(rows[0]) != screened.n_params:
-                raise ValueError(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
+                raise InvalidRequest(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
             scans = None
         sql, uses_catalog = screened.query, screened.uses_catalog
         if not screened.datasets:
@@ -353,7 +342,7 @@ class SqlEngine:
         with self._lock:
             if query_id in self._running:
                 con.close()
-                raise ValueError(f"query id {query_id!r} is already running")
+                raise InvalidRequest(f"query id {query_id!r} is already running")
             self._running[query_id] = run
         try:
             self._bind_sources(con, scans, uses_catalog)
@@ -372,7 +361,7 @@ class SqlEngine:
     def _left(self, start: float) -> float:
         left = self.timeout_s - (time.monotonic() - start)
         if left <= 0:
-            raise TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+            raise TimedOut(f"query exceeded its {self.timeout_s:g} s time limit")
         return left
 
     def _execute_sandboxed(
@@ -387,7 +376,7 @@ class SqlEngine:
             if query_id in self._running:
                 job.stop("cancel")
                 job.finish()
-                raise ValueError(f"query id {query_id!r} is already running")
+                raise InvalidRequest(f"query id {query_id!r} is already running")
             self._running[query_id] = run
         try:
             schema, batches = read_run(job)
@@ -399,7 +388,7 @@ class SqlEngine:
             try:
                 for batch in batches:
                     if batch.num_rows:
-                        yield from _split_by_bytes(batch, self.max_batch_bytes)
+                        yield from halve_until_small(batch, self.max_batch_bytes)
             except (SandboxError, TimeoutError, MemoryError) as exc:
                 raise run.translate(exc) from None
             finally:
@@ -429,31 +418,31 @@ class SqlEngine:
 
     def _screen(self, con: duckdb.DuckDBPyConnection, query: str) -> _Screened:
         if not isinstance(query, str):
-            raise ValueError("query must be a string")
+            raise InvalidRequest("query must be a string")
         size = len(query.encode("utf-8", "surrogatepass"))
         if size > self.max_query_bytes:
-            raise ValueError(f"query is {size} bytes; the limit is {self.max_query_bytes}")
+            raise InvalidRequest(f"query is {size} bytes; the limit is {self.max_query_bytes}")
         query = query.strip().rstrip(";").strip()
         if not query:
-            raise ValueError("empty query")
+            raise InvalidRequest("empty query")
         try:
             statements = con.extract_statements(query)
         except duckdb.Error as exc:
-            raise ValueError(f"SQL syntax error: {_msg(exc)}") from exc
+            raise InvalidRequest(f"SQL syntax error: {_msg(exc)}") from exc
         if len(statements) != 1:
-            raise PermissionError(f"exactly one statement per query, got {len(statements)}")
+            raise PermissionDenied(f"exactly one statement per query, got {len(statements)}")
         stmt = statements[0]
         if stmt.type != duckdb.StatementType.SELECT:
-            raise PermissionError(
+            raise PermissionDenied(
                 f"only SELECT queries are allowed (read-only server); got {stmt.type.name}"
             )
         names = stmt.named_parameters
         if any(not n.isdigit() for n in names):
-            raise ValueError("only positional parameters (? or $1) are supported")
+            raise InvalidRequest("only positional parameters (? or $1) are supported")
         n_params = max((int(n) for n in names), default=0)
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
         if tree.get("error"):
-            raise ValueError(f"SQL error: {tree.get('error_message')}")
+            raise InvalidRequest(f"SQL error: {tree.get('error_message')}")
         return self._check_tree(query, tree, n_params)
 
     def _check_tree(self, query: str, tree: dict, n_params: int) -> _Screened:
@@ -473,7 +462,7 @@ class SqlEngine:
             if kind == "BASE_TABLE":
                 loc = node.get("query_location")
                 if isinstance(loc, int) and 0 <= loc < len(encoded) and encoded[loc : loc + 1] == b"'":
-                    raise PermissionError(
+                    raise PermissionDenied(
                         f"reading files is not allowed: FROM '{node.get('table_name')}'"
                     )
                 catalog = (node.get("catalog_name") or "").lower()
@@ -487,7 +476,7 @@ class SqlEngine:
                     pass
                 else:
                     shown = ".".join(p for p in (catalog, schema, table) if p)
-                    raise ValueError(
+                    raise NotFound(
                         f"no such table: {shown!r}; tables are dataset names in double quotes "
                         f'(e.g. "file.root:tree") and {CATALOG_SCHEMA}.{{{",".join(CATALOG_TABLES)}}}'
                     )
@@ -495,14 +484,14 @@ class SqlEngine:
                 fn = node.get("function") or {}
                 fname = (fn.get("function_name") or "").lower()
                 if fname not in ALLOWED_TABLE_FUNCTIONS or fn.get("schema") or fn.get("catalog"):
-                    raise PermissionError(
+                    raise PermissionDenied(
                         f"table function {fname}() is not allowed; allowed: "
                         + ", ".join(sorted(ALLOWED_TABLE_FUNCTIONS))
                     )
             elif node.get("class") == "FUNCTION":
                 fname = (node.get("function_name") or "").lower()
                 if fname in DENIED_FUNCTIONS or fname.startswith(("read_", "pragma_", "duckdb_")):
-                    raise PermissionError(f"function {fname}() is not allowed")
+                    raise PermissionDenied(f"function {fname}() is not allowed")
         return _Screened(query, datasets, uses_catalog, n_params)
 
     def _bind_catalog(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -535,7 +524,7 @@ class SqlEngine:
         if parameters is None or parameters.num_columns == 0:
             return []
         if parameters.num_rows == 0:
-            raise ValueError("parameter batch has no rows")
+            raise InvalidRequest("parameter batch has no rows")
         columns = [col.to_pylist() for col in parameters.columns]
         return [list(row) for row in zip(*columns)]
 
@@ -558,7 +547,7 @@ class SqlEngine:
                     if not batch.schema.equals(schema):
                         batch = batch.cast(schema)
                     if batch.num_rows:
-                        yield from _split_by_bytes(batch, self.max_batch_bytes)
+                        yield from halve_until_small(batch, self.max_batch_bytes)
         except (duckdb.Error, pa.ArrowException, OSError) as exc:
             # DuckDB errors raised while pyarrow pulls from DuckDB's stream arrive as Arrow
             # errors (OSError for interrupts); the provider's own I/O errors pass through.
@@ -723,7 +712,7 @@ class _Running:
 
     def translate(self, exc: Exception) -> BaseException:
         if self.reason == "timeout":
-            return TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+            return TimedOut(f"query exceeded its {self.timeout_s:g} s time limit")
         if self.reason == "cancel":
             return QueryCancelled("query cancelled")
         return _translate(exc)
@@ -748,7 +737,7 @@ class _SandboxRun:
 
     def translate(self, exc: BaseException) -> BaseException:
         if self.job.reason == "timeout" or isinstance(exc, TimeoutError):
-            return TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+            return TimedOut(f"query exceeded its {self.timeout_s:g} s time limit")
         if self.job.reason == "cancel":
             return QueryCancelled("query cancelled")
         if isinstance(exc, SandboxError):
@@ -782,7 +771,7 @@ def parse_bytes(text: str) -> int:
     digits = len(t) - len(t.lstrip("0123456789."))
     number, unit = t[:digits], t[digits:]
     if not number or unit not in _UNITS:
-        raise ValueError(f"not a size: {text!r}")
+        raise InvalidRequest(f"not a size: {text!r}")
     return int(float(number) * _UNITS[unit])
 
 

@@ -49,6 +49,12 @@ SELECTION = [
     _q("slices", "HDF5 N-D: one start:stop[:step] per axis after the entries, comma-separated, e.g. 0:4,::8"),
     _q("files", "Multi-file datasets: file-key filter, e.g. run >= 10"),
     _q("channels", "Multi-file datasets: channel ids, comma-separated"),
+    _q("time_start", "Time series: first time, GPS/channel seconds or ISO-8601 (e.g. 2015-09-14T09:50:45Z)"),
+    _q("time_stop", "Time series: time after the last (seconds or ISO-8601)"),
+    _q("with_time", "Time series: add a time column (true/false)", {"type": "boolean"}),
+    _q("fill_gaps", "Time series: fill gaps with null rows on one regular grid (true/false)", {"type": "boolean"}),
+    _q("with_entry_numbers", "Add the dataset-wide entry number as a first column (true/false)", {"type": "boolean"}),
+    _q("allow_missing", "Multi-file datasets: columns some files lack read as nulls (true/false)", {"type": "boolean"}),
 ]
 
 
