@@ -119,6 +119,20 @@ def _leaf_names(tree) -> dict[str, str]:
     return {(s if counts[s] == 1 else p): p for s, p in zip(short, paths)}
 
 
+def _settle_rntuple(ntuple) -> None:
+    """Build uproot's lazily built RNTuple metadata now, on one thread.
+
+    ``read`` reads columns in parallel threads, and uproot fills some of these tables
+    in place after publishing them (``_column_records_dict`` is set to ``{}`` and then
+    filled): a second thread can see it half built and fail with "The field_id: N is
+    missing from the columns records". Touching each one first makes them complete
+    before any column is read.
+    """
+    for name in ("field_records", "column_records", "alias_column_records", "_column_records_dict",
+                 "_related_ids", "page_list_envelopes", "cluster_summaries", "page_link_list", "all_fields"):
+        getattr(ntuple, name, None)
+
+
 class RootReader(Reader):
     """A TTree or RNTuple open for reads; every failure names the column and the entries."""
 
@@ -141,6 +155,9 @@ class RootReader(Reader):
         self._paths = _leaf_names(self._obj) if kind == "ttree" else None
         self._nodes: dict[str, object] = {}
         self._lock = threading.Lock()
+        if kind == "rntuple":
+            with self._lock:
+                _settle_rntuple(self._obj)
 
     def column_array(self, name: str, start: int, stop: int) -> pa.Array:
         """One column over [start, stop) as wire Arrow; raises ColumnUnreadable, never
