@@ -304,17 +304,23 @@ def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, h
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
 @click.option("--full", is_flag=True, help="The whole Arrow schema with field and dataset metadata.")
 def schema(dataset: str, location: str, full: bool) -> None:
-    """Print a dataset's columns and types (--full: with all metadata)."""
+    """Print a dataset's columns and types (--full: with all metadata), then the columns
+    that cannot be read, each with the reason."""
+    from arrowroot.clients.client import notes
+
     with _client(location) as c:
-        s = c.schema(dataset)
+        info = c.flight_info(dataset)  # its notes name the unreadable columns, as a read would
+    s = info.schema
     if full:
         click.echo(s.to_string(show_schema_metadata=True))
-        return
-    for f in s:
-        meta = f.metadata or {}
-        unit = meta.get(b"units") or meta.get(b"unit")
-        extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
-        click.echo(f"{f.name}: {f.type}{extra}")
+    else:
+        for f in s:
+            meta = f.metadata or {}
+            unit = meta.get(b"units") or meta.get(b"unit")
+            extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
+            click.echo(f"{f.name}: {f.type}{extra}")
+    for col in notes(info).get("skipped_columns") or ():
+        click.echo(f"{col.get('name')}: cannot be read: {col.get('reason')}")
 
 
 @main.command()
@@ -393,8 +399,10 @@ def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]),
               help="Output format [from the file suffix].")
+@click.option("--allow-missing", is_flag=True,
+              help="Multi-file datasets: read columns some files lack as nulls instead of failing.")
 def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
-        location: str, fmt: str | None) -> None:
+        location: str, fmt: str | None, allow_missing: bool) -> None:
     """Fetch DATASET into OUTPUT (Parquet, Feather or CSV), with a progress bar."""
     from rich.progress import Progress
 
@@ -405,7 +413,9 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
 
     from arrowroot.clients.client import notes, skipped_message
 
-    kwargs = {"where": where} if where else {}
+    kwargs: dict[str, object] = {"where": where} if where else {}
+    if allow_missing:
+        kwargs["allow_missing"] = True
     with _client(location) as c:
         info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
         skipped = notes(info).get("skipped_columns")

@@ -190,10 +190,11 @@ class ServerTableProvider:
             schema = self._schemas[name] = dataset_schema(self._record(name))
         return schema
 
-    def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
+    def scan(self, name: str, columns: list[str], allow_missing: bool = False) -> pa.RecordBatchReader:
         """Stream ``columns`` of every entry: the planner's tasks in order, one chunk read ahead."""
         rec = self._record(name)
-        plan = plan_read(ReadSpec(dataset=name, columns=tuple(columns)), rec, self.server.limits)
+        spec = ReadSpec(dataset=name, columns=tuple(columns), allow_missing=allow_missing)
+        plan = plan_read(spec, rec, self.server.limits)
         if self.scan_log is not None:
             self.scan_log.append((name, tuple(plan.columns)))
         server = self.server

@@ -139,7 +139,19 @@ def selection(name: str, q: Any) -> dict[str, Any]:
     channels = _list(q, "channels")
     if channels:
         req["channels"] = channels
+    if _flag(q, "allow_missing"):
+        req["allow_missing"] = True
     return req
+
+
+def _flag(q: Any, key: str) -> bool:
+    """A boolean query parameter: ``1``, ``true``, ``yes``, ``on`` (a checked form box)."""
+    text = (q.get(key) or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidRequest(f"{key}: true or false expected (got {text[:30]!r})")
 
 
 def criteria(q: Any) -> dict[str, Any]:
@@ -398,7 +410,7 @@ class Web:
             sel = {"dataset": name}
         ctx["sel"] = sel
         query = {k: v for k, v in q.multi_items() if k in ("columns", "entry_start", "entry_stop", "where",
-                                                              "slices", "files", "channels") and v.strip()}
+                                                              "slices", "files", "channels", "allow_missing") and v.strip()}
         ctx["query"] = urllib.parse.urlencode(query)
         ctx["downloads"] = [(f, f"/api/data/{quote(name)}?" + urllib.parse.urlencode({**dict(query), "format": f}))
                             for f in FORMATS]

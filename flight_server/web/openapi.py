@@ -49,6 +49,8 @@ SELECTION = [
     _q("slices", "HDF5 N-D: one start:stop[:step] per axis after the entries, comma-separated, e.g. 0:4,::8"),
     _q("files", "Multi-file datasets: file-key filter, e.g. run >= 10"),
     _q("channels", "Multi-file datasets: channel ids, comma-separated"),
+    _q("allow_missing", "Multi-file datasets: read columns some files lack as nulls instead of failing",
+       {"type": "boolean"}),
 ]
 
 
