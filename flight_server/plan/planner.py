@@ -21,7 +21,7 @@ from arrowroot.catalog.models import DatasetRecord, PartRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.core.shapes import sliced_field
+from arrowroot.flight_server.core.shapes import META_PARENT, sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, column_text, no_columns_text, with_reasons,
                                                     without_reasons)
@@ -90,8 +90,9 @@ def dataset_schema(rec: DatasetRecord) -> pa.Schema:
 
 
 def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
-    """Exact names first, then shell globs; unreadable columns only when named exactly."""
-    readable = [f.name for f in schema]
+    """Exact names first, then shell globs; unreadable columns only when named exactly.
+    Parent branches (records of their leaves) only when named exactly, too."""
+    readable = [f.name for f in schema if META_PARENT not in (f.metadata or {})]
     if not requested:
         return tuple(readable)
     everything = {c.name: c for c in rec.columns}
@@ -99,7 +100,7 @@ def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.S
     for want in requested:
         if want in everything:
             col = everything[want]
-            if not col.readable or want not in readable:
+            if not col.readable or want not in schema.names:
                 raise InvalidRequest(f"columns: {column_text(want, col.reason)}")
             matches = [want]
         elif GLOB_CHARS & set(want):

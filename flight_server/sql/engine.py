@@ -45,6 +45,7 @@ import duckdb
 import pyarrow as pa
 from arrowroot.flight_server.sql.sandbox_worker import walk as _walk  # one plan walker for both sides
 from arrowroot.flight_server.core.errors import Cancelled
+from arrowroot.flight_server.core.shapes import META_PARENT
 from arrowroot.flight_server.core.unreadable import column_text, no_columns_text, reasons_of, without_reasons
 
 from arrowroot.flight_server.sql.sandbox import Job, SandboxError, read_run, sandbox
@@ -302,7 +303,7 @@ class SqlEngine:
         self, s: _Screened, params: pa.Table | None, timeout_s: float
     ) -> tuple[dict[str, list[str] | None], pa.Schema]:
         """Bind and plan in a sandbox worker over zero-row tables with the datasets' schemas."""
-        schemas = {name: self.provider.dataset_schema(_dataset_of(name)[0]) for name in s.datasets}
+        schemas = {name: self._schema(name) for name in s.datasets}
         for name, schema in schemas.items():
             if not len(schema):  # DuckDB would say only "must have at least one column"
                 raise ValueError("columns: " + no_columns_text(name, reasons_of(schema)))
@@ -548,12 +549,20 @@ class SqlEngine:
                     f"CREATE OR REPLACE VIEW {CATALOG_SCHEMA}.{key} AS SELECT * FROM __arrowroot_catalog_{key}"
                 ).fetchall()
 
+    def _schema(self, key: str) -> pa.Schema:
+        """A dataset's table: its columns, less ROOT parent branches (records of columns that
+        are there already: ``SELECT *`` serves nothing twice)."""
+        schema = self.provider.dataset_schema(_dataset_of(key)[0])
+        if not any(META_PARENT in (f.metadata or {}) for f in schema):
+            return schema
+        return pa.schema([f for f in schema if META_PARENT not in (f.metadata or {})], metadata=schema.metadata)
+
     def _bind_sources(
         self, con: duckdb.DuckDBPyConnection, scans: dict[str, list[str] | None], uses_catalog: bool,
         failures: list[BaseException] | None = None,
     ) -> None:
         for i, (name, cols) in enumerate(scans.items()):
-            schema = without_reasons(self.provider.dataset_schema(_dataset_of(name)[0]))
+            schema = without_reasons(self._schema(name))
             if cols is not None:  # None: the plan never scans it, expose all columns lazily
                 schema = pa.schema([schema.field(c) for c in cols])
             # A view in memory.main (what CommandGetTables advertises), over a registered
