@@ -29,7 +29,8 @@ ALLOWED = {
     "flight_server/index": [P + "core", P + "sources", P + "datasets", "arrowroot.catalog"],
     "flight_server/sql": [P + "core"],
     "flight_server/workspace": [P + "core", P + "sources", "arrowroot.catalog"],
-    "flight_server/web": [P + "core", P + "server", P + "plan", P + "execute"],  # only via web/data.py
+    "flight_server/export": [P + "core"],
+    "flight_server/web": [P + "core", P + "server", P + "plan", P + "execute", P + "export"],  # via web/data.py
     "clients": ["arrowroot.protos"],
 }
 # third-party modules a folder must never import
@@ -44,6 +45,7 @@ FORBIDDEN = {
     "flight_server/sql": ["pyarrow.flight"],
     "flight_server/workspace": ["pyarrow.flight", "google"],
     "flight_server/web": ["duckdb", "uproot"],
+    "flight_server/export": ["pyarrow.flight", "duckdb", "google"],
     "clients": ["duckdb", "uproot", "h5py"],
 }
 # only these folders face the network

@@ -356,35 +356,30 @@ def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
         click.echo(f"wrote {rows} rows to {output}")
 
 
-def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
-    """Stream ``reader`` into OUTPUT as parquet, feather or csv; returns the rows written.
+def write_file(output: Path, fmt: str, reader, on_batch=None, object_name: str = "") -> int:
+    """Stream ``reader`` into OUTPUT in ``fmt`` (any export format); returns the rows written.
 
     Written to a hidden file beside OUTPUT and renamed at the end: a failure (bad request, a file
-    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. CSV holds
-    list/struct cells as JSON text.
+    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. The
+    encoders are the HTTP download's (``flight_server/export``).
     """
-    import pyarrow.csv as pcsv
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-
-    from arrowroot.clients.convert import csv_ready, csv_schema
+    from arrowroot.flight_server.export.formats import FORMATS, write
 
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    rows = 0
+
+    def batches():
+        for batch in reader:
+            yield batch
+            if on_batch is not None:
+                on_batch(batch.num_rows)
+
+    from arrowroot.flight_server.core.errors import InvalidRequest
+
     try:
-        if fmt == "parquet":
-            writer = pq.ParquetWriter(partial, reader.schema)
-        elif fmt == "feather":
-            writer = ipc.new_file(partial, reader.schema)
-        else:
-            writer = pcsv.CSVWriter(partial, csv_schema(reader.schema))
-        with writer:
-            for batch in reader:
-                writer.write_batch(csv_ready(batch) if fmt == "csv" else batch)
-                rows += batch.num_rows
-                if on_batch is not None:
-                    on_batch(batch.num_rows)
+        rows = write(FORMATS[fmt], reader.schema, batches(), str(partial), object_name=object_name)
         os.replace(partial, output)
+    except InvalidRequest as exc:  # the format cannot hold these columns: one line, no traceback
+        raise click.ClickException(str(exc)) from None
     finally:
         partial.unlink(missing_ok=True)
     return rows
@@ -397,19 +392,24 @@ def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
 @click.option("-e", "--entries", help="START:STOP entry range.")
 @click.option("-w", "--where", help="Server-side cut, e.g. 'nMuon >= 2 and MET_pt > 40'.")
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]),
-              help="Output format [from the file suffix].")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "arrow", "csv", "hdf5", "root", "rntuple",
+                                                    "tiff"]),
+              help="Output format [from the file suffix: .parquet .feather .arrows .csv .h5 .root .tiff].")
 @click.option("--allow-missing", is_flag=True,
               help="Multi-file datasets: read columns some files lack as nulls instead of failing.")
 def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
         location: str, fmt: str | None, allow_missing: bool) -> None:
-    """Fetch DATASET into OUTPUT (Parquet, Feather or CSV), with a progress bar."""
+    """Fetch DATASET into OUTPUT (Parquet, Feather, Arrow, CSV, HDF5, ROOT TTree or RNTuple,
+    TIFF for image data), with a progress bar."""
     from rich.progress import Progress
 
-    fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".feather": "feather", ".arrow": "feather",
-                  ".csv": "csv"}.get(output.suffix.lower())
-    if fmt is None:
-        raise click.BadParameter("cannot tell the format from the suffix; pass --format", param_hint="OUTPUT")
+    from arrowroot.flight_server.core.errors import InvalidRequest
+    from arrowroot.flight_server.export.formats import format_for
+
+    try:
+        fmt = format_for(str(output), fmt).name
+    except InvalidRequest as exc:
+        raise click.BadParameter(f"{exc}; or pass --format", param_hint="OUTPUT") from None
 
     from arrowroot.clients.client import notes, skipped_message
 
@@ -425,7 +425,7 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
         with Progress() as progress:
             bar = progress.add_task(f"{dataset} → {output.name}", total=total)
             rows = write_file(output, fmt, c.read_info(info),
-                              on_batch=lambda n: progress.update(bar, advance=n))
+                              on_batch=lambda n: progress.update(bar, advance=n), object_name=dataset)
     click.echo(f"wrote {rows} rows to {output}")
     if rows == 0 and entries and info.total_records == 0:
         click.echo(f"note: the range {entries} holds no entries of {dataset} (past its end?); "

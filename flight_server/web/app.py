@@ -31,7 +31,7 @@ from starlette.templating import Jinja2Templates
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.web import data, plots
-from arrowroot.flight_server.web.formats import FORMATS, TooLarge, ahead, encode, get_format
+from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
 from arrowroot.flight_server.web.openapi import openapi
 
 log = logging.getLogger("arrowroot.http")
@@ -663,7 +663,8 @@ class Web:
         if limit and plan.total_bytes > limit:
             raise TooLarge(f"the selection is about {plan.total_bytes / (1 << 20):.0f} MiB, over the server's "
                            f"limit of {limit / (1 << 20):.0f} MiB (--http-max-mb); select fewer columns or entries")
-        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.server, plan, caller), limit))
+        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.server, plan, caller), limit,
+                              object_name=name))
         first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
         filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
         headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
