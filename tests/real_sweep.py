@@ -67,6 +67,7 @@ class Sweep:
     branches: int = 0          # TTree branches (leaves and parents) of the served trees
     uproot_reads: int = 0      # of those, branches uproot reads
     missed: list[str] = field(default_factory=list)   # uproot reads it, arrowroot cannot name it
+    listed_unreadable: list[str] = field(default_factory=list)  # uproot reads it, arrowroot says why it does not
 
 
 def _uproot_reads(branch) -> bool:
@@ -99,6 +100,7 @@ def sweep(corpus: str, root: Path) -> Sweep:
                 continue
             path, obj = rec.name.split(":", 1)
             named = {c.name for c in rec.columns if c.readable}
+            reasons = {c.name: c.reason for c in rec.columns if not c.readable}
             with uproot.open(root / path) as f:
                 tree = f[obj] if obj in f else next(o for k, o in f.iteritems(recursive=True) if k.split(";")[0] == obj)
                 leaves = [k for k in tree.keys(recursive=True) if not tree[k].branches]
@@ -116,19 +118,23 @@ def sweep(corpus: str, root: Path) -> Sweep:
                         continue
                     if _uproot_reads(branch):
                         out.uproot_reads += 1
-                        out.missed.append(f"{rec.name}:{key}")
+                        if name in reasons:
+                            out.listed_unreadable.append(f"{rec.name}:{key} ({reasons[name][:80]})")
+                        else:
+                            out.missed.append(f"{rec.name}:{key}")
         cat.close()
     return out
 
 
 def table(results: list[Sweep]) -> str:
     lines = ["| corpus | files (failed) | datasets listed | readable | unreadable | folder datasets | "
-             "folder groups not merged | TTree branches | uproot reads | uproot reads, arrowroot cannot name |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "folder groups not merged | TTree branches | uproot reads | of those, listed unreadable with a reason | "
+             "uproot reads, arrowroot cannot name |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         lines.append(f"| {r.corpus} | {r.files} ({r.file_errors}) | {r.listed} | {r.readable} | "
                      f"{sum(r.unreadable.values())} | {r.folder} | {r.not_merged} | {r.branches} | "
-                     f"{r.uproot_reads} | {len(r.missed)} |")
+                     f"{r.uproot_reads} | {len(r.listed_unreadable)} | {len(r.missed)} |")
     lines.append("")
     lines.append("| corpus | unreadable datasets | reason |")
     lines.append("| --- | --- | --- |")
@@ -149,6 +155,8 @@ def main(argv: list[str] | None = None) -> list[Sweep]:
     for r in results:
         for m in r.missed:
             print(f"missed: {r.corpus}: {m}", file=sys.stderr)
+        for m in r.listed_unreadable:
+            print(f"uproot reads, listed unreadable: {r.corpus}: {m}", file=sys.stderr)
     return results
 
 
