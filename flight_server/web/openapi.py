@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+from arrowroot.flight_server.export.formats import FORMATS
+
 from typing import Any
 
-MEDIA = {
-    "arrow": "application/vnd.apache.arrow.stream",
-    "feather": "application/vnd.apache.arrow.file",
-    "parquet": "application/vnd.apache.parquet",
-    "csv": "text/csv",
-    "hdf5": "application/x-hdf5",
-}
+MEDIA = {name: fmt.media_type.split(";")[0] for name, fmt in FORMATS.items()}
 
 
 def _q(name: str, description: str, schema: dict | None = None, **extra: Any) -> dict:
