@@ -36,8 +36,10 @@ ALLOWED = {
     # the Flight doors: the service layer below them, DuckDB's engine for Flight SQL; never the web
     "flight_server/server": [P + "core", P + "service", P + "sql", P + "plan", P + "execute", "arrowroot.catalog",
                              "arrowroot.protos"],
+    # file formats users' other tools read (Arrow, Parquet, CSV, HDF5, ROOT, TIFF): the HTTP and CLI downloads
+    "flight_server/export": [P + "core"],
     # the HTTP door: the service layer only (never the Flight doors)
-    "flight_server/web": [P + "core", P + "service", P + "plan"],
+    "flight_server/web": [P + "core", P + "service", P + "plan", P + "export"],
     "clients": ["arrowroot.protos"],
 }
 # third-party modules a folder must never import
@@ -53,6 +55,7 @@ FORBIDDEN = {
     "flight_server/workspace": ["pyarrow.flight", "google"],
     "flight_server/web": ["duckdb", "uproot", "pyarrow.flight"],
     "flight_server/service": ["pyarrow.flight", "duckdb", "uproot", "h5py"],
+    "flight_server/export": ["pyarrow.flight", "duckdb", "google"],
     "clients": ["duckdb", "uproot", "h5py"],
 }
 # only these folders face the network with Flight

@@ -317,17 +317,23 @@ def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, h
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
 @click.option("--full", is_flag=True, help="The whole Arrow schema with field and dataset metadata.")
 def schema(dataset: str, location: str, full: bool) -> None:
-    """Print a dataset's columns and types (--full: with all metadata)."""
+    """Print a dataset's columns and types (--full: with all metadata), then the columns
+    that cannot be read, each with the reason."""
+    from arrowroot.clients.client import notes
+
     with _client(location) as c:
-        s = c.schema(dataset)
+        info = c.flight_info(dataset)  # its notes name the unreadable columns, as a read would
+    s = info.schema
     if full:
         click.echo(s.to_string(show_schema_metadata=True))
-        return
-    for f in s:
-        meta = f.metadata or {}
-        unit = meta.get(b"units") or meta.get(b"unit")
-        extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
-        click.echo(f"{f.name}: {f.type}{extra}")
+    else:
+        for f in s:
+            meta = f.metadata or {}
+            unit = meta.get(b"units") or meta.get(b"unit")
+            extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
+            click.echo(f"{f.name}: {f.type}{extra}")
+    for col in notes(info).get("skipped_columns") or ():
+        click.echo(f"{col.get('name')}: cannot be read: {col.get('reason')}")
 
 
 @main.command()
@@ -363,35 +369,30 @@ def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
         click.echo(f"wrote {rows} rows to {output}")
 
 
-def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
-    """Stream ``reader`` into OUTPUT as parquet, feather or csv; returns the rows written.
+def write_file(output: Path, fmt: str, reader, on_batch=None, object_name: str = "") -> int:
+    """Stream ``reader`` into OUTPUT in ``fmt`` (any export format); returns the rows written.
 
     Written to a hidden file beside OUTPUT and renamed at the end: a failure (bad request, a file
-    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. CSV holds
-    list/struct cells as JSON text.
+    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. The
+    encoders are the HTTP download's (``flight_server/export``).
     """
-    import pyarrow.csv as pcsv
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-
-    from arrowroot.clients.convert import csv_ready, csv_schema
+    from arrowroot.flight_server.export.formats import FORMATS, write
 
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    rows = 0
+
+    def batches():
+        for batch in reader:
+            yield batch
+            if on_batch is not None:
+                on_batch(batch.num_rows)
+
+    from arrowroot.flight_server.core.errors import InvalidRequest
+
     try:
-        if fmt == "parquet":
-            writer = pq.ParquetWriter(partial, reader.schema)
-        elif fmt == "feather":
-            writer = ipc.new_file(partial, reader.schema)
-        else:
-            writer = pcsv.CSVWriter(partial, csv_schema(reader.schema))
-        with writer:
-            for batch in reader:
-                writer.write_batch(csv_ready(batch) if fmt == "csv" else batch)
-                rows += batch.num_rows
-                if on_batch is not None:
-                    on_batch(batch.num_rows)
+        rows = write(FORMATS[fmt], reader.schema, batches(), str(partial), object_name=object_name)
         os.replace(partial, output)
+    except InvalidRequest as exc:  # the format cannot hold these columns: one line, no traceback
+        raise click.ClickException(str(exc)) from None
     finally:
         partial.unlink(missing_ok=True)
     return rows
@@ -404,21 +405,30 @@ def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
 @click.option("-e", "--entries", help="START:STOP entry range.")
 @click.option("-w", "--where", help="Server-side cut, e.g. 'nMuon >= 2 and MET_pt > 40'.")
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]),
-              help="Output format [from the file suffix].")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "arrow", "csv", "hdf5", "root", "rntuple",
+                                                    "tiff"]),
+              help="Output format [from the file suffix: .parquet .feather .arrows .csv .h5 .root .tiff].")
+@click.option("--allow-missing", is_flag=True,
+              help="Multi-file datasets: read columns some files lack as nulls instead of failing.")
 def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
-        location: str, fmt: str | None) -> None:
-    """Fetch DATASET into OUTPUT (Parquet, Feather or CSV), with a progress bar."""
+        location: str, fmt: str | None, allow_missing: bool) -> None:
+    """Fetch DATASET into OUTPUT (Parquet, Feather, Arrow, CSV, HDF5, ROOT TTree or RNTuple,
+    TIFF for image data), with a progress bar."""
     from rich.progress import Progress
 
-    fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".feather": "feather", ".arrow": "feather",
-                  ".csv": "csv"}.get(output.suffix.lower())
-    if fmt is None:
-        raise click.BadParameter("cannot tell the format from the suffix; pass --format", param_hint="OUTPUT")
+    from arrowroot.flight_server.core.errors import InvalidRequest
+    from arrowroot.flight_server.export.formats import format_for
+
+    try:
+        fmt = format_for(str(output), fmt).name
+    except InvalidRequest as exc:
+        raise click.BadParameter(f"{exc}; or pass --format", param_hint="OUTPUT") from None
 
     from arrowroot.clients.client import notes, skipped_message
 
-    kwargs = {"where": where} if where else {}
+    kwargs: dict[str, object] = {"where": where} if where else {}
+    if allow_missing:
+        kwargs["allow_missing"] = True
     with _client(location) as c:
         info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
         skipped = notes(info).get("skipped_columns")
@@ -428,7 +438,7 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
         with Progress() as progress:
             bar = progress.add_task(f"{dataset} → {output.name}", total=total)
             rows = write_file(output, fmt, c.read_info(info),
-                              on_batch=lambda n: progress.update(bar, advance=n))
+                              on_batch=lambda n: progress.update(bar, advance=n), object_name=dataset)
     click.echo(f"wrote {rows} rows to {output}")
     if rows == 0 and entries and info.total_records == 0:
         click.echo(f"note: the range {entries} holds no entries of {dataset} (past its end?); "

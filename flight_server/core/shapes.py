@@ -15,6 +15,8 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 # Arrow field-metadata keys shared by all sources (documented in the README).
 META_SOURCE_TYPE = b"arrowroot.source_type"
 META_SHAPE = b"arrowroot.shape"
+#: a column named only, never served by "all columns" or a glob (ROOT parent branches, whose leaves are columns)
+META_PARENT = b"arrowroot.parent"
 
 
 def normalise_slices(slices: Sequence[slice], shape: Sequence[int]) -> list[slice]:

@@ -44,11 +44,13 @@ class IndexReport:
     seconds: float = 0.0
     derived: int = 0                                   # multi-file datasets (declared + folder)
     drift: list[dict] = field(default_factory=list)   # schema drift found in them, by dataset
+    not_merged: list[dict] = field(default_factory=list)  # folder groups that are not one table, and why
 
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "removed": self.removed,
                 "unchanged": self.unchanged, "errors": [{"path": p, "error": e} for p, e in self.errors],
-                "seconds": round(self.seconds, 3), "derived": self.derived, "drift": self.drift}
+                "seconds": round(self.seconds, 3), "derived": self.derived, "drift": self.drift,
+                "not_merged": self.not_merged}
 
 
 def to_new_datasets(rel_path: str, fmt: str, infos: list[DatasetInfo]) -> list[NewDataset]:
@@ -218,7 +220,7 @@ class Indexer:
         if progress:
             progress("", len(todo), len(todo))
         derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
-        report.derived, report.drift = derived.datasets, derived.drift
+        report.derived, report.drift, report.not_merged = derived.datasets, derived.drift, derived.not_merged
         report.errors.extend(derived.errors)
         report.seconds = time.perf_counter() - t0
         self.last_report = report

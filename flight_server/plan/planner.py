@@ -23,8 +23,10 @@ from arrowroot.catalog.models import DatasetRecord, PartRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.core.shapes import sliced_field
+from arrowroot.flight_server.core.shapes import META_PARENT, sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
+from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, column_text, no_columns_text, with_reasons,
+                                                    without_reasons)
 from arrowroot.flight_server.core.timeranges import (Gap, dq_segments, members_of, plan_time, time_type,
                                                       to_scale)
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
@@ -88,13 +90,21 @@ def _schema_of(data: bytes) -> pa.Schema:
 
 
 def dataset_schema(rec: DatasetRecord) -> pa.Schema:
-    """The dataset's Arrow schema, decoded once per catalog record (keyed by its IPC bytes)."""
-    return _schema_of(rec.schema)
+    """The readable columns, decoded once per catalog record (keyed by its IPC bytes); the unreadable
+    ones with their reasons in the metadata (``core/unreadable``), for doors that see only schemas (SQL)."""
+    unreadable = tuple((c.name, c.reason) for c in rec.columns if not c.readable)
+    return _with_reasons(rec.schema, unreadable)
+
+
+@functools.lru_cache(maxsize=4096)
+def _with_reasons(data: bytes, unreadable: tuple[tuple[str, str], ...]) -> pa.Schema:
+    return with_reasons(_schema_of(data), list(unreadable)) if unreadable else _schema_of(data)
 
 
 def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
-    """Exact names first, then shell globs; unreadable columns only when named exactly."""
-    readable = [f.name for f in schema]
+    """Exact names first, then shell globs; unreadable columns only when named exactly.
+    Parent branches (records of their leaves) only when named exactly, too."""
+    readable = [f.name for f in schema if META_PARENT not in (f.metadata or {})]
     if not requested:
         return tuple(readable)
     everything = {c.name: c for c in rec.columns}
@@ -102,8 +112,8 @@ def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.S
     for want in requested:
         if want in everything:
             col = everything[want]
-            if not col.readable or want not in readable:
-                raise InvalidRequest(f"columns: {want!r} cannot be read: {col.reason or 'unsupported type'}")
+            if not col.readable or want not in schema.names:
+                raise InvalidRequest(f"columns: {column_text(want, col.reason)}")
             matches = [want]
         elif GLOB_CHARS & set(want):
             pattern = glob.compile(want)  # linear; at most glob.MAX_PATTERN characters
@@ -143,10 +153,11 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
     capability, asked by the caller)."""
     if spec.slices and not slices_supported:
         raise InvalidRequest("slices: apply to HDF5 N-D datasets only; use entry_start/entry_stop for entries")
-    schema = dataset_schema(rec)
+    schema = without_reasons(dataset_schema(rec))
     columns = resolve_columns(spec.columns, rec, schema)
     if not columns:
-        raise InvalidRequest(f"columns: {rec.name!r} has no readable columns")
+        raise InvalidRequest("columns: " + no_columns_text(rec.name, [(c.name, c.reason) for c in rec.columns
+                                                                     if not c.readable]))
     try:
         fields = [sliced_field(schema.field(c), spec.slices) for c in columns]
     except ValueError as exc:
@@ -191,7 +202,7 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
     rows = max(1, int(limits.endpoint_bytes / per_entry))
     notes: dict = {}
     if not spec.columns:
-        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
+        skipped = [{"name": c.name, "reason": c.reason or UNSUPPORTED} for c in rec.columns if not c.readable]
         if skipped:
             notes["skipped_columns"] = skipped
     if spec.by_time:

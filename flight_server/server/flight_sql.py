@@ -195,10 +195,11 @@ class ServerTableProvider:
             schema = self._schemas[name] = dataset_schema(self._record(name))
         return schema
 
-    def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
+    def scan(self, name: str, columns: list[str], allow_missing: bool = False) -> pa.RecordBatchReader:
         """Stream ``columns`` of every entry: the planner's tasks in order, one chunk read ahead."""
         self._record(name)
-        plan = self.service.plan(self.caller, ReadSpec(dataset=name, columns=tuple(columns)))
+        plan = self.service.plan(self.caller, ReadSpec(dataset=name, columns=tuple(columns),
+                                                       allow_missing=allow_missing))
         if self.scan_log is not None:
             self.scan_log.append((name, tuple(plan.columns)))
         service = self.service

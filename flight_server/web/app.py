@@ -34,7 +34,7 @@ from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.errors import TABLE, status_of
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.web import data, plots
-from arrowroot.flight_server.web.formats import FORMATS, TooLarge, ahead, encode, get_format
+from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
 from arrowroot.flight_server.web.openapi import openapi
 
 log = logging.getLogger("arrowroot.http")
@@ -206,9 +206,19 @@ def selection(name: str, q: Any) -> dict[str, Any]:
             except ValueError:
                 req[key + "_iso"] = text
     for key in ("with_time", "fill_gaps", "with_entry_numbers", "allow_missing"):
-        if (q.get(key) or "").strip().lower() in ("1", "true", "yes", "on"):
+        if _flag(q, key):
             req[key] = True
     return req
+
+
+def _flag(q: Any, key: str) -> bool:
+    """A boolean query parameter: ``1``, ``true``, ``yes``, ``on`` (a checked form box)."""
+    text = (q.get(key) or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidRequest(f"{key}: true or false expected (got {text[:30]!r})")
 
 
 def criteria(q: Any) -> dict[str, Any]:
@@ -482,7 +492,7 @@ class Web:
             sel = {"dataset": name}
         ctx["sel"] = sel
         query = {k: v for k, v in q.multi_items() if k in ("columns", "entry_start", "entry_stop", "where",
-                                                              "slices", "files", "channels") and v.strip()}
+                                                              "slices", "files", "channels", "allow_missing") and v.strip()}
         ctx["query"] = urllib.parse.urlencode(query)
         ctx["downloads"] = [(f, f"/api/data/{quote(name)}?" + urllib.parse.urlencode({**dict(query), "format": f}))
                             for f in FORMATS]
@@ -739,7 +749,8 @@ class Web:
                            f"limit of {limit / (1 << 20):.0f} MiB (--http-max-mb); select fewer columns or entries")
         record = record_of(request)
         gone = _disconnected(request)
-        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.service, plan, caller, record, gone), limit))
+        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.service, plan, caller, record, gone), limit,
+                              object_name=name))
         first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
         filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
         headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
