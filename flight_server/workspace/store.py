@@ -40,6 +40,7 @@ from arrowroot.flight_server.core.errors import AlreadyExists, InvalidRequest, N
 from arrowroot.flight_server.sources.base import META_SOURCE_TYPE
 from arrowroot.flight_server.sources.parquet import KIND as PARQUET_KIND, OBJECT, scan_parquet, wire_type
 from arrowroot.flight_server.workspace import names
+from arrowroot.flight_server.workspace.types import storable_schema
 
 log = logging.getLogger("arrowroot.workspace")
 
@@ -322,22 +323,28 @@ class Workspace:
             raise InvalidRequest(f"mode: one of {', '.join(MODES)} (got {mode!r})")
         if names.owner_of(name) != owner:
             raise PermissionDenied(f"{name!r} is not in your home namespace {names.home_of(owner)!r}")
-        existing = self.catalog.workspace_entry(name)
-        if existing is None and name in {d.name for d in self.catalog.datasets()}:
-            raise AlreadyExists(f"{name!r} (not a workspace dataset)")
-        if mode == "create" and existing is not None:
-            raise AlreadyExists(f"{name!r}; choose another name, or put with mode 'replace' or 'append'")
-        lock = None
-        if mode in ("append", "replace"):
-            lock = self._lock(name)
-            if not lock.acquire(timeout=600):
-                raise AlreadyExists(f"{name!r} is being written by another request; try again")
+        schema = storable_schema(schema)
+        # appends and replaces take the name's lock before reading its entry: a concurrent
+        # append may replace the file that entry names (3 of 6 concurrent appends failed so)
+        lock = self._take(name) if mode in ("append", "replace") else None
         try:
+            existing = self.catalog.workspace_entry(name)
+            if existing is None and name in {d.name for d in self.catalog.datasets()}:
+                raise AlreadyExists(f"{name!r} (not a workspace dataset)")
+            if mode == "create" and existing is not None:
+                raise AlreadyExists(f"{name!r}; choose another name, or put with mode 'replace' or 'append'")
             return self._begin(name, owner, mode, schema, parent, metadata or {}, kind, cut, existing, lock)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
+
+    def _take(self, name: str, timeout: float = 600.0) -> threading.Lock:
+        """The name's write lock (appends, replaces, deletes and renames of one name take turns)."""
+        lock = self._lock(name)
+        if not lock.acquire(timeout=timeout):
+            raise AlreadyExists(f"{name!r} is being written by another request; try again")
+        return lock
 
     def _begin(self, name: str, owner: str, mode: str, schema: pa.Schema, parent: DatasetRecord | None,
                metadata: dict[str, str], kind: str | None, cut: str | None,
@@ -439,15 +446,21 @@ class Workspace:
             raise PermissionDenied(f"{name!r} is not in your home namespace {names.home_of(owner)!r}")
         if mode not in ("create", "replace"):
             raise InvalidRequest("mode: a skim is 'create' or 'replace'")
-        existing = self.catalog.workspace_entry(name)
-        if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
-            raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
-        base = self.base_of(parent)
-        overlay = self.overlay_meta(base, [], owner)
-        schema = _overlay_schema(pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)]), base.rec)
-        up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
-                    parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay,
-                    encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
+        lock = self._take(name) if mode == "replace" else None
+        try:
+            existing = self.catalog.workspace_entry(name)
+            if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
+                raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
+            base = self.base_of(parent)
+            overlay = self.overlay_meta(base, [], owner)
+            schema = _overlay_schema(pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)]), base.rec)
+            up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
+                        parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay, lock,
+                        encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         up.base_entries = base.rec.entries  # type: ignore[attr-defined]
         return up
 
@@ -503,11 +516,17 @@ class Workspace:
 
     def delete(self, name: str, owner: str) -> None:
         self._owned(name, owner)
-        users = self.dependents(name)
-        if users:
-            raise InvalidRequest(f"{name!r} holds the data of {', '.join(map(repr, users[:5]))}; delete those first")
-        path = self.catalog.drop_workspace(name)
-        self.abs(path).unlink(missing_ok=True)
+        lock = self._take(name, timeout=30.0)  # not while an append still copies the file
+        try:
+            self._owned(name, owner)
+            users = self.dependents(name)
+            if users:
+                raise InvalidRequest(f"{name!r} holds the data of {', '.join(map(repr, users[:5]))}; "
+                                     "delete those first")
+            path = self.catalog.drop_workspace(name)
+            self.abs(path).unlink(missing_ok=True)
+        finally:
+            lock.release()
 
     def rename(self, old: str, new: str, owner: str) -> None:
         self._owned(old, owner)
