@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as fl
 
+from arrowroot.protos import PUT_COMMIT
 from arrowroot.protos import arrowroot_pb2 as pb
 
 from .convert import convert
@@ -461,7 +462,8 @@ class Client:
         ``mode``: "create" (the name must be free), "append" (same columns) or "replace".
         With ``parent``, the rows are derived columns of that dataset: an int64 ``entry``
         column (from ``with_entry_numbers``) says which parent entry each row extends.
-        Nothing is kept unless every batch arrives. Returns the server's summary.
+        Nothing is kept unless every batch arrives: the last message says "commit" (an
+        interrupted put leaves nothing on the server). Returns the server's summary.
         """
         msg = pb.PutRequest(dataset=name, mode=mode, parent=parent or "")
         msg.metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
@@ -480,10 +482,18 @@ class Client:
             try:
                 for batch in batches:
                     writer.write_batch(batch)
+                writer.write_metadata(pa.py_buffer(PUT_COMMIT))  # all sent: only now may the server keep it
                 writer.done_writing()
                 answer = reader.read()
-            finally:
-                writer.close()
+            except BaseException:
+                # interrupted (Ctrl-C, the data source raised): the stream ends without the commit
+                # message, so the server keeps nothing; its answer to that is not the error to show
+                try:
+                    writer.close()
+                except Exception:
+                    pass
+                raise
+            writer.close()
         return json.loads(answer.to_pybytes()) if answer is not None else {}
 
     def skim(self, name: str, parent: str, where: str, *, materialize: bool = False,

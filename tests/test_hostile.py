@@ -529,7 +529,9 @@ def test_stream_caps_and_idle_timeout(server: RunningServer, client: fl.FlightCl
     while slots.open_count("") and time.monotonic() < deadline:  # nobody reads: idle timeout
         time.sleep(0.1)
     assert slots.open_count("") == 0
-    with pytest.raises(TIMEOUT, match="idle"):
+    # the stalled streams' connection was cut (a thread blocked writing to a client that reads
+    # nothing is freed only so): what the client had buffered, then UNAVAILABLE
+    with pytest.raises(UNAVAILABLE):
         while True:
             readers[0].read_chunk()
     _normal_read(client)

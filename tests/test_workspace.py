@@ -16,6 +16,7 @@ import pytest
 from arrowroot.clients import Client
 from arrowroot.clients.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from arrowroot.flight_server.cli.demo import write_sample_files
+from arrowroot.protos import PUT_COMMIT
 
 from conftest import read_request, start_server
 
@@ -66,6 +67,7 @@ def test_raw_flight_do_put_json_command_and_path(ws) -> None:
     t = _table(300)
     writer, meta = client.do_put(fl.FlightDescriptor.for_command(json.dumps({"dataset": "home/local/raw"})), t.schema)
     writer.write_table(t, max_chunksize=64)
+    writer.write_metadata(pa.py_buffer(PUT_COMMIT))
     writer.done_writing()
     answer = json.loads(meta.read().to_pybytes())
     writer.close()
@@ -73,6 +75,7 @@ def test_raw_flight_do_put_json_command_and_path(ws) -> None:
                       "bytes": answer["bytes"]}
     writer, _ = client.do_put(fl.FlightDescriptor.for_path("home/local/raw_path"), t.schema)
     writer.write_table(t)
+    writer.write_metadata(pa.py_buffer(PUT_COMMIT))
     writer.close()
     assert read_request(ws, {"dataset": "home/local/raw_path", "columns": ["x"]})["x"].to_pylist() == list(range(300))
 

@@ -58,6 +58,7 @@ from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.service.workspace import WorkspaceService
 from arrowroot.flight_server.sql.engine import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
+from arrowroot.flight_server.server import peers
 from arrowroot.flight_server.server.auth import caller_of, record_of
 from arrowroot.flight_server.server.errors import fail
 from arrowroot.flight_server.server.transport import batches_of, completed, ipc_options
@@ -690,8 +691,10 @@ class FlightSqlFrontEnd:
         exists = {1: "fail", 2: "append", 3: "replace"}.get(opts.if_exists, "fail")
         create = opts.if_not_exist != 2
         schema = msg.schema if msg.HasField("schema") else None
+        peer = context.peer()  # an ingest idle past the timeout has its connection cut
         return self.workspace.ingest(caller_of(context, "flight_sql"), msg.table, schema, exists, create,
-                                     reader.schema, batches_of(reader), complete=lambda: completed(context))
+                                     reader.schema, batches_of(reader), complete=lambda: completed(context),
+                                     on_expired=lambda: peers.cut(peer))
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
         body = action.body.to_pybytes() if action.body is not None else b""

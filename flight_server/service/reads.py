@@ -80,18 +80,22 @@ class Reads:
             self.on_changed(exc.path)
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
-               cancelled: Callable[[], bool] = _never) -> Iterator[Item]:
+               cancelled: Callable[[], bool] = _never,
+               on_expired: Callable[[], None] | None = None) -> Iterator[Item]:
         """The batches of one task (with cut metadata when it has a cut), under a stream slot.
 
         The slot is taken when the first batch is asked for (a stream never started holds
         nothing) and released exactly once however the stream ends; a stream whose client reads
-        nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut)."""
+        nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut), which
+        also calls ``on_expired`` (the door's way to free what waits on the client)."""
         task, ex = read.task, read.execution
         stats = StreamStats()
         if record is not None:
             record.dataset = record.dataset or task.dataset
             record.request_id = task.request_id or record.request_id
         slot = self.streams.acquire(task.principal)
+        if on_expired is not None:
+            slot.when_expired(on_expired)
         stopped = slot.cancelled
         batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped())
         try:
@@ -119,12 +123,13 @@ class Reads:
                             entries_passed=stats.entries_passed if ex.cut is not None else 0)
 
     def run(self, tasks: list[ReadTask], record: CallRecord | None = None,
-            cancelled: Callable[[], bool] = _never) -> Iterator[pa.RecordBatch]:
+            cancelled: Callable[[], bool] = _never,
+            on_expired: Callable[[], None] | None = None) -> Iterator[pa.RecordBatch]:
         """Every batch of tasks planned in this process, in order (HTTP, SQL scans, skims):
         the same checks and limits as a DoGet, empty batches and cut metadata dropped."""
         for task in tasks:
             read = self.prepare(task)
-            for item in self.stream(read, record, cancelled):
+            for item in self.stream(read, record, cancelled, on_expired):
                 batch = item[0] if isinstance(item, tuple) else item
                 if batch.num_rows:
                     yield batch

@@ -192,15 +192,17 @@ class Service:
         return self.reads.open(ticket, caller)
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
-               cancelled: Callable[[], bool] | None = None) -> Iterator[Item]:
-        return self.reads.stream(read, record, cancelled or (lambda: False))
+               cancelled: Callable[[], bool] | None = None,
+               on_expired: Callable[[], None] | None = None) -> Iterator[Item]:
+        return self.reads.stream(read, record, cancelled or (lambda: False), on_expired)
 
     def run(self, plan: Plan, record: CallRecord | None = None,
-            cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch]:
+            cancelled: Callable[[], bool] | None = None,
+            on_expired: Callable[[], None] | None = None) -> Iterator[pa.RecordBatch]:
         """Every non-empty batch of a plan, run here (HTTP, SQL scans, skims)."""
         if record is not None:
             record.dataset = plan.dataset.name
-        return self.reads.run(list(plan.tasks), record, cancelled or (lambda: False))
+        return self.reads.run(list(plan.tasks), record, cancelled or (lambda: False), on_expired)
 
     # ------------------------------------------------------------ actions
 

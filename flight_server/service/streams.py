@@ -1,49 +1,75 @@
-"""Open DoGet streams: a cap per principal and in total, and an idle timeout.
+"""Open streams — reads (DoGet, data nodes, HTTP downloads) and uploads (DoPut, SQL ingest) —
+under one cap per principal, one in total, and one idle timeout.
 
-Each held-open stream costs memory (a chunk read ahead, a batch in gRPC) and threads; 32
+Each held-open stream costs memory (a chunk read ahead, a batch in gRPC) and a thread; 32
 clients that opened streams and read nothing held 1.67 GB. A stream takes a slot when it
-starts sending (so a stream that never starts holds nothing) and gives it back when it ends.
-A stream whose client has not pulled a batch for ``idle_s`` is timed out by a reaper thread:
-its read-ahead stops (the chunk it held is dropped), its slot is freed, and its next pull
+starts (a read: its first batch; an upload: its first message) and gives it back when it ends.
+A stream whose client has not acted for ``idle_s`` (read nothing, or sent nothing) is timed out
+by a reaper thread: its read-ahead stops (the chunk it held is dropped), its slot is freed, the
+door's ``when_expired`` callbacks run (the Flight doors cut the client's connection, which
+frees the gRPC thread blocked on it; an upload deletes its temporary file), and its next step
 raises TimedOut.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from arrowroot.flight_server.core.errors import ResourceExhausted, TimedOut
 
 __all__ = ["StreamSlots", "Stream"]
 
+log = logging.getLogger("arrowroot")
+
 
 class Stream:
     """One open stream's slot: touch it on every pull; ``expired`` says the reaper ended it."""
 
-    def __init__(self, owner: StreamSlots, principal: str) -> None:
-        self.owner, self.principal = owner, principal
+    def __init__(self, owner: StreamSlots, principal: str, upload: bool = False) -> None:
+        self.owner, self.principal, self.upload = owner, principal, upload
         self.last = time.monotonic()
         self.busy = True       # the server is working on the next batch: never idle then
         self.expired = False
         self.released = False
+        self._on_expire: list[Callable[[], None]] = []
+
+    def when_expired(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (in the reaper's thread) if the stream is ever timed out."""
+        self._on_expire.append(fn)
 
     def pulling(self) -> None:
-        """The client asked for the next batch."""
-        if self.expired:
-            raise TimedOut(f"stream idle for more than {self.owner.idle_s:g} s (the client read nothing); "
-                           "ask for the ticket again")
-        self.busy = True
+        """The client asked for the next batch (an upload: the client's next message arrived)."""
+        with self.owner._lock:  # either this or the reaper wins: never a timed-out stream at work
+            if not self.expired:
+                self.busy = True
+                return
+        if self.upload:
+            raise TimedOut(f"upload idle for more than {self.owner.idle_s:g} s (the client sent nothing); "
+                           "nothing was stored")
+        raise TimedOut(f"stream idle for more than {self.owner.idle_s:g} s (the client read nothing); "
+                       "ask for the ticket again")
 
     def waiting(self) -> None:
-        """A batch was handed over; from now on the client is the one to act."""
-        self.busy = False
-        self.last = time.monotonic()
+        """A batch was handed over (an upload: the server waits for the next); the client acts next."""
+        with self.owner._lock:
+            self.busy = False
+            self.last = time.monotonic()
 
     def cancelled(self) -> bool:
         """For the read-ahead thread: stop reading once the stream is timed out."""
         return self.expired
+
+    def _expire(self) -> None:
+        self.owner._release(self)
+        for fn in self._on_expire:
+            try:
+                fn()
+            except Exception:  # a callback's failure must not stop the reaper
+                log.exception("stream timeout: a clean-up step failed")
 
     def release(self) -> None:
         self.owner._release(self)
@@ -57,17 +83,17 @@ class StreamSlots:
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
 
-    def acquire(self, principal: str) -> Stream:
+    def acquire(self, principal: str, upload: bool = False) -> Stream:
         with self._lock:
             if len(self._open) >= self.total:
-                raise ResourceExhausted(f"the server is sending {len(self._open)} streams, its limit; "
+                raise ResourceExhausted(f"the server has {len(self._open)} streams, its limit; "
                                         "retry shortly")
             # anonymous callers (auth off, or public data) are one principal for everybody:
             # only the total bounds them, or 16 anonymous clients would lock out the rest
             if principal and self._by_principal[principal] >= self.per_principal:
                 raise ResourceExhausted(f"{self._by_principal[principal]} streams are open for this user "
                                         f"(the limit is {self.per_principal}); read or close them first")
-            stream = Stream(self, principal)
+            stream = Stream(self, principal, upload)
             self._open.add(stream)
             self._by_principal[principal] += 1
             if self._reaper is None and self.idle_s > 0:
@@ -96,5 +122,8 @@ class StreamSlots:
             with self._lock:
                 idle = [s for s in self._open if not s.busy and now - s.last > self.idle_s]
             for s in idle:
-                s.expired = True
-                self._release(s)
+                with self._lock:
+                    if s.busy or s.released or now - s.last <= self.idle_s:
+                        continue
+                    s.expired = True
+                s._expire()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +22,7 @@ from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.lang.cuts import ExprError, parse
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.service import Service
+from arrowroot.flight_server.service.streams import Stream
 from arrowroot.flight_server.workspace import names
 from arrowroot.flight_server.workspace.store import ENTRY, OVERLAY_FORMAT, Upload, provenance_dict, version_of
 
@@ -66,49 +67,70 @@ class WorkspaceService:
 
     # -------------------------------------------------------- uploads
 
-    def put(self, caller: Caller, name: str, mode: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
+    def put(self, caller: Caller, name: str, mode: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
             parent: str | None = None, metadata: dict[str, str] | None = None,
-            complete: Callable[[], None] | None = None) -> dict[str, Any]:
+            complete: Callable[[], None] | None = None,
+            on_expired: Callable[[], None] | None = None) -> dict[str, Any]:
         """Stream batches into ``name``; nothing is kept unless every batch arrived and
-        ``complete()`` (the door's check that the client finished its stream) does not raise."""
+        ``complete()`` (the door's check that the client finished its stream) does not raise.
+
+        An upload is a stream: it takes a slot (the same caps as reads) and a client that sends
+        nothing for ``stream_idle_timeout`` has it ended — its temporary file deleted at once,
+        ``on_expired`` called (the Flight door cuts the connection the read waits on)."""
         t0 = time.perf_counter()
         owner = self.owner(caller)
         parent_rec = self._parent(caller, parent) if parent else None
-        up = _permission(lambda: self.workspace.begin(name, owner, mode or "create", schema, parent_rec, metadata))
+        slot = self.service.ctx.streams.acquire(caller.principal, upload=True)
         try:
-            self._drain(up, batches)
-            if complete is not None:
-                complete()
-            entry = up.commit()
-        except BaseException:
-            up.abort()
-            raise
+            up = _permission(lambda: self.workspace.begin(name, owner, mode or "create", schema, parent_rec,
+                                                          metadata))
+            slot.when_expired(up.abort)
+            if on_expired is not None:
+                slot.when_expired(on_expired)
+            try:
+                self._drain(up, batches, slot)
+                if complete is not None:
+                    complete()
+                entry = up.commit()
+            except BaseException:
+                up.abort()
+                raise
+        finally:
+            slot.release()
         log.info("%s put %s mode=%s rows=%d bytes=%d %.3fs", owner, name, mode, up.rows, entry.bytes,
                  time.perf_counter() - t0)
         return {"dataset": name, "kind": entry.kind, "rows": self.catalog.dataset(name).entries,
                 "written": up.rows - up.copied, "bytes": entry.bytes}
 
     @staticmethod
-    def _drain(up: Upload, batches: Iterator[pa.RecordBatch]) -> None:
+    def _drain(up: Upload, batches: Iterable[pa.RecordBatch], slot: Stream) -> None:
         limit = getattr(up, "base_entries", None)
-        for batch in batches:
+        it = iter(batches)
+        while True:
+            slot.waiting()  # the client's turn: the reaper times it out if nothing comes
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            slot.pulling()  # TimedOut if the reaper ended the upload meanwhile
             if limit is not None and batch.num_rows:
                 up.check_entries(batch.column(ENTRY).cast(pa.int64()).to_numpy(), limit)
             up.write(batch)
+        slot.pulling()
 
     def _parent(self, caller: Caller, name: str) -> DatasetRecord:
         return self.service.dataset(caller, name)  # the caller must be able to read it (and it is current)
 
     def ingest(self, caller: Caller, table: str, db_schema: str | None, if_exists: str, create: bool,
-               schema: pa.Schema, batches: Iterator[pa.RecordBatch],
-               complete: Callable[[], None] | None = None) -> int:
+               schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+               complete: Callable[[], None] | None = None, on_expired: Callable[[], None] | None = None) -> int:
         """Flight SQL ``CommandStatementIngest`` (ADBC ``adbc_ingest``): rows written."""
         name = f"{db_schema}/{table}" if db_schema else table
         exists = self.catalog.workspace_entry(name) is not None
         if not exists and not create:
             raise NotFound(f"no workspace dataset named {name!r} to append to")
         mode = {"fail": "create", "append": "append", "replace": "replace"}[if_exists] if exists else "create"
-        result = self.put(caller, name, mode, schema, batches, complete=complete)
+        result = self.put(caller, name, mode, schema, batches, complete=complete, on_expired=on_expired)
         return int(result["written"])
 
     # -------------------------------------------------------- actions

@@ -36,7 +36,8 @@ from arrowroot.catalog.errors import Conflict
 from arrowroot.catalog.models import ColumnRecord, DatasetRecord, FileUpdate, NewDataset, WorkspaceRecord
 from arrowroot.catalog.store import Catalog
 
-from arrowroot.flight_server.core.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied, ResourceExhausted
+from arrowroot.flight_server.core.errors import (AlreadyExists, Cancelled, InvalidRequest, NotFound, PermissionDenied,
+                                                ResourceExhausted)
 from arrowroot.flight_server.sources.base import META_SOURCE_TYPE
 from arrowroot.flight_server.sources.parquet import KIND as PARQUET_KIND, OBJECT, scan_parquet, wire_type
 from arrowroot.flight_server.workspace import names
@@ -122,11 +123,19 @@ class Upload:
         self._pending_bytes = 0
         self._last_entry = -1
         self.done = False
+        #: the slots' reaper may abort an idle upload from its own thread
+        self._guard = threading.RLock()
 
     # -------------------------------------------------------- writing
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add one batch (its schema must be the upload's); flushes a row group when full."""
+        with self._guard:
+            if self.done:
+                raise Cancelled("upload: it was ended (idle past the timeout); nothing was stored")
+            self._write(batch)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
         batch = self._conform(batch)
@@ -190,6 +199,12 @@ class Upload:
     def commit(self, provenance: dict[str, Any] | None = None) -> WorkspaceRecord:
         """Close, fsync and rename the file, then register it; the name may be taken meanwhile
         (Conflict for 'create')."""
+        with self._guard:
+            if self.done:
+                raise Cancelled("upload: it was ended (idle past the timeout); nothing was stored")
+            return self._commit(provenance)
+
+    def _commit(self, provenance: dict[str, Any] | None) -> WorkspaceRecord:
         try:
             self._flush()
             assert self._writer is not None
@@ -216,7 +231,11 @@ class Upload:
         return entry
 
     def abort(self) -> None:
-        """Remove everything written; safe to call twice."""
+        """Remove everything written; safe to call twice, and from another thread."""
+        with self._guard:
+            self._abort()
+
+    def _abort(self) -> None:
         if self.done:
             return
         self.done = True
