@@ -63,6 +63,12 @@ class Settings:
     # Web view and HTTP API (flight_server/web/), in the same process. None: off.
     http_port: int | None = None             # 0 picks a free port
     http_max_bytes: int = 0                  # largest download (and HDF5 temporary file); 0 = no limit
+    http_workers: int = 0                    # threads for pages, plots and downloads; 0 = the cores (at least 2)
+    http_max_connections: int = 1000         # open HTTP connections (503 and closed beyond) ...
+    http_max_connections_per_client: int = 64    # ... and from one client address
+    http_request_timeout: float = 10.0       # seconds for a request's head and body to arrive (408 beyond)
+    http_keep_alive: float = 5.0             # seconds an idle keep-alive connection is kept
+    http_max_header_bytes: int = 64 << 10    # request line and headers (431 beyond)
 
     @property
     def catalog_path(self) -> Path:

@@ -51,6 +51,7 @@ class Chunk:
     local_start: int = 0
 
 
+MASK_ROWS = 1 << 18   # entries per slice of a cut's evaluation (a cancelled read stops after one)
 _CUTS: dict[tuple[str, int], tuple[pa.Schema, Cut]] = {}
 _CUTS_LOCK = threading.Lock()
 MAX_CUTS = 256
@@ -127,14 +128,17 @@ class Execution:
                 arrays.append(arr)
         return pa.Table.from_arrays(arrays, names=list(columns))
 
-    def read_chunk(self, reader: Reader, part: PartRead, a: int, b: int, in_one_go: bool = False) -> Chunk:
+    def read_chunk(self, reader: Reader, part: PartRead, a: int, b: int, in_one_go: bool = False,
+                   cancelled: Callable[[], bool] | None = None) -> Chunk:
         """Read one chunk; with a cut, in two phases.
 
         Phase one reads only the columns the cut needs and computes the mask; a chunk where
         nothing passes ends there. Phase two reads the other requested columns and keeps the
         passing rows. Columns used by both are read once. ``in_one_go`` reads both sets at
         once (in parallel): the caller asks for it while chunks keep having passing entries,
-        where the two phases would only serialise the same reads.
+        where the two phases would only serialise the same reads. ``cancelled`` is asked between
+        slices of the cut's evaluation and before phase two: a heavy cut over a large chunk stops
+        within a slice of its client going away.
         """
         task = self.task
         first = part.entry_offset + a
@@ -152,15 +156,29 @@ class Execution:
         else:
             cut_table = self.read_part(reader, part, a, b, cut_columns, cut_phase=True)
             rest_table = None
-        mask = self.cut.mask(cut_table)
-        passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        passed = np.flatnonzero(self._mask(cut_table, cancelled))
         if len(passed) == 0:
             return Chunk(None, first, b - a, passed, part, a)
+        if cancelled is not None and cancelled():
+            raise Cancelled("the request was cancelled")
         if rest and rest_table is None:
             rest_table = self.read_part(reader, part, a, b, rest)
         keep = pa.array(passed)
         columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in task.columns]
         return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed, part, a)
+
+    def _mask(self, table: pa.Table, cancelled: Callable[[], bool] | None) -> np.ndarray:
+        """The cut's mask over ``table``, evaluated MASK_ROWS entries at a time (a cut is per entry)."""
+        assert self.cut is not None
+        n = table.num_rows
+        if n <= MASK_ROWS or cancelled is None:
+            return self.cut.mask(table).to_numpy(zero_copy_only=False)
+        parts = []
+        for start in range(0, n, MASK_ROWS):
+            if cancelled():
+                raise Cancelled("the request was cancelled")
+            parts.append(self.cut.mask(table.slice(start, MASK_ROWS)).to_numpy(zero_copy_only=False))
+        return np.concatenate(parts)
 
     def time_column(self, chunk: Chunk, rows: int) -> pa.Array:
         """The ``time`` of a chunk's rows: the part's time of local entry 0 plus index / rate."""
@@ -179,46 +197,40 @@ def _entries(part: PartRead, a: int, b: int) -> str:
     return f"entries {part.entry_offset + a}-{part.entry_offset + b} of the dataset"
 
 
-def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
-                execution: Execution | None = None,
-                cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
-    """Batches for one task; reads one chunk ahead in a thread.
+def _read_chunks(task: ReadTask, readers: ReaderCache, ex: Execution,
+                 gone: Callable[[], bool]) -> Iterator[Chunk]:
+    """The task's chunks, read one after the other (a cancelled read stops between chunks)."""
+    previous_passed = False
+    for part, a, b in ex.chunks():
+        if gone():
+            raise Cancelled("the request was cancelled")
+        reader = None if part.fill else readers.get(part, task.format, task.kind)
+        try:
+            chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed, cancelled=gone)
+        except (SourceError, OSError) as exc:  # the file broke, or went away under us
+            if part.fill:
+                raise
+            readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
+            if isinstance(exc, SourceError):
+                raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
+            raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
+                              f"{type(exc).__name__}") from exc
+        if ex.cut is None and chunk.table is not None and chunk.table.num_rows != b - a:
+            readers.check(part)
+            raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
+                              f"not {b - a}; the file may have changed")
+        previous_passed = chunk.table is not None
+        yield chunk
 
-    With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
-    app_metadata, and the stream ends with an empty batch carrying the totals.
-    """
-    ex = execution or Execution(task)
-    chunks = ex.chunks()
-    out_schema = ex.schema
+
+def _ahead(chunks: Iterator[Chunk], gone: Callable[[], bool], cancelled: Callable[[], bool] | None,
+           stop: threading.Event) -> Iterator[Chunk]:
+    """``chunks`` produced in a thread, one chunk ahead of the consumer (reading overlaps sending)."""
     ahead: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def gone() -> bool:
-        return stop.is_set() or (cancelled is not None and cancelled())
 
     def produce() -> None:
         try:
-            previous_passed = False
-            for part, a, b in chunks:
-                if gone():
-                    ahead.put(Cancelled("the request was cancelled"))
-                    return
-                reader = None if part.fill else readers.get(part, task.format, task.kind)
-                try:
-                    chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
-                except (SourceError, OSError) as exc:  # the file broke, or went away under us
-                    if part.fill:
-                        raise
-                    readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
-                    if isinstance(exc, SourceError):
-                        raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
-                    raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
-                                      f"{type(exc).__name__}") from exc
-                if ex.cut is None and chunk.table is not None and chunk.table.num_rows != b - a:
-                    readers.check(part)
-                    raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
-                                      f"not {b - a}; the file may have changed")
-                previous_passed = chunk.table is not None
+            for chunk in chunks:
                 while True:
                     if gone():  # a stalled or cancelled stream drops its read-ahead chunk
                         return
@@ -242,10 +254,42 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                     raise Cancelled("the request was cancelled") from None
                 continue
             if item is None:
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
-            chunk: Chunk = item
+            yield item
+    finally:
+        stop.set()
+        # drain so the producer is never blocked on a full queue
+        try:
+            while True:
+                ahead.get_nowait()
+        except queue.Empty:
+            pass
+
+
+def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
+                execution: Execution | None = None,
+                cancelled: Callable[[], bool] | None = None,
+                read_ahead: bool = True) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
+    """Batches for one task; reads one chunk ahead in a thread (``read_ahead``), or in the
+    caller's thread (a bounded pool's worker: the HTTP door's reads stay within its pool).
+
+    With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
+    app_metadata, and the stream ends with an empty batch carrying the totals.
+    """
+    ex = execution or Execution(task)
+    out_schema = ex.schema
+    stop = threading.Event()
+
+    def gone() -> bool:
+        return stop.is_set() or (cancelled is not None and cancelled())
+
+    chunks = _read_chunks(task, readers, ex, gone)
+    if read_ahead:
+        chunks = _ahead(chunks, gone, cancelled, stop)
+    try:
+        for chunk in chunks:
             stats.entries_scanned += chunk.scanned
             if chunk.table is None:
                 continue
@@ -261,6 +305,7 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 table = table.add_column(1 if task.with_entry_numbers else 0, TIME_COLUMN,
                                          ex.time_column(chunk, table.num_rows))
             table = pa.Table.from_arrays(table.columns, schema=out_schema)
+            del chunk
             for batch in split_batches(table, task.batch_rows, task.batch_bytes):
                 stats.rows += batch.num_rows
                 stats.bytes += batch.nbytes
@@ -269,9 +314,6 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
             yield pa.RecordBatch.from_pylist([], schema=out_schema), stats.metadata()
     finally:
         stop.set()
-        # drain so the producer is never blocked on a full queue
-        try:
-            while True:
-                ahead.get_nowait()
-        except queue.Empty:
-            pass
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

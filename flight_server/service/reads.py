@@ -81,13 +81,14 @@ class Reads:
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
                cancelled: Callable[[], bool] = _never,
-               on_expired: Callable[[], None] | None = None) -> Iterator[Item]:
+               on_expired: Callable[[], None] | None = None, read_ahead: bool = True) -> Iterator[Item]:
         """The batches of one task (with cut metadata when it has a cut), under a stream slot.
 
         The slot is taken when the first batch is asked for (a stream never started holds
         nothing) and released exactly once however the stream ends; a stream whose client reads
         nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut), which
-        also calls ``on_expired`` (the door's way to free what waits on the client)."""
+        also calls ``on_expired`` (the door's way to free what waits on the client).
+        ``read_ahead=False`` reads in the caller's thread (the HTTP door's bounded pool)."""
         task, ex = read.task, read.execution
         stats = StreamStats()
         if record is not None:
@@ -97,7 +98,8 @@ class Reads:
         if on_expired is not None:
             slot.when_expired(on_expired)
         stopped = slot.cancelled
-        batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped())
+        batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped(),
+                              read_ahead=read_ahead)
         try:
             while True:
                 slot.pulling()
@@ -124,12 +126,12 @@ class Reads:
 
     def run(self, tasks: list[ReadTask], record: CallRecord | None = None,
             cancelled: Callable[[], bool] = _never,
-            on_expired: Callable[[], None] | None = None) -> Iterator[pa.RecordBatch]:
+            on_expired: Callable[[], None] | None = None, read_ahead: bool = True) -> Iterator[pa.RecordBatch]:
         """Every batch of tasks planned in this process, in order (HTTP, SQL scans, skims):
         the same checks and limits as a DoGet, empty batches and cut metadata dropped."""
         for task in tasks:
             read = self.prepare(task)
-            for item in self.stream(read, record, cancelled, on_expired):
+            for item in self.stream(read, record, cancelled, on_expired, read_ahead):
                 batch = item[0] if isinstance(item, tuple) else item
                 if batch.num_rows:
                     yield batch

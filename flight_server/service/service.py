@@ -198,11 +198,11 @@ class Service:
 
     def run(self, plan: Plan, record: CallRecord | None = None,
             cancelled: Callable[[], bool] | None = None,
-            on_expired: Callable[[], None] | None = None) -> Iterator[pa.RecordBatch]:
+            on_expired: Callable[[], None] | None = None, read_ahead: bool = True) -> Iterator[pa.RecordBatch]:
         """Every non-empty batch of a plan, run here (HTTP, SQL scans, skims)."""
         if record is not None:
             record.dataset = plan.dataset.name
-        return self.reads.run(list(plan.tasks), record, cancelled or (lambda: False), on_expired)
+        return self.reads.run(list(plan.tasks), record, cancelled or (lambda: False), on_expired, read_ahead)
 
     # ------------------------------------------------------------ actions
 

@@ -9,12 +9,14 @@ access rules, planner and executor as Flight, and the same error messages.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,15 @@ from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.errors import TABLE, status_of
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.web import data, plots
-from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
+from arrowroot.flight_server.export.formats import FORMATS, TooLarge, encode, get_format
+from arrowroot.flight_server.web.connections import ABORT_KEY
+from arrowroot.flight_server.web.workers import Workers
 from arrowroot.flight_server.web.openapi import openapi
 
 log = logging.getLogger("arrowroot.http")
 
 COOKIE = "arrowroot_session"
+GONE = "arrowroot.gone"          # scope key: a threading.Event set when the client went away
 #: an HTTP status → the gRPC name the access log gives it (the error table, read backwards)
 HTTP_TO_GRPC = {row.http: row.grpc for row in reversed(TABLE)} | {404: "NOT_FOUND", 500: "INTERNAL"}
 PREVIEW_ROWS = 20
@@ -61,6 +66,7 @@ class WebOptions:
 
     max_bytes: int = 0             # largest download (bytes written); 0 = no limit
     plot_entries: int = 1_000_000  # entries a histogram or line plot reads at most
+    workers: int = 0               # threads for pages, plots, previews and downloads (0: the machine's cores)
     secure_cookie: bool = False    # Secure flag on the session cookie (on with TLS)
     flight_location: str = ""      # what snippets connect to (grpc://host:port)
 
@@ -97,18 +103,31 @@ class _AccessLog:
                     record.status = HTTP_TO_GRPC.get(record.http, "UNKNOWN")
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done.set()
                 record.finish()
 
-        async def receive_watched() -> dict:
-            message = await receive()
-            if message["type"] == "http.disconnect":  # the read path stops within a chunk
-                gone = scope.get("arrowroot.gone")
-                if gone is not None:
-                    gone["gone"] = True
-                if record.status == "OK":
-                    record.status = "CANCELLED"
-            return message
+        # The client's messages are read from the start, by a task of their own, so that a client
+        # going away is noticed while the handler is still working (a heavy cut can run for minutes
+        # before its first byte): ``scope[GONE]`` is set and the read path stops within a chunk.
+        gone = scope[GONE] = threading.Event()
+        done = threading.Event()                          # the response's last byte was sent
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=1)  # one message ahead: uploads keep their back-pressure
 
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect" and not done.is_set():
+                    gone.set()
+                    if record.status == "OK":
+                        record.status = "CANCELLED"
+                await inbox.put(message)
+                if message["type"] == "http.disconnect":
+                    return
+
+        async def receive_watched() -> dict:
+            return await inbox.get()
+
+        watcher = asyncio.ensure_future(watch())
         try:
             await self.app(scope, receive_watched, send_logged)
         except BaseException:
@@ -116,6 +135,8 @@ class _AccessLog:
                 record.status = "CANCELLED"
             record.finish()
             raise
+        finally:
+            watcher.cancel()
         record.finish()
 
 
@@ -381,11 +402,12 @@ def tree(records: list[Any]) -> Node:
 class Web:
     """Request handlers bound to one ArrowrootServer."""
 
-    def __init__(self, service: Service, options: WebOptions):
+    def __init__(self, service: Service, options: WebOptions, workers: Workers | None = None):
         self.service = service
         self.options = options
         assert service.ctx.auth is not None
         self.auth = service.ctx.auth
+        self.workers = workers or Workers(options.workers)
 
     # ------------------------------------------------------------ auth
 
@@ -411,16 +433,29 @@ class Web:
 
     # ------------------------------------------------------------ error boundaries
 
-    def api(self, what: str, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    def api(self, what: str, fn: Callable[[Request], Response], light: bool = False) -> Callable:
         """An API endpoint: our errors go to the table's exception handlers (``create_app``);
-        anything else is answered here as an internal error (logged with the request id)."""
-        def endpoint(request: Request) -> Response:
+        anything else is answered here as an internal error (logged with the request id).
+        It runs in the bounded pool (``workers.py``) unless ``light`` (health): light endpoints
+        run in Starlette's own threads, which nothing heavy uses any more."""
+        def call(request: Request) -> Response:
             try:
                 return fn(request)
             except ArrowrootError:
                 raise
             except Exception as exc:
                 return self.json_error(what, exc, record_of(request))
+        if light:
+            return call
+
+        async def endpoint(request: Request) -> Response:
+            return await self.workers.run(call, request)
+        return endpoint
+
+    def heavy(self, fn: Callable[[Request], Response]) -> Callable:
+        """A synchronous endpoint run in the bounded pool."""
+        async def endpoint(request: Request) -> Response:
+            return await self.workers.run(fn, request)
         return endpoint
 
     def json_error(self, what: str, exc: BaseException, record: CallRecord | None = None) -> JSONResponse:
@@ -430,7 +465,7 @@ class Web:
         headers = {"www-authenticate": 'Bearer realm="arrowroot", Basic realm="arrowroot"'} if f.status == 401 else None
         return JSONResponse({"error": f.kind, "status": f.status, "message": f.message}, f.status, headers=headers)
 
-    def page(self, what: str, fn: Callable[[Request, Caller], Response]) -> Callable[[Request], Response]:
+    def page(self, what: str, fn: Callable[[Request, Caller], Response]) -> Callable:
         def endpoint(request: Request) -> Response:
             try:
                 caller = self.caller(request)
@@ -443,7 +478,7 @@ class Web:
                 record.status = status_of(exc).grpc
                 f = data.failure(what, exc, record.request_id)
                 return self.render(request, caller, "error.html", {"failure": f}, f.status)
-        return endpoint
+        return self.heavy(endpoint)
 
     def to_login(self, request: Request, why: str) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -485,7 +520,7 @@ class Web:
         status = 200
         try:
             sel = selection(name, q)
-            ctx["preview"] = self.preview(caller, sel, q, schema)
+            ctx["preview"] = self.preview(caller, sel, q, schema, gone(request))
         except Exception as exc:
             f = data.failure(f"preview {name}", exc)
             ctx["preview_error"], status = f.message, f.status
@@ -500,7 +535,8 @@ class Web:
         ctx["plots"] = self.plot_choices(rec, schema, q)
         return self.render(request, caller, "dataset.html", ctx, status)
 
-    def preview(self, caller: Caller, sel: dict, q: Any, schema: pa.Schema) -> dict[str, Any]:
+    def preview(self, caller: Caller, sel: dict, q: Any, schema: pa.Schema,
+                cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
         rows = min(max(_int(q, "rows") or PREVIEW_ROWS, 1), MAX_PREVIEW_ROWS)
         req = dict(sel)
         numbered = "entry" not in schema.names
@@ -514,7 +550,7 @@ class Web:
         got: list[pa.RecordBatch] = []
         n = 0
         t0 = time.perf_counter()
-        batches = data.read_batches(self.service, plan, caller)
+        batches = data.read_batches(self.service, plan, caller, cancelled=cancelled)
         try:
             for b in batches:
                 got.append(b.slice(0, rows - n))
@@ -620,7 +656,7 @@ class Web:
         name = request.path_params["name"]
         try:
             caller = self.caller(request)
-            png = self._plot(kind, name, request.query_params, caller)
+            png = self._plot(kind, name, request.query_params, caller, gone(request))
             return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=60"})
         except Exception as exc:
             record = record_of(request)
@@ -628,7 +664,7 @@ class Web:
             f = data.failure(f"plot {name}", exc, record.request_id)
             return Response(plots.message_png(f.message), status_code=f.status, media_type="image/png")
 
-    def _plot(self, kind: str, name: str, q: Any, caller: Caller) -> bytes:
+    def _plot(self, kind: str, name: str, q: Any, caller: Caller, cancelled: Callable[[], bool]) -> bytes:
         rec = data.dataset(self.service, caller, name)
         column = q.get("column") or ""
         schema = data.schema_of(rec)
@@ -641,7 +677,7 @@ class Web:
                 raise InvalidRequest(f"plane: column {column!r} has one value per entry; use a line or histogram")
             cut = plots.PlaneCut.parse(q.get("plane") or "", shape)
             req = {"dataset": name, "columns": [column], **cut.request(shape)}
-            batches = data.read_batches(self.service, data.spec(req), caller)
+            batches = data.read_batches(self.service, data.spec(req), caller, cancelled=cancelled)
             values = plots.plane_values(batches, column, cut, cut.entry_step(rec.entries))
             axes = [("entry" if i == 0 else f"axis {i}") for i, a in enumerate(cut.axes) if a is None]
             u = plots.units(f)
@@ -664,10 +700,11 @@ class Web:
         if kind == "hist":
             lo = _float(q, "lo")
             hi = _float(q, "hi")
-            png, n = plots.histogram(data.read_batches(self.service, p, caller), column, _int(q, "bins") or 50,
+            png, n = plots.histogram(data.read_batches(self.service, p, caller, cancelled=cancelled), column,
+                                     _int(q, "bins") or 50,
                                      f"{name}{where}\n{span}", lo, hi, log=q.get("log") == "1")
             return png
-        png, _ = plots.line(data.read_batches(self.service, p, caller), column, q.get("x") or None,
+        png, _ = plots.line(data.read_batches(self.service, p, caller, cancelled=cancelled), column, q.get("x") or None,
                             f"{name}{where}\n{span}")
         return png
 
@@ -737,7 +774,37 @@ class Web:
     def api_openapi(self, request: Request) -> Response:
         return JSONResponse(openapi(__version__, list(FORMATS)))
 
-    def api_data(self, request: Request) -> Response:
+    async def api_data(self, request: Request) -> Response:
+        """A download: planned and its first piece made in the bounded pool (so its errors still
+        get a JSON status), then each further piece made there while the client reads. A client
+        that goes away stops the read within a chunk; one that stops reading has its connection
+        cut by the read path's idle timeout; both free their stream slot."""
+        name = request.path_params["name"]
+        record = record_of(request)
+        try:
+            fmt, plan, pieces, first = await self.workers.run(self._start_download, request)
+        except ArrowrootError:
+            raise
+        except Exception as exc:
+            return self.json_error("data", exc, record)
+        filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
+        headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
+                   "x-arrowroot-rows": str(plan.total_records), "cache-control": "no-store"}
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield first
+                async for piece in self.workers.iterate(pieces):
+                    yield piece
+            except Exception as exc:  # headers are sent: the client sees a cut connection
+                record.status = status_of(exc).grpc
+                f = data.failure(f"http download {name}", exc, record.request_id)
+                log.warning("http download %s aborted: %s", name, f.message)
+                raise
+
+        return StreamingResponse(body(), media_type=fmt.media_type, headers=headers)
+
+    def _start_download(self, request: Request) -> tuple[Any, Any, Iterator[bytes], bytes]:
         caller = self.caller(request)
         name = request.path_params["name"]
         q = request.query_params
@@ -747,26 +814,15 @@ class Web:
         if limit and plan.total_bytes > limit:
             raise TooLarge(f"the selection is about {plan.total_bytes / (1 << 20):.0f} MiB, over the server's "
                            f"limit of {limit / (1 << 20):.0f} MiB (--http-max-mb); select fewer columns or entries")
-        record = record_of(request)
-        gone = _disconnected(request)
-        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.service, plan, caller, record, gone), limit,
-                              object_name=name))
-        first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
-        filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
-        headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
-                   "x-arrowroot-rows": str(plan.total_records), "cache-control": "no-store"}
-
-        def body() -> Iterator[bytes]:
-            try:
-                yield first
-                yield from pieces
-            except Exception as exc:  # headers are sent: the client sees a cut connection
-                record.status = status_of(exc).grpc
-                f = data.failure(f"http download {name}", exc, record.request_id)
-                log.warning("http download %s aborted: %s", name, f.message)
-                raise
-
-        return StreamingResponse(body(), media_type=fmt.media_type, headers=headers)
+        batches = data.read_batches(self.service, plan, caller, record_of(request), gone(request),
+                                    request.scope.get(ABORT_KEY))
+        pieces = encode(fmt, plan.schema, batches, limit, object_name=name)
+        try:
+            first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
+        except BaseException:
+            pieces.close()
+            raise
+        return fmt, plan, pieces, first
 
 
 def _float(q: Any, key: str) -> float | None:
@@ -789,15 +845,11 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _disconnected(request: Request) -> Callable[[], bool]:
-    """A cheap "has the client gone?" for a streamed response's read path (checked between chunks)."""
-    state = {"gone": False}
-
-    def gone() -> bool:
-        return state["gone"]
-
-    request.scope["arrowroot.gone"] = state
-    return gone
+def gone(request: Request) -> Callable[[], bool]:
+    """A cheap "has the client gone?" for the read path (checked between chunks): set by the
+    access-log middleware as soon as the client disconnects, even before the first byte."""
+    event = request.scope.get(GONE)
+    return event.is_set if event is not None else (lambda: False)
 
 
 def create_app(service: Service, options: WebOptions | None = None) -> Any:
@@ -806,15 +858,15 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
     routes = [
         Route("/", web.page("index", web.index)),
         Route("/datasets/{name:path}", web.page("dataset", web.dataset_page)),
-        Route("/plot/{kind}/{name:path}", web.plot),
+        Route("/plot/{kind}/{name:path}", web.heavy(web.plot)),
         Route("/login", web.login_form, methods=["GET"]),
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
         Route("/api/openapi.json", web.api_openapi),
-        Route("/api/health", web.api("health", web.api_health)),
+        Route("/api/health", web.api("health", web.api_health, light=True)),
         Route("/api/datasets", web.api("datasets", web.api_datasets)),
         Route("/api/datasets/{name:path}", web.api("dataset", web.api_dataset)),
-        Route("/api/data/{name:path}", web.api("data", web.api_data)),
+        Route("/api/data/{name:path}", web.api_data),
     ]
     async def not_found(request: Request, exc: Exception) -> Response:
         message = f"no such page: {request.url.path[:200]}; the API is described at /api/openapi.json"
