@@ -338,14 +338,15 @@ def test_stalled_streams_bounded_alike(bounded, where):
     """Stalled streams on a node meet the same cap and idle timeout as on the coordinator: the
     fifth is refused (resource exhausted), and once the stalled ones time out, reads work again.
     Their connections were cut (that frees the gRPC threads blocked writing to them): a stalled
-    client sees UNAVAILABLE (or, when gRPC's windows happened to hold its whole endpoint, all of
-    it), never a stream that timed out while its thread still waited on it."""
+    client sees UNAVAILABLE, never a stream that timed out while its thread still waited on it."""
     coordinator, node = bounded
     location = coordinator if where == "coordinator" else node.location
     c = fl.connect(coordinator)
     req = {"dataset": STALL, "batch_rows": 16384}  # 64 MB in small batches: outlives gRPC's buffers
     info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(req)))
-    client = fl.connect(location)
+    # gRPC's flow-control windows grow with use (BDP probing) and sometimes swallowed whole 61 MiB
+    # endpoints; a client that stalls does not probe: so these clients do not either
+    client = fl.connect(location, generic_options=[("grpc.http2.bdp_probe", 0)])
     stalled = []
     for _ in range(4):
         r = client.do_get(info.endpoints[0].ticket)
@@ -357,10 +358,6 @@ def test_stalled_streams_bounded_alike(bounded, where):
     time.sleep(4)  # the idle timeout (2 s) ends the stalled streams and frees their slots
     small = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps({"dataset": EV, "columns": ["nMuon"]})))
     assert fl.connect(location).do_get(small.endpoints[0].ticket).read_all().num_rows > 0
-    cut = 0
     for r in stalled:
-        try:
-            assert r.read_all().num_rows == STALL_ROWS - 16384  # the rest, whole
-        except fl.FlightUnavailableError:
-            cut += 1
-    assert cut >= 1
+        with pytest.raises(fl.FlightUnavailableError):
+            r.read_all()

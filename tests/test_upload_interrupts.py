@@ -138,7 +138,8 @@ def test_stalled_uploads_time_out_and_hold_no_slot(tmp_path) -> None:
         for p in procs:
             _wait_for(p, "sent 1")
         deadline = time.monotonic() + 2
-        while server.server.streams.open_count() < 4 and time.monotonic() < deadline:
+        while (server.server.streams.open_count() < 4 or len(_temp_files(server)) < 4) \
+                and time.monotonic() < deadline:  # a slot is taken before the upload's file is made
             time.sleep(0.02)
         assert server.server.streams.open_count() == 4
         assert len(_temp_files(server)) == 4

@@ -21,6 +21,7 @@ from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
 from arrowroot.flight_server.plan.planner import Limits
 from arrowroot.flight_server.service.access import Access
+from arrowroot.flight_server.service.allocator import use_returning_pool
 from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.identity import Authenticator
 from arrowroot.flight_server.service.membership import Membership, Probe
@@ -94,6 +95,7 @@ class ServerContext:
 
     @classmethod
     def _common(cls, settings: Settings, role: str, keys: Keys) -> ServerContext:
+        use_returning_pool()  # freed memory goes back to the OS (see allocator.py)
         return cls(settings=settings, role=role, keys=keys,
                    tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
                    readers=ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes)),

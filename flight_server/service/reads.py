@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import FileChanged, NotFound
 from arrowroot.flight_server.core.task import ReadTask
-from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
+from arrowroot.flight_server.execute.executor import Execution, Held, StreamStats, stream_task
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
@@ -97,9 +97,11 @@ class Reads:
         slot = self.streams.acquire(task.principal)
         if on_expired is not None:
             slot.when_expired(on_expired)
+        held = Held()
+        slot.when_quiet(held.drop)  # a quiet client's read-ahead and chunk are let go
         stopped = slot.cancelled
         batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped(),
-                              read_ahead=read_ahead)
+                              read_ahead=read_ahead, held=held)
         try:
             while True:
                 slot.pulling()

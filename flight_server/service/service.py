@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pyarrow as pa
 
 from arrowroot.catalog.models import DatasetRecord
@@ -256,7 +257,7 @@ class Service:
         ctx = self.ctx
         served = ctx.served.snapshot()
         if ctx.catalog is None:  # a data node: what it served, its cache
-            return {"served": served, "cache": ctx.readers.chunks.stats()}
+            return {"served": served, "cache": ctx.readers.chunks.stats(), "memory": memory(ctx)}
         assert ctx.access is not None and ctx.indexer is not None
         datasets = self.visible(caller)
         visible = {d.name for d in datasets}
@@ -274,9 +275,17 @@ class Service:
         out["file_errors"] = [{"path": p, "error": e} for p, e in ctx.catalog.file_errors()
                               if ctx.access.could_read(p, caller)]
         out["cache"] = ctx.readers.chunks.stats()
+        out["memory"] = memory(ctx)
         if ctx.membership is not None:
             out["nodes"] = ctx.membership.describe()
         return out
+
+
+def memory(ctx: ServerContext) -> dict[str, Any]:
+    """Where this process's memory is: resident, Arrow's allocator, the chunk cache, open streams."""
+    return {"rss_bytes": psutil.Process().memory_info().rss, "arrow_allocated_bytes": pa.total_allocated_bytes(),
+            "arrow_allocator": pa.default_memory_pool().backend_name, "cache_bytes": ctx.readers.chunks.bytes,
+            "open_streams": ctx.streams.open_count()}
 
 
 def parse_action_body(kind: str, body: bytes) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from arrowroot.flight_server.core.errors import ResourceExhausted, TimedOut
+from arrowroot.flight_server.service.allocator import give_back
 
 __all__ = ["StreamSlots", "Stream"]
 
@@ -35,17 +36,25 @@ class Stream:
         self.busy = True       # the server is working on the next batch: never idle then
         self.expired = False
         self.released = False
+        self.parked = False    # the client has been quiet for park_s: what it held was let go
         self._on_expire: list[Callable[[], None]] = []
+        self._on_park: list[Callable[[], None]] = []
 
     def when_expired(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (in the reaper's thread) if the stream is ever timed out."""
         self._on_expire.append(fn)
+
+    def when_quiet(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (in the reaper's thread) each time the client goes quiet for ``park_s``: the
+        stream lets go of what it holds for it (executor.Held.drop)."""
+        self._on_park.append(fn)
 
     def pulling(self) -> None:
         """The client asked for the next batch (an upload: the client's next message arrived)."""
         with self.owner._lock:  # either this or the reaper wins: never a timed-out stream at work
             if not self.expired:
                 self.busy = True
+                self.parked = False
                 return
         if self.upload:
             raise TimedOut(f"upload idle for more than {self.owner.idle_s:g} s (the client sent nothing); "
@@ -63,6 +72,13 @@ class Stream:
         """For the read-ahead thread: stop reading once the stream is timed out."""
         return self.expired
 
+    def _park(self) -> None:
+        for fn in self._on_park:
+            try:
+                fn()
+            except Exception:  # a callback's failure must not stop the reaper
+                log.exception("stream parking: a clean-up step failed")
+
     def _expire(self) -> None:
         self.owner._release(self)
         for fn in self._on_expire:
@@ -76,12 +92,15 @@ class Stream:
 
 
 class StreamSlots:
-    def __init__(self, total: int, per_principal: int, idle_s: float) -> None:
+    def __init__(self, total: int, per_principal: int, idle_s: float, park_s: float | None = None) -> None:
         self.total, self.per_principal, self.idle_s = total, per_principal, idle_s
+        #: a client quiet this long has what its stream holds let go (read again if it comes back)
+        self.park_s = park_s if park_s is not None else min(5.0, idle_s / 4)
         self._open: set[Stream] = set()
         self._by_principal: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
+        self._freed = False   # a stream ended or let go of its chunks since the reaper last gave memory back
 
     def acquire(self, principal: str, upload: bool = False) -> Stream:
         with self._lock:
@@ -106,6 +125,7 @@ class StreamSlots:
             if stream.released:
                 return
             stream.released = True
+            self._freed = True
             self._open.discard(stream)
             self._by_principal[stream.principal] -= 1
             if self._by_principal[stream.principal] <= 0:
@@ -117,13 +137,22 @@ class StreamSlots:
 
     def _reap(self) -> None:
         while True:
-            time.sleep(min(1.0, max(self.idle_s / 4, 0.05)))
+            time.sleep(min(1.0, max(min(self.idle_s, self.park_s) / 4, 0.05)))
             now = time.monotonic()
             with self._lock:
                 idle = [s for s in self._open if not s.busy and now - s.last > self.idle_s]
+                quiet = [s for s in self._open if not s.busy and not s.parked and now - s.last > self.park_s]
+                for s in quiet:
+                    s.parked = True
+            for s in quiet:
+                s._park()
+                self._freed = True
             for s in idle:
                 with self._lock:
                     if s.busy or s.released or now - s.last <= self.idle_s:
                         continue
                     s.expired = True
                 s._expire()
+            if self._freed:
+                self._freed = False
+                give_back()

@@ -45,6 +45,7 @@ log = logging.getLogger("arrowroot.http")
 
 COOKIE = "arrowroot_session"
 GONE = "arrowroot.gone"          # scope key: a threading.Event set when the client went away
+CLEANUP = "arrowroot.cleanup"    # scope key: coroutines run when the request is over, however it ended
 #: an HTTP status → the gRPC name the access log gives it (the error table, read backwards)
 HTTP_TO_GRPC = {row.http: row.grpc for row in reversed(TABLE)} | {404: "NOT_FOUND", 500: "INTERNAL"}
 PREVIEW_ROWS = 20
@@ -137,6 +138,13 @@ class _AccessLog:
             raise
         finally:
             watcher.cancel()
+            # a response cancelled while it waited to send (its client went away) leaves its body
+            # generator suspended, holding what it read: close it now, not when the GC gets to it
+            for close in scope.get(CLEANUP, ()):
+                try:
+                    await close()
+                except Exception:  # the request is over; its clean-up must not fail the server
+                    log.exception("closing the body of %s", route)
         record.finish()
 
 
@@ -791,10 +799,13 @@ class Web:
         headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
                    "x-arrowroot-rows": str(plan.total_records), "cache-control": "no-store"}
 
+        rest = self.workers.iterate(pieces)
+        request.scope.setdefault(CLEANUP, []).append(rest.aclose)
+
         async def body() -> AsyncIterator[bytes]:
             try:
                 yield first
-                async for piece in self.workers.iterate(pieces):
+                async for piece in rest:
                     yield piece
             except Exception as exc:  # headers are sent: the client sees a cut connection
                 record.status = status_of(exc).grpc
