@@ -28,7 +28,6 @@ from arrowroot.flight_server.sources.base import without_paths
 
 log = logging.getLogger("arrowroot.indexer")
 
-STATE_DIR = ".arrowroot"
 #: file suffixes that claim a format: such a file that no source recognises is an error, not ignored
 EXTENSIONS = {".root": "ROOT", ".h5": "HDF5", ".hdf5": "HDF5", ".hdf": "HDF5", ".he5": "HDF5", ".lh5": "HDF5"}
 BATCH_FILES = 256
@@ -89,7 +88,6 @@ class Indexer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running = False
-        self.last_report: IndexReport | None = None
 
     def normalise(self, sub: str | None) -> str | None:
         """``sub`` as a clean relative posix path ("./hep/" → "hep"); None for the whole root.
@@ -223,7 +221,6 @@ class Indexer:
         report.derived, report.drift, report.not_merged = derived.datasets, derived.drift, derived.not_merged
         report.errors.extend(derived.errors)
         report.seconds = time.perf_counter() - t0
-        self.last_report = report
         log.info("indexed %s: %d added, %d updated, %d removed, %d unchanged, %d errors in %.2fs",
                  sub or str(self.root), report.added, report.updated, report.removed, report.unchanged,
                  len(report.errors), report.seconds)

@@ -27,12 +27,13 @@ from arrowroot.flight_server.core.shapes import META_PARENT, sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, column_text, no_columns_text, with_reasons,
                                                     without_reasons)
-from arrowroot.flight_server.core.timeranges import (Gap, dq_segments, members_of, plan_time, time_type,
+from arrowroot.flight_server.core.timeranges import (Gap, members_of, plan_time, time_type,
                                                       to_scale)
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
                                                      ATTR_TIMESERIES_PARTS,
                                                      TIMESERIES_KEY)
 from arrowroot.flight_server.datasets.select import select_ranges
+from arrowroot.flight_server.lang.dq import dq_segments
 from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 
