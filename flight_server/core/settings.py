@@ -56,6 +56,8 @@ class Settings:
     tls_cert: Path | None = None             # PEM server certificate (chain); with tls_key → grpc+tls://
     tls_key: Path | None = None
     tls_client_ca: Path | None = None        # PEM CA: clients must present a certificate it signed (mTLS)
+    auth_config: Path | None = None          # TOML with the [auth] section (OIDC, JupyterHub; service/sso.py);
+                                             # default: <root>/arrowroot.toml
     # Workspaces (flight_server/workspace): uploads and skims under home/<user>/
     workspace: Path | None = None            # default: <catalog dir>/workspace (= <root>/.arrowroot/workspace)
     max_upload_bytes: int = 4 << 30          # Arrow bytes one DoPut may send

@@ -16,12 +16,12 @@ from typing import Any
 
 import pyarrow.flight as fl
 
-from arrowroot.flight_server.core.errors import Unauthenticated
+from arrowroot.flight_server.core.errors import Unauthenticated, Unavailable
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.service.access import AuthConfigError
 from arrowroot.flight_server.service.caller import Caller, new_request_id
 from arrowroot.flight_server.service.calllog import CallRecord
-from arrowroot.flight_server.service.identity import Authenticator
+from arrowroot.flight_server.service.identity import Authenticator, Login
 from arrowroot.flight_server.server.errors import grpc_status_of_raised, to_flight
 
 MIDDLEWARE_KEY = "arrowroot"
@@ -40,11 +40,13 @@ METHODS = {
 class CallMiddleware(fl.ServerMiddleware):
     """One call: the authenticated user, the session token to send back, the access-log record."""
 
-    def __init__(self, record: CallRecord, user: str | None, issued: str | None = None, node: bool = False):
+    def __init__(self, record: CallRecord, user: str | None, issued: str | None = None, node: bool = False,
+                 login: Login | None = None):
         self.record = record
         self.user = user
         self._issued = issued
         self.node = node
+        self.login = login          # groups and read scopes of an outside token
 
     def sending_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._issued}"} if self._issued else {}
@@ -69,13 +71,13 @@ class CallMiddlewareFactory(fl.ServerMiddlewareFactory):
             return CallMiddleware(record, None, node=True)
         try:
             login = self.auth.authenticate(headers.get("authorization"))
-        except Unauthenticated as exc:  # refused at the door: still one line, then the status
-            record.status = "UNAUTHENTICATED"
+        except (Unauthenticated, Unavailable) as exc:  # refused at the door: still one line, then the status
+            record.status = "UNAUTHENTICATED" if isinstance(exc, Unauthenticated) else "UNAVAILABLE"
             record.detail = str(exc)[:120]
             record.finish()
             raise to_flight(exc) from None
         record.user = login.user
-        return CallMiddleware(record, login.user, login.issued)
+        return CallMiddleware(record, login.user, login.issued, login=login)
 
 
 def _middleware(context: fl.ServerCallContext | None) -> CallMiddleware | None:
@@ -105,7 +107,9 @@ def caller_of(context: fl.ServerCallContext | None, door: str = "flight") -> Cal
     record = mw.record
     if not record.peer and context is not None:
         record.peer = context.peer()
-    return Caller(user=mw.user, door=door, peer=record.peer, request_id=record.request_id)
+    login = mw.login
+    return Caller(user=mw.user, door=door, peer=record.peer, request_id=record.request_id,
+                  groups=login.groups if login else frozenset(), scopes=login.scopes if login else None)
 
 
 class NoOpHandshake(fl.ServerAuthHandler):

@@ -20,7 +20,8 @@ from arrowroot.flight_server.execute.cache import ChunkCache
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
 from arrowroot.flight_server.plan.planner import Limits
-from arrowroot.flight_server.service.access import Access
+from arrowroot.flight_server.service import sso
+from arrowroot.flight_server.service.access import Access, AuthConfigError
 from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.identity import Authenticator
 from arrowroot.flight_server.service.membership import Membership, Probe
@@ -58,8 +59,12 @@ class ServerContext:
         catalog = catalog or Catalog(settings.catalog_path)
         ctx = cls._common(settings, "coordinator", keys)
         ctx.catalog = catalog
-        ctx.access = Access(catalog, settings)
-        ctx.auth = Authenticator(ctx.access, settings.token_ttl)
+        try:  # outside issuers: [auth] in arrowroot.toml or ARROWROOT_AUTH_CONFIG (sso.py)
+            external = sso.load(settings.root, settings.auth_config)
+        except ValueError as exc:
+            raise AuthConfigError(str(exc)) from None
+        ctx.access = Access(catalog, settings, outside_issuers=external is not None)
+        ctx.auth = Authenticator(ctx.access, settings.token_ttl, external)
         ctx.indexer = Indexer(settings.root, catalog, show_internal=settings.show_internal,
                               links_outside_root=settings.links_outside_root)
         if keys.shared:
