@@ -36,6 +36,7 @@ from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.web import data, plots
 from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
 from arrowroot.flight_server.web.openapi import openapi
+from arrowroot.flight_server.web.sso import web_sso
 
 log = logging.getLogger("arrowroot.http")
 
@@ -386,6 +387,8 @@ class Web:
         self.options = options
         assert service.ctx.auth is not None
         self.auth = service.ctx.auth
+        #: login through an OIDC issuer or the JupyterHub instead of the password form ([auth.web])
+        self.sso = web_sso(self.auth, COOKIE, options.secure_cookie, _safe_next)
 
     # ------------------------------------------------------------ auth
 
@@ -399,11 +402,12 @@ class Web:
         if key and not auth:
             auth = [f"Bearer {key}"]
         if auth:
-            user = self.auth.authenticate(auth, issue=False).user
+            login = self.auth.authenticate(auth, issue=False)
         else:
-            user = self.auth.session_user(request.cookies.get(COOKIE))
-        record.user = user
-        return Caller(user=user, door="http", peer=record.peer, request_id=record.request_id)
+            login = self.auth.session_login(request.cookies.get(COOKIE))
+        record.user = login.user
+        return Caller(user=login.user, door="http", peer=record.peer, request_id=record.request_id,
+                      groups=login.groups, scopes=login.scopes)
 
     @property
     def auth_on(self) -> bool:
@@ -674,6 +678,9 @@ class Web:
     # ------------------------------------------------------------ login
 
     async def login_form(self, request: Request) -> Response:
+        if self.sso is not None:
+            return RedirectResponse("/login/sso?" + urllib.parse.urlencode(
+                {"next": _safe_next(request.query_params.get("next"))}), 303)
         return self.render(request, None, "login.html", {"next": _safe_next(request.query_params.get("next")),
                                                          "error": None})
 
@@ -810,6 +817,7 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
         Route("/login", web.login_form, methods=["GET"]),
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
+        *([Route("/login/sso", web.sso.start), Route("/auth/callback", web.sso.callback)] if web.sso else []),
         Route("/api/openapi.json", web.api_openapi),
         Route("/api/health", web.api("health", web.api_health)),
         Route("/api/datasets", web.api("datasets", web.api_datasets)),
