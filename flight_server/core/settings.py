@@ -65,6 +65,11 @@ class Settings:
     # Web view and HTTP API (flight_server/web/), in the same process. None: off.
     http_port: int | None = None             # 0 picks a free port
     http_max_bytes: int = 0                  # largest download (and HDF5 temporary file); 0 = no limit
+    # Operations (server/ops.py): Prometheus metrics, the gRPC health side port, graceful stop.
+    metrics: bool = True                     # count calls for /metrics (off: the registry stays, nothing counted)
+    metrics_port: int | None = None          # /metrics on its own port (when the HTTP port is off; nodes)
+    health_port: int | None = None           # grpc.health.v1 on this port (Kubernetes grpc probes); None: off
+    drain_seconds: float = 30.0              # on SIGTERM, open streams may finish for this long, then are cut
 
     @property
     def catalog_path(self) -> Path:

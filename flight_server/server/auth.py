@@ -11,6 +11,7 @@ lets pyarrow's and ADBC's logins through, and the TLS arguments of a Flight serv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from arrowroot.flight_server.service.identity import Authenticator, Login
 from arrowroot.flight_server.server.errors import grpc_status_of_raised, to_flight
 
 MIDDLEWARE_KEY = "arrowroot"
+SHUTTING_DOWN = ("shutting down: this server takes no new calls; retry (another location of the endpoint, or "
+                 "this server once it is back)")
 #: a data node's registration: authenticated by the shared key's signature in the action body,
 #: not by a user, so it passes an --auth coordinator's door; it may call nothing else
 NODE_HEADER = "x-arrowroot-node"
@@ -58,12 +61,24 @@ class CallMiddleware(fl.ServerMiddleware):
 
 
 class CallMiddlewareFactory(fl.ServerMiddlewareFactory):
-    def __init__(self, door: str, auth: Authenticator | None = None):
+    """``sink``: this server's metrics (every record, refused ones too); ``draining``: True while
+    the server stops, when new calls are refused with UNAVAILABLE "shutting down"."""
+
+    def __init__(self, door: str, auth: Authenticator | None = None,
+                 sink: Callable[[CallRecord], None] | None = None, draining: Callable[[], bool] | None = None):
         self.door = door
         self.auth = auth
+        self.sink = sink
+        self.draining = draining
 
     def start_call(self, info: fl.CallInfo, headers: dict[str, list]) -> CallMiddleware:
-        record = CallRecord(self.door, METHODS.get(info.method, str(info.method)), request_id=new_request_id())
+        record = CallRecord(self.door, METHODS.get(info.method, str(info.method)), request_id=new_request_id(),
+                            sink=self.sink)
+        if self.draining is not None and self.draining():
+            record.status = "UNAVAILABLE"
+            record.detail = "shutting down"
+            record.finish()
+            raise to_flight(Unavailable(SHUTTING_DOWN))
         if self.auth is None or not self.auth.enabled:
             return CallMiddleware(record, None)
         if info.method == fl.FlightMethod.DO_ACTION and headers.get(NODE_HEADER):
@@ -126,11 +141,14 @@ class NoOpHandshake(fl.ServerAuthHandler):
         return ""
 
 
-def flight_kwargs(door: str, auth: Authenticator | None, given: dict[str, Any] | None = None) -> dict[str, Any]:
+def flight_kwargs(door: str, auth: Authenticator | None, given: dict[str, Any] | None = None,
+                  sink: Callable[[CallRecord], None] | None = None,
+                  draining: Callable[[], bool] | None = None) -> dict[str, Any]:
     """FlightServerBase arguments: ``given`` plus the call middleware and, with authentication on,
     a handshake that lets logins through."""
     out = dict(given or {})
-    out["middleware"] = {**(out.get("middleware") or {}), MIDDLEWARE_KEY: CallMiddlewareFactory(door, auth)}
+    factory = CallMiddlewareFactory(door, auth, sink, draining)
+    out["middleware"] = {**(out.get("middleware") or {}), MIDDLEWARE_KEY: factory}
     if auth is not None and auth.enabled:
         out.setdefault("auth_handler", NoOpHandshake())
     return out

@@ -74,6 +74,12 @@ class Access:
 
     # ------------------------------------------------------------ identities
 
+    def reload(self) -> None:
+        """Re-read users, groups, keys and grants from the catalog now (SIGHUP)."""
+        with self._lock:
+            self._ident = identities.snapshot(self.catalog)
+            self._visible, self._visible_generation = {}, -1
+
     def identities(self) -> identities.Identities:
         """The identity snapshot of the catalog's current generation (rebuilt after any write)."""
         ident = self._ident

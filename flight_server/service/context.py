@@ -25,6 +25,7 @@ from arrowroot.flight_server.service.access import Access, AuthConfigError
 from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.identity import Authenticator
 from arrowroot.flight_server.service.membership import Membership, Probe
+from arrowroot.flight_server.service.metrics import Metrics
 from arrowroot.flight_server.service.streams import StreamSlots
 from arrowroot.flight_server.service.tickets import Keys, TicketSigner
 from arrowroot.flight_server.workspace import store as workspace_store
@@ -50,6 +51,7 @@ class ServerContext:
     indexer: Indexer | None = None
     workspace: workspace_store.Workspace | None = None
     membership: Membership | None = None
+    metrics: Metrics | None = None    # Prometheus metrics of this server (service/metrics.py)
 
     @classmethod
     def coordinator(cls, settings: Settings, catalog: Catalog | None = None,
@@ -83,6 +85,12 @@ class ServerContext:
         ctx.workspace = workspace_store.Workspace(settings.root, directory, catalog, limits, __version__)
         ctx.workspace.recover()
         ctx.readers.mount(workspace_store.MOUNT, ctx.workspace.dir)
+        m = ctx.metrics
+        m.watch_indexer(ctx.indexer, catalog)
+        if ctx.membership is not None:
+            m.watch_membership(ctx.membership)
+        m.watch_logins(ctx.auth.logins)
+        m.watch_workspace(ctx.workspace)
         return ctx
 
     @classmethod
@@ -99,14 +107,18 @@ class ServerContext:
 
     @classmethod
     def _common(cls, settings: Settings, role: str, keys: Keys) -> ServerContext:
-        return cls(settings=settings, role=role, keys=keys,
-                   tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
-                   readers=ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes)),
-                   streams=StreamSlots(settings.max_streams, settings.max_streams_per_principal,
-                                       settings.stream_idle_timeout),
-                   served=Counters(),
-                   limits=Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes,
-                                 settings.batch_rows))
+        metrics = Metrics(role, enabled=settings.metrics)
+        ctx = cls(settings=settings, role=role, keys=keys, metrics=metrics,
+                  tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
+                  readers=ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes)),
+                  streams=StreamSlots(settings.max_streams, settings.max_streams_per_principal,
+                                      settings.stream_idle_timeout),
+                  served=Counters(),
+                  limits=Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes,
+                                settings.batch_rows))
+        metrics.watch_streams(ctx.streams)
+        metrics.watch_cache(ctx.readers.chunks)
+        return ctx
 
     def close(self) -> None:
         if self.membership is not None:
