@@ -318,6 +318,8 @@ def test_compose_services(compose, server_df, jupyter_df):
     # the Flight port, then the web view's (ARROWROOT_HTTP_PORT)
     assert [container_port(p) for p in server["ports"]] == [one(server_df, "EXPOSE"),
                                                             server["environment"]["ARROWROOT_HTTP_PORT"]]
+    # the gRPC health service for orchestrators' probes (not published: asked inside the network)
+    assert server["environment"]["ARROWROOT_HEALTH_PORT"].isdigit()
     # the same health check as the image's
     _, check = healthcheck(server_df)
     assert server["healthcheck"]["test"] == ["CMD", *check]
@@ -347,6 +349,8 @@ def test_compose_data_nodes_join_the_server_with_its_key_and_data(compose):
     assert node["volumes"] == [data], "nodes read the same files, read-only, and hold no catalog"
     assert node["depends_on"][name]["condition"] == "service_healthy"
     assert "ports" not in node
+    # each node exports its own metrics and health (scraped and probed inside the network)
+    assert cmd[cmd.index("--metrics-port") + 1] and cmd[cmd.index("--health-port") + 1]
 
 
 def test_compose_jupyterhub_wires_the_hub_to_arrowroot(compose, monkeypatch, tmp_path):
