@@ -188,6 +188,21 @@ def test_sigterm_drains_open_streams_within_the_deadline(data: Path, tmp_path: P
         s.stop()
 
 
+def test_a_client_that_reads_nothing_does_not_hold_the_stop(data: Path, tmp_path: Path) -> None:
+    s = Serve(data, tmp_path / "serve.log", "--drain-seconds", "1")
+    try:
+        _wait_indexed(s.location, BIG)
+        c = Client(s.location)
+        stalled = c._flight.do_get(c.flight_info(BIG).endpoints[0].ticket)
+        stalled.read_chunk()  # then nothing: gRPC's buffers fill, the server blocks writing
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(20) == 0
+        assert time.monotonic() - t0 < 1 + 5 + 5  # the deadline, the grace, start-up slack
+    finally:
+        s.stop()
+
+
 def test_sighup_reloads_without_dropping_streams(data: Path, tmp_path: Path) -> None:
     root = tmp_path / "served"
     shutil.copytree(data, root, ignore=shutil.ignore_patterns(".arrowroot"))

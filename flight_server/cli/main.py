@@ -62,7 +62,16 @@ def serve_until_stopped(server, also_stop=None) -> None:
     click.echo("stopping: draining open streams", err=True)
     if also_stop is not None:
         server.ops.drain.also_stop.append(also_stop)
-    server.ops.drain.stop()
+    if not server.ops.drain.stop():
+        # a client that reads nothing keeps its call (and gRPC's shutdown) waiting forever:
+        # close the catalog and leave without it
+        catalog = getattr(server.ctx, "catalog", None)
+        if catalog is not None:
+            catalog.close()
+        click.echo("stopped (a stalled client's call was abandoned)", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     click.echo("stopped", err=True)
 
 
