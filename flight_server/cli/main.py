@@ -122,6 +122,9 @@ def main() -> None:
 @click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
+@click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Shared ticket key: data nodes given the same file serve this server's tickets.")
 @click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
@@ -135,7 +138,8 @@ def main() -> None:
 @workspace_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
-          sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
+          sql_timeout: float, cache_mb: float | None, cache_dir: Path | None, cache_dir_mb: float | None,
+          key_file: Path | None, nodes: str | None,
           http_port: int | None, http_max_mb: float | None,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
@@ -148,6 +152,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
                             sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
+                            cache_dir=cache_dir, cache_dir_mb=cache_dir_mb,
                             ticket_key_file=key_file, nodes=nodes, http_port=http_port,
                             http_max_bytes=int(http_max_mb * MiB) if http_max_mb is not None else None, **auth)
         server = ArrowrootServer(settings)
@@ -177,13 +182,17 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
 @click.option("--advertise", help="Location clients use to reach this node [grpc://HOST:PORT].")
 @click.option("--id", "node_id", help="Node name in the coordinator's list [hostname:port].")
 @click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
+@click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
 @click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM server certificate (chain): serve grpc+tls://.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM key of --tls-cert.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
-         advertise: str | None, node_id: str | None, cache_mb: float | None, compression: str | None,
+         advertise: str | None, node_id: str | None, cache_mb: float | None, cache_dir: Path | None,
+         cache_dir_mb: float | None, compression: str | None,
          tls_cert: Path | None, tls_key: Path | None, verbose: int) -> None:
     """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
     from arrowroot.flight_server.core.settings import from_env
@@ -191,7 +200,8 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
 
     _logging(verbose)
     settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
-                        compression=compression, tls_cert=tls_cert, tls_key=tls_key)
+                        cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, compression=compression,
+                        tls_cert=tls_cert, tls_key=tls_key)
     try:
         server = NodeServer(settings, node_id=node_id, advertise=advertise)
     except ValueError as exc:

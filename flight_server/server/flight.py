@@ -29,7 +29,7 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask
 from arrowroot.flight_server.core.timeranges import SERIES_CRITERIA, check_criteria, matches_series
 from arrowroot.flight_server.datasets.select import list_files
-from arrowroot.flight_server.execute.cache import ChunkCache
+from arrowroot.flight_server.execute.cache import chunk_cache
 from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
@@ -75,7 +75,7 @@ class ArrowrootServer(fl.FlightServerBase):
                                    settings.stream_idle_timeout)
         self.indexer = Indexer(settings.root, self.catalog, show_internal=settings.show_internal,
                                links_outside_root=settings.links_outside_root)
-        self.readers = ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes))
+        self.readers = ReaderCache(settings.root, chunks=chunk_cache(settings))
         key = settings.ticket_key()
         self.tickets = TicketSigner(key, settings.ticket_ttl)
         #: data nodes (None: no shared key, so no node could verify this server's tickets)

@@ -32,7 +32,7 @@ from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, Unimplemented
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import ReadTask
-from arrowroot.flight_server.execute.cache import ChunkCache
+from arrowroot.flight_server.execute.cache import chunk_cache
 from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.server.auth import tls_kwargs
@@ -61,7 +61,7 @@ class NodeServer(fl.FlightServerBase):
                              "(or ARROWROOT_TICKET_KEY), the same as the coordinator's")
         self.settings = settings
         self.tickets = TicketSigner(key, settings.ticket_ttl)
-        self.readers = ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes))
+        self.readers = ReaderCache(settings.root, chunks=chunk_cache(settings))
         if settings.workspace is not None:  # workspace files outside the root (flight_server/workspace)
             self.readers.mount(MOUNT, settings.workspace)
         self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)

@@ -40,6 +40,7 @@ from .base import (
     Reader,
     Source,
     SourceError,
+    Units,
     fixed_shape_type,
     normalise_slices,
     without_paths,
@@ -48,6 +49,7 @@ from .base import (
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_BOUNDARIES = 1024
 MAX_ATTRIBUTE_ITEMS = 1000
+UNIT_BYTES = 8 << 20    # uncompressed bytes of one cached piece (whole chunks, at least one)
 
 
 # ---------------------------------------------------------------- filters
@@ -329,6 +331,22 @@ class Hdf5Reader(Reader):
             self.entries = int(first.shape[0])
         self._fd = os.open(path, os.O_RDONLY)
         self._columns: dict[str, _Column] = {}
+        self._units: dict[str, Units] = {}
+
+    def units(self, column: str) -> Units | None:
+        """Blocks of whole chunks along the first axis (about UNIT_BYTES each), or of rows of a
+        contiguous dataset: what the column-chunk cache keys on."""
+        found = self._units.get(column)
+        if found is None:
+            obj = self._obj
+            ds = obj if isinstance(obj, h5py.Dataset) else obj[column]
+            if not isinstance(ds, h5py.Dataset) or ds.ndim == 0:
+                return None
+            row_bytes = max(1, int(ds.dtype.itemsize * np.prod(ds.shape[1:], dtype=np.int64)))
+            chunk = int(ds.chunks[0]) if ds.chunks else 1
+            rows = chunk * max(1, UNIT_BYTES // (chunk * row_bytes))
+            found = self._units[column] = Units(self.entries, step=rows)
+        return found
 
     def _column(self, name: str) -> _Column:
         """What a read of one column needs, looked up once per reader (h5py calls cost µs each)."""
