@@ -53,6 +53,7 @@ from arrowroot.flight_server.core.errors import (Cancelled, NotFound, Permission
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.execute.executor import StreamStats, stream_task
 from arrowroot.flight_server.plan.planner import dataset_schema, plan_read
+from arrowroot.flight_server.plan.zones import summary as zone_summary
 from arrowroot.flight_server.server.counters import Counters
 from arrowroot.flight_server.sql.engine import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
 
@@ -190,10 +191,11 @@ class ServerTableProvider:
             schema = self._schemas[name] = dataset_schema(self._record(name))
         return schema
 
-    def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
-        """Stream ``columns`` of every entry: the planner's tasks in order, one chunk read ahead."""
+    def scan(self, name: str, columns: list[str], where: str = "") -> pa.RecordBatchReader:
+        """Stream ``columns`` of every entry (passing ``where``, a cut implied by the query's WHERE:
+        zone maps skip, the executor filters): the planner's tasks in order, one chunk read ahead."""
         rec = self._record(name)
-        plan = plan_read(ReadSpec(dataset=name, columns=tuple(columns)), rec, self.server.limits)
+        plan = plan_read(ReadSpec(dataset=name, columns=tuple(columns), where=where), rec, self.server.limits)
         if self.scan_log is not None:
             self.scan_log.append((name, tuple(plan.columns)))
         server = self.server
@@ -202,7 +204,8 @@ class ServerTableProvider:
             stats = StreamStats()
             try:
                 for task in plan.tasks:
-                    yield from stream_task(task, server.readers, stats)
+                    for item in stream_task(task, server.readers, stats):
+                        yield item[0] if isinstance(item, tuple) else item   # a cut's batches carry counts
             except Exception as exc:
                 self.failures.append(exc)
                 raise
@@ -211,6 +214,12 @@ class ServerTableProvider:
                     self.on_scan(name, stats)
 
         return pa.RecordBatchReader.from_batches(plan.schema, batches())
+
+    def summary(self, name: str, columns: list[str]) -> dict | None:
+        """Exact whole-dataset count/min/max from zone maps (None: scan instead)."""
+        rec = self._record(name)
+        stats = zone_summary(rec, columns)
+        return None if stats is None else {"rows": rec.entries, "columns": stats}
 
     def catalog_tables(self) -> dict[str, pa.Table]:
         """``arrowroot.files|datasets|columns``, restricted to the visible datasets."""

@@ -1,0 +1,116 @@
+"""The catalog's zone maps: stored per (file, object, column), read through a bounded in-memory
+cache so planning a cut costs a dict lookup, written by the indexer and the lazy collector.
+
+Planning (``plan/zones.py``) reaches this through ``DatasetRecord.zones``; when it finds maps
+missing it calls ``want(...)``, and whoever collects them (the indexer's collector, which knows the
+file formats the catalog does not) registers as ``on_missing``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .models import DatasetRecord, PartRecord, ZoneMapRecord
+
+if TYPE_CHECKING:
+    from .store import Catalog
+
+Key = tuple[int, str]   # (file_id, object_path)
+
+_COLUMNS = ("column_name, starts, stops, mins, maxs, nulls, nans, value_nulls, min_lens, max_lens, exact")
+
+
+class ZoneStore:
+    """Zone maps of one catalog."""
+
+    def __init__(self, catalog: Catalog, cache_keys: int = 8192):
+        self.catalog = catalog
+        self.cache_keys = cache_keys
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[Key, dict[str, ZoneMapRecord]] = OrderedDict()
+        #: called with (dataset, parts, columns) when planning found no maps for them
+        self.on_missing: Callable[[DatasetRecord, Sequence[PartRecord], tuple[str, ...]], None] | None = None
+
+    def get(self, parts: Sequence[PartRecord]) -> dict[Key, dict[str, ZoneMapRecord]]:
+        """Column → zone map, for each part's (file, object); one query for the ones not cached."""
+        keys = list(dict.fromkeys((p.file_id, p.object_path) for p in parts))
+        out: dict[Key, dict[str, ZoneMapRecord]] = {}
+        with self._lock:
+            for k in keys:
+                found = self._cache.get(k)
+                if found is not None:
+                    self._cache.move_to_end(k)
+                    out[k] = found
+        missing = [k for k in keys if k not in out]
+        if missing:
+            loaded: dict[Key, dict[str, ZoneMapRecord]] = {k: {} for k in missing}
+            rows = self.catalog.cursor().execute(
+                f"SELECT z.file_id, z.object_path, {_COLUMNS} FROM zone_maps z JOIN "
+                "(SELECT unnest(?::BIGINT[]) AS f, unnest(?::VARCHAR[]) AS o) k "
+                "ON z.file_id = k.f AND z.object_path = k.o",
+                [[k[0] for k in missing], [k[1] for k in missing]]).fetchall()
+            for r in rows:
+                loaded[(r[0], r[1])][r[2]] = _record(r[2:])
+            with self._lock:
+                for k, maps in loaded.items():
+                    self._cache[k] = maps
+                    self._cache.move_to_end(k)
+                while len(self._cache) > self.cache_keys:
+                    self._cache.popitem(last=False)
+            out.update(loaded)
+        return out
+
+    def record(self, path: str, size: int, mtime: float, object_path: str, maps: Sequence[ZoneMapRecord]) -> bool:
+        """Store zone maps taken from ``path`` at this size and mtime; False (nothing stored) when
+        the catalog knows the file with another identity by now, or not at all."""
+        if not maps:
+            return True
+        with self.catalog._write_lock:
+            cur = self.catalog.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                row = cur.execute("SELECT file_id, size, mtime FROM files WHERE path = ?", [path]).fetchone()
+                if row is None or row[1] != size or abs(row[2] - mtime) > 1e-6:
+                    cur.execute("ROLLBACK")
+                    return False
+                file_id = row[0]
+                names = [m.column for m in maps]
+                cur.execute("DELETE FROM zone_maps WHERE file_id = ? AND object_path = ? AND column_name IN "
+                            "(SELECT unnest(?::VARCHAR[]))", [file_id, object_path, names])
+                cur.executemany(
+                    f"INSERT INTO zone_maps (file_id, object_path, {_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[file_id, object_path, m.column, list(m.starts), list(m.stops), list(m.mins), list(m.maxs),
+                      list(m.nulls), list(m.nans), list(m.value_nulls), list(m.min_lens), list(m.max_lens),
+                      list(m.exact)] for m in maps])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        with self._lock:
+            known = self._cache.get((file_id, object_path))
+            if known is not None:
+                self._cache[(file_id, object_path)] = {**known, **{m.column: m for m in maps}}
+        return True
+
+    def want(self, rec: DatasetRecord, parts: Sequence[PartRecord], columns: tuple[str, ...]) -> None:
+        """Planning found no zone maps for these columns of these parts: ask for them."""
+        hook = self.on_missing
+        if hook is not None:
+            hook(rec, parts, columns)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def drop_files(self, cur, file_ids: list[int]) -> None:
+        """Inside the catalog's transaction that forgets these files."""
+        cur.execute("DELETE FROM zone_maps WHERE file_id IN (SELECT unnest(?::BIGINT[]))", [file_ids])
+
+
+def _record(r: Sequence) -> ZoneMapRecord:
+    return ZoneMapRecord(r[0], tuple(r[1]), tuple(r[2]), tuple(r[3]), tuple(r[4]), tuple(r[5]), tuple(r[6]),
+                         tuple(r[7]), tuple(r[8]), tuple(r[9]), tuple(r[10]))
