@@ -31,6 +31,8 @@ class ZoneStore:
         self.cache_keys = cache_keys
         self._lock = threading.Lock()
         self._cache: OrderedDict[Key, dict[str, ZoneMapRecord]] = OrderedDict()
+        #: off: plans read everything and SQL scans for count/min/max (the stored maps stay)
+        self.enabled = True
         #: called with (dataset, parts, columns) when planning found no maps for them
         self.on_missing: Callable[[DatasetRecord, Sequence[PartRecord], tuple[str, ...]], None] | None = None
 
@@ -38,6 +40,8 @@ class ZoneStore:
         """Column → zone map, for each part's (file, object); one query for the ones not cached."""
         keys = list(dict.fromkeys((p.file_id, p.object_path) for p in parts))
         out: dict[Key, dict[str, ZoneMapRecord]] = {}
+        if not self.enabled:
+            return {k: {} for k in keys}
         with self._lock:
             for k in keys:
                 found = self._cache.get(k)
@@ -99,7 +103,7 @@ class ZoneStore:
     def want(self, rec: DatasetRecord, parts: Sequence[PartRecord], columns: tuple[str, ...]) -> None:
         """Planning found no zone maps for these columns of these parts: ask for them."""
         hook = self.on_missing
-        if hook is not None:
+        if hook is not None and self.enabled:
             hook(rec, parts, columns)
 
     def clear(self) -> None:

@@ -125,6 +125,8 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
 @click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
+@click.option("--no-zone-maps", "zone_maps", flag_value=False, default=None,
+              help="Do not use zone maps (cuts read every cluster; SQL count/min/max scan).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Shared ticket key: data nodes given the same file serve this server's tickets.")
 @click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
@@ -139,7 +141,7 @@ def main() -> None:
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float, cache_mb: float | None, cache_dir: Path | None, cache_dir_mb: float | None,
-          key_file: Path | None, nodes: str | None,
+          zone_maps: bool | None, key_file: Path | None, nodes: str | None,
           http_port: int | None, http_max_mb: float | None,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
@@ -152,7 +154,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
                             sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
-                            cache_dir=cache_dir, cache_dir_mb=cache_dir_mb,
+                            cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, zone_maps=zone_maps,
                             ticket_key_file=key_file, nodes=nodes, http_port=http_port,
                             http_max_bytes=int(http_max_mb * MiB) if http_max_mb is not None else None, **auth)
         server = ArrowrootServer(settings)
@@ -224,10 +226,13 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+@click.option("--zone-index-mb", type=click.FloatRange(min=0),
+              help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut) [32].")
 @click.option("--path", "sub", help="Only this sub-path of DIRECTORY.")
 @click.option("--show-internal", is_flag=True, default=None,
               help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
-def index(directory: Path, catalog: Path | None, sub: str | None, show_internal: bool | None) -> None:
+def index(directory: Path, catalog: Path | None, zone_index_mb: float | None, sub: str | None,
+          show_internal: bool | None) -> None:
     """Index DIRECTORY into its catalog without serving (with a progress bar)."""
     from rich.progress import Progress
 
@@ -237,7 +242,7 @@ def index(directory: Path, catalog: Path | None, sub: str | None, show_internal:
     from arrowroot.flight_server.index.indexer import Indexer
 
     with startup("index"):
-        settings = from_env(directory, catalog=catalog, show_internal=show_internal)
+        settings = from_env(directory, catalog=catalog, show_internal=show_internal, zone_index_mb=zone_index_mb)
         cat = Catalog(settings.catalog_path)
     with Progress(transient=True) as progress:
         bar = progress.add_task("indexing", total=None)
@@ -245,7 +250,8 @@ def index(directory: Path, catalog: Path | None, sub: str | None, show_internal:
         def update(path: str, done: int, total: int) -> None:
             progress.update(bar, completed=done, total=total, description=f"indexing {path[-40:]}")
 
-        report = Indexer(settings.root, cat, show_internal=settings.show_internal).run(sub, progress=update)
+        report = Indexer(settings.root, cat, show_internal=settings.show_internal,
+                         zone_index_bytes=int(settings.zone_index_mb * (1 << 20))).run(sub, progress=update)
     click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
                f"{report.unchanged} unchanged, {len(report.errors)} errors "
                f"({len(cat.datasets())} datasets in {settings.catalog_path})")

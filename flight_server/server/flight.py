@@ -74,7 +74,9 @@ class ArrowrootServer(fl.FlightServerBase):
         self.streams = StreamSlots(settings.max_streams, settings.max_streams_per_principal,
                                    settings.stream_idle_timeout)
         self.indexer = Indexer(settings.root, self.catalog, show_internal=settings.show_internal,
-                               links_outside_root=settings.links_outside_root)
+                               links_outside_root=settings.links_outside_root,
+                               zone_index_bytes=int(settings.zone_index_mb * (1 << 20)))
+        self.catalog.zones.enabled = settings.zone_maps
         self.readers = ReaderCache(settings.root, chunks=chunk_cache(settings))
         key = settings.ticket_key()
         self.tickets = TicketSigner(key, settings.ticket_ttl)
