@@ -127,6 +127,8 @@ def main() -> None:
 @click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
 @click.option("--no-zone-maps", "zone_maps", flag_value=False, default=None,
               help="Do not use zone maps (cuts read every cluster; SQL count/min/max scan).")
+@click.option("--zone-index-mb", type=click.FloatRange(min=0),
+              help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut) [32].")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Shared ticket key: data nodes given the same file serve this server's tickets.")
 @click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
@@ -141,7 +143,7 @@ def main() -> None:
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float, cache_mb: float | None, cache_dir: Path | None, cache_dir_mb: float | None,
-          zone_maps: bool | None, key_file: Path | None, nodes: str | None,
+          zone_maps: bool | None, zone_index_mb: float | None, key_file: Path | None, nodes: str | None,
           http_port: int | None, http_max_mb: float | None,
           verbose: int, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
@@ -155,6 +157,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
                             sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
                             cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, zone_maps=zone_maps,
+                            zone_index_mb=zone_index_mb,
                             ticket_key_file=key_file, nodes=nodes, http_port=http_port,
                             http_max_bytes=int(http_max_mb * MiB) if http_max_mb is not None else None, **auth)
         server = ArrowrootServer(settings)
