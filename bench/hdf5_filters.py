@@ -1,6 +1,6 @@
 """HDF5 filters without the lock: concurrent readers of a Bitshuffle-LZ4 image stack, as ratios.
 
-Writes an Eiger-like stack — N frames of 512×512 uint16, one Bitshuffle-LZ4 chunk per frame,
+Writes an Eiger-like stack — N frames of 1024×1024 uint16, one Bitshuffle-LZ4 chunk per frame,
 written with h5py + hdf5plugin — serves it with `arrowroot serve` (chunk cache off, so every read
 decodes) and measures aggregate decoded MB/s of:
 
@@ -14,7 +14,7 @@ decodes) and measures aggregate decoded MB/s of:
 
 Prints the load average: the figures are only as good as the cores left free by others.
 
-    python bench/hdf5_filters.py [--frames 400] [--seconds 8]
+    python bench/hdf5_filters.py [--frames 200] [--seconds 8]
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ import numpy as np
 from arrowroot.clients import Client
 
 DS = "stack.h5:entry/data/data"
-SHAPE = (512, 512)
+SHAPE = (1024, 1024)
 
 
 def build(path: Path, frames: int) -> None:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    ring = (np.hypot(yy - 256, xx - 256) % 40 < 3) * 200
+    ring = (np.hypot(yy - SHAPE[0] // 2, xx - SHAPE[1] // 2) % 40 < 3) * 200
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("entry/data/data", shape=(frames, *SHAPE), dtype="<u2", chunks=(1, *SHAPE),
                               **hdf5plugin.Bitshuffle(cname="lz4"))
@@ -113,7 +113,7 @@ def decode_figures(path: Path, frames: int, seconds: float) -> dict[str, tuple[f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--frames", type=int, default=400)
+    ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--python", default=sys.executable, help="interpreter running the server (another checkout)")
     args = ap.parse_args()

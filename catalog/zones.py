@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 Key = tuple[int, str]   # (file_id, object_path)
 
 _COLUMNS = ("column_name, starts, stops, mins, maxs, nulls, nans, value_nulls, min_lens, max_lens, exact")
+_FIELDS = ("column", "starts", "stops", "mins", "maxs", "nulls", "nans", "value_nulls", "min_lens", "max_lens",
+           "exact")
 
 
 class ZoneStore:
@@ -70,35 +72,54 @@ class ZoneStore:
     def record(self, path: str, size: int, mtime: float, object_path: str, maps: Sequence[ZoneMapRecord]) -> bool:
         """Store zone maps taken from ``path`` at this size and mtime; False (nothing stored) when
         the catalog knows the file with another identity by now, or not at all."""
-        if not maps:
-            return True
+        return self.record_many([(path, size, mtime, object_path, maps)]) == 1
+
+    def record_many(self, items: Sequence[tuple[str, int, float, str, Sequence[ZoneMapRecord]]]) -> int:
+        """Store the zone maps of many (path, size, mtime, object, maps) in one transaction
+        (column-wise, a few statements in all); returns how many items were stored."""
+        items = [i for i in items if i[4]]
+        if not items:
+            return 0
         with self.catalog._write_lock:
             cur = self.catalog.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                row = cur.execute("SELECT file_id, size, mtime FROM files WHERE path = ?", [path]).fetchone()
-                if row is None or row[1] != size or abs(row[2] - mtime) > 1e-6:
-                    cur.execute("ROLLBACK")
-                    return False
-                file_id = row[0]
-                names = [m.column for m in maps]
-                cur.execute("DELETE FROM zone_maps WHERE file_id = ? AND object_path = ? AND column_name IN "
-                            "(SELECT unnest(?::VARCHAR[]))", [file_id, object_path, names])
-                cur.executemany(
-                    f"INSERT INTO zone_maps (file_id, object_path, {_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[file_id, object_path, m.column, list(m.starts), list(m.stops), list(m.mins), list(m.maxs),
-                      list(m.nulls), list(m.nans), list(m.value_nulls), list(m.min_lens), list(m.max_lens),
-                      list(m.exact)] for m in maps])
+                paths = sorted({i[0] for i in items})
+                known = {r[0]: (r[1], r[2], r[3]) for r in cur.execute(
+                    "SELECT path, file_id, size, mtime FROM files WHERE path IN (SELECT unnest(?::VARCHAR[]))",
+                    [paths]).fetchall()}
+                rows: list[tuple[int, str, ZoneMapRecord]] = []
+                stored = 0
+                for path, size, mtime, object_path, maps in items:
+                    found = known.get(path)
+                    if found is None or found[1] != size or abs(found[2] - mtime) > 1e-6:
+                        continue   # the file changed (or went) since the maps were taken
+                    stored += 1
+                    rows.extend((found[0], object_path, m) for m in maps)
+                if rows:
+                    cur.execute("DELETE FROM zone_maps USING (SELECT unnest(?::BIGINT[]) AS f, unnest(?::VARCHAR[]) AS o,"
+                                " unnest(?::VARCHAR[]) AS c) k WHERE zone_maps.file_id = k.f AND"
+                                " zone_maps.object_path = k.o AND zone_maps.column_name = k.c",
+                                [[r[0] for r in rows], [r[1] for r in rows], [r[2].column for r in rows]])
+                    columns = [[r[0] for r in rows], [r[1] for r in rows]] + [
+                        [list(getattr(r[2], f)) if f != "column" else r[2].column for r in rows]
+                        for f in _FIELDS]
+                    cur.execute(
+                        f"INSERT INTO zone_maps (file_id, object_path, {_COLUMNS}) SELECT unnest(?::BIGINT[]), "
+                        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[][]), unnest(?::BIGINT[][]), "
+                        "unnest(?::DOUBLE[][]), unnest(?::DOUBLE[][]), unnest(?::BIGINT[][]), unnest(?::BIGINT[][]), "
+                        "unnest(?::BIGINT[][]), unnest(?::BIGINT[][]), unnest(?::BIGINT[][]), unnest(?::BOOLEAN[][])",
+                        columns)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
         with self._lock:
-            known = self._cache.get((file_id, object_path))
-            if known is not None:
-                self._cache[(file_id, object_path)] = {**known, **{m.column: m for m in maps}}
-        return True
+            for file_id, object_path, m in rows:
+                known_maps = self._cache.get((file_id, object_path))
+                if known_maps is not None:
+                    self._cache[(file_id, object_path)] = {**known_maps, m.column: m}
+        return stored
 
     def want(self, rec: DatasetRecord, parts: Sequence[PartRecord], columns: tuple[str, ...]) -> None:
         """Planning found no zone maps for these columns of these parts: ask for them."""

@@ -108,6 +108,7 @@ def test_empty_result_keeps_schema(cut_server):
 
 
 def test_stream_reports_scanned_and_passed(cut_server, events):
+    cut_server.server.indexer.zones.wait()   # zone maps, collected in the background after indexing
     c = cut_server.flight()
     request = {"dataset": DS, "columns": ["nMuon"], "where": "MET_pt > 40", "entry_start": 9_000,
                "entry_stop": 16_000}

@@ -64,6 +64,7 @@ def server(data_dir):
     from conftest import start_server
 
     r = start_server(data_dir, chunk_bytes=64_000, endpoint_bytes=200_000)
+    r.server.indexer.zones.wait()   # collected in the background after indexing
     yield r
     r.stop()
 
@@ -153,6 +154,7 @@ def test_large_files_get_zone_maps_on_the_first_cut(tmp_path, local) -> None:
     try:
         r.server.indexer.zone_index_bytes = 0
         r.server.indexer.run()
+        r.server.indexer.zones.wait()
         rec = r.server.catalog.dataset("big.root:t")
         assert r.server.catalog.zones.get(rec.parts)[(rec.parts[0].file_id, "t")] == {}
         where = "run >= 100 and run < 104"
@@ -166,6 +168,7 @@ def test_large_files_get_zone_maps_on_the_first_cut(tmp_path, local) -> None:
         with uproot.recreate(tmp_path / "big.root") as f:
             f.mktree("t", {"run": "int32"}).extend({"run": np.full(1000, 101, np.int32)})
         r.server.indexer.run()
+        r.server.indexer.zones.wait()
         count = r.server.catalog.cursor().execute("SELECT count(*) FROM zone_maps").fetchone()[0]
         assert count == 0
         got, notes = _read(r, "big.root:t", where)

@@ -253,8 +253,11 @@ def index(directory: Path, catalog: Path | None, zone_index_mb: float | None, su
         def update(path: str, done: int, total: int) -> None:
             progress.update(bar, completed=done, total=total, description=f"indexing {path[-40:]}")
 
-        report = Indexer(settings.root, cat, show_internal=settings.show_internal,
-                         zone_index_bytes=int(settings.zone_index_mb * (1 << 20))).run(sub, progress=update)
+        indexer = Indexer(settings.root, cat, show_internal=settings.show_internal,
+                          zone_index_bytes=int(settings.zone_index_mb * (1 << 20)))
+        report = indexer.run(sub, progress=update)
+        progress.update(bar, description="zone maps")
+        indexer.zones.wait(timeout=24 * 3600)   # the catalog is complete when the command ends
     click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
                f"{report.unchanged} unchanged, {len(report.errors)} errors "
                f"({len(cat.datasets())} datasets in {settings.catalog_path})")

@@ -234,7 +234,8 @@ class Indexer:
         return report
 
     def _zone_maps(self, updates: list[FileUpdate]) -> None:
-        """Zone maps of every zoneable column of the small files just recorded."""
+        """Queue the zone maps of every zoneable column of the small files just recorded (the
+        collector's thread reads them; ``zones.wait()`` for them to be there)."""
         import pyarrow as pa
 
         for u in updates:
@@ -246,8 +247,8 @@ class Indexer:
                 columns = tuple(zone_columns(pa.ipc.read_schema(pa.py_buffer(ds.schema))))
                 if columns:
                     _, obj, entries, boundaries, _ = ds.parts[0]
-                    self.zones.collect_now(Job(u.path, u.size, u.mtime, u.format, ds.kind, obj, tuple(boundaries),
-                                               entries, columns))
+                    self.zones.queue(Job(u.path, u.size, u.mtime, u.format, ds.kind, obj, tuple(boundaries), entries,
+                                         columns))
 
     def _configure_timeseries(self, report: IndexReport) -> None:
         """arrowroot.toml's [timeseries.*] site mappings for this run's scans (errors reported)."""

@@ -5,9 +5,11 @@ into blocks of at most ``ZONE_ROWS`` entries so that a contiguous HDF5 dataset o
 still has zones to skip. Values are read through the same sources the server reads with, so the
 statistics describe exactly what a cut will see.
 
-Lazily: when planning a cut finds no zone map for a column of a file (``catalog.zones.want``), the
-``ZoneCollector`` reads that column of that file in a background thread (one at a time, a bounded
-queue, each (file identity, object, column) once) and stores the map; the reads after it skip.
+Both go through the ``ZoneCollector``'s background thread (one file at a time, maps written in
+batches of many files per transaction), so indexing and serving never wait for them: the indexer
+queues every small file it records; planning a cut that finds no zone map for a column of a file
+(``catalog.zones.want``) queues that column of that file (a bounded queue, each file identity,
+object and column once). ``wait()`` blocks until the queue is done (the ``index`` command, tests).
 """
 
 from __future__ import annotations
@@ -110,12 +112,13 @@ class Job:
 
 
 class ZoneCollector:
-    """Collects zone maps for the catalog: at once (``collect_now``, the indexer) or in a
-    background thread (``want``, registered as the catalog's ``zones.on_missing``)."""
+    """Collects zone maps for the catalog in a background thread: what the indexer queues
+    (``queue``) and what planning finds missing (``want``, the catalog's ``zones.on_missing``)."""
 
-    def __init__(self, root: Path, catalog: Catalog, max_queue: int = 256):
+    def __init__(self, root: Path, catalog: Catalog, max_queue: int = 50_000, batch: int = 64):
         self.root = Path(root)
         self.catalog = catalog
+        self.batch = batch
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._seen: set[tuple] = set()
         self._lock = threading.Lock()
@@ -132,42 +135,50 @@ class ZoneCollector:
         if not names:
             return
         for p in parts:
-            job = Job(p.path, p.size, p.mtime, rec.format, rec.kind, p.object_path, tuple(p.boundaries), p.entries,
-                      names)
-            key = (p.path, p.size, p.mtime, p.object_path, names)
-            with self._lock:
-                if key in self._seen:
-                    continue
-                if len(self._seen) > 100_000:
-                    self._seen.clear()
-                self._seen.add(key)
-                try:
-                    self._queue.put_nowait(job)
-                except queue.Full:
-                    self._seen.discard(key)   # asked again by a later plan
-                    return
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, name="zone-maps", daemon=True)
-                    self._thread.start()
+            if not self.queue(Job(p.path, p.size, p.mtime, rec.format, rec.kind, p.object_path, tuple(p.boundaries),
+                                  p.entries, names)):
+                return
 
-    def collect_now(self, job: Job) -> bool:
-        """Collect and store one job's zone maps; False when the file could not be read or
-        changed meanwhile (never raises: zone maps are an optimisation)."""
+    def queue(self, job: Job) -> bool:
+        """Queue one job (once per file identity, object and columns); False when the queue is full."""
+        key = (job.path, job.size, job.mtime, job.object_path, job.columns)
+        with self._lock:
+            if key in self._seen:
+                return True
+            if len(self._seen) > 100_000:
+                self._seen.clear()
+            self._seen.add(key)
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                self._seen.discard(key)   # asked again by a later plan
+                return False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="zone-maps", daemon=True)
+                self._thread.start()
+        return True
+
+    def _maps(self, job: Job) -> list[ZoneMapRecord]:
+        """One job's zone maps ([] when the file could not be read or changed; never raises:
+        zone maps are an optimisation)."""
         full = os.path.join(self.root, job.path)
         try:
             st = os.stat(full)
             if st.st_size != job.size or abs(st.st_mtime - job.mtime) > 1e-6:
-                return False
-            maps = collect(full, job.fmt, job.kind, job.object_path, job.boundaries, job.entries, job.columns)
-            stored = self.catalog.zones.record(job.path, job.size, job.mtime, job.object_path, maps)
-        except Exception as exc:  # an unreadable column stays without zone map
+                return []
+            return collect(full, job.fmt, job.kind, job.object_path, job.boundaries, job.entries, job.columns)
+        except Exception as exc:
             log.info("no zone maps for %s:%s (%s: %s)", job.path, job.object_path, type(exc).__name__, exc)
-            return False
-        if stored:
-            self.collected += 1
-        return stored
+            return []
 
-    def wait(self, timeout: float = 30.0) -> None:
+    def _store(self, done: list[tuple[Job, list[ZoneMapRecord]]]) -> None:
+        try:
+            self.collected += self.catalog.zones.record_many(
+                [(j.path, j.size, j.mtime, j.object_path, maps) for j, maps in done])
+        except Exception:  # e.g. the catalog closed under a stopping server
+            log.warning("zone maps could not be stored", exc_info=True)
+
+    def wait(self, timeout: float = 300.0) -> None:
         """Until every queued job is done (tests and benchmarks)."""
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
@@ -183,7 +194,14 @@ class ZoneCollector:
                         self._thread = None
                         return
                 continue
+            jobs = [job]
+            while len(jobs) < self.batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self.collect_now(job)
+                self._store([(j, self._maps(j)) for j in jobs])
             finally:
-                self._queue.task_done()
+                for _ in jobs:
+                    self._queue.task_done()

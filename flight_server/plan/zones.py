@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 
 import pyarrow as pa
 
@@ -22,6 +23,12 @@ from arrowroot.flight_server.core.zones import Zone, merge, zoneable
 from arrowroot.flight_server.lang.zones import ZoneCut
 
 log = logging.getLogger("arrowroot.plan")
+
+
+@lru_cache(maxsize=256)
+def _zone_cut(where: str, schema: pa.Schema) -> ZoneCut:
+    """Compiled once per cut and schema (a repeated query plans in microseconds)."""
+    return ZoneCut(where, schema)
 
 
 def _zones(m: ZoneMapRecord) -> list[Zone]:
@@ -77,7 +84,7 @@ def skip_zones(tasks: Sequence[ReadTask], rec: DatasetRecord, where: str, schema
     if store is None or not tasks:
         return list(tasks), 0
     try:
-        zc = ZoneCut(where, schema)
+        zc = _zone_cut(where, schema)
     except Exception:  # the planner validated the cut already; never fail a plan over zones
         return list(tasks), 0
     columns = [c for c in schema.names if c in zc.columns and zoneable(schema.field(c).type)]

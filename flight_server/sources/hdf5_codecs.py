@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
+import pyarrow as pa
 
 DEFLATE, SHUFFLE, BLOSC, LZ4, BITSHUFFLE, ZSTD = 1, 2, 32001, 32004, 32008, 32015
 _BSHUF_NONE, _BSHUF_LZ4, _BSHUF_ZSTD = 0, 2, 3
@@ -107,7 +108,7 @@ def _lz4():
 def _address(buf) -> int:
     """Address of the first byte of a buffer (bytes, bytearray, memoryview, numpy, Arrow);
     the caller keeps ``buf`` alive while the address is used."""
-    return np.frombuffer(buf, np.uint8).ctypes.data
+    return buf.address if isinstance(buf, pa.Buffer) else pa.py_buffer(buf).address
 
 
 class Step:
