@@ -14,13 +14,14 @@ decodes) and measures aggregate decoded MB/s of:
 
 Prints the load average: the figures are only as good as the cores left free by others.
 
-    python bench/hdf5_filters.py [--frames 200] [--seconds 8]
+    python bench/hdf5_filters.py [--frames 200] [--seconds 2] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,7 +95,20 @@ def decode_rate(read, threads: int, seconds: float, frames: int) -> float:
     return sum(done) * SHAPE[0] * SHAPE[1] * 2 / (time.monotonic() - t0) / 1e6
 
 
-def decode_figures(path: Path, frames: int, seconds: float) -> dict[str, tuple[float, float]]:
+def paired(measure, rounds: int) -> tuple[float, float, float]:
+    """Median 1-reader rate, median 4-reader rate and median of the per-round ratios: 1 and 4
+    measured back to back in each round, so that a change in the machine's load between rounds
+    (it is shared) moves both alike."""
+    ones, fours, ratios = [], [], []
+    for _ in range(rounds):
+        one, four = measure(1), measure(4)
+        ones.append(one)
+        fours.append(four)
+        ratios.append(four / one)
+    return statistics.median(ones), statistics.median(fours), statistics.median(ratios)
+
+
+def decode_figures(path: Path, frames: int, seconds: float, rounds: int) -> dict[str, tuple[float, float, float]]:
     from arrowroot.flight_server.sources.hdf5 import Hdf5Source
 
     reader = Hdf5Source().open(str(path), "entry/data/data", "hdf5.dataset")
@@ -104,7 +118,7 @@ def decode_figures(path: Path, frames: int, seconds: float) -> dict[str, tuple[f
         out = {}
         for name, read in (("direct", lambda i: reader.read(["data"], i, i + 1)), ("h5py", lambda i: ds[i])):
             decode_rate(read, 1, 0.5, frames)
-            out[name] = (decode_rate(read, 1, seconds, frames), decode_rate(read, 4, seconds, frames))
+            out[name] = paired(lambda n, r=read: decode_rate(r, n, seconds, frames), rounds)
         return out
     finally:
         reader.close()
@@ -114,7 +128,8 @@ def decode_figures(path: Path, frames: int, seconds: float) -> dict[str, tuple[f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=200)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="1-reader / 4-reader pairs per figure")
     ap.add_argument("--python", default=sys.executable, help="interpreter running the server (another checkout)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="arrowroot-h5filters-") as tmp:
@@ -128,7 +143,7 @@ def main() -> None:
                 f["entry/data/data"][:]
                 local.append(time.perf_counter() - t0)
         local_rate = mb / min(local)
-        decode = decode_figures(root / "stack.h5", args.frames, args.seconds / 2)
+        decode = decode_figures(root / "stack.h5", args.frames, args.seconds / 2, args.rounds)
         proc = subprocess.Popen([args.python, "-m", "arrowroot.flight_server.cli", "serve", str(root), "--port", "0",
                                  "--cache-mb", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         location = proc.stdout.readline().split()[1]
@@ -144,21 +159,21 @@ def main() -> None:
             figures = {}
             for whole in (False, True):
                 rate(location, 1, 1.0, args.frames, whole)   # warm-up: readers open, page cache filled
-                one = rate(location, 1, args.seconds, args.frames, whole)
-                four = rate(location, 4, args.seconds, args.frames, whole)
-                figures[whole] = (one, four)
+                figures[whole] = paired(lambda n, w=whole: rate(location, n, args.seconds, args.frames, w),
+                                        args.rounds)
         finally:
             proc.terminate()
             proc.wait()
     load = os.getloadavg()
     print(f"{args.frames} frames of {SHAPE[0]}×{SHAPE[1]} uint16, Bitshuffle-LZ4, one chunk per frame ({mb:.0f} MB "
-          f"decoded); {args.seconds:g} s per figure; {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f}")
+          f"decoded); medians of {args.rounds} rounds of 1 then 4 readers, {args.seconds:g} s each; "
+          f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     for whole, label in ((False, "frames (1 per request)"), (True, "whole stack per request")):
-        one, four = figures[whole]
-        print(f"  {label:24s} 1 reader {one:7.0f} MB/s, 4 readers {four:7.0f} MB/s   4 ÷ 1 = {four / one:4.2f}×")
-    for name, (one, four) in decode.items():
+        one, four, ratio = figures[whole]
+        print(f"  {label:24s} 1 reader {one:7.0f} MB/s, 4 readers {four:7.0f} MB/s   4 ÷ 1 = {ratio:4.2f}×")
+    for name, (one, four, ratio) in decode.items():
         print(f"  decode, in-process via {name:6s}   1 thread {one:7.0f} MB/s, 4 threads {four:7.0f} MB/s   "
-              f"4 ÷ 1 = {four / one:4.2f}×")
+              f"4 ÷ 1 = {ratio:4.2f}×")
     one_whole = figures[True][0]
     print(f"  local h5py ds[:] {local_rate:7.0f} MB/s;  1 server reader (whole stack) ÷ local = "
           f"{one_whole / local_rate:4.2f}×,  4 readers ÷ local = {figures[True][1] / local_rate:4.2f}×")

@@ -47,6 +47,7 @@ class Catalog:
             raise
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.closed = False
         self._cache_lock = threading.Lock()
         self.generation = 0
         self._by_name: dict[str, DatasetRecord] | None = None
@@ -79,7 +80,11 @@ class Catalog:
         return cur
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection, after any write in progress (the zone-map collector writes from
+        its own thread); writes asked for later are dropped."""
+        with self._write_lock:
+            self.closed = True
+            self._conn.close()
 
     def _changed(self) -> None:
         with self._cache_lock:

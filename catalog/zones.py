@@ -81,6 +81,8 @@ class ZoneStore:
         if not items:
             return 0
         with self.catalog._write_lock:
+            if self.catalog.closed:
+                return 0
             cur = self.catalog.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
