@@ -331,3 +331,26 @@ def test_users_share_pieces_and_hidden_data_stays_absent(tmp_path) -> None:
         assert after["misses"] - before["misses"] == 2      # c's
     finally:
         server.shutdown()
+
+
+def test_pieces_of_image_stacks_handed_out_work_with_take(tmp_path: Path) -> None:
+    """A cached HDF5 N-D piece serves part of it as a slice; pyarrow's take/filter misread a slice
+    of a fixed_size_list of fixed_size_lists, so the cache rebuilds it over its values (the
+    executor takes a cut's passing rows)."""
+    import h5py
+
+    stack = np.arange(200 * 4 * 3, dtype=np.uint16).reshape(200, 4, 3)
+    path = tmp_path / "stack.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=stack, chunks=(10, 4, 3), compression="gzip")
+    reader = source_for("hdf5").open(str(path), "images", "hdf5.dataset")
+    try:
+        ident = FileIdentity.from_stat(str(path), os.stat(path))
+        cache = ChunkCache(64 << 20)
+        for a, b in [(0, 200), (7, 9), (150, 160)]:
+            col = cache.read(ident, "images", ["images"], a, b, lambda c, x, y: reader.read(c, x, y),
+                             reader.units).column(0)
+            assert col.take(pa.array([0, b - a - 1])).to_pylist() == stack[[a, b - 1]].tolist()
+            assert col.filter(pa.array([True] + [False] * (b - a - 1))).to_pylist() == stack[[a]].tolist()
+    finally:
+        reader.close()

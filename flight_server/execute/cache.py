@@ -100,6 +100,29 @@ def _array(column: Column) -> pa.Array:
     return column
 
 
+def _slice(arr: pa.Array, offset: int, length: int) -> pa.Array:
+    """``arr.slice(offset, length)``; a fixed_size_list of fixed_size_lists (an HDF5 N-D column) is
+    rebuilt over a slice of its values instead: pyarrow's ``take``/``filter`` misread such a slice
+    (the offset is applied twice; seen with pyarrow 26), and the executor takes passing rows."""
+    t = arr.type
+    if not (pa.types.is_fixed_size_list(t) and pa.types.is_fixed_size_list(t.value_type)):
+        return arr.slice(offset, length)
+    if offset == 0 and length == len(arr):
+        return arr
+    sizes, level = [], arr
+    while pa.types.is_fixed_size_list(level.type):
+        if level.null_count:
+            return pa.concat_arrays([arr.slice(offset, length)])   # a copy: nulls at a list level
+        sizes.append(level.type.list_size)
+        level = level.values
+    flat = arr.slice(offset, length)
+    for _ in sizes:
+        flat = flat.flatten()
+    for size in reversed(sizes):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat
+
+
 class _Memory(cachetools.LRUCache):
     """The LRU store, counting what it evicts."""
 
@@ -408,7 +431,7 @@ class ChunkCache:
                 whole = (lo, hi) == (s, e) or hi - lo >= WHOLE_SHARE * (e - s) or e - s <= SMALL_PIECE_ROWS
                 got = self.get(ChunkKey(file, object_path, c, s, e, variant))
                 if got is not None and len(got) == e - s:
-                    found[(c, lo, hi)] = got if (lo, hi) == (s, e) else got.slice(lo - s, hi - lo)
+                    found[(c, lo, hi)] = got if (lo, hi) == (s, e) else _slice(_array(got), lo - s, hi - lo)
                 elif not whole and (got := self.get(ChunkKey(file, object_path, c, lo, hi, variant))) is not None:
                     found[(c, lo, hi)] = got
                 plan.append((lo, hi) + ((s, e) if whole else (lo, hi)))
@@ -432,7 +455,7 @@ class ChunkCache:
                     # a piece of a longer read is copied, so the cache holds (and counts) only its rows
                     piece = col if (rs, re) == (s, e) else pa.concat_arrays([_array(col.slice(rs - s, re - rs))])
                     self.put(ChunkKey(file, object_path, c, rs, re, variant), piece)
-                    found[(c, lo, hi)] = piece if (lo, hi) == (rs, re) else piece.slice(lo - rs, hi - lo)
+                    found[(c, lo, hi)] = piece if (lo, hi) == (rs, re) else _slice(piece, lo - rs, hi - lo)
         out = {}
         for c in columns:
             parts = [found[(c, lo, hi)] for lo, hi, _, _ in plans[c]]

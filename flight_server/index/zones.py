@@ -14,11 +14,13 @@ object and column once). ``wait()`` blocks until the queue is done (the ``index`
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +125,23 @@ class ZoneCollector:
         self._seen: set[tuple] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = False
         self.collected = 0
         catalog.zones.on_missing = self.want
+        _COLLECTORS.add(self)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the file in hand, write nothing more, end the thread (at exit: a thread inside
+        DuckDB when the interpreter ends aborts the process)."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is not None:
+            try:
+                self._queue.put_nowait(None)  # wakes it
+            except queue.Full:
+                pass
+            thread.join(timeout)
 
     def want(self, rec: DatasetRecord, parts: Sequence[PartRecord], columns: tuple[str, ...]) -> None:
         """Queue the zone maps of ``columns`` in ``parts`` (each file and column once)."""
@@ -143,6 +160,8 @@ class ZoneCollector:
         """Queue one job (once per file identity, object and columns); False when the queue is full."""
         key = (job.path, job.size, job.mtime, job.object_path, job.columns)
         with self._lock:
+            if self._stopping:
+                return False
             if key in self._seen:
                 return True
             if len(self._seen) > 100_000:
@@ -172,6 +191,8 @@ class ZoneCollector:
             return []
 
     def _store(self, done: list[tuple[Job, list[ZoneMapRecord]]]) -> None:
+        if self._stopping:
+            return
         try:
             self.collected += self.catalog.zones.record_many(
                 [(j.path, j.size, j.mtime, j.object_path, maps) for j, maps in done])
@@ -201,7 +222,21 @@ class ZoneCollector:
                 except queue.Empty:
                     break
             try:
-                self._store([(j, self._maps(j)) for j in jobs])
+                if not self._stopping:
+                    self._store([(j, self._maps(j)) for j in jobs if j is not None and not self._stopping])
             finally:
                 for _ in jobs:
                     self._queue.task_done()
+            if self._stopping:
+                with self._lock:
+                    self._thread = None
+                return
+
+
+_COLLECTORS: weakref.WeakSet[ZoneCollector] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_collectors() -> None:
+    for collector in list(_COLLECTORS):
+        collector.stop()
