@@ -89,7 +89,7 @@ class PartRead(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., object_path: _Optional[str] = ..., entry_offset: _Optional[int] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., boundaries: _Optional[_Iterable[int]] = ..., channel: _Optional[str] = ..., absent: _Optional[_Iterable[str]] = ..., time0: _Optional[float] = ..., time0_ns: _Optional[int] = ..., fill: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression")
+    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "request_id")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class Task(_message.Message):
     TIME_SCALE_FIELD_NUMBER: _ClassVar[int]
     TIME_RATE_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     version: int
     dataset: str
     format: str
@@ -132,7 +133,8 @@ class Task(_message.Message):
     time_scale: str
     time_rate: float
     compression: str
-    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PutRequest(_message.Message):
     __slots__ = ("dataset", "mode", "parent", "metadata")

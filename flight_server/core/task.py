@@ -68,6 +68,16 @@ class ReadTask:
     time_scale: str = ""           # with_time: "gps" (float64 seconds) or "utc" (timestamp[ns]) time column
     time_rate: float = 0.0         # time reads: samples per second
     compression: str = ""          # IPC body codec: "" (the serving node's default), "none", "lz4", "zstd"
+    request_id: str = ""           # the planning call's id (its DoGets log it too)
+
+    def with_parts(self, parts: tuple[PartRead, ...]) -> ReadTask:
+        """This task with other parts: the planner makes one per endpoint from one template. A plain
+        copy of the fields (``dataclasses.replace`` re-runs ``__init__``: half of planning 237
+        endpoints went there)."""
+        task = object.__new__(ReadTask)
+        task.__dict__.update(self.__dict__)
+        task.__dict__["parts"] = parts
+        return task
 
     @property
     def entry_start(self) -> int:

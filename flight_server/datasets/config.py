@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arrowroot.flight_server.lang import filekeys
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 CONFIG_NAME = "arrowroot.toml"
 ATTR_MISSING = "arrowroot.missing"        # column → member names ("path:object") lacking it
@@ -48,39 +49,39 @@ def load_config(root: Path) -> Config:
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{CONFIG_NAME}: {exc}") from None
+        raise InvalidRequest(f"{CONFIG_NAME}: {exc}") from None
     unknown = set(data) - {"dataset", "folder_datasets", "timeseries"}
     if unknown:
-        raise ValueError(f"{CONFIG_NAME}: unknown top-level keys {sorted(unknown)}; "
+        raise InvalidRequest(f"{CONFIG_NAME}: unknown top-level keys {sorted(unknown)}; "
                          "known: dataset, folder_datasets, timeseries")
     series = data.get("timeseries", {})
     if not isinstance(series, dict) or not all(isinstance(v, dict) for v in series.values()):
-        raise ValueError(f"{CONFIG_NAME}: timeseries must hold tables ([timeseries.NAME] t0 = ..., rate = ...)")
+        raise InvalidRequest(f"{CONFIG_NAME}: timeseries must hold tables ([timeseries.NAME] t0 = ..., rate = ...)")
     out = []
     for i, d in enumerate(data.get("dataset", [])):
         where = f"{CONFIG_NAME}: dataset[{i}]"
         if not isinstance(d, dict):
-            raise ValueError(f"{where}: a table expected ([[dataset]])")
+            raise InvalidRequest(f"{where}: a table expected ([[dataset]])")
         extra = set(d) - {"name", "files", "object", "keys", "types", "channel_column"}
         if extra:
-            raise ValueError(f"{where}: unknown keys {sorted(extra)}")
+            raise InvalidRequest(f"{where}: unknown keys {sorted(extra)}")
         for req in ("name", "files", "object"):
             if not isinstance(d.get(req), str) or not d[req]:
-                raise ValueError(f"{where}.{req}: a non-empty string is required")
+                raise InvalidRequest(f"{where}.{req}: a non-empty string is required")
         types = d.get("types", {})
         if not isinstance(types, dict) or any(v not in filekeys.KEY_TYPES for v in types.values()):
-            raise ValueError(f"{where}.types: a table of key → one of {sorted(filekeys.KEY_TYPES)}")
+            raise InvalidRequest(f"{where}.types: a table of key → one of {sorted(filekeys.KEY_TYPES)}")
         if d.get("keys") is not None:
             try:
                 filekeys.Template(d["keys"])
             except ValueError as exc:
-                raise ValueError(f"{where}.keys: {exc}") from None
+                raise InvalidRequest(f"{where}.keys: {exc}") from None
         obj_fields = re.findall(r"\{(\w*)\}", d["object"])
         if obj_fields not in ([], ["ch"]):
-            raise ValueError(f"{where}.object: the only placeholder allowed is {{ch}} (got {obj_fields})")
+            raise InvalidRequest(f"{where}.object: the only placeholder allowed is {{ch}} (got {obj_fields})")
         out.append(Declared(d["name"], d["files"], d["object"], d.get("keys"), dict(types),
                             d.get("channel_column", "channel")))
     folder = data.get("folder_datasets", True)
     if not isinstance(folder, bool):
-        raise ValueError(f"{CONFIG_NAME}: folder_datasets must be true or false")
+        raise InvalidRequest(f"{CONFIG_NAME}: folder_datasets must be true or false")
     return Config(tuple(out), folder, dict(series))

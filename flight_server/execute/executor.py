@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from arrowroot.flight_server.core.batches import split_batches
 from arrowroot.flight_server.core.errors import Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
@@ -24,27 +25,6 @@ from arrowroot.flight_server.core.timeranges import time_type
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 from arrowroot.flight_server.sources import Reader
-
-
-def split_batches(table: pa.Table, max_rows: int, max_bytes: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most max_rows rows and (about) max_bytes bytes each."""
-    n = table.num_rows
-    if n == 0:
-        return
-    total = max(table.nbytes, 1)
-    rows = max(1, min(max_rows, int(n * max_bytes / total)))
-    for batch in table.combine_chunks().to_batches(max_chunksize=rows):
-        yield from _halve_until_small(batch, max_bytes)
-
-
-def _halve_until_small(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
-    # Jagged columns can make one slice far bigger than the average.
-    if batch.num_rows > 1 and batch.nbytes > 2 * max_bytes:
-        half = batch.num_rows // 2
-        yield from _halve_until_small(batch.slice(0, half), max_bytes)
-        yield from _halve_until_small(batch.slice(half), max_bytes)
-    else:
-        yield batch
 
 
 @dataclass
@@ -71,18 +51,38 @@ class Chunk:
     local_start: int = 0
 
 
+_CUTS: dict[tuple[str, int], tuple[pa.Schema, Cut]] = {}
+_CUTS_LOCK = threading.Lock()
+MAX_CUTS = 256
+
+
+def compile_cut(where: str, schema: pa.Schema) -> Cut:
+    """The cut of a task, compiled once per (text, schema object): the endpoints of one FlightInfo
+    share their schema object (tickets decode each distinct schema once), so a DoGet of the
+    second endpoint reuses the first one's compiled cut. A compiled Cut is immutable."""
+    key = (where, id(schema))
+    with _CUTS_LOCK:
+        hit = _CUTS.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    try:
+        cut = parse(where, schema)
+    except ExprError as exc:
+        raise InvalidRequest(f"where: {exc}") from None
+    with _CUTS_LOCK:
+        if len(_CUTS) >= MAX_CUTS:
+            _CUTS.pop(next(iter(_CUTS)))
+        _CUTS[key] = (schema, cut)
+    return cut
+
+
 class Execution:
     """A task made ready to run: its cut compiled (once) and its chunks laid out."""
 
     def __init__(self, task: ReadTask):
         self.task = task
         self.schema = task.output_schema()
-        self.cut: Cut | None = None
-        if task.where.strip():
-            try:
-                self.cut = parse(task.where, task.read_schema)
-            except ExprError as exc:
-                raise InvalidRequest(f"where: {exc}") from None
+        self.cut: Cut | None = compile_cut(task.where, task.read_schema) if task.where.strip() else None
         names = task.read_schema.names
         self.cut_columns = tuple(n for n in names if self.cut is not None and n in self.cut.columns)
 

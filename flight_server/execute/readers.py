@@ -45,12 +45,16 @@ class CachedReader(Reader):
 class ReaderCache:
     """Open readers keyed by file identity (path, object, size, mtime), least recently used dropped."""
 
-    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None):
+    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None,
+                 links_outside_root: bool = False):
         self.root = Path(root).resolve()
+        #: a symlink inside the root may point outside it only when the indexer was told to follow such links
+        self.links_outside_root = links_outside_root
         self.size = size
         self.chunks = chunks if chunks is not None else ChunkCache(0)
         self._lock = threading.Lock()
-        self._readers: OrderedDict[tuple, Reader] = OrderedDict()
+        # open readers, with the identity (size, mtime, inode, ctime) their file had when opened
+        self._readers: OrderedDict[tuple, tuple[Reader, FileIdentity]] = OrderedDict()
         self._mounts: dict[str, Path] = {}
 
     def mount(self, prefix: str, directory: Path) -> None:
@@ -67,6 +71,10 @@ class ReaderCache:
         path = os.path.normpath(os.path.join(root, rel))
         if os.path.isabs(rel) or not path.startswith(root + os.sep):
             raise InvalidRequest("ticket: the file is outside the served directory")
+        if not self.links_outside_root:  # a symlink in the directory must not lead out of it
+            real = os.path.realpath(path)
+            if not real.startswith(root + os.sep):
+                raise InvalidRequest("ticket: the file is outside the served directory")
         return path
 
     def check(self, part: PartRead) -> str:
@@ -85,29 +93,32 @@ class ReaderCache:
 
     def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
         """The open reader of a part's file, reading through the chunk cache when it is on."""
-        reader, st = self._open(part, fmt, kind)
+        reader, identity = self._open(part, fmt, kind)
         if not self.chunks.enabled or not getattr(reader, "cacheable", True):
             return reader  # (workspace overlays: their bytes live in other files, checked on every read)
-        return CachedReader(reader, self.chunks, FileIdentity.from_stat(part.path, st), part.object_path)
+        return CachedReader(reader, self.chunks, identity, part.object_path)
 
-    def _open(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, os.stat_result]:
-        path, st = self._stat(part)
+    def _open(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, FileIdentity]:
+        # an open reader of this identity: the caller checked the file when it opened the task
+        # (Reads.prepare), so no stat per chunk; a new reader checks the file before opening it
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:
-            reader = self._readers.get(key)
-            if reader is not None:
+            found = self._readers.get(key)
+            if found is not None:
                 self._readers.move_to_end(key)
-                return reader, st
+                return found
+        path, st = self._stat(part)
         reader = source_for(fmt).open(path, part.object_path, kind)
+        found = (reader, FileIdentity.from_stat(part.path, st))
         with self._lock:
-            self._readers[key] = reader
+            self._readers[key] = found
             while len(self._readers) > self.size:
-                _, old = self._readers.popitem(last=False)
+                _, (old, _) = self._readers.popitem(last=False)
                 old.close()
-        return reader, st
+        return found
 
     def close(self) -> None:
         with self._lock:
-            for r in self._readers.values():
+            for r, _ in self._readers.values():
                 r.close()
             self._readers.clear()

@@ -11,6 +11,8 @@ requested columns.
 
 from __future__ import annotations
 
+import functools
+
 import json
 from dataclasses import dataclass, field, replace
 
@@ -21,14 +23,17 @@ from arrowroot.catalog.models import DatasetRecord, PartRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.core.shapes import sliced_field
+from arrowroot.flight_server.core.shapes import META_PARENT, sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
-from arrowroot.flight_server.core.timeranges import (Gap, dq_segments, members_of, plan_time, time_type,
+from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, column_text, no_columns_text, with_reasons,
+                                                    without_reasons)
+from arrowroot.flight_server.core.timeranges import (Gap, members_of, plan_time, time_type,
                                                       to_scale)
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
                                                      ATTR_TIMESERIES_PARTS,
                                                      TIMESERIES_KEY)
 from arrowroot.flight_server.datasets.select import select_ranges
+from arrowroot.flight_server.lang.dq import dq_segments
 from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 from arrowroot.flight_server.plan.zones import skip_zones
@@ -81,13 +86,27 @@ class Plan:
         return -1 if self.cut is not None else int(self.total_records * self.bytes_per_entry)
 
 
+@functools.lru_cache(maxsize=4096)
+def _schema_of(data: bytes) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(data))
+
+
 def dataset_schema(rec: DatasetRecord) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(rec.schema))
+    """The readable columns, decoded once per catalog record (keyed by its IPC bytes); the unreadable
+    ones with their reasons in the metadata (``core/unreadable``), for doors that see only schemas (SQL)."""
+    unreadable = tuple((c.name, c.reason) for c in rec.columns if not c.readable)
+    return _with_reasons(rec.schema, unreadable)
+
+
+@functools.lru_cache(maxsize=4096)
+def _with_reasons(data: bytes, unreadable: tuple[tuple[str, str], ...]) -> pa.Schema:
+    return with_reasons(_schema_of(data), list(unreadable)) if unreadable else _schema_of(data)
 
 
 def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
-    """Exact names first, then shell globs; unreadable columns only when named exactly."""
-    readable = [f.name for f in schema]
+    """Exact names first, then shell globs; unreadable columns only when named exactly.
+    Parent branches (records of their leaves) only when named exactly, too."""
+    readable = [f.name for f in schema if META_PARENT not in (f.metadata or {})]
     if not requested:
         return tuple(readable)
     everything = {c.name: c for c in rec.columns}
@@ -95,8 +114,8 @@ def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.S
     for want in requested:
         if want in everything:
             col = everything[want]
-            if not col.readable or want not in readable:
-                raise InvalidRequest(f"columns: {want!r} cannot be read: {col.reason or 'unsupported type'}")
+            if not col.readable or want not in schema.names:
+                raise InvalidRequest(f"columns: {column_text(want, col.reason)}")
             matches = [want]
         elif GLOB_CHARS & set(want):
             pattern = glob.compile(want)  # linear; at most glob.MAX_PATTERN characters
@@ -129,17 +148,18 @@ def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tup
 
 
 def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), principal: str = "",
-              expires: float = 0.0, slices_supported: bool = True) -> Plan:
+              expires: float = 0.0, slices_supported: bool = True, request_id: str = "") -> Plan:
     """Columns, schema and self-contained tasks for a request; raises NotFound/InvalidRequest.
 
     ``slices_supported``: whether the dataset's source reads per-axis slices (the source's
     capability, asked by the caller)."""
     if spec.slices and not slices_supported:
         raise InvalidRequest("slices: apply to HDF5 N-D datasets only; use entry_start/entry_stop for entries")
-    schema = dataset_schema(rec)
+    schema = without_reasons(dataset_schema(rec))
     columns = resolve_columns(spec.columns, rec, schema)
     if not columns:
-        raise InvalidRequest(f"columns: {rec.name!r} has no readable columns")
+        raise InvalidRequest("columns: " + no_columns_text(rec.name, [(c.name, c.reason) for c in rec.columns
+                                                                     if not c.readable]))
     try:
         fields = [sliced_field(schema.field(c), spec.slices) for c in columns]
     except ValueError as exc:
@@ -180,11 +200,11 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         channel_column=(rec.attributes.get(ATTR_CHANNEL) or None) if multi else None, cast=multi,
         batch_rows=min(spec.batch_rows or limits.batch_rows, limits.batch_rows * 8),
         batch_bytes=limits.batch_bytes, chunk_rows=max(1, int(limits.chunk_bytes / per_entry)),
-        principal=principal, expires=expires, compression=spec.compression)
+        principal=principal, expires=expires, compression=spec.compression, request_id=request_id)
     rows = max(1, int(limits.endpoint_bytes / per_entry))
     notes: dict = {}
     if not spec.columns:
-        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
+        skipped = [{"name": c.name, "reason": c.reason or UNSUPPORTED} for c in rec.columns if not c.readable]
         if skipped:
             notes["skipped_columns"] = skipped
     if spec.by_time:
@@ -196,7 +216,7 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         absent = tuple(c for c in read_names if member in missing.get(c, ()))
         local = tuple(part.entry_offset + x for x in part.boundaries)
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
-            tasks.append(replace(template, parts=(_part_read(rec, part, x, y, absent),)))
+            tasks.append(template.with_parts((_part_read(rec, part, x, y, absent),)))
     if cut is not None:  # zones where no entry can pass are not read (plan/zones.py)
         tasks, skipped = skip_zones(tasks, rec, spec.where, schema)
         if skipped:
@@ -270,7 +290,7 @@ def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list
             if filled > MAX_FILL_ROWS:
                 raise InvalidRequest(f"fill_gaps: over {MAX_FILL_ROWS} null rows; narrow the time range")
             for x, y in split_range(0, item.samples, (), rows):
-                tasks.append(replace(template, parts=(PartRead(
+                tasks.append(template.with_parts((PartRead(
                     "", 0, 0.0, "", 0, x, y, (), None, (), item.first, item.t0_ns, y - x),)))
             continue
         part = rec.parts[chosen[item.member]]
@@ -280,8 +300,8 @@ def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list
         local = tuple(part.entry_offset + x for x in part.boundaries)
         a, b = part.entry_offset + item.start, part.entry_offset + item.stop
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
-            tasks.append(replace(template, parts=(replace(_part_read(rec, part, x, y, absent), time0=t0,
-                                                          time0_ns=t0_ns),)))
+            tasks.append(template.with_parts((replace(_part_read(rec, part, x, y, absent), time0=t0,
+                                                      time0_ns=t0_ns),)))
     gaps = [g.as_dict() for g in tplan.gaps] if tplan else []
     first = next((p for p in tplan.parts if not isinstance(p, Gap) or spec.fill_gaps), None) if tplan else None
     info = {"channel": series.get("channel"), "unit": series.get("unit"), "rate": series["rate"], "scale": scale,

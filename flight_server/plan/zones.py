@@ -118,7 +118,7 @@ def skip_zones(tasks: Sequence[ReadTask], rec: DatasetRecord, where: str, schema
             skipped += gone
             parts.extend(_piece(q, x, y) for x, y in keep)
         if parts:
-            out.append(replace(task, parts=tuple(parts)))
+            out.append(task.with_parts(tuple(parts)))
     return out, skipped
 
 
