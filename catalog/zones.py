@@ -11,12 +11,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .models import DatasetRecord, PartRecord, ZoneMapRecord
-
-if TYPE_CHECKING:
-    from .store import Catalog
 
 Key = tuple[int, str]   # (file_id, object_path)
 
@@ -28,7 +25,8 @@ _FIELDS = ("column", "starts", "stops", "mins", "maxs", "nulls", "nans", "value_
 class ZoneStore:
     """Zone maps of one catalog."""
 
-    def __init__(self, catalog: Catalog, cache_keys: int = 8192):
+    def __init__(self, catalog: Any, cache_keys: int = 8192):
+        """``catalog``: the ``store.Catalog`` owning the connection (its cursor and write lock)."""
         self.catalog = catalog
         self.cache_keys = cache_keys
         self._lock = threading.Lock()
