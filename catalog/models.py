@@ -47,6 +47,24 @@ class PartRecord:
 
 
 @dataclass(frozen=True)
+class ZoneMapRecord:
+    """One column's zone map in one object of one file (flight_server/core/zones.py says what the
+    numbers mean); zone i covers local entries [starts[i], stops[i])."""
+
+    column: str
+    starts: tuple[int, ...]
+    stops: tuple[int, ...]
+    mins: tuple[float | None, ...]
+    maxs: tuple[float | None, ...]
+    nulls: tuple[int, ...]
+    nans: tuple[int, ...]
+    value_nulls: tuple[int, ...]
+    min_lens: tuple[int | None, ...]
+    max_lens: tuple[int | None, ...]
+    exact: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
 class DatasetRecord:
     dataset_id: int
     name: str
@@ -58,6 +76,8 @@ class DatasetRecord:
     origin: str
     parts: tuple[PartRecord, ...]
     columns: tuple[ColumnRecord, ...]
+    #: the catalog's zone maps (catalog/zones.py), for planning cuts; None outside a catalog
+    zones: Any = field(default=None, compare=False, repr=False)
 
     def column(self, name: str) -> ColumnRecord | None:
         for c in self.columns:

@@ -60,3 +60,22 @@ CREATE TABLE IF NOT EXISTS columns (
     readable           BOOLEAN,
     reason             VARCHAR
 );
+
+-- Zone maps: per column, per zone (cluster, chunk, row block) of one object in one file, what the
+-- values are bounded by (flight_server/core/zones.py). Cut planning skips zones no entry of which can
+-- pass; SQL answers count/min/max from them. Rows go with their file (file_id changes on re-index).
+CREATE TABLE IF NOT EXISTS zone_maps (
+    file_id      BIGINT,
+    object_path  VARCHAR,
+    column_name  VARCHAR,
+    starts       BIGINT[],    -- local entries [starts[i], stops[i]) of zone i
+    stops        BIGINT[],
+    mins         DOUBLE[],    -- over non-null, non-NaN values (lists: elements); NULL: none
+    maxs         DOUBLE[],
+    nulls        BIGINT[],    -- null entries (lists: null lists)
+    nans         BIGINT[],
+    value_nulls  BIGINT[],    -- lists: null elements
+    min_lens     BIGINT[],    -- lists: shortest / longest non-null list
+    max_lens     BIGINT[],
+    exact        BOOLEAN[]    -- mins/maxs are the values (not integers rounded outward to a float)
+);

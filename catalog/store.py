@@ -21,6 +21,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 
 from .errors import CatalogInUse, Conflict, NotFound, not_found
 from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord, WorkspaceRecord
+from .zones import ZoneStore
 
 SCHEMA_VERSION = "1"
 
@@ -46,9 +47,11 @@ class Catalog:
             raise
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.closed = False
         self._cache_lock = threading.Lock()
         self.generation = 0
         self._by_name: dict[str, DatasetRecord] | None = None
+        self.zones = ZoneStore(self)
         if not read_only:
             ddl = resources.files("arrowroot.catalog").joinpath("schema.sql").read_text()
             self._conn.execute(ddl)
@@ -77,12 +80,17 @@ class Catalog:
         return cur
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection, after any write in progress (the zone-map collector writes from
+        its own thread); writes asked for later are dropped."""
+        with self._write_lock:
+            self.closed = True
+            self._conn.close()
 
     def _changed(self) -> None:
         with self._cache_lock:
             self.generation += 1
             self._by_name = None
+        self.zones.clear()
 
     # ------------------------------------------------------------ files
 
@@ -177,6 +185,7 @@ class Catalog:
             "SELECT DISTINCT dataset_id FROM dataset_parts WHERE file_id IN (SELECT unnest(?::BIGINT[]))",
             [file_ids]).fetchall()]
         self._delete_datasets(cur, ids)
+        self.zones.drop_files(cur, file_ids)
         cur.execute("DELETE FROM files WHERE file_id IN (SELECT unnest(?::BIGINT[]))", [file_ids])
         return len(file_ids)
 
@@ -285,7 +294,7 @@ class Catalog:
             " ORDER BY name"
         ).fetchall():
             rec = DatasetRecord(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), json.loads(r[6]) if r[6] else {},
-                                r[7], tuple(parts.get(r[0], ())), tuple(cols.get(r[0], ())))
+                                r[7], tuple(parts.get(r[0], ())), tuple(cols.get(r[0], ())), self.zones)
             out[rec.name] = rec
         with self._cache_lock:
             if self.generation == generation:

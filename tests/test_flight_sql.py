@@ -320,7 +320,10 @@ def test_touching_two_of_100_columns_reads_two(tmp_path: Path, serve) -> None:
         got = sql(c, 'SELECT avg(b007) AS a, max(b042) AS m FROM "wide.root:t" WHERE b007 > 0')
         assert got.num_rows == 1
         assert list(front.scan_log)[-1] == ("wide.root:t", ("b007", "b042"))
-        sql(c, 'SELECT count(*) AS n FROM "wide.root:t"')
+        before = len(front.scan_log)
+        assert sql(c, 'SELECT count(*) AS n FROM "wide.root:t"')["n"][0].as_py() == n
+        assert len(front.scan_log) == before          # answered from the catalog, nothing read
+        sql(c, 'SELECT count(*) + 0 AS n FROM "wide.root:t"')
         assert len(list(front.scan_log)[-1][1]) == 1
 
 

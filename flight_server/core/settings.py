@@ -48,6 +48,10 @@ class Settings:
                                              # else $ARROWROOT_TICKET_KEY; else a random per-process key
     # Scale-out (server/membership.py, server/node.py) and the column-chunk cache (execute/cache.py).
     cache_mb: float = 512.0                  # decoded column chunks kept in memory, MiB (0 disables)
+    cache_dir: Path | None = None            # also keep decoded chunks here (local disk; survives restarts)
+    cache_dir_mb: float = 4096.0             # ... at most this many MiB
+    zone_maps: bool = True                   # skip zones a cut cannot pass; count/min/max from them (catalog)
+    zone_index_mb: float = 32.0              # files up to this size get zone maps while indexed (others: lazily)
     nodes: str = ""                          # static data-node locations, comma-separated (grpc://h:8816,...)
     node_ttl: float = 3.0                    # seconds without a heartbeat/health answer before a node is dropped
     # Authentication and TLS (server/auth.py). auth None: on exactly when the catalog has users or grants.

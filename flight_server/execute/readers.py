@@ -14,10 +14,12 @@ from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest
 from arrowroot.flight_server.core.task import PartRead
 from arrowroot.flight_server.execute.cache import ChunkCache, FileIdentity
 from arrowroot.flight_server.sources import Reader, source_for
+from arrowroot.flight_server.sources.base import Units
 
 
 class CachedReader(Reader):
-    """A reader whose reads go through the column-chunk cache (one per ``get``)."""
+    """A reader whose reads go through the column-chunk cache (one per ``get``): pieces are
+    keyed by the file's identity and the reader's storage units, not by the read's range."""
 
     def __init__(self, reader: Reader, cache: ChunkCache, file: FileIdentity, object_path: str):
         self.reader = reader
@@ -26,11 +28,15 @@ class CachedReader(Reader):
         self.file = file
         self.object_path = object_path
 
+    def units(self, column: str) -> Units | None:
+        return self.reader.units(column)
+
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int,
              slices: Sequence[slice] = ()) -> pa.Table:
         variant = repr(tuple(slices)) if slices else ""
         return self.cache.read(self.file, self.object_path, columns, entry_start, entry_stop,
-                               lambda cols: self.reader.read(cols, entry_start, entry_stop, slices), variant)
+                               lambda cols, a, b: self.reader.read(cols, a, b, slices), self.reader.units,
+                               variant)
 
     def close(self) -> None:
         """The wrapped reader belongs to the ReaderCache, which closes it."""
@@ -47,7 +53,8 @@ class ReaderCache:
         self.size = size
         self.chunks = chunks if chunks is not None else ChunkCache(0)
         self._lock = threading.Lock()
-        self._readers: OrderedDict[tuple, Reader] = OrderedDict()
+        # open readers, with the identity (size, mtime, inode, ctime) their file had when opened
+        self._readers: OrderedDict[tuple, tuple[Reader, FileIdentity]] = OrderedDict()
         self._mounts: dict[str, Path] = {}
 
     def mount(self, prefix: str, directory: Path) -> None:
@@ -72,6 +79,9 @@ class ReaderCache:
 
     def check(self, part: PartRead) -> str:
         """Absolute path of the part's file, after checking it still matches the plan."""
+        return self._stat(part)[0]
+
+    def _stat(self, part: PartRead) -> tuple[str, os.stat_result]:
         path = self.path_of(part.path)
         try:
             st = os.stat(path)
@@ -79,36 +89,36 @@ class ReaderCache:
             raise FileChanged(part.path, "the file was deleted") from None
         if st.st_size != part.size or abs(st.st_mtime - part.mtime) > 1e-6:
             raise FileChanged(part.path, "the file was modified")
-        return path
+        return path, st
 
     def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
         """The open reader of a part's file, reading through the chunk cache when it is on."""
-        reader = self._open(part, fmt, kind)
+        reader, identity = self._open(part, fmt, kind)
         if not self.chunks.enabled or not getattr(reader, "cacheable", True):
             return reader  # (workspace overlays: their bytes live in other files, checked on every read)
-        return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
-                            part.object_path)
+        return CachedReader(reader, self.chunks, identity, part.object_path)
 
-    def _open(self, part: PartRead, fmt: str, kind: str) -> Reader:
+    def _open(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, FileIdentity]:
         # an open reader of this identity: the caller checked the file when it opened the task
         # (Reads.prepare), so no stat per chunk; a new reader checks the file before opening it
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:
-            reader = self._readers.get(key)
-            if reader is not None:
+            found = self._readers.get(key)
+            if found is not None:
                 self._readers.move_to_end(key)
-                return reader
-        path = self.check(part)
+                return found
+        path, st = self._stat(part)
         reader = source_for(fmt).open(path, part.object_path, kind)
+        found = (reader, FileIdentity.from_stat(part.path, st))
         with self._lock:
-            self._readers[key] = reader
+            self._readers[key] = found
             while len(self._readers) > self.size:
-                _, old = self._readers.popitem(last=False)
+                _, (old, _) = self._readers.popitem(last=False)
                 old.close()
-        return reader
+        return found
 
     def close(self) -> None:
         with self._lock:
-            for r in self._readers.values():
+            for r, _ in self._readers.values():
                 r.close()
             self._readers.clear()

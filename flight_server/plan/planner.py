@@ -36,6 +36,7 @@ from arrowroot.flight_server.datasets.select import select_ranges
 from arrowroot.flight_server.lang.dq import dq_segments
 from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
+from arrowroot.flight_server.plan.zones import skip_zones
 
 GLOB_CHARS = set("*?[")
 META_TIMESERIES = b"arrowroot.timeseries"
@@ -216,6 +217,10 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         local = tuple(part.entry_offset + x for x in part.boundaries)
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
             tasks.append(template.with_parts((_part_read(rec, part, x, y, absent),)))
+    if cut is not None:  # zones where no entry can pass are not read (plan/zones.py)
+        tasks, skipped = skip_zones(tasks, rec, spec.where, schema)
+        if skipped:
+            notes["zone_skipped"] = skipped
     return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, cut, notes)
 
 

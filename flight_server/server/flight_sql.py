@@ -53,6 +53,7 @@ from arrowroot.flight_server.core.errors import (ArrowrootError, Cancelled, Inva
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.execute.executor import StreamStats
 from arrowroot.flight_server.plan.planner import dataset_schema
+from arrowroot.flight_server.plan.zones import summary as zone_summary
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.service import Service
@@ -195,11 +196,12 @@ class ServerTableProvider:
             schema = self._schemas[name] = dataset_schema(self._record(name))
         return schema
 
-    def scan(self, name: str, columns: list[str], allow_missing: bool = False) -> pa.RecordBatchReader:
-        """Stream ``columns`` of every entry: the planner's tasks in order, one chunk read ahead."""
+    def scan(self, name: str, columns: list[str], allow_missing: bool = False, where: str = "") -> pa.RecordBatchReader:
+        """Stream ``columns`` of every entry (passing ``where``, a cut implied by the query's WHERE:
+        zone maps skip, the executor filters): the planner's tasks in order, one chunk read ahead."""
         self._record(name)
         plan = self.service.plan(self.caller, ReadSpec(dataset=name, columns=tuple(columns),
-                                                       allow_missing=allow_missing))
+                                                       allow_missing=allow_missing, where=where))
         if self.scan_log is not None:
             self.scan_log.append((name, tuple(plan.columns)))
         service = self.service
@@ -219,6 +221,12 @@ class ServerTableProvider:
                     self.on_scan(name, stats)
 
         return pa.RecordBatchReader.from_batches(plan.schema, batches())
+
+    def summary(self, name: str, columns: list[str]) -> dict | None:
+        """Exact whole-dataset count/min/max from zone maps (None: scan instead)."""
+        rec = self._record(name)
+        stats = zone_summary(rec, columns)
+        return None if stats is None else {"rows": rec.entries, "columns": stats}
 
     def catalog_tables(self) -> dict[str, pa.Table]:
         """``arrowroot.files|datasets|columns``, restricted to the visible datasets."""

@@ -31,6 +31,7 @@ Python variables of the calling frame), ``memory_limit``/``threads`` from the en
 from __future__ import annotations
 
 import atexit
+import inspect
 import itertools
 import json
 import re
@@ -50,6 +51,7 @@ from arrowroot.flight_server.core.errors import (Cancelled, InvalidRequest, NotF
 from arrowroot.flight_server.core.shapes import META_PARENT
 from arrowroot.flight_server.core.unreadable import column_text, no_columns_text, reasons_of, without_reasons
 
+from arrowroot.flight_server.sql.pushdown import aggregate_items, answer, pushed_filter
 from arrowroot.flight_server.sql.sandbox import Job, SandboxError, read_run, sandbox
 
 __all__ = [
@@ -120,8 +122,13 @@ class TableProvider(Protocol):
     def dataset_schema(self, name: str) -> pa.Schema: ...
 
     def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
-        """Stream ``columns``; providers that take ``allow_missing=True`` serve ``dataset(...)``."""
+        """Stream ``columns``; providers that take ``allow_missing=True`` serve ``dataset(...)``;
+        providers that take ``where=`` (a cut every row DuckDB keeps passes, see ``pushdown.py``)
+        may skip what fails it."""
         ...
+
+    # Optional: ``summary(name, columns) -> {"rows": n, "columns": {c: {"count", "min", "max"}}} | None``,
+    # exact whole-dataset statistics (zone maps) that answer count/min/max queries without a scan.
 
     def catalog_tables(self) -> dict[str, pa.Table]: ...
 
@@ -137,6 +144,9 @@ class PreparedQuery:
     scans: dict[str, list[str] | None]
     uses_catalog: bool
     plan_ms: float = field(default=0.0, compare=False)
+    #: (dataset, cut) the scan may apply; (dataset, [(function, column)]) answerable from statistics
+    pushdown: tuple[str, str] | None = field(default=None, compare=False)
+    aggregates: tuple[str, list] | None = field(default=None, compare=False)
 
     @property
     def parameter_count(self) -> int:
@@ -168,8 +178,8 @@ class _LazyScan:
     stream once per scan in the plan; only then is the provider asked to read data."""
 
     def __init__(self, provider: TableProvider, name: str, schema: pa.Schema,
-                 failures: list[BaseException] | None = None) -> None:
-        self.provider, self.name, self.schema = provider, name, schema
+                 failures: list[BaseException] | None = None, where: str = "") -> None:
+        self.provider, self.name, self.schema, self.where = provider, name, schema, where
         self.scans = 0
         #: errors the provider raised when asked for a stream, reported instead of DuckDB's wrapper
         self.failures = failures if failures is not None else []
@@ -181,16 +191,24 @@ class _LazyScan:
         self.scans += 1
         name, allow_missing = _dataset_of(self.name)
         try:
-            if allow_missing:
-                reader = self.provider.scan(name, list(self.schema.names), allow_missing=True)
-            else:
-                reader = self.provider.scan(name, list(self.schema.names))
+            kwargs: dict = {"allow_missing": True} if allow_missing else {}
+            if self.where and _takes_where(self.provider):
+                kwargs["where"] = self.where
+            reader = self.provider.scan(name, list(self.schema.names), **kwargs)
         except Exception as exc:  # DuckDB would report only "exporting a stream ... failed"
             self.failures.append(exc)
             raise
         if not reader.schema.equals(self.schema):
             reader = _conform(reader, self.schema)
         return reader.__arrow_c_stream__(requested_schema)
+
+
+def _takes_where(provider: TableProvider) -> bool:
+    """Whether the provider's ``scan`` takes a pushed-down ``where`` (an optional capability)."""
+    try:
+        return "where" in inspect.signature(provider.scan).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _conform(reader: pa.RecordBatchReader, schema: pa.Schema) -> pa.RecordBatchReader:
@@ -213,6 +231,8 @@ class _Screened:
     datasets: dict[str, str]  # canonical dataset name -> lowercase key
     uses_catalog: bool
     n_params: int
+    pushdown: tuple[str, str] | None = None      # (dataset, cut) for its scan (pushdown.py)
+    aggregates: tuple[str, list] | None = None   # answerable from zone statistics
 
 
 class SqlEngine:
@@ -264,6 +284,8 @@ class SqlEngine:
             scans=scans,
             uses_catalog=screened.uses_catalog,
             plan_ms=(time.perf_counter() - t0) * 1e3,
+            pushdown=screened.pushdown,
+            aggregates=screened.aggregates,
         )
 
     @property
@@ -345,8 +367,9 @@ class SqlEngine:
                     f"query has {query.parameter_count} parameters, got {len(rows[0])} values"
                 )
             screened = _Screened(query.query, {n: n.lower() for n in query.scans}, query.uses_catalog,
-                                 query.parameter_count)
+                                 query.parameter_count, query.pushdown, query.aggregates)
             scans = query.scans if not rows else None  # parameters bind anew: probe them too
+            result_schema = query.schema if not rows else None
         else:
             con = self._connect()
             try:
@@ -358,11 +381,15 @@ class SqlEngine:
             if rows and len(rows[0]) != screened.n_params:
                 raise InvalidRequest(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
             scans = None
+            result_schema = None
         sql, uses_catalog = screened.query, screened.uses_catalog
         if not screened.datasets:
             return self._execute_sandboxed(query_id, sql, uses_catalog, params, start)
         if scans is None:
-            scans, _ = self._probe(screened, params, self._left(start))
+            scans, result_schema = self._probe(screened, params, self._left(start))
+        known = self._from_statistics(screened, result_schema) if not rows else None
+        if known is not None:
+            return known
         con = self._connect()
         run = _Running(con, self._left(start), self.timeout_s)
         with self._lock:
@@ -371,7 +398,7 @@ class SqlEngine:
                 raise InvalidRequest(f"query id {query_id!r} is already running")
             self._running[query_id] = run
         try:
-            self._bind_sources(con, scans, uses_catalog, run.failures)
+            self._bind_sources(con, scans, uses_catalog, run.failures, screened.pushdown)
             con.execute("SET disabled_optimizers = ''").fetchall()
             con.execute("SET lock_configuration = true").fetchall()
             first = con.sql(sql, params=rows[0] if rows else None).to_arrow_reader(self.batch_rows)
@@ -383,6 +410,27 @@ class SqlEngine:
         return pa.RecordBatchReader.from_batches(
             first.schema, self._stream(query_id, run, sql, first, rows[1:])
         )
+
+    def _from_statistics(self, s: _Screened, result: pa.Schema | None) -> pa.RecordBatchReader | None:
+        """count/min/max over a whole dataset, answered from the provider's zone statistics."""
+        summary = getattr(self.provider, "summary", None)
+        if s.aggregates is None or summary is None or result is None:
+            return None
+        name, items = s.aggregates
+        schema = self.provider.dataset_schema(name)
+        columns = []
+        for _, col in items:
+            if col is None:
+                continue
+            found = col if col in schema.names else next((n for n in schema.names if n.lower() == col.lower()), None)
+            if found is None:
+                return None
+            columns.append(found)
+        stats = summary(name, list(dict.fromkeys(columns)))
+        if stats is None:
+            return None
+        table = answer(items, stats["rows"], stats["columns"], schema, result)
+        return None if table is None else table.to_reader()
 
     def _left(self, start: float) -> float:
         left = self.timeout_s - (time.monotonic() - start)
@@ -524,9 +572,13 @@ class SqlEngine:
                 fname = (node.get("function_name") or "").lower()
                 if fname in DENIED_FUNCTIONS or fname.startswith(("read_", "pragma_", "duckdb_")):
                     raise PermissionDenied(f"function {fname}() is not allowed")
+        pushdown = aggregates = None
         if edits:
             query = _replace_spans(encoded, edits)
-        return _Screened(query, datasets, uses_catalog, n_params)
+        elif len(datasets) == 1 and not uses_catalog:   # what the scan may skip (pushdown.py)
+            pushdown = pushed_filter(tree, by_lower, self.provider.dataset_schema)
+            aggregates = aggregate_items(tree, by_lower)
+        return _Screened(query, datasets, uses_catalog, n_params, pushdown, aggregates)
 
     def _bind_catalog(self, con: duckdb.DuckDBPyConnection) -> None:
         tables = self.provider.catalog_tables()
@@ -548,15 +600,16 @@ class SqlEngine:
 
     def _bind_sources(
         self, con: duckdb.DuckDBPyConnection, scans: dict[str, list[str] | None], uses_catalog: bool,
-        failures: list[BaseException] | None = None,
+        failures: list[BaseException] | None = None, pushdown: tuple[str, str] | None = None,
     ) -> None:
         for i, (name, cols) in enumerate(scans.items()):
             schema = without_reasons(self._schema(name))
             if cols is not None:  # None: the plan never scans it, expose all columns lazily
                 schema = pa.schema([schema.field(c) for c in cols])
+            where = pushdown[1] if pushdown is not None and pushdown[0] == name else ""
             # A view in memory.main (what CommandGetTables advertises), over a registered
             # source: every reference in the plan opens its own scan (self-joins work).
-            con.register(f"__arrowroot_source_{i}", _LazyScan(self.provider, name, schema, failures))
+            con.register(f"__arrowroot_source_{i}", _LazyScan(self.provider, name, schema, failures, where))
             con.execute(
                 f"CREATE VIEW memory.main.{quote_ident(name)} AS SELECT * FROM __arrowroot_source_{i}"
             ).fetchall()
