@@ -23,7 +23,7 @@ import uproot
 from uproot.interpretation.numerical import AsDouble32, AsFloat16
 from uproot.interpretation.objects import AsStridedObjects
 
-from arrowroot.flight_server.core.readpool import ReadPool
+from arrowroot.flight_server.core import readpool
 from arrowroot.flight_server.core.shapes import META_PARENT
 
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, Units
@@ -35,7 +35,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 
 # Branches are read in parallel: uproot's decompression releases the GIL. Small reads go first
 # (core/readpool.py), so a tiny read does not wait behind every large one.
-_POOL = ReadPool(max(2, os.cpu_count() or 2), name="root-read")
+_POOL = readpool.shared("root-read")
 
 
 def _ak_to_arrow(array: ak.Array) -> pa.Array:

@@ -242,11 +242,11 @@ class SqlEngine:
         self,
         provider: TableProvider,
         *,
-        timeout_s: float = 300.0,
+        timeout_s: float,                  # Settings.sql_timeout
+        memory_limit: str,                 # Settings.sql_memory_limit
         max_query_bytes: int = 1_000_000,
         max_batch_bytes: int = 8 << 20,
         batch_rows: int = 65_536,
-        memory_limit: str = "2GB",
         threads: int = 4,
     ) -> None:
         self.provider = provider
