@@ -237,18 +237,23 @@ class Client:
         ``name`` is a shell glob; ``format=``, ``kind=``, ``has_column=`` and
         ``attributes={...}`` narrow the search.
         """
+        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
+        for info in self.dataset_infos(name, **criteria):
+            rows["name"].append(info.descriptor.path[0].decode())
+            rows["entries"].append(info.total_records)
+            rows["bytes"].append(info.total_bytes)
+            rows["columns"].append(info.schema.names)
+        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
+                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+
+    def dataset_infos(self, name: str | None = None, **criteria: Any) -> Iterator[fl.FlightInfo]:
+        """The FlightInfo of each matching dataset (its schema carries the dataset's attributes as
+        ``arrowroot.attributes`` metadata); the criteria of :meth:`datasets`."""
         if name is not None:
             criteria["name"] = name
         payload = json.dumps(criteria).encode() if criteria else b""
-        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
         with translate():
-            for info in self._flight.list_flights(payload, options=self._options()):
-                rows["name"].append(info.descriptor.path[0].decode())
-                rows["entries"].append(info.total_records)
-                rows["bytes"].append(info.total_bytes)
-                rows["columns"].append(info.schema.names)
-        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
-                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+            yield from self._flight.list_flights(payload, options=self._options())
 
     def sql_batches(self, query: str) -> pa.RecordBatchReader:
         """Run a SQL query through the server's Flight SQL front end (datasets are tables:

@@ -89,6 +89,7 @@ class Settings:
     # Web view and HTTP API (flight_server/web/), in the same process. None: off.
     http_port: int | None = _s(None, "also serve the web view and HTTP API on this port (0: a free one) [off]")
     http_max_bytes: int = _s(0, "largest HTTP download, bytes (0: no limit)")
+    log_format: str = _s("text", "access-log lines (one per call): text, or json (one object per line, for log shippers)")
     # Operations (server/ops.py): Prometheus metrics, the gRPC health side port, graceful stop.
     metrics: bool = _s(True, "count calls for /metrics (off: the registry stays, nothing counted)")
     metrics_port: int | None = _s(None, "/metrics on its own port (when the HTTP port is off; nodes) [off]")
@@ -232,6 +233,8 @@ def _check(name: str, value: Any, origin: str) -> None:
     bad = None
     if name == "compression" and value not in COMPRESSIONS:
         bad = "lz4, zstd or none"
+    elif name == "log_format" and value not in ("text", "json"):
+        bad = "text or json"
     elif name.endswith("port") and value is not None and not 0 <= value <= 65535:
         bad = "a port between 0 and 65535"
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
+from arrowroot.flight_server.core import readpool
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.execute.cache import chunk_cache
@@ -109,6 +110,7 @@ class ServerContext:
 
     @classmethod
     def _common(cls, settings: Settings, role: str, keys: Keys) -> ServerContext:
+        readpool.configure(settings.read_threads)   # the sources' shared decompression pools
         metrics = Metrics(role, enabled=settings.metrics)
         ctx = cls(settings=settings, role=role, keys=keys, metrics=metrics,
                   tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
