@@ -42,7 +42,6 @@ from arrowroot.flight_server.workspace import names
 
 log = logging.getLogger("arrowroot.workspace")
 
-GiB = 1 << 30
 MODES = ("create", "append", "replace")
 ENTRY = "entry"
 OVERLAY_KEY = b"arrowroot.overlay"
@@ -63,8 +62,8 @@ class ParentChanged(InvalidRequest):
 
 @dataclass(frozen=True)
 class Limits:
-    max_upload_bytes: int = 4 * GiB      # Arrow bytes received by one DoPut
-    quota_bytes: int = 20 * GiB          # stored bytes per owner (all their workspace datasets)
+    max_upload_bytes: int     # Arrow bytes received by one DoPut (Settings.max_upload_bytes)
+    quota_bytes: int          # stored bytes per owner, all their workspace datasets (Settings.quota_bytes)
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,8 @@ class Upload:
         self.dir = ws.owner_dir(owner)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.id = uuid.uuid4().hex
+        self.dataset_id = self.id      # the dataset's identity; an append or replace keeps the old one
+        self.parent_id: str | None = None
         self.tmp = self.dir / f".tmp-{self.id}.parquet"
         self.final = self.dir / f"{self.id}.parquet"
         meta = dict(schema.metadata or {})
@@ -250,13 +251,13 @@ def _fsync_dir(path: Path) -> None:
 class Workspace:
     """The workspace directory of one server and the catalog rows of its datasets."""
 
-    def __init__(self, root: Path, directory: Path | None, catalog: Catalog, limits: Limits | None = None,
+    def __init__(self, root: Path, directory: Path | None, catalog: Catalog, limits: Limits,
                  version: str = ""):
         self.root = Path(root).resolve()
         self.version = version
         self.dir = Path(directory).resolve() if directory else self.root / ".arrowroot" / "workspace"
         self.catalog = catalog
-        self.limits = limits or Limits()
+        self.limits = limits
         self._locks: dict[str, threading.Lock] = {}
         self._quota_lock = threading.Lock()
         self._inflight: dict[str, dict[str, int]] = {}   # owner → upload id → bytes written so far
@@ -369,7 +370,8 @@ class Workspace:
                 overlay = json.loads(pq.read_schema(str(copy_from)).metadata[OVERLAY_KEY])
                 if existing.kind == "skim":
                     raise InvalidRequest(f"mode: {name!r} is a skim; make a new skim instead of appending")
-            parent = None if existing.parent is None else self._record(existing.parent)
+            # the parent of an upload or a copy is provenance only; an overlay reads its base
+            parent = None if existing.parent is None or overlay is None else self._record(existing.parent)
         else:
             parent_name = parent.name if parent is not None else None
         if parent is not None and overlay is None:
@@ -379,6 +381,7 @@ class Workspace:
         budget = self.budget(owner, name if existing is not None else None)
         up = Upload(self, name, owner, mode, schema, kind or ("derived" if overlay else "upload"), budget,
                     parent_name, {"metadata": dict(metadata), "cut": cut}, overlay, lock)
+        self._identify(up, existing)
         if overlay is not None:
             up.base_entries = overlay["base"]["entries"]  # type: ignore[attr-defined]
         if copy_from is not None:
@@ -400,20 +403,47 @@ class Workspace:
     def _record(self, name: str) -> DatasetRecord:
         return self.catalog.dataset(name)
 
+    def _identify(self, up: Upload, existing: WorkspaceRecord | None) -> None:
+        """The dataset keeps its id through appends and replaces; its parent is known by id."""
+        if existing is not None and existing.id:
+            up.dataset_id = existing.id
+        parent = self.catalog.workspace_entry(up.parent) if up.parent else None
+        up.parent_id = parent.id or None if parent is not None else None
+
+    def set_parent(self, up: Upload, parent: DatasetRecord) -> None:
+        """Record ``parent`` as the provenance of an upload that does not read from it (a copy)."""
+        up.parent = parent.name
+        up.extra["parent_version"] = version_of(self.skim_base(parent)[0].rec)
+        self._identify(up, None if up.mode == "create" else self.catalog.workspace_entry(up.name))
+
     # -------------------------------------------------------- overlays (derived columns, skims)
 
     def base_of(self, parent: DatasetRecord) -> Base:
         """The dataset holding ``parent``'s columns: itself, or a skim's base (skims compose)."""
         entry = self.catalog.workspace_entry(parent.name)
         if entry is not None and entry.kind == "derived":
-            raise InvalidRequest(f"parent: {parent.name!r} has derived columns itself; derive from its parent, "
-                             "or materialise it first")
+            raise InvalidRequest(f"parent: {parent.name!r} has derived columns itself; derive from its parent, or "
+                                 f"from a copy: `arrowroot skim home/<you>/copy {parent.name} --materialize`")
         if entry is not None and entry.kind == "skim":
             base = self.catalog.dataset(entry.base) if entry.base else None
             if base is None:
                 raise NotFound(f"parent: the base of {parent.name!r} is gone")
             return Base(base, version_of(base))
         return Base(parent, version_of(parent))
+
+    def skim_base(self, parent: DatasetRecord) -> tuple[Base, list[str]]:
+        """What a skim of ``parent`` reads from: the base dataset whose files hold the parent's
+        columns, and the parent's own (derived) columns, which the skim copies at its entries.
+        Any dataset: files, uploads, copies, derived columns, skims (of skims, of derived ...)."""
+        entry = self.catalog.workspace_entry(parent.name)
+        if entry is None or entry.kind not in ("derived", "skim"):
+            return Base(parent, version_of(parent)), []
+        base = self.catalog.dataset(entry.base) if entry.base else None
+        if base is None:
+            raise NotFound(f"parent: the base of {parent.name!r} is gone")
+        meta = pq.read_schema(str(self.abs(entry.path))).metadata or {}
+        own = json.loads(meta[OVERLAY_KEY])["own"] if OVERLAY_KEY in meta else []
+        return Base(base, version_of(base)), list(own)
 
     def overlay_meta(self, base: Base, own: list[str], owner: str) -> dict[str, Any]:
         """What an overlay file records about its base: enough to read it without the catalog."""
@@ -448,12 +478,15 @@ class Workspace:
         existing = self.catalog.workspace_entry(name)
         if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
             raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
-        base = self.base_of(parent)
-        overlay = self.overlay_meta(base, [], owner)
-        schema = _overlay_schema(pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)]), base.rec)
+        base, own = self.skim_base(parent)
+        overlay = self.overlay_meta(base, own, owner)
+        parent_schema = pa.ipc.read_schema(pa.py_buffer(parent.schema))
+        fields = [pa.field(ENTRY, pa.int64(), nullable=False)] + [parent_schema.field(c).remove_metadata() for c in own]
+        schema = _overlay_schema(pa.schema(fields), base.rec)
         up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
                     parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay,
                     encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
+        self._identify(up, existing)
         up.base_entries = base.rec.entries  # type: ignore[attr-defined]
         return up
 
@@ -491,6 +524,7 @@ class Workspace:
             columns=tuple(provenance["columns"] if "columns" in provenance else [c.name for c in columns]),
             created_at=time.time(),
             version=self.version, metadata=dict(up.extra.get("metadata") or {}),
+            id=up.dataset_id, parent_id=up.parent_id,
         )
         update = FileUpdate(rel, fmt, st.st_size, st.st_mtime, (ds,))
         try:
@@ -577,12 +611,13 @@ class Workspace:
         return {"temp": removed, "orphans": orphans, "missing": missing}
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
-        """This dataset's provenance and its ancestors', nearest first."""
-        out = []
+        """This dataset's provenance and its ancestors', nearest first. Workspace parents are
+        followed by id, so a renamed parent shows its current name and a deleted one says when."""
+        out: list[dict[str, Any]] = []
         seen = set()
+        e = self.catalog.workspace_entry(name)
         while name and name not in seen:
             seen.add(name)
-            e = self.catalog.workspace_entry(name)
             if e is None:
                 try:
                     rec = self.catalog.dataset(name)
@@ -592,12 +627,20 @@ class Workspace:
                     out.append({"name": name, "kind": "missing"})
                 break
             out.append(provenance_dict(e))
-            name = e.parent or ""
+            name, parent_id = e.parent or "", e.parent_id
+            e = self.catalog.workspace_by_id(parent_id) if parent_id else self.catalog.workspace_entry(name)
+            if e is not None:
+                name = e.name
+            elif parent_id and (gone := self.catalog.workspace_removed(parent_id)) is not None:
+                out.append({"name": gone["name"], "kind": "deleted", "owner": gone["owner"],
+                            "was": gone["kind"], "deleted_at": gone["removed_at"]})
+                break
         return out
 
 
 def provenance_dict(e: WorkspaceRecord) -> dict[str, Any]:
-    return {"name": e.name, "kind": e.kind, "owner": e.owner, "parent": e.parent,
+    return {"name": e.name, "id": e.id or None, "kind": e.kind, "owner": e.owner, "parent": e.parent,
+            "parent_id": e.parent_id,
             "parent_version": e.parent_version, "base": e.base, "cut": e.cut, "columns": list(e.columns),
             "bytes": e.bytes, "created_at": e.created_at, "arrowroot_version": e.version,
             "metadata": e.metadata}
