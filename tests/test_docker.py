@@ -20,14 +20,13 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
 yaml = pytest.importorskip("yaml", reason="pip install pyyaml")
 
 REPO = Path(__file__).resolve().parent.parent

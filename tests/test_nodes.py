@@ -35,6 +35,8 @@ from arrowroot.flight_server.service.tickets import Keys, TicketSigner
 
 from test_nodejs_client import nodejs_client, run_client  # noqa: F401  (a fixture: npm ci, once)
 
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 BIG = "big/wide.root:t"
 BIG_ROWS = 1_000_000

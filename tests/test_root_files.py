@@ -24,6 +24,8 @@ from arrowroot.flight_server.sources.root import RootSource
 
 from root_expect import Tally, branch_paths, histogram_rows, rntuple_values, same, same_ak, tree_values
 
+pytestmark = pytest.mark.slow
+
 skhep = pytest.importorskip("skhep_testdata")
 SKHEP_DIR = Path(skhep.data_path("uproot-HZZ.root")).parent
 

@@ -15,6 +15,8 @@ from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, Permis
 from arrowroot.flight_server.core.settings import default
 from arrowroot.flight_server.sql.engine import PreparedQuery, QueryCancelled, SqlEngine, TableProvider
 
+pytestmark = pytest.mark.slow
+
 LIMITS = {"timeout_s": default("sql_timeout"), "memory_limit": default("sql_memory_limit")}
 
 EVENTS = "cms/run2012.root:Events"

@@ -150,6 +150,7 @@ def test_channel_search(gw):
             c.channels("H1:*", rate="fast")
 
 
+@pytest.mark.slow
 def test_read_timeseries_to_gwpy_and_pandas(gw):
     gwpy = pytest.importorskip("gwpy.timeseries")
     server, strains = gw

@@ -19,6 +19,8 @@ from arrowroot.flight_server.cli.demo import write_sample_files
 
 from conftest import read_request, start_server
 
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 
 

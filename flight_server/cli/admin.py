@@ -368,6 +368,9 @@ def client_credentials() -> dict[str, Any]:
     return out
 
 
+groups.add_command(groups_members, "list")  # `users list`, `keys list`, and so `groups list` too
+
+
 def register(main: click.Group) -> None:
     """Add the identity commands to the ``arrowroot`` command group."""
     for command in (users, groups, keys, grant, revoke, grants):

@@ -105,17 +105,20 @@ def connection_problem(message: str, location: str | None) -> str | None:
         return None
     scheme, _, address = location.partition("://")
     low = message.lower()
-    if "connection refused" in low or "failed to connect" in low and "ssl" not in low:
-        return (f"no server answers at {location} (connection refused): start one with `arrowroot serve DIR`, "
-                "or point -l / ARROWROOT_URL at one")
     if "wrong version number" in low or scheme == "grpc+tls" and "handshake" in low and "certificate" not in low:
         return f"{location} does not speak TLS: use grpc://{address}"
     if "certificate" in low and ("verify" in low or "handshake" in low):
         return (f"{location}: the server's certificate is not trusted here: ARROWROOT_TLS_CA=ca.pem trusts a private "
                 "CA (a client certificate for mutual TLS is given to the Python client)")
-    if scheme == "grpc" and ("socket closed" in low or "connection reset" in low or "stream removed" in low):
+    if scheme == "grpc" and any(s in low for s in ("socket closed", "connection reset", "stream removed",
+                                                    "end of tcp stream")):
         return (f"{location} closed the connection: the server probably uses TLS; use grpc+tls://{address} "
                 "(with ARROWROOT_TLS_CA=ca.pem for a private CA)")
+    if "connection refused" in low:
+        return (f"no server answers at {location} (connection refused): start one with `arrowroot serve DIR`, "
+                "or point -l / ARROWROOT_URL at one")
+    if "failed to connect" in low or "dns resolution failed" in low:
+        return f"cannot reach {location} ({short(one_line(message), 160)}): check the address, or -l / ARROWROOT_URL"
     return None
 
 
