@@ -169,6 +169,7 @@ def test_read_timeseries_to_gwpy_and_pandas(gw):
     assert table.column_names == ["time", "Strain"]
 
 
+@pytest.mark.slow
 def test_gwpy_shipped_file_by_time(tmp_path, serve):
     gwpy = pytest.importorskip("gwpy")
     from gwpy.timeseries import TimeSeries

@@ -133,6 +133,12 @@ def report(command: str, exc: BaseException, location: str | None = None) -> int
         click.echo(f"arrowroot {command}: {connection_problem(str(exc), location) or f'{type(exc).__name__}: {text}'}",
                    err=True)
         return 1
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        click.echo(f"arrowroot {command}: needs {top}, which is not installed here; the server commands (serve, "
+                   f"node, index, demo, the admin commands) need the server install: pip install -e \".[server]\" "
+                   "in the arrowroot clone", err=True)
+        return 1
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(f"arrowroot {command}: {exc.strerror}{where}", err=True)
