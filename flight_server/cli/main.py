@@ -19,6 +19,7 @@ from arrowroot.flight_server.cli.options import LOCATION_KEY, load_settings, loc
 from arrowroot.flight_server.cli.workspace import register as register_workspace, workspace_options
 from arrowroot.flight_server.core.settings import MiB
 
+COMMAND_KEY = "arrowroot.command"   # how a failure names the command, when more than its name says it
 #: libraries that log at INFO about themselves (NumExpr's thread count, absl, ...): WARNING unless -v
 _OWN = "arrowroot"
 
@@ -130,7 +131,8 @@ class _Commands(click.Group):
         except Exception as exc:
             if debugging():
                 raise
-            sys.exit(report(ctx.invoked_subcommand or "", exc, ctx.meta.get(LOCATION_KEY)))
+            command = ctx.meta.get(COMMAND_KEY) or ctx.invoked_subcommand or ""
+            sys.exit(report(command, exc, ctx.meta.get(LOCATION_KEY)))
 
 
 @click.group(cls=_Commands)
@@ -555,6 +557,7 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
 def action(name: str, location: str, body: str, as_json: bool) -> None:
     """Run a server action (health, rescan, stats) and print its answer (JSON; rescan: a summary,
     --json for the whole report); exits 1 on failure (a healthcheck)."""
+    click.get_current_context().meta[COMMAND_KEY] = f"action {name}"   # "arrowroot action health: ..."
     try:
         args = json.loads(body)
     except json.JSONDecodeError as exc:
