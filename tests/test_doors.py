@@ -323,6 +323,7 @@ def bounded(doors, tmp_path_factory):
 
 
 @pytest.mark.parametrize("where", ["coordinator", "node"])
+@pytest.mark.slow
 def test_stalled_streams_bounded_alike(bounded, where):
     """Stalled streams on a node meet the same cap and idle timeout as on the coordinator: the
     fifth is refused (resource exhausted), and once the stalled ones time out, reads work again."""

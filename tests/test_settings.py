@@ -188,6 +188,7 @@ def test_index_and_admin_commands_find_the_catalog_the_same_way(tmp_path):
     assert "alice" in run_cli("users", "list", str(tmp_path), "--catalog", str(flag_cat)).stdout
 
 
+@pytest.mark.slow
 def test_settings_command_says_where_each_value_comes_from(tmp_path):
     _toml(tmp_path, "[server]\nport = 9100\ncache_mb = 1.5\n")
     r = run_cli("settings", str(tmp_path), "--json", env={"ARROWROOT_CACHE_MB": "2"})
