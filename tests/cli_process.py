@@ -15,9 +15,9 @@ from pathlib import Path
 CLI = [sys.executable, "-m", "arrowroot.flight_server.cli"]
 
 
-def clean_env(**env: str) -> dict[str, str]:
-    """The test's environment without any ARROWROOT_* variable, plus ``env``."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith("ARROWROOT_")}
+def clean_env(unset: tuple[str, ...] = (), **env: str) -> dict[str, str]:
+    """The test's environment without any ARROWROOT_* variable (nor ``unset``), plus ``env``."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("ARROWROOT_") and k not in unset}
     out.update(env)
     return out
 
@@ -37,10 +37,11 @@ def free_port() -> int:
 class Running:
     """A long-running command (``serve``, ``node``) until its first line of output, stopped by its pid."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    def __init__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+                 unset: tuple[str, ...] = ()):
         """Starts the command; ``line`` waits for its first line (so several can start at once)."""
         self.proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=clean_env(**(env or {})))
+                                     env=clean_env(unset, **(env or {})))
         self.timeout = timeout
         self._line: str | None = None
 

@@ -101,7 +101,7 @@ def cases(w: dict) -> list[Case]:
         Case("get unknown column", ["get", DS, str(tmp / "x.parquet"), "-c", "nosuch", "-l", loc], 1, "nosuch"),
         Case("sql syntax", ["sql", "SELEC 1", "-l", loc], 1, "InvalidRequest"),
         Case("sql into missing dir", ["sql", "SELECT 1", "-o", "/nonexistent/x.csv", "-l", loc], 2, "does not exist"),
-        Case("action unknown", ["action", "nosuch", "-l", loc], 1, "NotFound: no action 'nosuch'"),
+        Case("action unknown", ["action", "nosuch", "-l", loc], 1, "arrowroot action nosuch: Unimplemented: no action 'nosuch'"),
         Case("action bad body", ["action", "health", "-b", "{not json", "-l", loc], 2, "not JSON"),
         Case("put missing file", ["put", str(tmp / "missing.parquet"), "home/local/x", "-l", loc], 2, "does not exist"),
         Case("put garbage", ["put", str(tmp / "bad.parquet"), "home/local/x", "-l", loc], 1, "arrowroot put:"),
