@@ -95,7 +95,7 @@ def cases(w: dict) -> list[Case]:
         Case("schema unknown", ["schema", "hep/event.root:events", "-l", loc], 1, "NotFound: no dataset named"),
         Case("get into missing dir", ["get", DS, "/nonexistent/dir/x.parquet", "-l", loc], 2,
              "the directory /nonexistent/dir does not exist: create it first"),
-        Case("get unknown suffix", ["get", DS, str(tmp / "x.h5"), "-l", loc], 2, "cannot tell the format from the suffix"),
+        Case("get unknown suffix", ["get", DS, str(tmp / "x.xyz"), "-l", loc], 2, "or pass --format"),
         Case("get bad range", ["get", DS, str(tmp / "x.parquet"), "-e", "5", "-l", loc], 2, "use START:STOP"),
         Case("get bad cut", ["get", DS, str(tmp / "x.parquet"), "-w", "nMuon = 2", "-l", loc], 1, "use '=='"),
         Case("get unknown column", ["get", DS, str(tmp / "x.parquet"), "-c", "nosuch", "-l", loc], 1, "nosuch"),

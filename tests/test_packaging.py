@@ -143,6 +143,9 @@ def test_the_client_commands_work_without_the_server_libraries(light_env, serve,
     assert r.returncode == 0, r.stderr
     r = light_cli(light_env, "action", "rescan", *loc)
     assert r.returncode == 0 and r.stdout.startswith("rescan: "), r.stderr
+    r = light_cli(light_env, "get", DS, str(tmp_path / "x.h5"), "-c", "nMuon", *loc)   # h5py: the exports extra
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert 'needs h5py' in r.stderr and 'pip install -e ".[exports]"' in r.stderr and not (tmp_path / "x.h5").exists()
 
 
 @pytest.mark.slow

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 import click
 
 DEBUG_ENV = "ARROWROOT_DEBUG"
+#: the commands of the server install (`pip install -e ".[server]"`); the others are the client's
+SERVER_COMMANDS = {"serve", "node", "index", "demo", "users", "groups", "keys", "grant", "revoke", "grants"}
 
 
 def one_line(exc: BaseException | str) -> str:
@@ -135,9 +137,11 @@ def report(command: str, exc: BaseException, location: str | None = None) -> int
         return 1
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.split(".")[0]
-        click.echo(f"arrowroot {command}: needs {top}, which is not installed here; the server commands (serve, "
-                   f"node, index, demo, the admin commands) need the server install: pip install -e \".[server]\" "
-                   "in the arrowroot clone", err=True)
+        if command.split()[0] in SERVER_COMMANDS:
+            fix = 'the server install: pip install -e ".[server]" in the arrowroot clone'
+        else:   # a client command writing .root/.h5/.tiff, or library="ak"/"pd"
+            fix = f'pip install {top} (the exports extra has the file writers: pip install -e ".[exports]")'
+        click.echo(f"arrowroot {command}: needs {top}, which is not installed here; {fix}", err=True)
         return 1
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
