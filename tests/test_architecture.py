@@ -25,10 +25,11 @@ ALLOWED = {
     "flight_server/lang": [P + "core"],
     "flight_server/datasets": [P + "core", P + "lang", "arrowroot.catalog"],
     "flight_server/plan": [P + "core", P + "lang", P + "datasets", "arrowroot.catalog"],
-    "flight_server/execute": [P + "core", P + "lang", P + "sources"],
+    "flight_server/levels": [P + "core", P + "lang", P + "sources"],
+    "flight_server/execute": [P + "core", P + "lang", P + "sources", P + "levels"],
     "flight_server/index": [P + "core", P + "sources", P + "datasets", "arrowroot.catalog"],
     "flight_server/sql": [P + "core"],
-    "flight_server/workspace": [P + "core", P + "sources", "arrowroot.catalog"],
+    "flight_server/workspace": [P + "core", P + "sources", P + "levels", "arrowroot.catalog"],
     "flight_server/web": [P + "core", P + "server", P + "plan", P + "execute"],  # only via web/data.py
     "clients": ["arrowroot.protos"],
 }
@@ -40,6 +41,7 @@ FORBIDDEN = {
     "flight_server/sources": ["pyarrow.flight", "duckdb", "google"],
     "flight_server/lang": ["pyarrow.flight", "duckdb"],
     "flight_server/execute": ["pyarrow.flight", "duckdb", "google"],
+    "flight_server/levels": ["pyarrow.flight", "duckdb", "google"],
     "flight_server/plan": ["pyarrow.flight", "duckdb", "google"],
     "flight_server/sql": ["pyarrow.flight"],
     "flight_server/workspace": ["pyarrow.flight", "google"],

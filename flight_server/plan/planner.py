@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
-from arrowroot.catalog.errors import not_found
 from arrowroot.catalog.models import DatasetRecord, PartRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
@@ -28,11 +27,12 @@ from arrowroot.flight_server.core.timeranges import (Gap, dq_segments, members_o
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
                                                      ATTR_TIMESERIES_PARTS,
                                                      TIMESERIES_KEY)
+from arrowroot.flight_server.datasets.levels import level_info
 from arrowroot.flight_server.datasets.select import select_ranges
-from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
+from arrowroot.flight_server.plan.columns import bytes_per_entry, dataset_schema, resolve_columns
+from arrowroot.flight_server.plan.levels import plan_level
 
-GLOB_CHARS = set("*?[")
 META_TIMESERIES = b"arrowroot.timeseries"
 MAX_FILL_ROWS = 1 << 31
 
@@ -77,46 +77,8 @@ class Plan:
 
     @property
     def total_bytes(self) -> int:
-        return -1 if self.cut is not None else int(self.total_records * self.bytes_per_entry)
-
-
-def dataset_schema(rec: DatasetRecord) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(rec.schema))
-
-
-def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
-    """Exact names first, then shell globs; unreadable columns only when named exactly."""
-    readable = [f.name for f in schema]
-    if not requested:
-        return tuple(readable)
-    everything = {c.name: c for c in rec.columns}
-    out: list[str] = []
-    for want in requested:
-        if want in everything:
-            col = everything[want]
-            if not col.readable or want not in readable:
-                raise InvalidRequest(f"columns: {want!r} cannot be read: {col.reason or 'unsupported type'}")
-            matches = [want]
-        elif GLOB_CHARS & set(want):
-            pattern = glob.compile(want)  # linear; at most glob.MAX_PATTERN characters
-            matches = [n for n in readable if pattern.match(n)]
-            if not matches:
-                raise not_found(f"column matching the pattern (in {rec.name!r})", want, readable)
-        else:
-            raise not_found(f"column in {rec.name!r}", want, readable)
-        out.extend(m for m in matches if m not in out)
-    return tuple(out)
-
-
-def bytes_per_entry(rec: DatasetRecord, columns: tuple[str, ...]) -> float:
-    total = 0.0
-    for name in columns:
-        col = rec.column(name)
-        if col is not None and col.uncompressed_bytes and rec.entries:
-            total += col.uncompressed_bytes / rec.entries
-        else:
-            total += 8.0
-    return max(total, 1.0)
+        rows = self.total_records
+        return -1 if self.cut is not None or rows < 0 else int(rows * self.bytes_per_entry)
 
 
 def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tuple[str, ...]) -> PartRead:
@@ -133,6 +95,12 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
 
     ``slices_supported``: whether the dataset's source reads per-axis slices (the source's
     capability, asked by the caller)."""
+    if level_info(rec) is not None:  # a level: several tiers, or events through a TCM (plan/levels.py)
+        columns, out_schema, start, stop, tasks, per_entry, cut, notes, rows = plan_level(
+            spec, rec, limits, principal, expires)
+        return Plan(rec, spec, columns, out_schema, start, stop, tasks, per_entry, cut, notes, rows)
+    if spec.hit_where or spec.mode or spec.orientation:
+        raise InvalidRequest(f"hit_where/mode/orientation: apply to event levels; {rec.name!r} is not one")
     if spec.slices and not slices_supported:
         raise InvalidRequest("slices: apply to HDF5 N-D datasets only; use entry_start/entry_stop for entries")
     schema = dataset_schema(rec)
