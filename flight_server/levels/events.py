@@ -24,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arrowroot.flight_server.core.errors import SourceError
+from arrowroot.flight_server.core.errors import InvalidRequest, SourceError
 from arrowroot.flight_server.core.task import HIT_ENTRY_COLUMN, LevelColumn, PartRead, TierRead
+from arrowroot.flight_server.lang.cuts import ExprError, parse
 from arrowroot.flight_server.levels.aligned import AlignedReader, OpenTier
 from arrowroot.flight_server.sources.base import Reader
 
@@ -63,6 +64,13 @@ class EventReader(Reader):
         self.schema = read_schema
         self._open = open_tier
         self.key_column, self.row_column = TCM_COLUMNS.get(tcm_layout, TCM_COLUMNS["table_key"])
+        if isinstance(hit_cut, str):  # the text (a skim's stored selection): compiled on the hit columns
+            hits = {c for c, lc in self.columns.items() if lc.role == "hit"}
+            hit_schema = pa.schema([f.with_type(f.type.value_type) for f in read_schema if f.name in hits])
+            try:
+                hit_cut = parse(hit_cut, hit_schema)
+            except ExprError as exc:
+                raise InvalidRequest(f"hit_where: {exc}") from None
         self.hit_cut = hit_cut
         self.mode = mode or "only"
         self.channel_column = channel_column

@@ -29,7 +29,7 @@ from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.task import (ENTRY_COLUMN, HIT_ENTRY_COLUMN, LevelColumn, PartRead, ReadTask,
                                               TierRead)
 from arrowroot.flight_server.datasets.derive import natural_key
-from arrowroot.flight_server.datasets.levels import LevelIndex, level_index
+from arrowroot.flight_server.datasets.levels import LevelIndex, level_index, level_info
 from arrowroot.flight_server.datasets.select import select_ranges
 from arrowroot.flight_server.lang import filekeys
 from arrowroot.flight_server.lang.cuts import ExprError, parse
@@ -259,3 +259,62 @@ def _event_tiers(idx: LevelIndex, i: int, wanted: set[str] | None, info: dict[st
                             tuple(ln.entries for ln in links), tuple(ln.channel or "" for ln in links),
                             tuple(skip), tuple(skip_ch)))
     return tuple(out), tuple(absent)
+
+
+def skim_meta(rec: DatasetRecord, spec: ReadSpec, tasks: tuple[ReadTask, ...]) -> dict[str, Any] | None:
+    """What a workspace skim of a level records to read its entries again without the catalog: the
+    level's columns (where each comes from), each selected part's tables (from the planned tasks),
+    and, for events, the hit selection (hit cut, mode, channels) its rows were made with. None for
+    any other dataset."""
+    info = level_info(rec)
+    if info is None:
+        return None
+    schema = dataset_schema(rec)
+    lc = info.get("columns") or {}
+    event = info.get("kind") == "event"
+    channel_column = info.get("channel_column") or rec.attributes.get("channel_column") or "channel"
+    columns = [[n, *lc[n][:2], lc[n][2] if event else ""] for n in schema.names if n in lc]
+    if event:
+        columns.append([channel_column, "", "", "hit"])
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for t in tasks:
+        for p in t.parts:
+            parts[f"{p.path}:{p.object_path}:{p.channel or ''}"] = [
+                {"tier": x.tier, "path": x.path, "size": x.size, "mtime": x.mtime, "object_path": x.object_path,
+                 "entries": list(x.entries), "channels": list(x.channels), "absent": list(x.absent),
+                 "absent_channels": list(x.absent_channels)} for x in p.tiers]
+    out: dict[str, Any] = {"kind": "event" if event else "hit", "columns": columns, "parts": parts,
+                           "channel_column": channel_column}
+    if event:
+        out.update(tcm_layout=info.get("tcm_layout", ""), hit_tiers=list(info.get("hit_tiers") or []),
+                   hit_where=spec.hit_where.strip(), mode=(spec.mode or "only") if spec.hit_where.strip() else "",
+                   channels=list(spec.channels))
+    return out
+
+
+def level_selection(args: dict[str, Any]) -> dict[str, Any]:
+    """A skim action's level selection (``files``, ``channels``, ``hit_where``, ``hit_mode``) as
+    ReadSpec fields; InvalidRequest names a malformed one. Empty for a plain skim."""
+    out: dict[str, Any] = {}
+    files, channels = args.get("files"), args.get("channels")
+    hit_where, hit_mode = args.get("hit_where"), args.get("hit_mode")
+    if files is not None:
+        if not isinstance(files, str):
+            raise InvalidRequest("skim.files: a file-key filter string expected")
+        if files.strip():
+            out["files"] = files
+    if channels is not None:
+        if not isinstance(channels, list):
+            raise InvalidRequest("skim.channels: a list of channel ids expected")
+        if channels:
+            out["channels"] = tuple(str(c) for c in channels)
+    if hit_where is not None:
+        if not isinstance(hit_where, str):
+            raise InvalidRequest("skim.hit_where: a cut on each hit expected")
+        if hit_where.strip():
+            out["hit_where"] = hit_where
+    if hit_mode is not None:
+        if hit_mode not in ("any", "only"):
+            raise InvalidRequest("skim.hit_mode: 'any' or 'only'")
+        out["mode"] = hit_mode
+    return out
