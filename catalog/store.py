@@ -287,7 +287,7 @@ class Catalog:
         for r in cur.execute(
             "SELECT p.dataset_id, p.file_id, f.path, p.object_path, p.entry_offset, p.entries, p.boundaries,"
             " f.size, f.mtime, p.channel, f.keys, p.tier, p.part_index FROM dataset_parts p JOIN files f"
-            " USING (file_id) ORDER BY p.dataset_id, p.part_index, p.tier NULLS FIRST"
+            " USING (file_id) ORDER BY p.dataset_id, p.part_index, p.tier NULLS FIRST, p.channel, p.object_path"
         ).fetchall():
             (parts if r[11] is None else links).setdefault(r[0], []).append(
                 PartRecord(r[1], r[2], r[3], r[4], r[5], tuple(r[6] or (0,)), r[7], r[8], r[9],

@@ -50,8 +50,9 @@ class IncompleteKeysWarning(UserWarning):
 
 
 def left_out_message(dataset: str, left: dict) -> str:
-    examples = "; ".join(f"{e.get('key')}{' channel ' + str(e['channel']) if 'channel' in e else ''} lacks "
-                         f"{', '.join(e.get('missing') or [])}" for e in (left.get("examples") or [])[:5])
+    examples = "; ".join(f"{e.get('key')} lacks {', '.join(e.get('missing') or [])}"
+                         + (f" ({e['channels']} channel(s))" if e.get("channels") else "")
+                         for e in (left.get("examples") or [])[:5])
     return (f"{dataset}: {left.get('parts')} table(s) ({left.get('entries')} entries) left out, their key lacks a "
             f"tier: {examples}; read with allow_missing=True to get them with nulls")
 

@@ -98,6 +98,14 @@ class Execution:
                 raise InvalidRequest(f"hit_where: {exc}") from None
         #: rows are not one per entry read: a cut, events dropped for lack of hits, or a row per hit
         self.selective = self.cut is not None or task.drop_empty or task.orientation == "hit"
+        #: levels: the tier tables this task opened, (path, object) → (reader, what to close)
+        self._tables: dict[tuple[str, str], tuple[Reader, Reader]] = {}
+
+    def close(self) -> None:
+        """Close the tier tables a level task opened (plain tasks use the shared reader cache)."""
+        tables, self._tables = self._tables, {}
+        for _, owned in tables.values():
+            owned.close()
 
     def reader(self, readers: ReaderCache, part: PartRead) -> Reader:
         """The reader of one part: the file's object, or a level's tiers (``levels/``)."""
@@ -105,8 +113,12 @@ class Execution:
         if not task.level:
             return readers.get(part, task.format, task.kind)
 
-        def open_tier(tier, channel, entries):  # every tier file's identity is checked here
-            return readers.get(tier.part(channel, entries), task.format, TIER_KIND)
+        def open_tier(tier, channel, entries):  # each tier file's identity is checked when it is opened
+            key = (tier.path, tier.object_of(channel))
+            got = self._tables.get(key)
+            if got is None:
+                got = self._tables[key] = readers.open_own(tier.part(channel, entries), task.format, TIER_KIND)
+            return got[0]
 
         if task.level == "hit":
             columns = {c.column: (c.tier, c.source) for c in task.level_columns}
@@ -363,3 +375,6 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 ahead.get_nowait()
         except queue.Empty:
             pass
+        if task.level:  # the tier tables are the task's own: close them once the producer is done
+            worker.join(timeout=30)
+            ex.close()

@@ -82,6 +82,17 @@ class ReaderCache:
         return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
                             part.object_path)
 
+    def open_own(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, Reader]:
+        """A reader of a part's file that the caller owns: (the reader to read through, the reader
+        to close when done). Not kept in the LRU, so a level task holding the many tables of one
+        key never has them closed under it; reads still go through the column-chunk cache."""
+        path = self.check(part)
+        reader = source_for(fmt).open(path, part.object_path, kind)
+        if not self.chunks.enabled or not getattr(reader, "cacheable", True):
+            return reader, reader
+        return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
+                            part.object_path), reader
+
     def _open(self, part: PartRead, fmt: str, kind: str) -> Reader:
         path = self.check(part)
         key = (part.path, part.object_path, part.size, part.mtime)

@@ -86,13 +86,18 @@ def _eligible(spec: ReadSpec, idx: LevelIndex, channel_of: list[set[str | None]]
         left = keep & ~idx.complete
         if left.any():
             fields = list(rec.attributes.get("key_fields") or [])
-            items = []
-            for i in np.flatnonzero(left)[:MAX_NOTED]:
+            by_key: dict[tuple, dict[str, Any]] = {}
+            for i in np.flatnonzero(left):
                 p = rec.parts[i]
-                item: dict[str, Any] = {"key": {f: p.keys.get(f) for f in fields}, "missing": idx.missing[i]}
-                if p.channel is not None:
-                    item["channel"] = p.channel
-                items.append(item)
+                key = tuple(p.keys.get(f) for f in fields)
+                item = by_key.get(key)
+                if item is None:
+                    if len(by_key) >= MAX_NOTED:
+                        continue
+                    item = by_key[key] = {"key": {f: p.keys.get(f) for f in fields}, "missing": [], "channels": 0}
+                item["missing"] += [t for t in idx.missing[i] if t not in item["missing"]]
+                item["channels"] += p.channel is not None
+            items = list(by_key.values())
             notes["left_out"] = {"parts": int(left.sum()), "entries": int(sum(rec.parts[i].entries
                                                                               for i in np.flatnonzero(left))),
                                  "examples": items,

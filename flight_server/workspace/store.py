@@ -82,7 +82,7 @@ def version_of(rec: DatasetRecord) -> str:
     h = hashlib.sha256()  # not the name: a renamed parent is the same data
     for p in rec.parts:
         h.update(json.dumps([p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
-    for p in rec.links:  # levels: the other tiers' tables
+    for p in sorted(rec.links, key=lambda p: (p.row, p.tier or "", p.path, p.object_path)):  # levels' other tiers
         h.update(json.dumps([p.tier, p.row, p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
     return h.hexdigest()[:20]
 
