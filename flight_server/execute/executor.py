@@ -98,14 +98,16 @@ class Execution:
                 raise InvalidRequest(f"hit_where: {exc}") from None
         #: rows are not one per entry read: a cut, events dropped for lack of hits, or a row per hit
         self.selective = self.cut is not None or task.drop_empty or task.orientation == "hit"
-        #: levels: the tier tables this task opened, (path, object) → (reader, what to close)
-        self._tables: dict[tuple[str, str], tuple[Reader, Reader]] = {}
+        #: levels: the tier tables this task holds, (path, object) → (reader, its pin in the reader cache)
+        self._tables: dict[tuple[str, str], tuple[Reader, tuple]] = {}
+        self._readers: ReaderCache | None = None
 
     def close(self) -> None:
-        """Close the tier tables a level task opened (plain tasks use the shared reader cache)."""
+        """Let go of the tier tables a level task held (the reader cache may close them again)."""
         tables, self._tables = self._tables, {}
-        for _, owned in tables.values():
-            owned.close()
+        for _, pin in tables.values():
+            assert self._readers is not None
+            self._readers.release(pin)
 
     def reader(self, readers: ReaderCache, part: PartRead) -> Reader:
         """The reader of one part: the file's object, or a level's tiers (``levels/``)."""
@@ -113,11 +115,13 @@ class Execution:
         if not task.level:
             return readers.get(part, task.format, task.kind)
 
+        self._readers = readers
+
         def open_tier(tier, channel, entries):  # each tier file's identity is checked when it is opened
             key = (tier.path, tier.object_of(channel))
             got = self._tables.get(key)
             if got is None:
-                got = self._tables[key] = readers.open_own(tier.part(channel, entries), task.format, TIER_KIND)
+                got = self._tables[key] = readers.acquire(tier.part(channel, entries), task.format, TIER_KIND)
             return got[0]
 
         if task.level == "hit":

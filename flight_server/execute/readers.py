@@ -39,12 +39,18 @@ class CachedReader(Reader):
 class ReaderCache:
     """Open readers keyed by file identity (path, object, size, mtime), least recently used dropped."""
 
-    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None):
+    #: open readers kept: a level read holds one per tier and channel table (a LEGEND key has tens to
+    #: hundreds), and reopening an LH5 table costs milliseconds; each open HDF5 table holds ~1 MiB of
+    #: chunk cache at most
+    SIZE = 128
+
+    def __init__(self, root: Path, size: int = SIZE, chunks: ChunkCache | None = None):
         self.root = Path(root).resolve()
         self.size = size
         self.chunks = chunks if chunks is not None else ChunkCache(0)
         self._lock = threading.Lock()
         self._readers: OrderedDict[tuple, Reader] = OrderedDict()
+        self._pins: dict[tuple, int] = {}     # readers in use by a level task: not evicted
         self._mounts: dict[str, Path] = {}
 
     def mount(self, prefix: str, directory: Path) -> None:
@@ -82,31 +88,57 @@ class ReaderCache:
         return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
                             part.object_path)
 
-    def open_own(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, Reader]:
-        """A reader of a part's file that the caller owns: (the reader to read through, the reader
-        to close when done). Not kept in the LRU, so a level task holding the many tables of one
-        key never has them closed under it; reads still go through the column-chunk cache."""
-        path = self.check(part)
-        reader = source_for(fmt).open(path, part.object_path, kind)
+    def acquire(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, tuple]:
+        """Like ``get``, for a caller that keeps the reader across reads (a level task holds the
+        tables of several tiers and channels): the reader is pinned, never closed by the LRU, until
+        ``release(key)`` with the key returned here."""
+        reader = self._open(part, fmt, kind, pin=True)
+        key = (part.path, part.object_path, part.size, part.mtime)
         if not self.chunks.enabled or not getattr(reader, "cacheable", True):
-            return reader, reader
+            return reader, key
         return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
-                            part.object_path), reader
+                            part.object_path), key
 
-    def _open(self, part: PartRead, fmt: str, kind: str) -> Reader:
+    def release(self, key: tuple) -> None:
+        """Unpin a reader ``acquire`` handed out (the LRU may close it again)."""
+        with self._lock:
+            n = self._pins.get(key, 0) - 1
+            if n > 0:
+                self._pins[key] = n
+            else:
+                self._pins.pop(key, None)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Close least recently used readers over the bound, skipping pinned ones (lock held)."""
+        if len(self._readers) <= self.size:
+            return
+        for key in [k for k in self._readers if k not in self._pins]:
+            if len(self._readers) <= self.size:
+                break
+            self._readers.pop(key).close()
+
+    def _open(self, part: PartRead, fmt: str, kind: str, pin: bool = False) -> Reader:
         path = self.check(part)
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:
             reader = self._readers.get(key)
             if reader is not None:
                 self._readers.move_to_end(key)
+                if pin:
+                    self._pins[key] = self._pins.get(key, 0) + 1
                 return reader
         reader = source_for(fmt).open(path, part.object_path, kind)
         with self._lock:
-            self._readers[key] = reader
-            while len(self._readers) > self.size:
-                _, old = self._readers.popitem(last=False)
-                old.close()
+            if key in self._readers:  # opened meanwhile by another thread: use that one
+                reader.close()
+                reader = self._readers[key]
+                self._readers.move_to_end(key)
+            else:
+                self._readers[key] = reader
+            if pin:
+                self._pins[key] = self._pins.get(key, 0) + 1
+            self._evict()
         return reader
 
     def close(self) -> None:
