@@ -438,3 +438,79 @@ def test_a_tcm_past_a_tables_end_is_an_error(broken_client):
         c.read(EVT, ["daqenergy"], files=f"timestamp == '{legend.KEYS[3][2]}'")
     assert c.action("health")["status"] == "ok"
     assert c.read(EVT, ["daqenergy"], files=f"timestamp == '{legend.KEYS[0][2]}'").num_rows > 0
+
+
+def test_levels_over_http(server, client):
+    """The HTTP API and the web view need nothing level-specific: a level is a dataset with tasks."""
+    import httpx
+
+    from arrowroot.flight_server.web import WebServer
+
+    web = WebServer(server.server, 0).start()
+    try:
+        with httpx.Client(base_url=web.url.rstrip("/"), timeout=60) as h:
+            d = h.get(f"/api/datasets/{HIT}").json()
+            assert d["kind"] == "level" and d["entries"] == client.datasets(HIT)["entries"][0].as_py()
+            r = h.get(f"/api/data/{HIT}", params={"columns": "cuspEmax_ctc_cal,AoE,channel",
+                                                 "where": "cuspEmax_ctc_cal > 500 and AoE > -1", "format": "arrow"})
+            assert r.status_code == 200, r.text
+            got = pa.ipc.open_stream(r.content).read_all()
+            want = client.read(HIT, ["cuspEmax_ctc_cal", "AoE", "channel"], where="cuspEmax_ctc_cal > 500 and AoE > -1")
+            assert got.to_pydict() == want.to_pydict() and got.num_rows > 0
+            for name in (HIT, EVT):
+                page = h.get(f"/datasets/{name}")
+                assert page.status_code == 200 and "cuspEmax_ctc_cal" in page.text
+            r = h.get(f"/api/data/{EVT}", params={"columns": "channel,muon_veto", "format": "parquet"})
+            assert r.status_code == 200
+    finally:
+        web.stop()
+
+
+def test_a_data_node_serves_level_tasks(production, client, tmp_path):
+    """Real processes: a coordinator plans, a data node (no catalog) runs the level tasks."""
+    import os
+    import re
+    import subprocess
+    import time
+
+    from arrowroot.clients import Client as Reader
+
+    key = tmp_path / "node.key"
+    key.write_text("a shared secret for the coordinator and its node\n")
+    cmd = [sys.executable, "-m", "arrowroot.flight_server.cli"]
+    env = {**os.environ, "ARROWROOT_NODE_TTL": "3"}
+    procs = []
+
+    def start(args: list[str], log: str) -> str:
+        p = subprocess.Popen(cmd + args, stdout=subprocess.PIPE, stderr=open(tmp_path / log, "w"), text=True, env=env)
+        procs.append(p)
+        line = p.stdout.readline()
+        found = re.search(r"grpc://[\w.:-]+", line)
+        assert found, (line, (tmp_path / log).read_text()[-2000:])
+        return found.group(0)
+
+    try:
+        coordinator = start(["serve", str(production.root), "--port", "0", "--catalog", str(tmp_path / "cat.duckdb"),
+                             "--key-file", str(key)], "coordinator.log")
+        node = start(["node", str(production.root), "--port", "0", "--join", coordinator, "--key-file", str(key),
+                      "--id", "n1"], "node.log")
+        with Reader(coordinator) as c:
+            deadline = time.monotonic() + 60
+            while c.action("health")["indexing"] or not any(n["alive"] for n in c.action("nodes")["nodes"]):
+                assert time.monotonic() < deadline, "the coordinator did not index or see its node"
+                time.sleep(0.2)
+            kw = dict(hit_where="cuspEmax_ctc_cal > 500", mode="any", where="not muon_veto", orientation="hit")
+            info = c.flight_info(EVT, ["cuspEmax_ctc_cal", "channel"], **kw)
+            first = {loc.uri.decode() if isinstance(loc.uri, bytes) else loc.uri for ep in info.endpoints
+                     for loc in ep.locations[:1]}
+            assert first == {node}
+            got = c.read_info(info).read_all()
+        with Reader(node) as n:
+            served = n.action("stats")["served"]
+            assert served["requests"] == len(info.endpoints) and served["rows"] == got.num_rows
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(20)
+    assert got.to_pydict() == client.read(EVT, ["cuspEmax_ctc_cal", "channel"], **kw).to_pydict()
+    assert got.num_rows > 0
