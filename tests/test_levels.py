@@ -514,3 +514,35 @@ def test_a_data_node_serves_level_tasks(production, client, tmp_path):
             p.wait(20)
     assert got.to_pydict() == client.read(EVT, ["cuspEmax_ctc_cal", "channel"], **kw).to_pydict()
     assert got.num_rows > 0
+
+
+def test_older_tcm_layout_array_id_array_idx(production, client, tmp_path):
+    """pygama before 2.1 named the TCM's lists array_id/array_idx: the same events come out."""
+    import shutil
+
+    import lh5
+    from lgdo import Table
+
+    root = tmp_path / "old"
+    key = legend.KEYS[0]
+    for tier in legend.TIERS:
+        dst = root / production.path(tier, key).relative_to(production.root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(production.path(tier, key), dst)
+    tcm_path = str(root / production.path("tcm", key).relative_to(production.root))
+    tcm = lh5.read(legend.TCM_TABLE, tcm_path)
+    lh5.write(Table(col_dict={"array_id": tcm.table_key, "array_idx": tcm.row_in_table}), legend.TCM_TABLE,
+              tcm_path, wo_mode="of")
+    (root / "arrowroot.toml").write_text(legend.TOML)
+    from conftest import start_server
+
+    old = start_server(root)
+    try:
+        with old.client() as c:
+            assert c.schema(EVT).metadata  # the level exists with the old layout
+            kw = dict(hit_where="cuspEmax_ctc_cal > 500", mode="only")
+            got = c.read(EVT, ["cuspEmax_ctc_cal", "channel", "muon_veto"], **kw)
+        want = client.read(EVT, ["cuspEmax_ctc_cal", "channel", "muon_veto"], files=f"timestamp == '{key[2]}'", **kw)
+        assert got.to_pydict() == want.to_pydict() and got.num_rows > 0
+    finally:
+        old.stop()

@@ -468,6 +468,8 @@ class LevelIndex:
     complete: np.ndarray
     missing: list[list[str]]                           # row part → the tiers it lacks
     misaligned: list[str | None]                       # row part → why it cannot be aligned, or None
+    channels: set[str] = field(default_factory=set)   # every channel id of the level's tables
+    hits: int = 0                                       # event levels: hits in the first hit tier's tables
     _keys: pa.Table | None = None
     _key_rows: list[int] | None = None
 
@@ -593,6 +595,9 @@ def level_index(rec: DatasetRecord) -> LevelIndex:
                                      f"{ln.path}:{ln.object_path} has {ln.entries}")
                     break
     idx = LevelIndex(rec, info, tiers, links, row_tier, complete, missing, misaligned)
+    idx.channels = {p.channel for p in [*rec.parts, *rec.links] if p.channel is not None}
+    first_hit = (info.get("hit_tiers") or [None])[0]
+    idx.hits = sum(ln.entries for ln in rec.links if ln.tier == first_hit) if first_hit else 0
     if len(_INDEX) > 1024:
         _INDEX.clear()
     _INDEX[rec.dataset_id] = idx

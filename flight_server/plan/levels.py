@@ -158,13 +158,11 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
                 evt = [f.name for f in schema if f.name not in hit_schema.names and f.name in spec.hit_where]
                 hint = f"; {evt[0]!r} is an event column: cut on it with where" if evt else ""
                 raise InvalidRequest(f"hit_where: {exc}{hint}") from None
-        known = {ln.channel for ln in rec.links if ln.channel is not None}
-        wanted = _channels(spec, known, rec.name)
-        channel_of: list[set[str | None]] = [set() for _ in rec.parts]
+        wanted = _channels(spec, idx.channels, rec.name)
+        channel_of: list[set[str | None]] = []
     else:
         hit_cut = None
-        known = {p.channel for p in rec.parts if p.channel is not None}
-        wanted = _channels(spec, known, rec.name)
+        wanted = _channels(spec, idx.channels, rec.name)
         channel_of = [{p.channel} for p in rec.parts]
     keep, notes = _eligible(spec, idx, channel_of, wanted)
     start, stop, pieces = select_ranges(replace(spec, files="", channels=()), rec, (), keep)
@@ -178,8 +176,7 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
     if idx.event:
         level_columns = tuple(
             LevelColumn(n, *(lc[n][:2]), lc[n][2]) if n in lc else LevelColumn(n, "", "", "hit") for n in read_names)
-        hits = sum(ln.entries for ln in rec.links if ln.tier == info["hit_tiers"][0]) if info["hit_tiers"] else 0
-        per_entry *= max(1.0, hits / max(rec.entries, 1))
+        per_entry *= max(1.0, idx.hits / max(rec.entries, 1))
     else:
         level_columns = tuple(LevelColumn(n, *lc[n][:2]) for n in read_names if n in lc)
     if not spec.columns:
