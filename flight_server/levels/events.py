@@ -192,7 +192,10 @@ class EventReader(Reader):
         return self.read_events(columns, entry_start, entry_stop, None)
 
     def read_events(self, columns: Sequence[str], a: int, b: int, events: np.ndarray | None) -> pa.Table:
-        """Event rows for events [a, b), or only those at local indices ``events`` (sorted)."""
+        """Event rows for events [a, b), or only those at local indices ``events`` (sorted). The TCM
+        and the hits are read only when a hit column is asked for."""
+        if all(c in self.columns and self.columns[c].role == "event" for c in columns):
+            return pa.Table.from_arrays([self._event_column(c, a, b, events) for c in columns], names=list(columns))
         sel = self.select(a, b)
         n_events = b - a if events is None else len(events)
         if events is not None:
