@@ -5,7 +5,10 @@ Prints, from one run against a real server process (started with the CLI):
    (one endpoint per file): total and per endpoint;
 2. GetFlightInfo p50/p99 for that query;
 3. a tiny read (10 entries of one column): GetFlightInfo + DoGet p50/p99, the round trip a
-   user's small request costs; and DoGet alone p50.
+   user's small request costs; and DoGet alone p50;
+4. the same round trip against a bare pyarrow Flight server process (one endpoint, a 10-row table
+   held in memory): the reference, and the tiny read ÷ it;
+5. ticket bytes of a read of one column of an HDF5 group carrying 200 attributes.
 
     python bench/tickets.py [--files 2000] [--selected 237] [--calls 500]
 """
@@ -24,6 +27,30 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pyarrow.flight as fl
+
+
+BARE = """
+import sys, pyarrow as pa, pyarrow.flight as fl
+TABLE = pa.table({"energy": pa.array(range(10), pa.float32())})
+class Bare(fl.FlightServerBase):
+    def get_flight_info(self, context, descriptor):
+        return fl.FlightInfo(TABLE.schema, descriptor, [fl.FlightEndpoint(b"t", [])], 10, TABLE.nbytes)
+    def do_get(self, context, ticket):
+        return fl.RecordBatchStream(TABLE)
+s = Bare("grpc://127.0.0.1:0")
+print(s.port, flush=True)
+s.serve()
+"""
+
+
+def write_attributes(root: Path, n: int = 200) -> None:
+    """An HDF5 group whose attributes (instrument metadata, as beamlines write) are most of its bytes."""
+    with h5py.File(root / "attrs.h5", "w") as f:
+        g = f.create_group("scan")
+        g.create_dataset("x", data=np.arange(1000.0))
+        g.create_dataset("y", data=np.arange(1000.0))
+        for i in range(n):
+            g.attrs[f"setting_{i:03d}"] = f"motor {i}: position {i * 0.125:.3f} mm, calibrated 2026-11-{1 + i % 28:02d}"
 
 
 def write_files(root: Path, n: int) -> None:
@@ -60,6 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="arrowroot-bench-") as tmp:
         root = Path(tmp)
         write_files(root, args.files)
+        write_attributes(root)
         subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
                        capture_output=True)
         proc = subprocess.Popen([sys.executable, "-m", "arrowroot.flight_server.cli", "serve", str(root), "--port", "0",
@@ -86,9 +114,30 @@ def main() -> None:
             round_trip()
             lat = timed(round_trip, args.calls)
             print(f"tiny read, GetFlightInfo + DoGet: p50 {pct(lat, .5):.2f} ms, p99 {pct(lat, .99):.2f} ms")
+            tiny_p50 = pct(lat, .5)
             ticket = c.get_flight_info(tiny).endpoints[0].ticket
             lat = timed(lambda: c.do_get(ticket).read_all(), args.calls)
             print(f"tiny read, DoGet alone: p50 {pct(lat, .5):.2f} ms, p99 {pct(lat, .99):.2f} ms")
+            attrs = fl.FlightDescriptor.for_command(json.dumps({"dataset": "attrs.h5:scan", "columns": ["x"]}))
+            info = c.get_flight_info(attrs)
+            print(f"HDF5 group with 200 attributes, one column: ticket {len(info.endpoints[0].ticket.ticket):,} bytes")
+            bare = subprocess.Popen([sys.executable, "-c", BARE], stdout=subprocess.PIPE, text=True)
+            try:
+                b = fl.connect(f"grpc://127.0.0.1:{int(bare.stdout.readline())}")
+                d = fl.FlightDescriptor.for_path("x")
+
+                def bare_trip() -> None:
+                    i = b.get_flight_info(d)
+                    b.do_get(i.endpoints[0].ticket).read_all()
+
+                bare_trip()
+                lat = timed(bare_trip, args.calls)
+                ref = pct(lat, .5)
+                print(f"bare pyarrow Flight server, GetFlightInfo + DoGet: p50 {ref:.2f} ms")
+                print(f"tiny read ÷ bare Flight round trip: {tiny_p50 / ref:.2f}")
+            finally:
+                bare.terminate()
+                bare.wait(10)
         finally:
             proc.terminate()
             proc.wait(10)

@@ -32,6 +32,7 @@ import duckdb
 
 from .errors import Conflict, NotFound
 from .store import Catalog
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 SCRYPT_N = 2**15          # 32 MiB, ~0.2 s on a 2-core machine: only ever paid at login
 SCRYPT_R = 8
@@ -93,14 +94,14 @@ def token_hash(token: str) -> str:
 
 def _check_password(password: str) -> None:
     if not isinstance(password, str) or not password:
-        raise ValueError("password: must not be empty")
+        raise InvalidRequest("password: must not be empty")
     if len(password) > MAX_PASSWORD:
-        raise ValueError(f"password: at most {MAX_PASSWORD} characters")
+        raise InvalidRequest(f"password: at most {MAX_PASSWORD} characters")
 
 
 def _check_name(what: str, name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ValueError(f"{what} name {name!r}: use 1-64 letters, digits, '.', '_', '@', '-' "
+        raise InvalidRequest(f"{what} name {name!r}: use 1-64 letters, digits, '.', '_', '@', '-' "
                          "(starting with a letter or digit)")
     return name
 
@@ -358,13 +359,13 @@ def parse_principal(text: str) -> tuple[str, str]:
         return "public", ""
     kind, sep, name = text.partition(":")
     if not sep or kind not in ("user", "group"):
-        raise ValueError(f"grantee {text!r}: use user:NAME, group:NAME or public")
+        raise InvalidRequest(f"grantee {text!r}: use user:NAME, group:NAME or public")
     return kind, _check_name(kind, name)
 
 
 def _check_pattern(pattern: str) -> str:
     if not isinstance(pattern, str) or not pattern.strip() or len(pattern) > 1024:
-        raise ValueError("pattern: a non-empty shell glob on dataset names, e.g. 'cms/*' or 'lab/scan.h5:*'")
+        raise InvalidRequest("pattern: a non-empty shell glob on dataset names, e.g. 'cms/*' or 'lab/scan.h5:*'")
     return pattern
 
 
@@ -373,9 +374,9 @@ def grant(catalog: Catalog, pattern: str, to: str, permission: str = "read") -> 
     _check_pattern(pattern)
     kind, name = parse_principal(to)
     if permission not in PERMISSIONS:
-        raise ValueError(f"permission {permission!r}: one of {', '.join(PERMISSIONS)}")
+        raise InvalidRequest(f"permission {permission!r}: one of {', '.join(PERMISSIONS)}")
     if permission == "admin" and to == "public":
-        raise ValueError("the admin permission is for users and groups, not public")
+        raise InvalidRequest("the admin permission is for users and groups, not public")
     with _Tx(catalog) as cur:
         if kind == "user":
             _require_user(cur, name)

@@ -445,12 +445,14 @@ class Client:
 
     def read_timeseries(self, channel: str, start: Any = None, end: Any = None, *, dataset: str | None = None,
                         library: str = "pa", with_time: bool = True, fill_gaps: bool | None = None,
-                        column: str | None = None, **kwargs: Any) -> Any:
+                        column: str | None = None, time_index: str | None = None, **kwargs: Any) -> Any:
         """Samples of one channel with start <= t < end (seconds in the channel's time scale,
         ISO-8601 strings or datetimes). The channel is found by name (``channels``) unless
         ``dataset`` names it. ``library``: "pa" (pyarrow.Table with a ``time`` column and the
         gaps in its ``arrowroot.timeseries`` metadata), "gwpy" (a gwpy TimeSeries with t0, dt,
-        unit, channel; gaps filled with NaN) or "pd" (a DataFrame indexed by time)."""
+        unit, channel; gaps filled with NaN) or "pd" (a DataFrame indexed by time: GPS seconds
+        printed in full, or ``time_index="utc"`` for a UTC DatetimeIndex; UTC channels always
+        have a DatetimeIndex)."""
         from .timeseries import series_meta, to_gwpy, to_pandas
 
         if dataset is None:
@@ -470,7 +472,7 @@ class Client:
             name = column or next(n for n in table.column_names if n != "time")
             return to_gwpy(table, name, meta)
         if library in ("pd", "pandas"):
-            return to_pandas(table, meta)
+            return to_pandas(table, meta, time_index)
         return convert(table, library)
 
     def read(self, dataset: str, columns: Sequence[str] | str | None = None,

@@ -131,7 +131,7 @@ class LevelColumn(_message.Message):
     def __init__(self, column: _Optional[str] = ..., tier: _Optional[str] = ..., source: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "level", "level_columns", "hit_where", "mode", "orientation", "tcm_layout", "drop_empty")
+    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "request_id", "level", "level_columns", "hit_where", "mode", "orientation", "tcm_layout", "drop_empty")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class Task(_message.Message):
     TIME_SCALE_FIELD_NUMBER: _ClassVar[int]
     TIME_RATE_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     LEVEL_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     HIT_WHERE_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +182,7 @@ class Task(_message.Message):
     time_scale: str
     time_rate: float
     compression: str
+    request_id: str
     level: str
     level_columns: _containers.RepeatedCompositeFieldContainer[LevelColumn]
     hit_where: str
@@ -188,7 +190,7 @@ class Task(_message.Message):
     orientation: str
     tcm_layout: str
     drop_empty: bool
-    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., level: _Optional[str] = ..., level_columns: _Optional[_Iterable[_Union[LevelColumn, _Mapping]]] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ..., tcm_layout: _Optional[str] = ..., drop_empty: _Optional[bool] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., request_id: _Optional[str] = ..., level: _Optional[str] = ..., level_columns: _Optional[_Iterable[_Union[LevelColumn, _Mapping]]] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ..., tcm_layout: _Optional[str] = ..., drop_empty: _Optional[bool] = ...) -> None: ...
 
 class PutRequest(_message.Message):
     __slots__ = ("dataset", "mode", "parent", "metadata")

@@ -22,7 +22,8 @@ from arrowroot.catalog.errors import not_found
 from arrowroot.catalog.store import Catalog
 from arrowroot.clients import Client
 from arrowroot.clients.errors import Unauthenticated
-from arrowroot.flight_server.server.auth import MAX_AUTH_HEADER, AuthConfigError
+from arrowroot.flight_server.server.auth import AuthConfigError
+from arrowroot.flight_server.service.identity import MAX_AUTH_HEADER
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.cli.demo import write_sample_files
 from arrowroot.flight_server.server.flight import ArrowrootServer
@@ -65,11 +66,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_login_limits(request: pytest.FixtureRequest) -> None:
     """Each test starts with no failed logins on record (the lockout has its own tests)."""
-    from arrowroot.flight_server.server.logins import LoginLimiter
+    from arrowroot.flight_server.service.logins import LoginLimiter
 
     for name in ("private", "public"):
         if name in request.fixturenames:
-            request.getfixturevalue(name).server.access.logins = LoginLimiter()
+            request.getfixturevalue(name).server.ctx.auth.logins = LoginLimiter()
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +201,12 @@ def test_missing_header_is_unauthenticated_without_public_data(private: Served) 
 
 
 def test_expired_token_is_unauthenticated(private: Served) -> None:
-    access = private.server.access
-    access.token_ttl, saved = 0.3, access.token_ttl
+    auth = private.server.ctx.auth
+    auth.token_ttl, saved = 0.3, auth.token_ttl
     try:
         opts = _login(private, "alice")
     finally:
-        access.token_ttl = saved
+        auth.token_ttl = saved
     with private.flight() as c:
         assert _names(c, opts) == {EVENTS}
         time.sleep(0.4)
@@ -462,9 +463,11 @@ def test_adbc_wrong_password_is_unauthenticated(private: Served) -> None:
 
 def test_per_call_auth_cost_with_a_valid_token(private: Served) -> None:
     """Password hashing happens only on login; a call with a token costs lookups."""
-    access = private.server.access
-    factory = private.server.access.flight_kwargs()["middleware"]["arrowroot.auth"]
-    token = access.issue_token("alice")
+    from arrowroot.flight_server.server.auth import flight_kwargs
+
+    auth = private.server.ctx.auth
+    factory = flight_kwargs("flight", auth)["middleware"]["arrowroot"]
+    token = auth.issue_token("alice")
     _, key = identities.create_key(private.catalog, "alice", "bench")
     info = fl.CallInfo(fl.FlightMethod.DO_GET)
     for bearer in (token, key):

@@ -133,7 +133,8 @@ def test_cli_index_and_serve(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     assert proc.returncode == 0
-    assert "do_get hep/events.root:events[0:5] cols=1 rows=5" in proc.stderr.read()
+    log = proc.stderr.read()  # one access-log line per call
+    assert "flight DoGet user=- dataset=hep/events.root:events rows=5 " in log and "entries=0:5" in log
 
 
 def test_demo_runs():

@@ -21,7 +21,7 @@ import pytest
 from arrowroot.clients import Client
 from arrowroot.clients.errors import InvalidRequest
 from arrowroot.flight_server.core.task import PartRead, ReadTask
-from arrowroot.flight_server.server.tickets import TicketSigner
+from arrowroot.flight_server.service.tickets import TicketSigner
 
 from conftest import start_server
 

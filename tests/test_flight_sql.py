@@ -464,16 +464,18 @@ def test_abuse_is_refused_and_the_server_keeps_serving(conn, query: str) -> None
             cur.execute(query)
             cur.fetchall()
     assert err.value.status_code in (adbc_driver_manager.AdbcStatusCode.UNAUTHORIZED,
-                                     adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT), str(err.value)[:300]
+                                     adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT,
+                                     adbc_driver_manager.AdbcStatusCode.NOT_FOUND), str(err.value)[:300]
     assert not Path("/tmp/arrowroot-pwned.csv").exists()
     assert sql(conn, f"SELECT count(*) AS n FROM {Q}")["n"][0].as_py() == 20_000
 
 
 def test_abuse_statuses_on_the_wire(sample_server) -> None:
-    """The gRPC codes themselves: PERMISSION_DENIED or INVALID_ARGUMENT, never INTERNAL."""
+    """The gRPC codes themselves: PERMISSION_DENIED, INVALID_ARGUMENT or (no such table) NOT_FOUND,
+    never INTERNAL."""
     client = _flight(sample_server)
     for query in ABUSE[:-1]:
-        with pytest.raises((fl.FlightUnauthorizedError, pa.ArrowInvalid)):
+        with pytest.raises((fl.FlightUnauthorizedError, pa.ArrowInvalid, pa.ArrowKeyError)):
             _info(client, fs.CommandStatementQuery(query=query))
     with pytest.raises(fl.FlightUnauthorizedError):
         _info(client, fs.CommandStatementQuery(query="SELECT * FROM read_csv('/etc/passwd')"))
@@ -571,19 +573,22 @@ def test_preparing_reads_no_data(sample_server) -> None:
     assert (len(front.scan_log), front.scanned) == before
 
 
-def test_hidden_datasets_do_not_exist(sample_dir: Path) -> None:
+def test_hidden_datasets_do_not_exist(sample_dir: Path, tmp_path: Path) -> None:
+    """A user granted only hep/*: every other dataset is absent from SQL and its catalog tables."""
+    from arrowroot.catalog import identities
+    from arrowroot.catalog.store import Catalog
     from arrowroot.flight_server.core.settings import Settings
     from arrowroot.flight_server.server.flight import ArrowrootServer
 
-    class OnlyHep(ArrowrootServer):
-        def visible_datasets(self, context=None):  # noqa: ANN001, ANN202
-            return [d for d in super().visible_datasets(context) if d.name.startswith("hep/")]
-
-    server = OnlyHep(Settings(root=sample_dir, port=0))
+    catalog = Catalog(tmp_path / "c.duckdb")
+    identities.add_user(catalog, "hepuser", "a long enough password")
+    identities.grant(catalog, "hep/*", "user:hepuser")
+    server = ArrowrootServer(Settings(root=sample_dir, port=0), catalog=catalog)
     server.indexer.run()
     threading.Thread(target=server.serve, daemon=True).start()
     try:
-        with flightsql.connect(f"grpc://127.0.0.1:{server.port}", autocommit=True) as c:
+        with flightsql.connect(f"grpc://127.0.0.1:{server.port}", autocommit=True,
+                               db_kwargs={"username": "hepuser", "password": "a long enough password"}) as c:
             assert sql(c, f"SELECT count(*) AS n FROM {Q}")["n"][0].as_py() == 20_000
             with pytest.raises(adbc_driver_manager.Error, match="no such table"):
                 sql(c, f'SELECT * FROM "{DETECTOR}"')

@@ -30,7 +30,8 @@ from arrowroot.flight_server.index.indexer import Indexer
 from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import ExprError, parse
 from arrowroot.flight_server.lang.limits import JsonLimitError, load_json
-from arrowroot.flight_server.server.logins import LockedOut, LoginLimiter
+from arrowroot.flight_server.service.caller import Caller
+from arrowroot.flight_server.service.logins import LockedOut, LoginLimiter
 from arrowroot.protos import flight_sql as fs
 
 from conftest import RunningServer, start_server
@@ -41,6 +42,7 @@ IMAGE = "lab/scan.h5:entry/data/image"
 N = 2000
 
 INVALID, NOT_FOUND, DENIED = pa.ArrowInvalid, KeyError, fl.FlightUnauthorizedError
+UNIMPLEMENTED = pa.ArrowNotImplementedError
 UNAVAILABLE, TIMEOUT, UNIMPLEMENTED = fl.FlightUnavailableError, fl.FlightTimedOutError, pa.ArrowNotImplementedError
 
 
@@ -238,7 +240,7 @@ CASES: list[tuple[str, Call, type, str]] = [
     ("criteria attrs list", _list(b'{"attributes": [1]}'), INVALID, "attributes"),
     ("criteria not utf8", _list(b'{"name": "\xff\xfe"}'), INVALID, ""),
     # actions
-    ("action unknown", _action("explode", b""), NOT_FOUND, "explode"),
+    ("action unknown", _action("explode", b""), UNIMPLEMENTED, "explode"),
     ("action body not json", _action("health", b"{"), INVALID, "JSON"),
     ("action body list", _action("health", b"[1]"), INVALID, "object"),
     ("action body nested", _action("rescan", b'{"path": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"), INVALID, "nested"),
@@ -277,9 +279,9 @@ CASES: list[tuple[str, Call, type, str]] = [
         "SELECT * FROM read_blob('/etc/passwd')",
     ]],
     ("sql syntax", _sql_call("SELEC 1"), INVALID, "syntax"),
-    ("sql unknown table", _sql_call('SELECT * FROM "nope"'), INVALID, "no such table"),
+    ("sql unknown table", _sql_call('SELECT * FROM "nope"'), NOT_FOUND, "no such table"),
     ("sql 2 MB", _sql_call("SELECT '" + "a" * (2 << 20) + "'"), INVALID, "limit"),
-    ("sql secret link", _sql_call('SELECT * FROM "links/escape.root:t"'), INVALID, "no such table"),
+    ("sql secret link", _sql_call('SELECT * FROM "links/escape.root:t"'), NOT_FOUND, "no such table"),
     # SQL bombs: constant folding at bind time, aggregates, huge lists, long series
     ("bomb repeat", _sql_call("SELECT length(repeat('x', 2000000000))"), (TIMEOUT, UNAVAILABLE), ""),
     ("bomb repeat on data", _sql_call(f'SELECT length(repeat(\'x\', 2000000000)), nMuon FROM "{E}"'),
@@ -535,7 +537,7 @@ def test_stream_caps_and_idle_timeout(server: RunningServer, client: fl.FlightCl
 
 def test_per_principal_stream_cap() -> None:
     from arrowroot.flight_server.core.errors import ResourceExhausted
-    from arrowroot.flight_server.server.streams import StreamSlots
+    from arrowroot.flight_server.service.streams import StreamSlots
 
     slots = StreamSlots(total=10, per_principal=2, idle_s=0)
     held = [slots.acquire("alice"), slots.acquire("alice")]
@@ -551,7 +553,7 @@ def test_per_principal_stream_cap() -> None:
 def test_short_read_is_an_error_never_ok(server: RunningServer, client: fl.FlightClient) -> None:
     import dataclasses
 
-    task = server.server.open_ticket(_ticket(client), None)
+    task = server.server.service.open(Caller(), _ticket(client)).task
     part = task.parts[0]
     longer = dataclasses.replace(task, parts=(dataclasses.replace(part, stop=part.stop + N * 10),))
     with pytest.raises(SourceError, match="entries .* gave .* rows"):
@@ -559,7 +561,7 @@ def test_short_read_is_an_error_never_ok(server: RunningServer, client: fl.Fligh
 
 
 def test_cancelled_stream_stops_reading(server: RunningServer, client: fl.FlightClient) -> None:
-    task = server.server.open_ticket(_ticket(client), None)
+    task = server.server.service.open(Caller(), _ticket(client)).task
     with pytest.raises(Cancelled):
         list(stream_task(task, server.server.readers, StreamStats(), cancelled=lambda: True))
 

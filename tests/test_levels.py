@@ -321,7 +321,7 @@ def test_a_level_task_runs_without_the_catalog(server, production):
 
     from arrowroot.flight_server.execute.executor import StreamStats, stream_task
     from arrowroot.flight_server.execute.readers import ReaderCache
-    from arrowroot.flight_server.server.tickets import TicketSigner
+    from arrowroot.flight_server.service.tickets import TicketSigner
 
     req = {"dataset": EVT, "columns": ["cuspEmax_ctc_cal", "muon_veto", "channel"], "hitWhere": "AoE > 0",
            "mode": "any", "where": "multiplicity >= 2"}
@@ -394,7 +394,7 @@ def broken_client(broken):
 
 def test_broken_production_is_reported(broken_client, broken):
     server, c = broken_client
-    report = " ".join(msg for _, msg in server.server.indexer.last_report.errors)
+    report = " ".join(e["error"] for e in c.action("rescan")["errors"])
     assert "lacks tier(s) dsp" in report and "tiers disagree on length" in report
     files = c.files(HIT).to_pydict()
     assert files["file_status"] == [7, 5, 7, 7]
@@ -446,7 +446,7 @@ def test_levels_over_http(server, client):
 
     from arrowroot.flight_server.web import WebServer
 
-    web = WebServer(server.server, 0).start()
+    web = WebServer(server.server.service, 0).start()
     try:
         with httpx.Client(base_url=web.url.rstrip("/"), timeout=60) as h:
             d = h.get(f"/api/datasets/{HIT}").json()

@@ -9,7 +9,8 @@ import threading
 import pyarrow.flight as fl
 import pytest
 
-from arrowroot.flight_server.server.membership import (Membership, NodeRefused, check_registration,
+from arrowroot.flight_server.server.node import flight_health_probe
+from arrowroot.flight_server.service.membership import (Membership, NodeRefused, check_registration,
                                                        health_answer, registration)
 
 KEY = b"k" * 32
@@ -78,7 +79,7 @@ def test_static_nodes_count_once_proven_by_the_key() -> None:
         threading.Thread(target=s.serve, daemon=True).start()
     dead = "grpc://127.0.0.1:1"
     try:
-        m = Membership(KEY, ttl=3.0)
+        m = Membership(KEY, ttl=3.0, probe=flight_health_probe)
         m.add_static([f"grpc://127.0.0.1:{good.port}", f"grpc://127.0.0.1:{wrong.port}", dead])
         assert m.live() == []
         m.poll_once(timeout=1.0)
@@ -94,7 +95,7 @@ def test_locations_for_tasks() -> None:
 
     from arrowroot.flight_server.core.task import PartRead, ReadTask
     from arrowroot.flight_server.plan.placement import Placement
-    from arrowroot.flight_server.server.membership import REUSE_CONNECTION, locations_for
+    from arrowroot.flight_server.service.membership import REUSE_CONNECTION, locations_for
 
     def task(path: str) -> ReadTask:
         return ReadTask(dataset="d", format="root", kind="ttree", read_schema=pa.schema([("x", pa.int32())]),

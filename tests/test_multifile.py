@@ -19,6 +19,7 @@ from arrowroot.flight_server.lang import filekeys
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.server.flight import ArrowrootServer
+from arrowroot.flight_server.service.caller import Caller
 
 N_FILES = 50
 TOML = """
@@ -27,6 +28,11 @@ name = "nano"
 files = "cms/*.root"
 object = "Events"
 keys = "nano-{run}-{part}.root"
+
+[[dataset]]
+name = "drift"
+files = "drift/*.root"
+object = "Events"
 """
 
 
@@ -102,8 +108,12 @@ def key_order() -> list[str]:
 def test_declared_and_folder_datasets_are_listed(served):
     _, server, client, report = served
     names = set(client.datasets()["name"].to_pylist())
-    assert {"nano", "cms/*.root:Events", "drift/*.root:Events", "cms/nano-r000-0.root:Events"} <= names
+    assert {"nano", "cms/*.root:Events", "drift", "cms/nano-r000-0.root:Events"} <= names
     assert report.derived == 3
+    # files whose objects differ are no folder dataset (declared, they are one with drift handling)
+    assert "drift/*.root:Events" not in names
+    why = {d["dataset"]: d for d in report.not_merged}["drift/*.root:Events"]
+    assert why["files"] == 3 and why["reason"] == "different columns: a2.root lacks 'extra'"
     nano = server.catalog.dataset("nano")
     assert nano.origin == "declared" and len(nano.parts) == N_FILES
     assert nano.attributes["file_keys"] == {"run": "int", "part": "int"}
@@ -126,7 +136,7 @@ def test_global_range_starting_and_stopping_mid_file(served):
     same(got, want.slice(65, 700 - 65))
     assert got["entry"].to_pylist() == list(range(65, 700))
     # one endpoint per file at least (entries 65..700 touch files 1..8); none spans two files
-    plan = server.plan(ReadSpec("nano", ("event", "Muon_pt"), 65, 700))
+    plan = server.service.plan(Caller(), ReadSpec("nano", ("event", "Muon_pt"), 65, 700))
     assert len(plan.tasks) >= 8
     for task in plan.tasks:
         owners = [p for p in plan.dataset.parts
@@ -178,15 +188,15 @@ def test_files_listing(served):
 
 def test_schema_drift_is_reported_and_enforced(served):
     root, server, client, report = served
-    drift = {d["dataset"]: d for d in report.drift}["drift/*.root:Events"]
+    drift = {d["dataset"]: d for d in report.drift}["drift"]
     assert drift["missing"]["extra"]["examples"] == ["drift/a2.root:Events"]
     assert drift["widened"]["w"]["type"] == "double"
-    rec = server.catalog.dataset("drift/*.root:Events")
+    rec = server.catalog.dataset("drift")
     assert "schema_drift" in rec.attributes
     assert [p.path for p in rec.parts] == ["drift/a1.root", "drift/a2.root", "drift/a10.root"]  # natural order
     with pytest.raises(InvalidRequest, match=r"'extra'.*drift/a2\.root"):
-        client.read("drift/*.root:Events", ["event", "extra"])
-    got = client.read("drift/*.root:Events", ["event", "extra", "w"], allow_missing=True)
+        client.read("drift", ["event", "extra"])
+    got = client.read("drift", ["event", "extra", "w"], allow_missing=True)
     names = ["drift/a1.root", "drift/a2.root", "drift/a10.root"]
     extra = []
     for name in names:
@@ -196,7 +206,7 @@ def test_schema_drift_is_reported_and_enforced(served):
     w = [float(v) for name in names for v in uproot.open(root / name)["Events"]["w"].array(library="np")]
     assert got.schema.field("w").type == pa.float64() and got["w"].to_pylist() == w
     # a read that avoids the missing column's files needs no allow_missing
-    assert client.read("drift/*.root:Events", ["extra"], entries=(0, 40)).num_rows == 40
+    assert client.read("drift", ["extra"], entries=(0, 40)).num_rows == 40
 
 
 def test_rescan_picks_up_added_and_removed_files(served):
@@ -248,5 +258,5 @@ def test_drift_is_logged_once_not_at_every_run(served, caplog):
     root, server, client, report = served
     with caplog.at_level(logging.WARNING, logger="arrowroot.multifile"):
         again = server.indexer.run()  # nothing changed
-    assert any(d["dataset"] == "drift/*.root:Events" for d in again.drift)  # the report still has it
+    assert any(d["dataset"] == "drift" for d in again.drift)  # the report still has it
     assert not [r for r in caplog.records if "schema drift" in r.getMessage()]

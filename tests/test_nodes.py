@@ -31,7 +31,7 @@ from arrowroot.clients import Client
 from arrowroot.flight_server.cli.demo import write_sample_files
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.task import PartRead
-from arrowroot.flight_server.server.tickets import TicketSigner
+from arrowroot.flight_server.service.tickets import Keys, TicketSigner
 
 from test_nodejs_client import nodejs_client, run_client  # noqa: F401  (a fixture: npm ci, once)
 
@@ -182,7 +182,7 @@ def test_a_node_refuses_what_is_not_a_valid_ticket_of_its_coordinator(cluster, d
     coord, node = cluster["coordinator"], cluster["nodes"][0]
     with Client(coord.location) as c:
         ticket = c.flight_info(EVENTS, ["nMuon"]).endpoints[0].ticket.ticket
-    key = Settings(root=data, ticket_key_file=key_file).ticket_key()
+    key = Keys(Settings(root=data, ticket_key_file=key_file).ticket_key()).key("tickets")
     task = TicketSigner(key).open(ticket)
     nc = fl.FlightClient(node.location)
 
@@ -282,7 +282,8 @@ def test_killing_a_node_mid_read_finishes_from_the_fallback_and_the_node_is_drop
         victim.kill()                                  # SIGKILL mid-stream
         got.extend(batches)
         part = pa.Table.from_batches(got)
-        task = TicketSigner(Settings(root=data, ticket_key_file=key_file).ticket_key()).open(target.ticket.ticket)
+        task = TicketSigner(Keys(Settings(root=data, ticket_key_file=key_file).ticket_key()).key("tickets")).open(
+            target.ticket.ticket)
         a, b = task.entry_start, task.entry_stop
         assert b - a > 100_000
         assert part["i"].to_pylist() == list(range(a, b))        # every row once, in order

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, PermissionDenied, TimedOut
 from arrowroot.flight_server.sql.engine import PreparedQuery, QueryCancelled, SqlEngine, TableProvider
 
 EVENTS = "cms/run2012.root:Events"
@@ -240,7 +241,7 @@ def test_batches_are_bounded_by_bytes(provider) -> None:  # noqa: ANN001
 def test_timeout_interrupts(tables) -> None:  # noqa: ANN001
     engine = SqlEngine(MemoryProvider(tables), timeout_s=0.3)
     t0 = time.perf_counter()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimedOut):
         _run(engine, "SELECT count(*) FROM range(10000000000) a(x), range(1000) b(y) WHERE x % 7 = y")
     assert time.perf_counter() - t0 < 5
     assert engine.running() == []
@@ -338,16 +339,16 @@ def _still_works(engine: SqlEngine) -> None:
 
 @pytest.mark.parametrize("query", PERMISSION)
 def test_forbidden_is_permission_error(engine, query: str) -> None:  # noqa: ANN001
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionDenied):
         _run(engine, query)
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionDenied):
         engine.prepare(query)
     _still_works(engine)
 
 
 @pytest.mark.parametrize("query", INVALID)
 def test_malformed_is_value_error(engine, query: str) -> None:  # noqa: ANN001
-    with pytest.raises((ValueError, PermissionError)) as info:
+    with pytest.raises((InvalidRequest, PermissionDenied, NotFound)) as info:
         _run(engine, query)
     assert str(info.value)
     _still_works(engine)
@@ -364,7 +365,7 @@ def test_huge_query_refused_before_parsing(engine) -> None:  # noqa: ANN001
 
 def test_python_variables_are_not_tables(engine) -> None:  # noqa: ANN001
     secret_table = pa.table({"secret": ["hunter2"]})  # noqa: F841 - DuckDB replacement scans would find this
-    with pytest.raises(ValueError):
+    with pytest.raises(NotFound, match="no such table"):
         _run(engine, "SELECT * FROM secret_table")
 
 

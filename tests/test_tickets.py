@@ -13,7 +13,7 @@ import pytest
 from arrowroot.flight_server.core.task import PartRead, ReadTask
 from arrowroot.flight_server.execute.executor import StreamStats, stream_task
 from arrowroot.flight_server.execute.readers import ReaderCache
-from arrowroot.flight_server.server.tickets import TicketSigner
+from arrowroot.flight_server.service.tickets import TicketSigner
 
 DS = "hep/events.root:events"
 

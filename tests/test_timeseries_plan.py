@@ -108,7 +108,8 @@ def test_combine_members_and_plan_from_the_summary():
 
 
 def test_dq_expressions_are_set_operations_never_python():
-    from arrowroot.flight_server.core.timeranges import dq_segments, mask_segments
+    from arrowroot.flight_server.core.segments import mask_segments
+    from arrowroot.flight_server.lang.dq import dq_segments
     import numpy as np
     flags = {"DATA": [(0.0, 10.0)], "CAT1": [(0.0, 2.0), (3.0, 10.0)], "INJ": [(5.0, 6.0)]}
     assert dq_segments("DATA & CAT1", flags, 0, 10) == [(0.0, 2.0), (3.0, 10.0)]

@@ -62,7 +62,7 @@ def serve_both(root: Path, catalog: Catalog | None = None, max_bytes: int = 0, *
     server = ArrowrootServer(Settings(root=root, port=0, **settings), catalog=catalog)
     server.indexer.run()
     threading.Thread(target=server.serve, daemon=True).start()
-    web = WebServer(server, 0, max_bytes=max_bytes).start()
+    web = WebServer(server.service, 0, max_bytes=max_bytes, flight_port=server.port).start()
     scheme = "grpc+tls" if settings.get("tls_cert") else "grpc"
     return Both(server, web, f"{scheme}://127.0.0.1:{server.port}")
 
@@ -393,7 +393,7 @@ def test_histogram_counts_follow_the_cut(open_server: Both) -> None:
     caller = data.Caller(None)
     spec = data.spec({"dataset": EVENTS, "columns": ["Muon_pt"], "where": "nMuon >= 2"})
     values = np.concatenate([plots.numeric_values(b.column("Muon_pt"))
-                             for b in data.read_batches(open_server.flight, spec, caller)])
+                             for b in data.read_batches(open_server.flight.service, spec, caller)])
     expected = flight_read(open_server.location, {"dataset": EVENTS, "columns": ["Muon_pt"], "where": "nMuon >= 2"})
     flat = np.concatenate([np.asarray(v, dtype=np.float32) for v in expected["Muon_pt"].to_pylist()])
     assert np.array_equal(values, flat.astype(np.float64))
@@ -411,7 +411,7 @@ def test_plane_cut_picks_the_right_pixels(open_server: Both) -> None:
                        (":,:,31", stack[:, :, 31])]:
         cut = plots.PlaneCut.parse(text, stack.shape)
         spec = data.spec({"dataset": IMAGE, "columns": ["image"], **cut.request(stack.shape)})
-        got = plots.plane_values(data.read_batches(open_server.flight, spec, caller), "image", cut,
+        got = plots.plane_values(data.read_batches(open_server.flight.service, spec, caller), "image", cut,
                                  cut.entry_step(stack.shape[0]))
         assert np.array_equal(got, want), text
 
@@ -584,7 +584,7 @@ def test_four_d_planes_and_downsampling(tmp_path: Path) -> None:
                            (":,1,:,29", cube[:, 1, ::3, 29])]:
             cut = plots.PlaneCut.parse(text, cube.shape)
             spec = data.spec({"dataset": "cube.h5:cube", "columns": ["cube"], **cut.request(cube.shape)})
-            got = plots.plane_values(data.read_batches(b.flight, spec, caller), "cube", cut, cut.entry_step(6))
+            got = plots.plane_values(data.read_batches(b.flight.service, spec, caller), "cube", cut, cut.entry_step(6))
             assert np.array_equal(got, want), text
         with b.http() as h:
             page = h.get("/datasets/cube.h5:cube").text

@@ -48,7 +48,7 @@ def test_browse_search_preview_plot_download(tmp_path: Path) -> None:
     server = ArrowrootServer(Settings(root=root, port=0), catalog=cat)
     server.indexer.run()
     threading.Thread(target=server.serve, daemon=True).start()
-    web = WebServer(server, 0).start()
+    web = WebServer(server.service, 0, flight_port=server.port).start()
     shots = tmp_path / "screens"
     shots.mkdir()
     extra = Path(os.environ["ARROWROOT_SCREENS"]) if os.environ.get("ARROWROOT_SCREENS") else None

@@ -37,7 +37,7 @@ def _table(n: int = 1000, offset: int = 0) -> pa.Table:
 
 
 def _files(r) -> list[Path]:
-    home = r.server.uploads.workspace.dir / "home"
+    home = r.server.ctx.workspace.dir / "home"
     return sorted(p for p in home.rglob("*") if p.is_file()) if home.exists() else []
 
 
@@ -93,7 +93,7 @@ def test_create_twice_append_replace_and_schema_mismatch(ws) -> None:
     assert c.read("home/local/grow", "x")["x"].to_pylist() == list(range(1000, 1007))
     # exactly one file per dataset remains (replaced files are deleted)
     entries = ws.server.catalog.workspace_entries("local")
-    assert sorted(str(ws.server.uploads.workspace.abs(e.path)) for e in entries) == \
+    assert sorted(str(ws.server.ctx.workspace.abs(e.path)) for e in entries) == \
         sorted(str(p) for p in _files(ws))
 
 

@@ -20,9 +20,20 @@ from arrowroot.flight_server.cli.workspace import register as register_workspace
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 
 
-def _logging(verbose: int) -> None:
+def _logging(verbose: int, log_format: str = "text") -> None:
+    """Logs to stderr; the access log (one line per call) at INFO. ``json``: the access log's
+    lines are bare JSON objects, one per line, for log shippers."""
+    from arrowroot.flight_server.service import calllog
+
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    calllog.set_format(log_format)
+    if log_format == "json":
+        access = logging.getLogger("arrowroot.access")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -131,18 +142,20 @@ def main() -> None:
 @click.option("--http-max-mb", type=click.FloatRange(min=0),
               help="Largest HTTP download in MiB [0: no limit]; HDF5 downloads use as much temporary disk.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Access-log lines as text or as one JSON object per line (for log shippers).")
 @serve_options
 @workspace_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
           http_port: int | None, http_max_mb: float | None,
-          verbose: int, **auth: object) -> None:
+          verbose: int, log_format: str, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
     from arrowroot.flight_server.core.settings import MiB, from_env
     from arrowroot.flight_server.server.flight import ArrowrootServer
 
-    _logging(max(verbose, 1))
+    _logging(max(verbose, 1), log_format)
     with startup("serve", host, port):
         settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
@@ -161,7 +174,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         from arrowroot.flight_server.web import WebServer
 
         with startup("serve --http"):
-            web = WebServer(server).start()
+            web = WebServer(server.service, flight_port=server.port).start()
         click.echo(f"web view and HTTP API on {web.url}")
     serve_until_stopped(server, web.stop if web is not None else None)
 
@@ -182,20 +195,20 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
               help="PEM server certificate (chain): serve grpc+tls://.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM key of --tls-cert.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Access-log lines as text or as one JSON object per line (for log shippers).")
 def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
          advertise: str | None, node_id: str | None, cache_mb: float | None, compression: str | None,
-         tls_cert: Path | None, tls_key: Path | None, verbose: int) -> None:
+         tls_cert: Path | None, tls_key: Path | None, verbose: int, log_format: str) -> None:
     """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
     from arrowroot.flight_server.core.settings import from_env
     from arrowroot.flight_server.server.node import JoinRefused, NodeServer
 
-    _logging(verbose)
+    _logging(verbose, log_format)
     settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
                         compression=compression, tls_cert=tls_cert, tls_key=tls_key)
-    try:
+    with startup("node", host, port):
         server = NodeServer(settings, node_id=node_id, advertise=advertise)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
     joined = ""
     if coordinator:
         try:
@@ -304,17 +317,23 @@ def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, h
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
 @click.option("--full", is_flag=True, help="The whole Arrow schema with field and dataset metadata.")
 def schema(dataset: str, location: str, full: bool) -> None:
-    """Print a dataset's columns and types (--full: with all metadata)."""
+    """Print a dataset's columns and types (--full: with all metadata), then the columns
+    that cannot be read, each with the reason."""
+    from arrowroot.clients.client import notes
+
     with _client(location) as c:
-        s = c.schema(dataset)
+        info = c.flight_info(dataset)  # its notes name the unreadable columns, as a read would
+    s = info.schema
     if full:
         click.echo(s.to_string(show_schema_metadata=True))
-        return
-    for f in s:
-        meta = f.metadata or {}
-        unit = meta.get(b"units") or meta.get(b"unit")
-        extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
-        click.echo(f"{f.name}: {f.type}{extra}")
+    else:
+        for f in s:
+            meta = f.metadata or {}
+            unit = meta.get(b"units") or meta.get(b"unit")
+            extra = f"  [{unit.decode(errors='replace')}]" if unit else ""
+            click.echo(f"{f.name}: {f.type}{extra}")
+    for col in notes(info).get("skipped_columns") or ():
+        click.echo(f"{col.get('name')}: cannot be read: {col.get('reason')}")
 
 
 @main.command()
@@ -350,35 +369,30 @@ def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
         click.echo(f"wrote {rows} rows to {output}")
 
 
-def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
-    """Stream ``reader`` into OUTPUT as parquet, feather or csv; returns the rows written.
+def write_file(output: Path, fmt: str, reader, on_batch=None, object_name: str = "") -> int:
+    """Stream ``reader`` into OUTPUT in ``fmt`` (any export format); returns the rows written.
 
     Written to a hidden file beside OUTPUT and renamed at the end: a failure (bad request, a file
-    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. CSV holds
-    list/struct cells as JSON text.
+    that breaks mid-stream, Ctrl-C) never truncates or replaces an existing good file. The
+    encoders are the HTTP download's (``flight_server/export``).
     """
-    import pyarrow.csv as pcsv
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-
-    from arrowroot.clients.convert import csv_ready, csv_schema
+    from arrowroot.flight_server.export.formats import FORMATS, write
 
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    rows = 0
+
+    def batches():
+        for batch in reader:
+            yield batch
+            if on_batch is not None:
+                on_batch(batch.num_rows)
+
+    from arrowroot.flight_server.core.errors import InvalidRequest
+
     try:
-        if fmt == "parquet":
-            writer = pq.ParquetWriter(partial, reader.schema)
-        elif fmt == "feather":
-            writer = ipc.new_file(partial, reader.schema)
-        else:
-            writer = pcsv.CSVWriter(partial, csv_schema(reader.schema))
-        with writer:
-            for batch in reader:
-                writer.write_batch(csv_ready(batch) if fmt == "csv" else batch)
-                rows += batch.num_rows
-                if on_batch is not None:
-                    on_batch(batch.num_rows)
+        rows = write(FORMATS[fmt], reader.schema, batches(), str(partial), object_name=object_name)
         os.replace(partial, output)
+    except InvalidRequest as exc:  # the format cannot hold these columns: one line, no traceback
+        raise click.ClickException(str(exc)) from None
     finally:
         partial.unlink(missing_ok=True)
     return rows
@@ -391,21 +405,30 @@ def write_file(output: Path, fmt: str, reader, on_batch=None) -> int:
 @click.option("-e", "--entries", help="START:STOP entry range.")
 @click.option("-w", "--where", help="Server-side cut, e.g. 'nMuon >= 2 and MET_pt > 40'.")
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]),
-              help="Output format [from the file suffix].")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "arrow", "csv", "hdf5", "root", "rntuple",
+                                                    "tiff"]),
+              help="Output format [from the file suffix: .parquet .feather .arrows .csv .h5 .root .tiff].")
+@click.option("--allow-missing", is_flag=True,
+              help="Multi-file datasets: read columns some files lack as nulls instead of failing.")
 def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
-        location: str, fmt: str | None) -> None:
-    """Fetch DATASET into OUTPUT (Parquet, Feather or CSV), with a progress bar."""
+        location: str, fmt: str | None, allow_missing: bool) -> None:
+    """Fetch DATASET into OUTPUT (Parquet, Feather, Arrow, CSV, HDF5, ROOT TTree or RNTuple,
+    TIFF for image data), with a progress bar."""
     from rich.progress import Progress
 
-    fmt = fmt or {".parquet": "parquet", ".pq": "parquet", ".feather": "feather", ".arrow": "feather",
-                  ".csv": "csv"}.get(output.suffix.lower())
-    if fmt is None:
-        raise click.BadParameter("cannot tell the format from the suffix; pass --format", param_hint="OUTPUT")
+    from arrowroot.flight_server.core.errors import InvalidRequest
+    from arrowroot.flight_server.export.formats import format_for
+
+    try:
+        fmt = format_for(str(output), fmt).name
+    except InvalidRequest as exc:
+        raise click.BadParameter(f"{exc}; or pass --format", param_hint="OUTPUT") from None
 
     from arrowroot.clients.client import notes, skipped_message
 
-    kwargs = {"where": where} if where else {}
+    kwargs: dict[str, object] = {"where": where} if where else {}
+    if allow_missing:
+        kwargs["allow_missing"] = True
     with _client(location) as c:
         info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
         skipped = notes(info).get("skipped_columns")
@@ -415,7 +438,7 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
         with Progress() as progress:
             bar = progress.add_task(f"{dataset} → {output.name}", total=total)
             rows = write_file(output, fmt, c.read_info(info),
-                              on_batch=lambda n: progress.update(bar, advance=n))
+                              on_batch=lambda n: progress.update(bar, advance=n), object_name=dataset)
     click.echo(f"wrote {rows} rows to {output}")
     if rows == 0 and entries and info.total_records == 0:
         click.echo(f"note: the range {entries} holds no entries of {dataset} (past its end?); "

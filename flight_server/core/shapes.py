@@ -10,10 +10,13 @@ import json
 from collections.abc import Sequence
 
 import pyarrow as pa
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 # Arrow field-metadata keys shared by all sources (documented in the README).
 META_SOURCE_TYPE = b"arrowroot.source_type"
 META_SHAPE = b"arrowroot.shape"
+#: a column named only, never served by "all columns" or a glob (ROOT parent branches, whose leaves are columns)
+META_PARENT = b"arrowroot.parent"
 
 
 def normalise_slices(slices: Sequence[slice], shape: Sequence[int]) -> list[slice]:
@@ -23,13 +26,13 @@ def normalise_slices(slices: Sequence[slice], shape: Sequence[int]) -> list[slic
     read backwards).
     """
     if len(slices) > len(shape):
-        raise ValueError(
+        raise InvalidRequest(
             f"slices: {len(slices)} given but the column has only {len(shape)} axes after the first"
         )
     out = []
     for axis, (s, n) in enumerate(zip(slices, shape), start=1):
         if s.step is not None and s.step <= 0:
-            raise ValueError(f"slices[{axis - 1}]: step must be positive (got {s.step})")
+            raise InvalidRequest(f"slices[{axis - 1}]: step must be positive (got {s.step})")
         out.append(slice(*s.indices(n)))
     for n in shape[len(slices):]:
         out.append(slice(0, n, 1))
@@ -60,11 +63,11 @@ def sliced_field(field: pa.Field, slices: Sequence[slice]) -> pa.Field:
     meta = dict(field.metadata or {})
     shape = json.loads(meta.get(META_SHAPE, b"[]"))
     if not shape:
-        raise ValueError(f"slices: column {field.name!r} has no axes after the first")
+        raise InvalidRequest(f"slices: column {field.name!r} has no axes after the first")
     new_shape = sliced_shape(shape, slices)
     if 0 in new_shape:  # Arrow has no zero-size fixed-size lists: refuse at planning, not at DoGet
         axis = new_shape.index(0) + 1
-        raise ValueError(f"slices: axis {axis} of column {field.name!r} would keep no elements; "
+        raise InvalidRequest(f"slices: axis {axis} of column {field.name!r} would keep no elements; "
                          "a slice must select at least one")
     base = field.type
     for _ in shape:

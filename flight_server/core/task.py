@@ -109,6 +109,7 @@ class ReadTask:
     orientation: str = ""          # ... "" (a row per event) | "hit" (a row per hit) ...
     tcm_layout: str = ""           # ... the TCM's column names ("table_key" or "array_id") ...
     drop_empty: bool = False       # ... and whether events left without hits are dropped
+    request_id: str = ""           # the planning call's id (its DoGets log it too)
 
     @property
     def entry_start(self) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.segments import union
 
 # A sample i of a channel stands at t0 + i / rate. A read of [start, stop) returns the
 # samples whose time t satisfies start <= t < stop, so a range that starts or stops
@@ -48,7 +50,7 @@ def gps_to_utc(gps: float) -> float:
 def parse_iso(text: str) -> float:
     """An ISO-8601 date-time (UTC unless it says otherwise) → UNIX seconds; ValueError if not one."""
     if not isinstance(text, str) or not 4 <= len(text) <= 64:
-        raise ValueError(f"not an ISO-8601 time: {text!r}")
+        raise InvalidRequest(f"not an ISO-8601 time: {text!r}")
     value = text.strip()
     frac = ""
     # fromisoformat keeps microseconds: carry the nanosecond digits by hand
@@ -56,12 +58,12 @@ def parse_iso(text: str) -> float:
     if dot:
         n = len(rest) - len(rest.lstrip("0123456789"))
         if not 1 <= n <= 9:
-            raise ValueError(f"not an ISO-8601 time: {text!r} (at most 9 digits of seconds' fraction)")
+            raise InvalidRequest(f"not an ISO-8601 time: {text!r} (at most 9 digits of seconds' fraction)")
         frac, value = rest[:n], head + rest[n:]
     try:
         when = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not an ISO-8601 time: {text!r} (e.g. 2015-09-14T09:50:45.4Z)") from None
+        raise InvalidRequest(f"not an ISO-8601 time: {text!r} (e.g. 2015-09-14T09:50:45.4Z)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     seconds = float(int(when.timestamp()))
@@ -77,7 +79,7 @@ def to_scale(value: float | str | None, scale: str) -> float | None:
         return utc_to_gps(unix) if scale == "gps" else unix
     x = float(value)
     if not math.isfinite(x):
-        raise ValueError(f"time must be finite, got {value!r}")
+        raise InvalidRequest(f"time must be finite, got {value!r}")
     return x
 
 
@@ -143,24 +145,24 @@ def plan_time(members: list[tuple[str, dict[str, Any]]], start: float | None, st
     the channel's grid would have there.
     """
     if not members:
-        raise ValueError("no data for this channel")
+        raise InvalidRequest("no data for this channel")
     members = sorted(members, key=lambda m: m[1]["t0"])   # stable: callers may pre-sort ties
     first = members[0][1]
     rate, scale = float(first["rate"]), first.get("scale", "gps")
     for label, rec in members[1:]:
         if abs(rec["rate"] - rate) > 1e-9 * rate:
-            raise ValueError(f"{label} samples at {rec['rate']} Hz, {members[0][0]} at {rate} Hz: "
+            raise InvalidRequest(f"{label} samples at {rec['rate']} Hz, {members[0][0]} at {rate} Hz: "
                              "one channel needs one rate")
         if rec.get("scale", "gps") != scale:
-            raise ValueError(f"{label} is in {rec.get('scale')} time, {members[0][0]} in {scale}")
+            raise InvalidRequest(f"{label} is in {rec.get('scale')} time, {members[0][0]} in {scale}")
     tol = 0.5 / rate
     for (la, a), (lb, b) in zip(members, members[1:]):
         if b["t0"] < a["t_end"] - tol:
-            raise ValueError(f"{la} [{a['t0']}, {a['t_end']}) and {lb} [{b['t0']}, {b['t_end']}) overlap in time")
+            raise InvalidRequest(f"{la} [{a['t0']}, {a['t_end']}) and {lb} [{b['t0']}, {b['t_end']}) overlap in time")
     lo = first["t0"] if start is None else start
     hi = members[-1][1]["t_end"] if stop is None else stop
     if hi < lo:
-        raise ValueError(f"time_stop ({hi}) is before time_start ({lo})")
+        raise InvalidRequest(f"time_stop ({hi}) is before time_start ({lo})")
     parts: list[Piece | Gap] = []
     cursor = lo             # time up to which the range is accounted for
 
@@ -247,21 +249,21 @@ MAX_PATTERN = 256
 def check_criteria(query: dict[str, Any]) -> None:
     """Validate the channel-search criteria of list_flights; ValueError names the key."""
     if "channel" in query and (not isinstance(query["channel"], str) or len(query["channel"]) > MAX_PATTERN):
-        raise ValueError(f"criteria.channel: a channel name or shell glob of at most {MAX_PATTERN} characters")
+        raise InvalidRequest(f"criteria.channel: a channel name or shell glob of at most {MAX_PATTERN} characters")
     if "unit" in query and not isinstance(query["unit"], str):
-        raise ValueError("criteria.unit: a string expected")
+        raise InvalidRequest("criteria.unit: a string expected")
     for key in ("rate", "time"):
         if key in query:
             value = query[key]
             if not isinstance(value, list) or len(value) != 2:
-                raise ValueError(f"criteria.{key}: [low, high] expected (null for open)")
+                raise InvalidRequest(f"criteria.{key}: [low, high] expected (null for open)")
             for v in value:
                 if v is None or (key == "time" and isinstance(v, str)):
                     if isinstance(v, str):
                         parse_iso(v)
                     continue
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ValueError(f"criteria.{key}: bounds must be finite numbers or null")
+                    raise InvalidRequest(f"criteria.{key}: bounds must be finite numbers or null")
 
 
 def matches_series(series: Any, query: dict[str, Any]) -> bool:
@@ -287,136 +289,3 @@ def matches_series(series: Any, query: dict[str, Any]) -> bool:
         if (b is not None and series["t0"] >= b) or (a is not None and series["t_end"] <= a):
             return False
     return True
-
-
-# ---------------------------------------------------------------- data-quality restriction
-#
-# A data-quality mask (GWOSC's quality/simple/DQmask: one integer per second, bit i = flag
-# DQShortnames[i]) is turned into segments per flag at index time. A read can then keep only
-# the time where an expression of flags holds: "DATA & CBC_CAT1", "DATA and not BURST_CAT1",
-# "(CBC_CAT1 | BURST_CAT1) & ~HW_INJ". The expression is parsed by a small whitelist parser
-# (names, & | ~ and/or/not, parentheses) and evaluated as set operations on segments; it is
-# never evaluated as Python.
-
-Segments = list[tuple[float, float]]
-MAX_DQ_TEXT = 1000
-MAX_DQ_DEPTH = 32
-_DQ_TOKEN = __import__("re").compile(
-    r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<and>&|\band\b)|(?P<or>\||\bor\b)|(?P<not>~|!|\bnot\b)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*))")
-
-
-def mask_segments(values: np.ndarray, t0: float, dt: float, bits: int, limit: int = 100_000) -> dict[int, list]:
-    """Segments [start, stop) where each bit of an integer mask sampled every dt is set."""
-    out: dict[int, list] = {}
-    v = np.asarray(values).astype(np.int64, copy=False)
-    for bit in range(bits):
-        on = ((v >> bit) & 1).astype(np.int8)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], on, [0]])))
-        starts, stops = edges[0::2], edges[1::2]
-        if len(starts) > limit:
-            raise ValueError(f"bit {bit}: more than {limit} segments")
-        out[bit] = [[t0 + a * dt, t0 + b * dt] for a, b in zip(starts.tolist(), stops.tolist())]
-    return out
-
-
-def union(a: Segments, b: Segments) -> Segments:
-    out: Segments = []
-    for s, e in sorted(list(a) + list(b)):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-def intersect(a: Segments, b: Segments) -> Segments:
-    out: Segments = []
-    i = j = 0
-    a, b = sorted(a), sorted(b)
-    while i < len(a) and j < len(b):
-        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if s < e:
-            out.append((s, e))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def complement(a: Segments, lo: float, hi: float) -> Segments:
-    out: Segments = []
-    cursor = lo
-    for s, e in union(a, []):
-        if s > cursor:
-            out.append((cursor, min(s, hi)))
-        cursor = max(cursor, e)
-    if cursor < hi:
-        out.append((cursor, hi))
-    return [(s, e) for s, e in out if s < e]
-
-
-def dq_segments(text: str, flags: dict[str, Segments], lo: float, hi: float) -> Segments:
-    """Where the flag expression ``text`` holds inside [lo, hi); ValueError says what is wrong."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("dq: empty expression; e.g. 'DATA & CBC_CAT1'")
-    if len(text) > MAX_DQ_TEXT:
-        raise ValueError(f"dq: longer than {MAX_DQ_TEXT} characters")
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _DQ_TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            raise ValueError(f"dq: unexpected {text[pos:pos + 10]!r} at {pos}; use flag names, & | ~ "
-                             "(or and/or/not) and parentheses")
-        kind = m.lastgroup or ""
-        tokens.append((kind, m.group(kind)))
-        pos = m.end()
-    at = 0
-
-    def peek() -> str:
-        return tokens[at][0] if at < len(tokens) else "end"
-
-    def take() -> tuple[str, str]:
-        nonlocal at
-        at += 1
-        return tokens[at - 1]
-
-    def expr(depth: int) -> Segments:
-        out = term(depth)
-        while peek() == "or":
-            take()
-            out = union(out, term(depth))
-        return out
-
-    def term(depth: int) -> Segments:
-        out = factor(depth)
-        while peek() == "and":
-            take()
-            out = intersect(out, factor(depth))
-        return out
-
-    def factor(depth: int) -> Segments:
-        if depth > MAX_DQ_DEPTH:
-            raise ValueError(f"dq: nested deeper than {MAX_DQ_DEPTH}")
-        kind, value = take() if at < len(tokens) else ("end", "")
-        if kind == "not":
-            return complement(factor(depth + 1), lo, hi)
-        if kind == "lp":
-            out = expr(depth + 1)
-            if peek() != "rp":
-                raise ValueError("dq: a '(' is not closed")
-            take()
-            return out
-        if kind == "name":
-            if value not in flags:
-                raise ValueError(f"dq: unknown flag {value!r}; this channel has {sorted(flags)}")
-            return intersect(flags[value], [(lo, hi)])
-        raise ValueError("dq: a flag name or '(' expected" + (f", got {value!r}" if value else " at the end"))
-
-    result = expr(0)
-    if at != len(tokens):
-        raise ValueError(f"dq: unexpected {tokens[at][1]!r}")
-    return result

@@ -50,6 +50,8 @@ class DeriveReport:
     drift: list[dict[str, Any]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     written: bool = False
+    #: folder groups left as per-file datasets: {"dataset": would-be name, "files": n, "reason": why}
+    not_merged: list[dict[str, Any]] = field(default_factory=list)
 
 
 _NAT = re.compile(r"(\d+)")
@@ -58,6 +60,55 @@ _NAT = re.compile(r"(\d+)")
 def natural_key(text: str) -> tuple:
     """Sort key that orders embedded numbers by value (``f2`` before ``f10``)."""
     return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in _NAT.split(text) if t)
+
+
+def same_kind_width(a: pa.DataType, b: pa.DataType) -> bool:
+    """Types a folder dataset may merge: equal, or numbers of one kind that differ in width
+    only (int32/int64, uint8/uint16, float32/float64; likewise inside lists)."""
+    if a.equals(b):
+        return True
+    for kind in (pa.types.is_signed_integer, pa.types.is_unsigned_integer, pa.types.is_floating):
+        if kind(a) and kind(b):
+            return True
+    for is_list in (pa.types.is_list, pa.types.is_large_list):
+        if is_list(a) and is_list(b):
+            return same_kind_width(a.value_type, b.value_type)
+    if pa.types.is_fixed_size_list(a) and pa.types.is_fixed_size_list(b) and a.list_size == b.list_size:
+        return same_kind_width(a.value_type, b.value_type)
+    return False
+
+
+def _file_of(rec: DatasetRecord) -> str:
+    return rec.parts[0].path.rsplit("/", 1)[-1]
+
+
+def why_not_one(recs: Sequence[DatasetRecord]) -> str:
+    """Why the same object in several files is not one table ('' when it is): the first
+    difference in column names or readability (types: ``_why_not_one``)."""
+    first = recs[0]
+    cols = {c.name: c for c in first.columns}
+    for other in recs[1:]:
+        theirs = {c.name: c for c in other.columns}
+        extra = [n for n in theirs if n not in cols]
+        lacking = [n for n in cols if n not in theirs]
+        if extra or lacking:
+            bits = []
+            if lacking:
+                bits.append(f"{_file_of(other)} lacks {', '.join(map(repr, _sample(lacking)))}"
+                            + (f" (and {len(lacking) - MAX_DRIFT_EXAMPLES} more)" if len(lacking) > MAX_DRIFT_EXAMPLES
+                               else ""))
+            if extra:
+                bits.append(f"{_file_of(other)} has {', '.join(map(repr, _sample(extra)))} that "
+                            f"{_file_of(first)} lacks"
+                            + (f" (and {len(extra) - MAX_DRIFT_EXAMPLES} more)" if len(extra) > MAX_DRIFT_EXAMPLES
+                               else ""))
+            return "different columns: " + "; ".join(bits)
+        for name, c in cols.items():
+            o = theirs[name]
+            if c.readable != o.readable:
+                bad = other if c.readable else first
+                return f"column {name!r} cannot be read in {_file_of(bad)}"
+    return ""
 
 
 def _widen(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
@@ -77,10 +128,10 @@ def _widen(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
     for is_list, make in ((pa.types.is_list, pa.list_), (pa.types.is_large_list, pa.large_list)):
         if is_list(a) and is_list(b):
             inner = _widen(a.value_type, b.value_type)
-            return make(inner) if inner is not None else None
+            return make(a.value_field.with_type(inner)) if inner is not None else None
     if pa.types.is_fixed_size_list(a) and pa.types.is_fixed_size_list(b) and a.list_size == b.list_size:
         inner = _widen(a.value_type, b.value_type)
-        return pa.list_(inner, a.list_size) if inner is not None else None
+        return pa.list_(a.value_field.with_type(inner), a.list_size) if inner is not None else None
     return None
 
 
@@ -203,6 +254,21 @@ def unify(name: str, members: Sequence[Member], schemas: _SchemaCache, channel_c
                       schema=schema_bytes, attributes=attrs, columns=columns, parts=parts, origin=origin), drift
 
 
+def _why_not_one(recs: Sequence[DatasetRecord], schemas: _SchemaCache) -> str:
+    """``why_not_one``, then the readable columns' Arrow types (beyond numeric width)."""
+    why = why_not_one(recs)
+    if why:
+        return why
+    first = schemas.get(recs[0].schema)
+    for other in recs[1:]:
+        s = schemas.get(other.schema)
+        for f in first:
+            g = s.field(f.name)
+            if not same_kind_width(f.type, g.type):
+                return f"column {f.name!r} is {f.type} in {_file_of(recs[0])} but {g.type} in {_file_of(other)}"
+    return ""
+
+
 def _channel_type(members: Sequence[Member]) -> pa.DataType:
     return pa.int64() if all(m.channel is not None and m.channel.isdigit() for m in members) else pa.string()
 
@@ -320,9 +386,10 @@ def derive(catalog: Catalog, root: Path) -> DeriveReport:
                 continue
             recs.sort(key=lambda d: natural_key(d.parts[0].path))
             members = [Member(d) for d in recs]
-            common = set.intersection(*(set(schemas.get(d.schema).names) for d in recs))
-            if not common:
-                continue  # same object name, nothing in common: not one table
+            why = _why_not_one(recs, schemas)
+            if why:  # listed per file; declare it in arrowroot.toml to read it with drift handling
+                report.not_merged.append({"dataset": name, "files": len(recs), "reason": why})
+                continue
             extra = {"origin_files": f"{folder_name + '/' if folder_name else ''}*{ext}", "origin_object": obj}
             ds, drift = unify(name, members, schemas, None, extra, "folder")
             folder.append(ds)
@@ -344,6 +411,8 @@ def derive(catalog: Catalog, root: Path) -> DeriveReport:
             report.written = True
     report.datasets = len(declared) + len(folder) + len(levels)
     # logged when the derived datasets change, not at every start (the report keeps it all)
+    for d in report.not_merged if report.written else ():
+        log.info("%s: %d files not merged into one dataset: %s", d["dataset"], d["files"], d["reason"])
     for d in report.drift if report.written else ():
         log.warning("schema drift in %s: %s", d["dataset"], json.dumps({k: v for k, v in d.items() if k != "dataset"},
                                                                         default=str)[:2000])

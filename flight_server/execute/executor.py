@@ -18,36 +18,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from arrowroot.flight_server.core.batches import split_batches
 from arrowroot.flight_server.core.errors import Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, HIT_ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.core.timeranges import time_type
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
-from arrowroot.flight_server.levels import AlignedReader, EventReader
-from arrowroot.flight_server.levels.aligned import TIER_KIND
+from arrowroot.flight_server.sources.levels import TIER_KIND, AlignedReader, EventReader, hit_schema
 from arrowroot.flight_server.sources import Reader
-
-
-def split_batches(table: pa.Table, max_rows: int, max_bytes: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most max_rows rows and (about) max_bytes bytes each."""
-    n = table.num_rows
-    if n == 0:
-        return
-    total = max(table.nbytes, 1)
-    rows = max(1, min(max_rows, int(n * max_bytes / total)))
-    for batch in table.combine_chunks().to_batches(max_chunksize=rows):
-        yield from _halve_until_small(batch, max_bytes)
-
-
-def _halve_until_small(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
-    # Jagged columns can make one slice far bigger than the average.
-    if batch.num_rows > 1 and batch.nbytes > 2 * max_bytes:
-        half = batch.num_rows // 2
-        yield from _halve_until_small(batch.slice(0, half), max_bytes)
-        yield from _halve_until_small(batch.slice(half), max_bytes)
-    else:
-        yield batch
 
 
 @dataclass
@@ -74,28 +53,44 @@ class Chunk:
     local_start: int = 0
 
 
+_CUTS: dict[tuple[str, int], tuple[pa.Schema, Cut]] = {}
+_CUTS_LOCK = threading.Lock()
+MAX_CUTS = 256
+
+
+def compile_cut(where: str, schema: pa.Schema) -> Cut:
+    """The cut of a task, compiled once per (text, schema object): the endpoints of one FlightInfo
+    share their schema object (tickets decode each distinct schema once), so a DoGet of the
+    second endpoint reuses the first one's compiled cut. A compiled Cut is immutable."""
+    key = (where, id(schema))
+    with _CUTS_LOCK:
+        hit = _CUTS.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    try:
+        cut = parse(where, schema)
+    except ExprError as exc:
+        raise InvalidRequest(f"where: {exc}") from None
+    with _CUTS_LOCK:
+        if len(_CUTS) >= MAX_CUTS:
+            _CUTS.pop(next(iter(_CUTS)))
+        _CUTS[key] = (schema, cut)
+    return cut
+
+
 class Execution:
     """A task made ready to run: its cut compiled (once) and its chunks laid out."""
 
     def __init__(self, task: ReadTask):
         self.task = task
         self.schema = task.output_schema()
-        self.cut: Cut | None = None
-        if task.where.strip():
-            try:
-                self.cut = parse(task.where, task.read_schema)
-            except ExprError as exc:
-                raise InvalidRequest(f"where: {exc}") from None
+        self.cut: Cut | None = compile_cut(task.where, task.read_schema) if task.where.strip() else None
         names = task.read_schema.names
         self.cut_columns = tuple(n for n in names if self.cut is not None and n in self.cut.columns)
         self.hit_cut: Cut | None = None
         if task.level == "event" and task.hit_where.strip():
-            hits = {c.column for c in task.level_columns if c.role == "hit"}
-            hit_schema = pa.schema([f.with_type(f.type.value_type) for f in task.read_schema if f.name in hits])
-            try:
-                self.hit_cut = parse(task.hit_where, hit_schema)
-            except ExprError as exc:
-                raise InvalidRequest(f"hit_where: {exc}") from None
+            self.hit_cut = compile_hit_cut(task.hit_where,
+                                           hit_schema({c.column: c for c in task.level_columns}, task.read_schema))
         #: rows are not one per entry read: a cut, events dropped for lack of hits, or a row per hit
         self.selective = self.cut is not None or task.drop_empty or task.orientation == "hit"
         #: levels: the tier tables this task holds, (path, object) → (reader, its pin in the reader cache)
@@ -113,7 +108,10 @@ class Execution:
         """The reader of one part: the file's object, or a level's tiers (``levels/``)."""
         task = self.task
         if not task.level:
-            return readers.get(part, task.format, task.kind)
+            reader = readers.get(part, task.format, task.kind)
+            if getattr(reader, "wants_cut_compiler", False):  # a skim of an event level: its stored hit cut
+                reader.compile_cut = compile_hit_cut  # type: ignore[attr-defined]
+            return reader
 
         self._readers = readers
 
@@ -259,6 +257,14 @@ class Execution:
             ns = part.time0_ns + np.round(index * (1e9 / rate)).astype(np.int64)
             return pa.array(ns, type=time_type("utc"))
         return pa.array(part.time0 + index / rate, type=pa.float64())
+
+
+def compile_hit_cut(text: str, schema: pa.Schema) -> Cut:
+    """An event level's hit cut, compiled on the hit columns (InvalidRequest says what is wrong)."""
+    try:
+        return parse(text, schema)
+    except ExprError as exc:
+        raise InvalidRequest(f"hit_where: {exc}") from None
 
 
 def explode_hits(table: pa.Table, events: np.ndarray, hit_columns: set[str]) -> pa.Table:

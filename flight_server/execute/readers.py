@@ -44,8 +44,11 @@ class ReaderCache:
     #: chunk cache at most
     SIZE = 128
 
-    def __init__(self, root: Path, size: int = SIZE, chunks: ChunkCache | None = None):
+    def __init__(self, root: Path, size: int = SIZE, chunks: ChunkCache | None = None,
+                 links_outside_root: bool = False):
         self.root = Path(root).resolve()
+        #: a symlink inside the root may point outside it only when the indexer was told to follow such links
+        self.links_outside_root = links_outside_root
         self.size = size
         self.chunks = chunks if chunks is not None else ChunkCache(0)
         self._lock = threading.Lock()
@@ -67,6 +70,10 @@ class ReaderCache:
         path = os.path.normpath(os.path.join(root, rel))
         if os.path.isabs(rel) or not path.startswith(root + os.sep):
             raise InvalidRequest("ticket: the file is outside the served directory")
+        if not self.links_outside_root:  # a symlink in the directory must not lead out of it
+            real = os.path.realpath(path)
+            if not real.startswith(root + os.sep):
+                raise InvalidRequest("ticket: the file is outside the served directory")
         return path
 
     def check(self, part: PartRead) -> str:
@@ -119,7 +126,9 @@ class ReaderCache:
             self._readers.pop(key).close()
 
     def _open(self, part: PartRead, fmt: str, kind: str, pin: bool = False) -> Reader:
-        path = self.check(part)
+        # an open reader of this identity: the caller checked the file when it opened the task
+        # (Reads.prepare: the part's file and a level's tier files), so no stat per chunk; a new
+        # reader checks the file before opening it
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:
             reader = self._readers.get(key)
@@ -128,6 +137,7 @@ class ReaderCache:
                 if pin:
                     self._pins[key] = self._pins.get(key, 0) + 1
                 return reader
+        path = self.check(part)
         reader = source_for(fmt).open(path, part.object_path, kind)
         with self._lock:
             if key in self._readers:  # opened meanwhile by another thread: use that one

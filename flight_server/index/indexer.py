@@ -28,7 +28,6 @@ from arrowroot.flight_server.sources.base import without_paths
 
 log = logging.getLogger("arrowroot.indexer")
 
-STATE_DIR = ".arrowroot"
 #: file suffixes that claim a format: such a file that no source recognises is an error, not ignored
 EXTENSIONS = {".root": "ROOT", ".h5": "HDF5", ".hdf5": "HDF5", ".hdf": "HDF5", ".he5": "HDF5", ".lh5": "HDF5"}
 BATCH_FILES = 256
@@ -44,11 +43,13 @@ class IndexReport:
     seconds: float = 0.0
     derived: int = 0                                   # multi-file datasets (declared + folder)
     drift: list[dict] = field(default_factory=list)   # schema drift found in them, by dataset
+    not_merged: list[dict] = field(default_factory=list)  # folder groups that are not one table, and why
 
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "removed": self.removed,
                 "unchanged": self.unchanged, "errors": [{"path": p, "error": e} for p, e in self.errors],
-                "seconds": round(self.seconds, 3), "derived": self.derived, "drift": self.drift}
+                "seconds": round(self.seconds, 3), "derived": self.derived, "drift": self.drift,
+                "not_merged": self.not_merged}
 
 
 def to_new_datasets(rel_path: str, fmt: str, infos: list[DatasetInfo]) -> list[NewDataset]:
@@ -87,7 +88,6 @@ class Indexer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running = False
-        self.last_report: IndexReport | None = None
 
     def normalise(self, sub: str | None) -> str | None:
         """``sub`` as a clean relative posix path ("./hep/" → "hep"); None for the whole root.
@@ -218,10 +218,9 @@ class Indexer:
         if progress:
             progress("", len(todo), len(todo))
         derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
-        report.derived, report.drift = derived.datasets, derived.drift
+        report.derived, report.drift, report.not_merged = derived.datasets, derived.drift, derived.not_merged
         report.errors.extend(derived.errors)
         report.seconds = time.perf_counter() - t0
-        self.last_report = report
         log.info("indexed %s: %d added, %d updated, %d removed, %d unchanged, %d errors in %.2fs",
                  sub or str(self.root), report.added, report.updated, report.removed, report.unchanged,
                  len(report.errors), report.seconds)

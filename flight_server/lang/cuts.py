@@ -84,6 +84,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.lang.limits import parse_expression
 
 __all__ = ["ExprError", "Cut", "parse", "FUNCTIONS", "MAX_TEXT_LENGTH", "MAX_DEPTH"]
 
@@ -1185,7 +1186,7 @@ def parse(text: str, schema: pa.Schema) -> Cut:
     if not body.strip():
         raise ExprError("empty cut expression", 0, "")
     try:
-        tree = ast.parse(body, mode="eval")
+        tree = parse_expression(body)
     except SyntaxError as e:
         off = (e.offset or 1) - 1
         if e.lineno and e.lineno > 1:

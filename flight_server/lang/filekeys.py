@@ -26,8 +26,8 @@ Grammar: comparisons (chained too), ``in``/``not in`` literal lists, ``and or no
 ``ast.parse`` and walked with a whitelist; nothing is ever evaluated as Python. A key
 missing for a file is null, and null never passes.
 
-Why not ``expr.py`` (the server-side cut language)? Its types are numbers and strings
-with ``==``/``in`` only; file keys need timestamps, ordered string comparisons
+Why not the cut language (``cuts.py``)? Cuts work on columns of numbers per entry (jagged
+too); file keys need timestamps, ordered string comparisons
 (``period >= 'p03'``) and literal coercion by key type. The key table is tiny (one row per
 file), so this module favours those semantics over vectorised speed; the evaluation still
 runs in ``pyarrow.compute``.
@@ -44,6 +44,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.lang.limits import parse_expression
 
 KEY_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
@@ -73,7 +74,7 @@ class Template:
         self.text = text
         self.fields: list[str] = _FIELD.findall(text)
         if len(set(self.fields)) != len(self.fields):
-            raise ValueError(f"key template {text!r} repeats a field")
+            raise InvalidRequest(f"key template {text!r} repeats a field")
         pattern, last = [], 0
         for m in _FIELD.finditer(text):
             pattern.append(re.escape(text[last:m.start()]))
@@ -296,7 +297,7 @@ def evaluate(text: str, table: pa.Table) -> pa.BooleanArray:
     if len(text) > MAX_FILTER_LENGTH:
         raise FilterError(f"filter longer than {MAX_FILTER_LENGTH} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = parse_expression(text.strip())
     except SyntaxError as exc:
         raise FilterError(f"syntax error: {exc.msg} (at position {(exc.offset or 1) - 1})") from None
     except (RecursionError, MemoryError, ValueError):

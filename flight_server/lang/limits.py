@@ -7,12 +7,14 @@ linear pass over the bytes, so bad input gets a clear ValueError (INVALID_ARGUME
 
 from __future__ import annotations
 
+import ast
 import json
+import threading
 from typing import Any
 
 from arrowroot.flight_server.core.errors import InvalidRequest
 
-__all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_KEYS", "JsonLimitError", "load_json", "json_depth"]
+__all__ = ["parse_expression", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_KEYS", "JsonLimitError", "load_json", "json_depth"]
 
 MAX_JSON_BYTES = 64 << 10   # criteria and action bodies are small
 MAX_JSON_DEPTH = 32
@@ -82,3 +84,17 @@ def load_json(
     if keys > max_keys:
         raise JsonLimitError(f"{what}: {keys} object keys; the limit is {max_keys}")
     return value
+
+
+_AST_LOCK = threading.Lock()
+
+
+def parse_expression(text: str) -> ast.Expression:
+    """``ast.parse(text, mode="eval")``, one call at a time in this process.
+
+    CPython's parser is not safe to run concurrently on pathological input: under a 32-client
+    soak one cut in ~1,000 failed with ``SystemError: AST constructor recursion depth mismatch``.
+    Cut and file-key texts are short (bounded before they get here), so serialising costs nothing.
+    """
+    with _AST_LOCK:
+        return ast.parse(text, mode="eval")

@@ -3,23 +3,41 @@ entry of them costs (endpoint and read sizes). Shared by every planner (``planne
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from arrowroot.catalog.errors import not_found
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.shapes import META_PARENT
+from arrowroot.flight_server.core.unreadable import column_text, with_reasons
 from arrowroot.flight_server.lang import glob
 
 GLOB_CHARS = set("*?[")
 
 
+@functools.lru_cache(maxsize=4096)
+def _schema_of(data: bytes) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(data))
+
+
 def dataset_schema(rec: DatasetRecord) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(rec.schema))
+    """The readable columns, decoded once per catalog record (keyed by its IPC bytes); the unreadable
+    ones with their reasons in the metadata (``core/unreadable``), for doors that see only schemas (SQL)."""
+    unreadable = tuple((c.name, c.reason) for c in rec.columns if not c.readable)
+    return _with_reasons(rec.schema, unreadable)
+
+
+@functools.lru_cache(maxsize=4096)
+def _with_reasons(data: bytes, unreadable: tuple[tuple[str, str], ...]) -> pa.Schema:
+    return with_reasons(_schema_of(data), list(unreadable)) if unreadable else _schema_of(data)
 
 
 def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
-    """Exact names first, then shell globs; unreadable columns only when named exactly."""
-    readable = [f.name for f in schema]
+    """Exact names first, then shell globs; unreadable columns only when named exactly.
+    Parent branches (records of their leaves) only when named exactly, too."""
+    readable = [f.name for f in schema if META_PARENT not in (f.metadata or {})]
     if not requested:
         return tuple(readable)
     everything = {c.name: c for c in rec.columns}
@@ -27,8 +45,8 @@ def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.S
     for want in requested:
         if want in everything:
             col = everything[want]
-            if not col.readable or want not in readable:
-                raise InvalidRequest(f"columns: {want!r} cannot be read: {col.reason or 'unsupported type'}")
+            if not col.readable or want not in schema.names:
+                raise InvalidRequest(f"columns: {column_text(want, col.reason)}")
             matches = [want]
         elif GLOB_CHARS & set(want):
             pattern = glob.compile(want)  # linear; at most glob.MAX_PATTERN characters

@@ -26,6 +26,7 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
+from arrowroot.flight_server.core.unreadable import UNSUPPORTED, without_reasons
 from arrowroot.flight_server.core.task import (ENTRY_COLUMN, HIT_ENTRY_COLUMN, LevelColumn, PartRead, ReadTask,
                                               TierRead)
 from arrowroot.flight_server.datasets.derive import natural_key
@@ -119,7 +120,8 @@ def _tier_read(tier: str, p: Any) -> TierRead:
     return TierRead(tier, p.path, p.size, p.mtime, p.object_path, (p.entries,))
 
 
-def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, expires: float) -> tuple:
+def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, expires: float,
+               request_id: str = "") -> tuple:
     """A level read → what ``planner.Plan`` holds: (columns, schema, entry start, stop, tasks, bytes per
     entry, cut, notes, rows); raises NotFound/InvalidRequest."""
     if spec.slices:
@@ -134,7 +136,7 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
                              "put the cut in where")
     if spec.mode and not spec.hit_where:
         raise InvalidRequest("mode: selects hits by a hit cut; give hit_where too")
-    schema = dataset_schema(rec)
+    schema = without_reasons(dataset_schema(rec))
     columns = resolve_columns(spec.columns, rec, schema)
     if not columns:
         raise InvalidRequest(f"columns: {rec.name!r} has no readable columns")
@@ -180,7 +182,7 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
     else:
         level_columns = tuple(LevelColumn(n, *lc[n][:2]) for n in read_names if n in lc)
     if not spec.columns:
-        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
+        skipped = [{"name": c.name, "reason": c.reason or UNSUPPORTED} for c in rec.columns if not c.readable]
         if skipped:
             notes["skipped_columns"] = skipped
     template = ReadTask(
@@ -189,7 +191,8 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
         channel_column=None if idx.event else channel_column, cast=not idx.event,
         batch_rows=min(spec.batch_rows or limits.batch_rows, limits.batch_rows * 8), batch_bytes=limits.batch_bytes,
         chunk_rows=max(1, int(limits.chunk_bytes / per_entry)), principal=principal, expires=expires,
-        compression=spec.compression, level="event" if idx.event else "hit", level_columns=level_columns,
+        compression=spec.compression, request_id=request_id, level="event" if idx.event else "hit",
+        level_columns=level_columns,
         hit_where=spec.hit_where if hit_cut is not None else "", mode=(spec.mode or "only") if hit_cut is not None else "",
         orientation="hit" if hit_orientation else "", tcm_layout=info.get("tcm_layout", ""), drop_empty=drop_empty)
     rows = max(1, int(limits.endpoint_bytes / per_entry))
@@ -271,7 +274,7 @@ def skim_meta(rec: DatasetRecord, spec: ReadSpec, tasks: tuple[ReadTask, ...]) -
     info = level_info(rec)
     if info is None:
         return None
-    schema = dataset_schema(rec)
+    schema = without_reasons(dataset_schema(rec))
     lc = info.get("columns") or {}
     event = info.get("kind") == "event"
     channel_column = info.get("channel_column") or rec.attributes.get("channel_column") or "channel"

@@ -11,6 +11,7 @@ requested columns.
 
 from __future__ import annotations
 
+
 import json
 from dataclasses import dataclass, field, replace
 
@@ -22,13 +23,15 @@ from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.core.shapes import sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
-from arrowroot.flight_server.core.timeranges import (Gap, dq_segments, members_of, plan_time, time_type,
+from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, no_columns_text, without_reasons)
+from arrowroot.flight_server.core.timeranges import (Gap, members_of, plan_time, time_type,
                                                       to_scale)
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
                                                      ATTR_TIMESERIES_PARTS,
                                                      TIMESERIES_KEY)
 from arrowroot.flight_server.datasets.levels import level_info
 from arrowroot.flight_server.datasets.select import select_ranges
+from arrowroot.flight_server.lang.dq import dq_segments
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
 from arrowroot.flight_server.plan.columns import bytes_per_entry, dataset_schema, resolve_columns
 from arrowroot.flight_server.plan.levels import plan_level
@@ -81,6 +84,8 @@ class Plan:
         return -1 if self.cut is not None or rows < 0 else int(rows * self.bytes_per_entry)
 
 
+
+
 def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tuple[str, ...]) -> PartRead:
     """The global range [a, b) of ``part`` as a self-contained PartRead."""
     start, stop = a - part.entry_offset, b - part.entry_offset
@@ -90,23 +95,24 @@ def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tup
 
 
 def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), principal: str = "",
-              expires: float = 0.0, slices_supported: bool = True) -> Plan:
+              expires: float = 0.0, slices_supported: bool = True, request_id: str = "") -> Plan:
     """Columns, schema and self-contained tasks for a request; raises NotFound/InvalidRequest.
 
     ``slices_supported``: whether the dataset's source reads per-axis slices (the source's
     capability, asked by the caller)."""
     if level_info(rec) is not None:  # a level: several tiers, or events through a TCM (plan/levels.py)
         columns, out_schema, start, stop, tasks, per_entry, cut, notes, rows = plan_level(
-            spec, rec, limits, principal, expires)
+            spec, rec, limits, principal, expires, request_id)
         return Plan(rec, spec, columns, out_schema, start, stop, tasks, per_entry, cut, notes, rows)
     if spec.hit_where or spec.mode or spec.orientation:
         raise InvalidRequest(f"hit_where/mode/orientation: apply to event levels; {rec.name!r} is not one")
     if spec.slices and not slices_supported:
         raise InvalidRequest("slices: apply to HDF5 N-D datasets only; use entry_start/entry_stop for entries")
-    schema = dataset_schema(rec)
+    schema = without_reasons(dataset_schema(rec))
     columns = resolve_columns(spec.columns, rec, schema)
     if not columns:
-        raise InvalidRequest(f"columns: {rec.name!r} has no readable columns")
+        raise InvalidRequest("columns: " + no_columns_text(rec.name, [(c.name, c.reason) for c in rec.columns
+                                                                     if not c.readable]))
     try:
         fields = [sliced_field(schema.field(c), spec.slices) for c in columns]
     except ValueError as exc:
@@ -147,11 +153,11 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         channel_column=(rec.attributes.get(ATTR_CHANNEL) or None) if multi else None, cast=multi,
         batch_rows=min(spec.batch_rows or limits.batch_rows, limits.batch_rows * 8),
         batch_bytes=limits.batch_bytes, chunk_rows=max(1, int(limits.chunk_bytes / per_entry)),
-        principal=principal, expires=expires, compression=spec.compression)
+        principal=principal, expires=expires, compression=spec.compression, request_id=request_id)
     rows = max(1, int(limits.endpoint_bytes / per_entry))
     notes: dict = {}
     if not spec.columns:
-        skipped = [{"name": c.name, "reason": c.reason or "unsupported type"} for c in rec.columns if not c.readable]
+        skipped = [{"name": c.name, "reason": c.reason or UNSUPPORTED} for c in rec.columns if not c.readable]
         if skipped:
             notes["skipped_columns"] = skipped
     if spec.by_time:

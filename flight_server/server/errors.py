@@ -1,54 +1,21 @@
-"""The one table from arrowroot's error tree (``core/errors.py``) to Flight statuses, used by
-both front ends (Flight and Flight SQL) — and by the web view for its HTTP statuses.
+"""The one error table (``service/errors.py``) as pyarrow Flight exceptions, for the Flight doors.
 
-    NotFound           → NOT_FOUND          InvalidRequest   → INVALID_ARGUMENT
-    Unauthenticated    → UNAUTHENTICATED    PermissionDenied → PERMISSION_DENIED
-    Unavailable        → UNAVAILABLE        FileChanged      → UNAVAILABLE (and the file is re-indexed)
-    ResourceExhausted  → UNAVAILABLE with "resource exhausted: ..." (a pyarrow server cannot send
-                         RESOURCE_EXHAUSTED: no Flight error class carries it)
-    AlreadyExists      → INVALID_ARGUMENT with "already exists: ..." (same reason)
-    Cancelled          → CANCELLED          TimedOut         → DEADLINE_EXCEEDED
-    Unimplemented      → UNIMPLEMENTED      SourceError      → INTERNAL "cannot read the data: ..."
-    Flight*Error       → as raised
-    anything else      → INTERNAL "internal error (request <id>)"; the traceback goes to the log only
-                         (a KeyError from inside uproot or h5py is "anything else"; a plain
-                         ValueError is still INVALID_ARGUMENT, as pyarrow itself maps it)
+pyarrow turns what a handler raises into a gRPC status: ``KeyError`` → NOT_FOUND,
+``ValueError`` → INVALID_ARGUMENT, ``NotImplementedError`` → UNIMPLEMENTED and the ``Flight*Error``
+classes → their statuses; :func:`to_flight` picks the one for each row of the table. Anything that
+is not ours becomes INTERNAL "internal error (request <id>)", with the traceback in the log only.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 
 import pyarrow.flight as fl
 
-from arrowroot.flight_server.core import errors as E
+from arrowroot.flight_server.service.calllog import CallRecord
+from arrowroot.flight_server.service.errors import Status, message_of, status_of
 
-log = logging.getLogger("arrowroot.requests")
-
-#: error type → (HTTP status, Flight status name), most specific first; the web view uses it too.
-STATUS_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
-    (E.NotFound, 404, "NOT_FOUND"),
-    (E.InvalidRequest, 400, "INVALID_ARGUMENT"),
-    (E.Unauthenticated, 401, "UNAUTHENTICATED"),
-    (E.PermissionDenied, 403, "PERMISSION_DENIED"),
-    (E.AlreadyExists, 409, "ALREADY_EXISTS"),
-    (E.FileChanged, 503, "UNAVAILABLE"),
-    (E.Unavailable, 503, "UNAVAILABLE"),
-    (E.ResourceExhausted, 429, "RESOURCE_EXHAUSTED"),
-    (E.Cancelled, 499, "CANCELLED"),
-    (E.TimedOut, 504, "DEADLINE_EXCEEDED"),
-    (E.Unimplemented, 501, "UNIMPLEMENTED"),
-    (E.SourceError, 500, "INTERNAL"),
-)
-
-
-def status_of(exc: BaseException) -> tuple[int, str]:
-    """(HTTP status, status name) for one of our errors; (500, "INTERNAL") for anything else."""
-    for kind, http, name in STATUS_TABLE:
-        if isinstance(exc, kind):
-            return http, name
-    return 500, "INTERNAL"
+log = logging.getLogger("arrowroot.errors")
 
 
 def bare(exc: BaseException) -> BaseException:
@@ -67,37 +34,65 @@ class _NotFoundError(KeyError):
         return str(self.args[0])
 
 
-def to_flight(exc: BaseException, method: str, what: str = "") -> BaseException:
-    """The exception to raise to pyarrow for ``exc`` (see the table above)."""
+_FLIGHT = {
+    "UNAUTHENTICATED": fl.FlightUnauthenticatedError,
+    "PERMISSION_DENIED": fl.FlightUnauthorizedError,
+    "UNAVAILABLE": fl.FlightUnavailableError,
+    "CANCELLED": fl.FlightCancelledError,
+    "DEADLINE_EXCEEDED": fl.FlightTimedOutError,
+    "INTERNAL": fl.FlightInternalError,
+}
+
+
+def to_flight(exc: BaseException, what: str = "", request_id: str = "") -> BaseException:
+    """The exception to raise to pyarrow for ``exc`` (see the table), logging internal errors."""
     if isinstance(exc, fl.FlightError):
         return exc
-    msg = str(exc)
-    if isinstance(exc, E.NotFound):
-        return bare(_NotFoundError(msg))
-    if isinstance(exc, E.AlreadyExists):
-        return bare(ValueError(f"already exists: {msg}"))
-    if isinstance(exc, E.InvalidRequest):
-        return bare(ValueError(msg))
-    if isinstance(exc, E.Unauthenticated):
-        return fl.FlightUnauthenticatedError(msg)
-    if isinstance(exc, E.PermissionDenied):
-        return fl.FlightUnauthorizedError(msg)
-    if isinstance(exc, E.ResourceExhausted):
-        return fl.FlightUnavailableError(f"resource exhausted: {msg}")
-    if isinstance(exc, E.Unavailable):
-        return fl.FlightUnavailableError(msg)
-    if isinstance(exc, E.Cancelled):
-        return fl.FlightCancelledError(msg)
-    if isinstance(exc, E.TimedOut):
-        return fl.FlightTimedOutError(msg)
-    if isinstance(exc, E.Unimplemented):
-        return bare(NotImplementedError(msg))
-    if isinstance(exc, E.SourceError):
-        log.warning("%s %s: %s", method, what, msg)
-        return fl.FlightInternalError(f"cannot read the data: {msg}")
-    if isinstance(exc, ValueError):  # validation in code that predates the tree (e.g. lang/)
-        return bare(ValueError(msg))
-    rid = uuid.uuid4().hex[:12]
-    log.error("%s %s failed (request %s)", method, what, rid, exc_info=exc)
-    return fl.FlightInternalError(f"internal error (request {rid}); the server log has the details")
+    row = status_of(exc)
+    if row.grpc == "INTERNAL" and not row.prefix:  # not one of ours
+        rid = request_id or "-"
+        log.error("%s failed (request %s)", what or "call", rid, exc_info=exc)
+        return fl.FlightInternalError(f"internal error (request {rid}); the server log has the details")
+    return flight_error(row, message_of(exc, row))
 
+
+def fail(exc: BaseException, record: CallRecord, what: str = "") -> BaseException:
+    """A door's error boundary: note the status on the call's record, then map ``exc``."""
+    if isinstance(exc, fl.FlightError):
+        record.status = grpc_status_of_raised(exc)
+        return exc
+    record.status = status_of(exc).grpc
+    return to_flight(exc, what or f"{record.door} {record.method} {record.dataset}".strip(), record.request_id)
+
+
+def flight_error(row: Status, message: str) -> BaseException:
+    """The pyarrow exception that sends ``row``'s gRPC status with ``message``."""
+    if row.grpc == "NOT_FOUND":
+        return bare(_NotFoundError(message))
+    if row.grpc == "INVALID_ARGUMENT":
+        return bare(ValueError(message))
+    if row.grpc == "UNIMPLEMENTED":
+        return bare(NotImplementedError(message))
+    return _FLIGHT[row.grpc](message)
+
+
+def grpc_status_of_raised(exc: BaseException | None) -> str:
+    """The gRPC status a raised exception (as pyarrow will send it) stands for: the access log's
+    view of a call that ended with ``exc``."""
+    if exc is None:
+        return "OK"
+    for name, cls in _FLIGHT.items():
+        if isinstance(exc, cls):
+            return name
+    if isinstance(exc, fl.FlightServerError):
+        return "UNKNOWN"
+    if isinstance(exc, KeyError):
+        return "NOT_FOUND"
+    if isinstance(exc, NotImplementedError):
+        return "UNIMPLEMENTED"
+    if isinstance(exc, (ValueError, TypeError)):
+        return "INVALID_ARGUMENT"
+    return status_of(exc).grpc if status_of(exc).grpc != "INTERNAL" else "UNKNOWN"
+
+
+__all__ = ["fail", "to_flight", "flight_error", "bare", "grpc_status_of_raised"]

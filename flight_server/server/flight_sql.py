@@ -36,7 +36,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -48,16 +48,19 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.protos import flight_sql as fsql
 
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import (Cancelled, NotFound, PermissionDenied, ResourceExhausted, TimedOut,
-                                                Unimplemented)
+from arrowroot.flight_server.core.errors import (ArrowrootError, Cancelled, InvalidRequest, NotFound, PermissionDenied,
+                                                ResourceExhausted, TimedOut, Unimplemented)
 from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.execute.executor import StreamStats, stream_task
-from arrowroot.flight_server.plan.planner import dataset_schema, plan_read
-from arrowroot.flight_server.server.counters import Counters
+from arrowroot.flight_server.execute.executor import StreamStats
+from arrowroot.flight_server.plan.planner import dataset_schema
+from arrowroot.flight_server.service.caller import Caller
+from arrowroot.flight_server.service.counters import Counters
+from arrowroot.flight_server.service.service import Service
+from arrowroot.flight_server.service.workspace import WorkspaceService
 from arrowroot.flight_server.sql.engine import CATALOG_SCHEMA, PreparedQuery, QueryCancelled, SqlEngine
-
-if TYPE_CHECKING:  # pragma: no cover
-    from arrowroot.flight_server.server.flight import ArrowrootServer
+from arrowroot.flight_server.server.auth import caller_of, record_of
+from arrowroot.flight_server.server.errors import fail
+from arrowroot.flight_server.server.transport import batches_of, completed, ipc_options
 
 log = logging.getLogger("arrowroot.sql")
 
@@ -163,12 +166,14 @@ class ServerTableProvider:
     threads (which call :meth:`scan`) never touch the gRPC call context.
     """
 
-    def __init__(self, server: ArrowrootServer, context: fl.ServerCallContext | None,
+    def __init__(self, service: Service, workspace: WorkspaceService, caller: Caller,
                  scan_log: deque | None = None,
                  on_scan: Callable[[str, StreamStats], None] | None = None) -> None:
-        self.server = server
+        self.service = service
+        self.workspace = workspace
+        self.caller = caller
         self.on_scan = on_scan
-        self.visible: dict[str, DatasetRecord] = {d.name: d for d in server.visible_datasets(context)}
+        self.visible: dict[str, DatasetRecord] = {d.name: d for d in service.visible(caller)}
         self.scan_log = scan_log
         self._schemas: dict[str, pa.Schema] = {}
         #: errors raised while reading files: DuckDB wraps them in its own message, the front end
@@ -190,19 +195,22 @@ class ServerTableProvider:
             schema = self._schemas[name] = dataset_schema(self._record(name))
         return schema
 
-    def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
+    def scan(self, name: str, columns: list[str], allow_missing: bool = False) -> pa.RecordBatchReader:
         """Stream ``columns`` of every entry: the planner's tasks in order, one chunk read ahead."""
-        rec = self._record(name)
-        plan = plan_read(ReadSpec(dataset=name, columns=tuple(columns)), rec, self.server.limits)
+        self._record(name)
+        plan = self.service.plan(self.caller, ReadSpec(dataset=name, columns=tuple(columns),
+                                                       allow_missing=allow_missing))
         if self.scan_log is not None:
             self.scan_log.append((name, tuple(plan.columns)))
-        server = self.server
+        service = self.service
 
         def batches() -> Iterator[pa.RecordBatch]:
             stats = StreamStats()
             try:
-                for task in plan.tasks:
-                    yield from stream_task(task, server.readers, stats)
+                for batch in service.run(plan):
+                    stats.rows += batch.num_rows
+                    stats.bytes += batch.nbytes
+                    yield batch
             except Exception as exc:
                 self.failures.append(exc)
                 raise
@@ -215,9 +223,11 @@ class ServerTableProvider:
     def catalog_tables(self) -> dict[str, pa.Table]:
         """``arrowroot.files|datasets|columns``, restricted to the visible datasets."""
         recs = list(self.visible.values())
-        all_visible = len(recs) == len(self.server.catalog.datasets())
+        catalog = self.service.ctx.catalog
+        assert catalog is not None
+        all_visible = len(recs) == len(catalog.datasets())
         used = {p.path for d in recs for p in d.parts}
-        files = [f for f in self.server.catalog.files().values() if all_visible or f.path in used]
+        files = [f for f in catalog.files().values() if all_visible or f.path in used]
         file_ids = {p.path: p.file_id for d in recs for p in d.parts}
         files_t = pa.table(
             {
@@ -263,7 +273,7 @@ class ServerTableProvider:
                  "reason": pa.utf8()}
         columns_t = pa.table({k: pa.array(v, types[k]) for k, v in rows.items()})
         return {"files": files_t, "datasets": datasets_t, "columns": columns_t,
-                "provenance": self.server.uploads.provenance_table(set(self.visible))}
+                "provenance": self.workspace.provenance_table(set(self.visible))}
 
 
 # ----------------------------------------------------------------------------- state
@@ -354,15 +364,17 @@ class _PreparedStore:
 class FlightSqlFrontEnd:
     """Flight SQL commands of one :class:`ArrowrootServer`, answered from its catalog and files."""
 
-    def __init__(self, server: ArrowrootServer, *, timeout_s: float | None = None,
+    def __init__(self, service: Service, workspace: WorkspaceService, *, timeout_s: float | None = None,
                  handle_ttl_s: float = HANDLE_TTL_S, max_handles: int = MAX_HANDLES_PER_PRINCIPAL) -> None:
-        self.server = server
-        settings = server.settings
+        self.service = service
+        self.workspace = workspace
+        self.settings = settings = service.ctx.settings
+        self._ipc = ipc_options(settings.compression)[""]
         self.timeout_s = float(timeout_s if timeout_s is not None else settings.sql_timeout)
         self.handle_ttl_s = handle_ttl_s
         self.max_batch_bytes = min(MAX_RESULT_BATCH_BYTES, max(1 << 16, settings.batch_bytes))
         self.prepared = _PreparedStore(handle_ttl_s, max_handles)
-        self._key = server.tickets.key  # one signing key per deployment, shared with the read tickets
+        self._key = service.ctx.keys.key("sql-statements")  # derived from the deployment's one secret
         self._plans: OrderedDict[tuple, PreparedQuery] = OrderedDict()
         self._plans_lock = threading.Lock()
         #: (dataset, columns) of recent scans, newest last: lets tests and operators see what SQL read.
@@ -412,11 +424,11 @@ class FlightSqlFrontEnd:
             else "not supported by arrowroot"
         return NotImplementedError(f"Flight SQL {name} via {method}: {why}")
 
-    def _guard(self, method: str, fn: Any) -> Any:
+    def _guard(self, context: fl.ServerCallContext, method: str, fn: Any) -> Any:
         try:
             return fn()
         except Exception as exc:
-            raise self._map_error(method, exc) from None
+            raise fail(self._map_error(method, exc), record_of(context)) from None
 
     def _map_error(self, method: str, exc: BaseException) -> BaseException:
         """Engine exceptions → the error tree → the one table (``server/errors.py``)."""
@@ -430,17 +442,20 @@ class FlightSqlFrontEnd:
             exc = Cancelled(str(exc))
         elif isinstance(exc, MemoryError):
             exc = ResourceExhausted(str(exc) or "out of memory")
-        return self.server._map_error(method, "sql", exc)
+        elif isinstance(exc, ValueError) and not isinstance(exc, ArrowrootError):
+            exc = InvalidRequest(str(exc))  # the engine's and this module's validation
+        return exc
 
     def _principal(self, context: fl.ServerCallContext | None) -> str:
-        return self.server.principal(context)
+        return caller_of(context, "flight_sql").principal
 
     def _engine(self, provider: ServerTableProvider) -> SqlEngine:
         return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes,
-                         memory_limit=self.server.settings.sql_memory_limit)
+                         memory_limit=self.settings.sql_memory_limit)
 
     def _provider(self, context: fl.ServerCallContext | None) -> ServerTableProvider:
-        return ServerTableProvider(self.server, context, self.scan_log, self._count_scan)
+        return ServerTableProvider(self.service, self.workspace, caller_of(context, "flight_sql"), self.scan_log,
+                                   self._count_scan)
 
     def _count_scan(self, dataset: str, stats: StreamStats) -> None:
         self.scanned.add(dataset, scans=1, rows=stats.rows, bytes=stats.bytes)
@@ -451,7 +466,9 @@ class FlightSqlFrontEnd:
         if not isinstance(query, str):
             raise ValueError("query must be a string")
         provider = provider or self._provider(context)
-        key = (self._principal(context), self.server.catalog.generation, tuple(sorted(provider.visible)), query)
+        catalog = self.service.ctx.catalog
+        assert catalog is not None
+        key = (self._principal(context), catalog.generation, tuple(sorted(provider.visible)), query)
         with self._plans_lock:
             hit = self._plans.get(key)
             if hit is not None:
@@ -500,9 +517,8 @@ class FlightSqlFrontEnd:
     # ------------------------------------------------------------ Flight methods
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
-        t0 = time.perf_counter()
-        info, what = self._guard("get_flight_info", lambda: self._flight_info(context, descriptor))
-        log.info("%s get_flight_info %s %.4fs", self.server._who(context), what, time.perf_counter() - t0)
+        info, what = self._guard(context, "get_flight_info", lambda: self._flight_info(context, descriptor))
+        record_of(context).detail = what[:200]
         return info
 
     def _flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
@@ -559,14 +575,14 @@ class FlightSqlFrontEnd:
                 raise self._unimplemented(msg, "GetSchema")
             return schema
 
-        return fl.SchemaResult(self._guard("get_schema", run))
+        return fl.SchemaResult(self._guard(context, "get_schema", run))
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        msg = self._guard("do_get", lambda: self._unpack(ticket.ticket))
+        msg = self._guard(context, "do_get", lambda: self._unpack(ticket.ticket))
         name = fsql.message_name(msg)
         if name == "TicketStatementQuery":
-            return self._guard("do_get", lambda: self._execute(context, msg.statement_handle))
-        table = self._guard("do_get", lambda: self._metadata(context, msg))
+            return self._guard(context, "do_get", lambda: self._execute(context, msg.statement_handle))
+        table = self._guard(context, "do_get", lambda: self._metadata(context, msg))
         return fl.RecordBatchStream(table)
 
     def _metadata(self, context: fl.ServerCallContext, msg: Message) -> pa.Table:
@@ -632,9 +648,10 @@ class FlightSqlFrontEnd:
             watcher.stop()
             self._forget(query_id)
             raise (provider.failures[0] if provider.failures else exc) from None
-        log.info("%s sql %s scans=%s", self.server._who(context), query_id[:12], prepared.scans)
+        record = record_of(context)
+        record.detail = f"query={query_id[:12]} scans={prepared.scans}"
         results = _ResultStream(self, context, engine, query_id, reader, watcher, provider)
-        return fl.GeneratorStream(reader.schema, results, options=self.server._ipc_options)
+        return fl.GeneratorStream(reader.schema, results, options=self._ipc)
 
     def _forget(self, query_id: str) -> None:
         with self._active_lock:
@@ -664,7 +681,7 @@ class FlightSqlFrontEnd:
             result = fsql.DoPutPreparedStatementResult(prepared_statement_handle=entry.handle)
             writer.write(pa.py_buffer(result.SerializeToString()))
 
-        self._guard("do_put", run)
+        self._guard(context, "do_put", run)
 
     def _ingest(self, context: fl.ServerCallContext, msg: Message, reader: fl.MetadataRecordBatchReader) -> int:
         if msg.temporary or msg.HasField("transaction_id"):
@@ -673,11 +690,12 @@ class FlightSqlFrontEnd:
         exists = {1: "fail", 2: "append", 3: "replace"}.get(opts.if_exists, "fail")
         create = opts.if_not_exist != 2
         schema = msg.schema if msg.HasField("schema") else None
-        return self.server.uploads.ingest(context, msg.table, schema, exists, create, reader)
+        return self.workspace.ingest(caller_of(context, "flight_sql"), msg.table, schema, exists, create,
+                                     reader.schema, batches_of(reader), complete=lambda: completed(context))
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
         body = action.body.to_pybytes() if action.body is not None else b""
-        results = self._guard("do_action", lambda: self._action(context, action.type, body))
+        results = self._guard(context, "do_action", lambda: self._action(context, action.type, body))
         yield from results
 
     def _action(self, context: fl.ServerCallContext, kind: str, body: bytes) -> list[fl.Result]:
@@ -702,7 +720,7 @@ class FlightSqlFrontEnd:
                 dataset_schema=_schema_bytes(prepared.schema),
                 parameter_schema=_schema_bytes(prepared.parameter_schema),
             )
-            log.info("%s prepare %r (%.1f ms)", self.server._who(context), msg.query[:200], prepared.plan_ms)
+            record_of(context).detail = f"prepare {msg.query[:200]!r} ({prepared.plan_ms:.1f} ms)"
             return [fl.Result(fsql.pack(result))]
         self.prepared.close(msg.prepared_statement_handle, principal)  # closing twice is harmless
         return []
@@ -770,7 +788,7 @@ class _ResultStream:
             self.close(type(exc).__name__)
             if self.provider.failures and not isinstance(exc, (TimeoutError, QueryCancelled)):
                 exc = self.provider.failures[0]
-            raise self.front._map_error("do_get", exc) from None
+            raise fail(self.front._map_error("do_get", exc), record_of(self.context)) from None
         self.rows += batch.num_rows
         return batch
 
@@ -785,7 +803,10 @@ class _ResultStream:
         except Exception:  # noqa: BLE001 - closing a reader whose query was interrupted
             pass
         self.front._forget(self.query_id)
-        log.info("sql %s rows=%d %.3fs %s", self.query_id[:12], self.rows, time.perf_counter() - self.t0, status)
+        record = record_of(self.context)
+        record.rows = self.rows
+        if status not in ("ok", "dropped"):
+            log.debug("sql %s ended: %s", self.query_id[:12], status)
 
     def __del__(self) -> None:
         self.close()

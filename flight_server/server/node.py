@@ -2,17 +2,19 @@
 
     arrowroot node /data --port 8816 --join grpc://coordinator:8815 --key-file /etc/arrowroot/key
 
-A node holds no catalog and plans nothing. Its one data method is DoGet: the ticket is a
-self-contained read task, signed (and given an expiry) by the coordinator with the shared
-key; the node verifies it, checks the file under its own directory is still the one
-planned (size + mtime, and never a path outside the directory), and streams it through
-its own column-chunk cache. GetFlightInfo and friends are refused with a pointer to the
-coordinator. With ``--join`` it registers and then heartbeats, so the coordinator puts
-it into (and, once silent, out of) the endpoint locations it hands out.
+A node holds no catalog and plans nothing. Its one data method is DoGet, served by the same
+datasets door as the coordinator's (``datasets_door.py``) over a node context
+(``ServerContext.node``): the ticket — a self-contained read task, signed and given an expiry by
+the coordinator with the shared key — is verified, its files checked (inside DIR after resolving
+symlinks, still the ones planned; filled gaps of time reads read none), and streamed through the
+one read path, with the same stream caps, idle timeout and IPC compression as the coordinator.
+GetFlightInfo and friends answer UNIMPLEMENTED with a pointer to the coordinator. With ``--join``
+it registers and then heartbeats, so the coordinator puts it into (and, once silent, out of) the
+endpoint locations it hands out.
 
-A ticket is a capability: whoever holds it may redeem it until it expires; the
-coordinator checked the caller's rights when it issued it. Use TLS (``--tls-cert``) where
-the network between clients and nodes is not trusted.
+A ticket is a capability: whoever holds it may redeem it until it expires; the coordinator
+checked the caller's rights when it issued it. Use TLS (``--tls-cert``) where the network
+between clients and nodes is not trusted.
 """
 
 from __future__ import annotations
@@ -21,25 +23,20 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.flight as fl
 
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, Unimplemented
+from arrowroot.flight_server.core.errors import InvalidRequest, Unimplemented
 from arrowroot.flight_server.core.settings import Settings
-from arrowroot.flight_server.core.task import ReadTask
-from arrowroot.flight_server.execute.cache import ChunkCache
-from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
-from arrowroot.flight_server.execute.readers import ReaderCache
-from arrowroot.flight_server.server.auth import tls_kwargs
-from arrowroot.flight_server.server.errors import to_flight
-from arrowroot.flight_server.server.membership import HEALTH_ACTION, REGISTER_ACTION, health_answer, registration
-from arrowroot.flight_server.server.tickets import TicketSigner
-from arrowroot.flight_server.workspace.store import MOUNT
+from arrowroot.flight_server.service.context import ServerContext
+from arrowroot.flight_server.service.membership import HEALTH_ACTION, REGISTER_ACTION, health_answer, registration
+from arrowroot.flight_server.service.service import Service, encode_result
+from arrowroot.flight_server.server.auth import NODE_HEADER, flight_kwargs, record_of, tls_kwargs
+from arrowroot.flight_server.server.datasets_door import DatasetsDoor
+from arrowroot.flight_server.server.errors import fail
 
 log = logging.getLogger("arrowroot.node")
 
@@ -51,80 +48,61 @@ class JoinRefused(RuntimeError):
     """The coordinator refused this node (another key, or it has none)."""
 
 
+def flight_health_probe(location: str, body: bytes, timeout: float) -> dict:
+    """Ask a node for its health (the coordinator's poll of static nodes)."""
+    with fl.FlightClient(location) as c:
+        opts = fl.FlightCallOptions(timeout=timeout)
+        return json.loads(next(iter(c.do_action(fl.Action(HEALTH_ACTION, body), opts))).body.to_pybytes())
+
+
 class NodeServer(fl.FlightServerBase):
     """DoGet of coordinator-signed tickets over the files of ``settings.root``."""
 
     def __init__(self, settings: Settings, node_id: str | None = None, advertise: str | None = None):
-        key = settings.ticket_key()
-        if key is None:
-            raise ValueError("a data node needs its coordinator's ticket key: --key-file PATH "
-                             "(or ARROWROOT_TICKET_KEY), the same as the coordinator's")
+        self.ctx = ServerContext.node(settings)
         self.settings = settings
-        self.tickets = TicketSigner(key, settings.ticket_ttl)
-        self.readers = ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes))
-        if settings.workspace is not None:  # workspace files outside the root (flight_server/workspace)
-            self.readers.mount(MOUNT, settings.workspace)
-        self._ipc_options = pa.ipc.IpcWriteOptions(compression=settings.compression)
-        self._served = {"requests": 0, "rows": 0, "bytes": 0, "refused": 0}
-        self._lock = threading.Lock()
+        self.service = Service(self.ctx)
+        self.door = DatasetsDoor(self.service)
+        self.membership_key = self.ctx.keys.key("membership")
         self._stop = threading.Event()
         self._joiner: threading.Thread | None = None
         self.coordinator: str | None = None
-        super().__init__(settings.location, **tls_kwargs(settings))
+        super().__init__(settings.location, **tls_kwargs(settings), **flight_kwargs("node", None))
         scheme = "grpc+tls" if settings.tls_cert else "grpc"
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else _own_address()
         self.advertise = advertise or f"{scheme}://{host}:{self.port}"
         self.node_id = node_id or f"{socket.gethostname()}:{self.port}"
 
-    # ------------------------------------------------------------ data
+    @property
+    def readers(self) -> Any:
+        return self.ctx.readers
 
-    def _open(self, ticket: bytes) -> ReadTask:
-        task = self.tickets.open(ticket)
-        for part in task.parts:
-            self.readers.check(part)  # inside DIR, and still the file that was planned
-        return task
+    @property
+    def tickets(self) -> Any:
+        return self.ctx.tickets
+
+    # ------------------------------------------------------------ data: the coordinator's door
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        try:
-            task = self._open(ticket.ticket)
-            ex = Execution(task)
-        except Exception as exc:
-            with self._lock:
-                self._served["refused"] += 1
-            log.warning("%s do_get refused: %s", context.peer(), exc)
-            raise to_flight(exc, "do_get") from None
-        return fl.GeneratorStream(ex.schema, self._stream(context, task, ex), options=self._ipc_options)
-
-    def _stream(self, context: fl.ServerCallContext, task: ReadTask, ex: Execution) -> Iterator[Any]:
-        t0 = time.perf_counter()
-        stats = StreamStats()
-        what = f"{task.dataset}[{task.entry_start}:{task.entry_stop}]"
-        try:
-            yield from stream_task(task, self.readers, stats, ex, cancelled=context.is_cancelled)
-        except Exception as exc:
-            raise to_flight(exc, "do_get", what) from None
-        finally:
-            with self._lock:
-                self._served["requests"] += 1
-                self._served["rows"] += stats.rows
-                self._served["bytes"] += stats.bytes
-            log.info("%s do_get %s rows=%d bytes=%d %.3fs", context.peer(), what, stats.rows, stats.bytes,
-                     time.perf_counter() - t0)
+        return self.door.do_get(context, ticket)
 
     # ------------------------------------------------------------ everything else
 
+    def _not_here(self, context: fl.ServerCallContext, what: str) -> BaseException:
+        return fail(Unimplemented(f"{what}: {NOT_HERE}"), record_of(context))
+
     def list_flights(self, context: fl.ServerCallContext, criteria: bytes) -> Iterator[fl.FlightInfo]:
-        raise to_flight(Unimplemented(f"ListFlights: {NOT_HERE}"), "list_flights")
+        raise self._not_here(context, "ListFlights")
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
-        raise to_flight(Unimplemented(f"GetFlightInfo: {NOT_HERE}"), "get_flight_info")
+        raise self._not_here(context, "GetFlightInfo")
 
     def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
-        raise to_flight(Unimplemented(f"GetSchema: {NOT_HERE}"), "get_schema")
+        raise self._not_here(context, "GetSchema")
 
     def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
                reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
-        raise to_flight(Unimplemented(f"DoPut: {NOT_HERE}"), "do_put")
+        raise self._not_here(context, "DoPut")
 
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
         return [(HEALTH_ACTION, 'Liveness; body {"challenge": "..."} is answered with a proof of the key.'),
@@ -132,11 +110,13 @@ class NodeServer(fl.FlightServerBase):
 
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterator[fl.Result]:
         body = action.body.to_pybytes() if action.body is not None else b""
+        record = record_of(context)
+        record.detail = f"action={action.type[:40]}"
         try:
             answer = self._action(action.type, body)
         except Exception as exc:
-            raise to_flight(exc, "do_action", action.type) from None
-        yield fl.Result(json.dumps(answer).encode())
+            raise fail(exc, record) from None
+        yield fl.Result(encode_result(answer))
 
     def _action(self, kind: str, body: bytes) -> dict:
         if kind == HEALTH_ACTION:
@@ -146,21 +126,21 @@ class NodeServer(fl.FlightServerBase):
                 raise InvalidRequest("health: body is not JSON") from None
             challenge = args.get("challenge", "") if isinstance(args, dict) else ""
             return {"status": "ok", "role": "node", "version": __version__, "node": self.node_id,
-                    "coordinator": self.coordinator, **health_answer(self.tickets.key, str(challenge))}
+                    "coordinator": self.coordinator, **health_answer(self.membership_key, str(challenge))}
         if kind == "stats":
-            with self._lock:
-                served = dict(self._served)
-            return {"node": self.node_id, "served": served, "cache": self.readers.chunks.stats()}
-        raise NotFound(f"no action {kind!r} on a data node; available: health, stats")
+            served = self.ctx.served.snapshot()
+            totals = {k: sum(v.get(k, 0) for v in served.values()) for k in ("requests", "rows", "bytes")}
+            return {"node": self.node_id, "served": totals, "datasets": served, "cache": self.ctx.readers.chunks.stats()}
+        raise Unimplemented(f"no action {kind[:100]!r} on a data node; served: health, stats")
 
     # ------------------------------------------------------------ joining a coordinator
 
     def register(self, coordinator: str, timeout: float = 5.0) -> dict:
         """One signed registration (or heartbeat); JoinRefused when the coordinator says no."""
-        body = registration(self.tickets.key, self.node_id, self.advertise)
+        body = registration(self.membership_key, self.node_id, self.advertise)
         try:
             with fl.FlightClient(coordinator) as c:
-                opts = fl.FlightCallOptions(timeout=timeout)
+                opts = fl.FlightCallOptions(timeout=timeout, headers=[(NODE_HEADER.encode(), b"1")])
                 result = next(iter(c.do_action(fl.Action(REGISTER_ACTION, body), opts)))
         except (fl.FlightUnauthorizedError, fl.FlightUnauthenticatedError) as exc:
             raise JoinRefused(f"{coordinator} refused this node: {_message(exc)}") from None
@@ -189,7 +169,7 @@ class NodeServer(fl.FlightServerBase):
     def shutdown(self) -> None:
         self._stop.set()
         super().shutdown()
-        self.readers.close()
+        self.ctx.close()
 
 
 def _own_address() -> str:
@@ -209,4 +189,4 @@ def _message(exc: BaseException) -> str:
     return text.split(". Detail:")[0].split(". gRPC client debug context")[0]
 
 
-__all__ = ["NodeServer", "JoinRefused"]
+__all__ = ["NodeServer", "JoinRefused", "flight_health_probe"]

@@ -17,8 +17,8 @@ REGISTRY: dict[str, str] = {
     "lh5": "arrowroot.flight_server.sources.lh5:Lh5Source",
     "hdf5": "arrowroot.flight_server.sources.hdf5:Hdf5Source",
     "parquet": "arrowroot.flight_server.sources.parquet:ParquetSource",
-    # workspace derived columns and skims: opened by name, never detected (workspace/overlay.py)
-    "overlay": "arrowroot.flight_server.workspace.overlay:OverlaySource",
+    # workspace derived columns and skims: opened by name, never detected (sources/overlay.py)
+    "overlay": "arrowroot.flight_server.sources.overlay:OverlaySource",
 }
 
 __all__ = ["ColumnInfo", "ColumnUnreadable", "DatasetInfo", "Reader", "Source", "SourceError",

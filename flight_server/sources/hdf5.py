@@ -33,6 +33,8 @@ import pyarrow as pa
 from arrowroot.flight_server.core.readpool import ReadPool
 
 from . import timeseries
+from arrowroot.flight_server.core.errors import InvalidRequest
+
 from .base import (
     ColumnInfo,
     ColumnUnreadable,
@@ -121,6 +123,34 @@ def element_type(dtype: np.dtype) -> pa.DataType:
     raise ColumnUnreadable(f"HDF5 type {dtype} has no Arrow mapping")
 
 
+def is_vlunicode(ds: h5py.Dataset) -> bool:
+    """PyTables' ``vlunicode`` pseudo-atom: a VLArray of UCS-4 code points per string."""
+    try:
+        pseudo = ds.attrs.get("PSEUDOATOM")
+    except Exception:
+        return False
+    if isinstance(pseudo, bytes):
+        pseudo = pseudo.decode("ascii", "replace")
+    base = h5py.check_vlen_dtype(ds.dtype)
+    return pseudo == "vlunicode" and base is not None and np.dtype(base).kind == "u" and np.dtype(base).itemsize == 4
+
+
+def vlunicode_to_arrow(values: np.ndarray, dtype: np.dtype) -> pa.Array:
+    """Code-point rows as strings, as PyTables decodes them (the file's byte order kept)."""
+    base = np.dtype(h5py.check_vlen_dtype(dtype))
+    out = [_vlen_items(v, base).astype("<u4").tobytes().decode("utf-32-le", "replace") for v in values.tolist()]
+    return pa.array(out, type=pa.string())
+
+
+def _vlen_items(row: np.ndarray, base: np.dtype) -> np.ndarray:
+    """One row of a variable-length dataset in its real type: h5py hands the elements of a
+    non-native (big-endian) base type over unconverted, labelled native."""
+    row = np.asarray(row)
+    if not base.isnative and row.dtype.isnative and row.dtype.itemsize == base.itemsize and row.dtype.kind == base.kind:
+        return row.view(base)
+    return row
+
+
 def _field_type(dtype: np.dtype) -> pa.DataType:
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
@@ -153,7 +183,7 @@ def _elements_to_arrow(values: np.ndarray, arrow_type: pa.DataType, dtype: np.dt
         lengths = np.fromiter((len(v) for v in values), dtype=np.int32, count=len(values))
         offsets = np.zeros(len(values) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
-        content = np.concatenate(values) if len(values) else np.array([], dtype=base)
+        content = np.concatenate([_vlen_items(v, base) for v in values]) if len(values) else np.array([], dtype=base)
         child = _elements_to_arrow(content.astype(base, copy=False), arrow_type.value_type, base)
         return pa.ListArray.from_arrays(pa.array(offsets), child)
     if pa.types.is_struct(arrow_type):
@@ -251,6 +281,8 @@ def _column_info(name: str, ds: h5py.Dataset) -> ColumnInfo:
         arrow_type, readable, reason = column_type(ds.dtype, shape), True, ""
     except ColumnUnreadable as exc:
         arrow_type, readable, reason = None, False, str(exc)
+    if readable and is_vlunicode(ds):
+        arrow_type = pa.string()
     problem = filter_problem(ds)
     if problem:
         readable, reason = False, problem
@@ -350,13 +382,13 @@ class Hdf5Reader(Reader):
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if not columns:
-            raise ValueError("read needs at least one column")
+            raise InvalidRequest("read needs at least one column")
         arrays = []
         obj = self._obj
         try:
             if isinstance(obj, h5py.Dataset) and obj.dtype.names and obj.ndim == 1:
                 if slices:
-                    raise ValueError("slices apply to N-D datasets; this is a 1-D compound table")
+                    raise InvalidRequest("slices apply to N-D datasets; this is a 1-D compound table")
                 values = obj.fields(list(columns))[entry_start:entry_stop] if len(columns) > 1 else None
                 for name in columns:
                     col = values[name] if values is not None else obj.fields(name)[entry_start:entry_stop]
@@ -372,6 +404,9 @@ class Hdf5Reader(Reader):
                         continue
                     values = self._read_dataset(col, entry_start, entry_stop, slices)
                     shape = values.shape[1:max(col.ndim, 1)]  # subarray element dims follow
+                    if col.ndim == 1 and is_vlunicode(col.ds):
+                        arrays.append(vlunicode_to_arrow(values, col.dtype))
+                        continue
                     arrays.append(to_arrow(values, col.dtype, column_type(col.dtype, shape)))
         except (ValueError, KeyError):
             raise

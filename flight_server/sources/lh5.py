@@ -35,6 +35,7 @@ import pyarrow as pa
 from . import lh5_encoded, timeseries
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, without_paths
 from .hdf5 import HDF5_SIGNATURE, _chunk_boundaries, attributes, element_type, to_arrow
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 META_DATATYPE = "lh5.datatype"
 META_UNITS = "units"
@@ -251,9 +252,9 @@ class Lh5Reader(Reader):
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
-            raise ValueError("slices apply to plain HDF5 N-D datasets; LH5 tables are sliced by entries")
+            raise InvalidRequest("slices apply to plain HDF5 N-D datasets; LH5 tables are sliced by entries")
         if not columns:
-            raise ValueError("read needs at least one column")
+            raise InvalidRequest("read needs at least one column")
         arrays = []
         for name in columns:
             node = self._node(name)

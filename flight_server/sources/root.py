@@ -3,8 +3,11 @@
 Column names are branch names as uproot shows them (``Muon_pt``, ``trks.dir.x``); when
 two leaf branches of one tree share a name (split objects often repeat ``fUniqueID``),
 both are named by their full path inside the tree (``Evt/AAObject/TObject/fUniqueID``).
-Only leaf branches are columns: a split object's parts are read as separate columns,
-which uproot interprets far more often than the object as a whole.
+Leaf branches are the columns a read returns by default: a split object's parts are read
+as separate columns, which uproot interprets far more often than the object as a whole.
+A parent branch (``event/fEvtHdr``) is a column too, named by its full path: the record
+uproot builds from its sub-branches. It is served when named, never by "all columns" or a
+glob, so nothing is served twice by default (field metadata ``arrowroot.parent``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from uproot.interpretation.numerical import AsDouble32, AsFloat16
 from uproot.interpretation.objects import AsStridedObjects
 
 from arrowroot.flight_server.core.readpool import ReadPool
+from arrowroot.flight_server.core.shapes import META_PARENT
 
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError
 from .root_hist import HISTOGRAM_KINDS, HistogramReader, histogram_kind, scan_histogram
 from .root_keys import get_object
 from .root_objects import clean_objects
 from .wire import to_wire
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 # Branches are read in parallel: uproot's decompression releases the GIL. Small reads go first
 # (core/readpool.py), so a tiny read does not wait behind every large one.
@@ -109,6 +114,16 @@ def _stored_as(branch) -> str:
     return ""
 
 
+#: field metadata of a parent branch's column: named only, never part of "all columns" or a glob
+PARENT_KEY = META_PARENT.decode()
+
+
+def _parent_names(tree, taken: dict[str, str]) -> dict[str, str]:
+    """Column name → branch path for every branch with sub-branches (a split object, or a
+    part of one): named by its full path in the tree (``event/fEvtHdr``), as ROOT users do."""
+    return {k: k for k in tree.keys(recursive=True) if tree[k].branches and k not in taken}
+
+
 def _leaf_names(tree) -> dict[str, str]:
     """Column name → full branch path, for every leaf branch of a TTree."""
     paths = [k for k in tree.keys(recursive=True) if not tree[k].branches]
@@ -117,6 +132,20 @@ def _leaf_names(tree) -> dict[str, str]:
     for s in short:
         counts[s] = counts.get(s, 0) + 1
     return {(s if counts[s] == 1 else p): p for s, p in zip(short, paths)}
+
+
+def _settle_rntuple(ntuple) -> None:
+    """Build uproot's lazily built RNTuple metadata now, on one thread.
+
+    ``read`` reads columns in parallel threads, and uproot fills some of these tables
+    in place after publishing them (``_column_records_dict`` is set to ``{}`` and then
+    filled): a second thread can see it half built and fail with "The field_id: N is
+    missing from the columns records". Touching each one first makes them complete
+    before any column is read.
+    """
+    for name in ("field_records", "column_records", "alias_column_records", "_column_records_dict",
+                 "_related_ids", "page_list_envelopes", "cluster_summaries", "page_link_list", "all_fields"):
+        getattr(ntuple, name, None)
 
 
 class RootReader(Reader):
@@ -139,8 +168,15 @@ class RootReader(Reader):
         self.kind = kind
         self.entries = int(self._obj.num_entries)
         self._paths = _leaf_names(self._obj) if kind == "ttree" else None
+        #: parent branches (records of their sub-branches), readable by name besides their leaves
+        self._parents = _parent_names(self._obj, self._paths) if kind == "ttree" else {}
+        if self._paths is not None:
+            self._paths.update(self._parents)
         self._nodes: dict[str, object] = {}
         self._lock = threading.Lock()
+        if kind == "rntuple":
+            with self._lock:
+                _settle_rntuple(self._obj)
 
     def column_array(self, name: str, start: int, stop: int) -> pa.Array:
         """One column over [start, stop) as wire Arrow; raises ColumnUnreadable, never
@@ -182,9 +218,9 @@ class RootReader(Reader):
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
-            raise ValueError("slices apply to HDF5 N-D datasets only; ROOT entries are sliced with entry_start/entry_stop")
+            raise InvalidRequest("slices apply to HDF5 N-D datasets only; ROOT entries are sliced with entry_start/entry_stop")
         if not columns:
-            raise ValueError("read needs at least one column")
+            raise InvalidRequest("read needs at least one column")
         # Largest branches first: with a few threads, starting the longest decompression
         # last would leave the other threads idle at the end.
         sizes = {c: self._size(c) for c in columns}
@@ -306,6 +342,11 @@ class RootSource(Source):
         columns = []
         for col, path in reader._paths.items():
             branch = tree[path]
+            if col in reader._parents:
+                parent = self._scan_parent(reader, col, branch, boundaries)
+                if parent is not None:
+                    columns.append(parent)
+                continue
             interp = branch.interpretation
             if isinstance(interp, uproot.interpretation.identify.UnknownInterpretation):
                 arrow_type, reason = None, f"uproot has no interpretation for {branch.typename or 'this branch'}"
@@ -327,6 +368,20 @@ class RootSource(Source):
             )
         attrs = {"title": str(tree.title or ""), "class": tree.classname}
         return DatasetInfo(name, "ttree", entries, tuple(columns), attrs, boundaries)
+
+    def _scan_parent(self, reader: RootReader, col: str, branch, boundaries: Sequence[int]) -> ColumnInfo | None:
+        """A parent branch as one struct column (the record uproot builds from its
+        sub-branches), when uproot reads it; else None: its leaves carry the data, each
+        listed with its own reason."""
+        if isinstance(branch.interpretation, uproot.interpretation.identify.UnknownInterpretation):
+            return None
+        arrow_type, _ = self._probe(reader, col, boundaries)
+        if arrow_type is None:
+            return None
+        return ColumnInfo(name=col, arrow_type=arrow_type, source_type=branch.typename or "split object",
+                          compressed_bytes=int(branch.compressed_bytes),
+                          uncompressed_bytes=int(branch.uncompressed_bytes), readable=True, reason="",
+                          metadata={PARENT_KEY: "a parent branch: its leaves are columns too"})
 
     def _scan_rntuple(self, name: str, ntuple, reader: RootReader) -> DatasetInfo:
         """Top-level fields are the columns (a record field is one struct column); only

@@ -42,6 +42,7 @@ import uproot
 
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, SourceError
 from .root_keys import get_object
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 HISTOGRAM_KINDS = frozenset({"th1", "th2", "th3", "tprofile", "tprofile2d", "tprofile3d"})
 _TH = re.compile(r"^TH([123])[CSIFDLK]$")
@@ -138,9 +139,9 @@ class HistogramReader(Reader):
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
-            raise ValueError("slices apply to HDF5 N-D datasets only; histogram bins are sliced with entry_start/entry_stop")
+            raise InvalidRequest("slices apply to HDF5 N-D datasets only; histogram bins are sliced with entry_start/entry_stop")
         if not columns:
-            raise ValueError("read needs at least one column")
+            raise InvalidRequest("read needs at least one column")
         start, stop = max(0, entry_start), min(self.entries, max(entry_start, entry_stop))
         rows = np.arange(start, stop)
         index = np.unravel_index(rows, self._shape, order="F") if len(rows) else [rows] * len(self._shape)

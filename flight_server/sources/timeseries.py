@@ -59,7 +59,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from arrowroot.flight_server.core.timeranges import mask_segments
+from arrowroot.flight_server.core.segments import mask_segments
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 KEY = "timeseries"
 SCALES = ("gps", "utc")
@@ -91,21 +92,21 @@ def parse_sites(table: Mapping[str, Any]) -> tuple[Site, ...]:
     for name, entry in table.items():
         where = f"[timeseries.{name}]"
         if not isinstance(entry, Mapping):
-            raise ValueError(f"{where} must be a table of attribute names")
+            raise InvalidRequest(f"{where} must be a table of attribute names")
         unknown = set(entry) - _SITE_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_SITE_KEYS)})")
+            raise InvalidRequest(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_SITE_KEYS)})")
         for key, value in entry.items():
             if not isinstance(value, str) or not value:
-                raise ValueError(f"{where}: {key} must be a non-empty string")
+                raise InvalidRequest(f"{where}: {key} must be a non-empty string")
         if "t0" not in entry:
-            raise ValueError(f"{where}: t0 (the attribute holding the start time) is required")
+            raise InvalidRequest(f"{where}: t0 (the attribute holding the start time) is required")
         if ("rate" in entry) == ("dt" in entry):
-            raise ValueError(f"{where}: give exactly one of rate (samples/s) or dt (seconds per sample)")
+            raise InvalidRequest(f"{where}: give exactly one of rate (samples/s) or dt (seconds per sample)")
         if entry.get("scale", "gps") not in SCALES:
-            raise ValueError(f"{where}: scale must be one of {SCALES}")
+            raise InvalidRequest(f"{where}: scale must be one of {SCALES}")
         if entry.get("t0_unit", "s") not in _PER_S:
-            raise ValueError(f"{where}: t0_unit must be one of {sorted(_PER_S)}")
+            raise InvalidRequest(f"{where}: t0_unit must be one of {sorted(_PER_S)}")
         sites.append(Site(name=str(name), **dict(entry)))
     return tuple(sites)
 

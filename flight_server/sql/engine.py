@@ -2,8 +2,8 @@
 
 Every dataset is a table named by its dataset name (``"cms/run.root:Events"``, quoted), and the
 catalog is the schema ``arrowroot`` (``files``, ``datasets``, ``columns``). This module knows
-nothing about Flight: the server maps the exceptions (PermissionError -> PERMISSION_DENIED,
-ValueError -> INVALID_ARGUMENT, TimeoutError -> DEADLINE_EXCEEDED, QueryCancelled -> CANCELLED).
+nothing about Flight: it raises the project's errors (PermissionDenied, InvalidRequest, NotFound for
+an unknown table, TimedOut, QueryCancelled), which every door maps through the one error table.
 
 How a query runs (one private in-memory DuckDB database per query, so concurrent queries share
 nothing and a lock or interrupt never touches anybody else):
@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -43,7 +44,11 @@ from typing import Protocol, runtime_checkable
 import duckdb
 import pyarrow as pa
 from arrowroot.flight_server.sql.sandbox_worker import walk as _walk  # one plan walker for both sides
-from arrowroot.flight_server.core.errors import Cancelled
+from arrowroot.flight_server.core.batches import halve_until_small
+from arrowroot.flight_server.core.errors import (Cancelled, InvalidRequest, NotFound, PermissionDenied,
+                                                TimedOut)
+from arrowroot.flight_server.core.shapes import META_PARENT
+from arrowroot.flight_server.core.unreadable import column_text, no_columns_text, reasons_of, without_reasons
 
 from arrowroot.flight_server.sql.sandbox import Job, SandboxError, read_run, sandbox
 
@@ -62,6 +67,13 @@ CATALOG_TABLES = ("files", "datasets", "columns", "provenance")
 #: Table functions a query may call. Everything else (read_csv, read_parquet, glob, query,
 #: query_table, sniff_csv, duckdb_*, pragma_*, json_execute_serialized_sql, ...) is refused.
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+
+#: ``FROM dataset('name', allow_missing => true)``: a dataset read with the request's
+#: ``allow_missing`` (columns some files lack come as nulls). The call is replaced by a table
+#: name of its own before DuckDB plans the query; dataset names are relative paths, so the
+#: prefix (a leading '/') never names a real dataset.
+DATASET_FUNCTION = "dataset"
+ALLOW_MISSING_PREFIX = "/allow_missing/"
 
 #: Scalar functions that read or change server state (settings, profiling, logs, dynamic SQL).
 DENIED_FUNCTIONS = frozenset(
@@ -107,7 +119,9 @@ class TableProvider(Protocol):
 
     def dataset_schema(self, name: str) -> pa.Schema: ...
 
-    def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader: ...
+    def scan(self, name: str, columns: list[str]) -> pa.RecordBatchReader:
+        """Stream ``columns``; providers that take ``allow_missing=True`` serve ``dataset(...)``."""
+        ...
 
     def catalog_tables(self) -> dict[str, pa.Table]: ...
 
@@ -149,33 +163,31 @@ def _cheapest_column(schema: pa.Schema) -> str:
     return min(schema, key=lambda f: (_fixed_width(f.type), schema.get_field_index(f.name))).name
 
 
-def _split_by_bytes(batch: pa.RecordBatch, max_bytes: int) -> Iterator[pa.RecordBatch]:
-    if batch.num_rows <= 1 or batch.nbytes <= max_bytes:
-        yield batch
-        return
-    rows = max(1, int(batch.num_rows * max_bytes / batch.nbytes))
-    for start in range(0, batch.num_rows, rows):
-        piece = batch.slice(start, rows)
-        if piece.nbytes > max_bytes and piece.num_rows > 1:  # skewed rows (jagged columns)
-            yield from _split_by_bytes(piece, max_bytes)
-        else:
-            yield piece
-
-
 class _LazyScan:
     """Arrow PyCapsule source: DuckDB asks for the schema at bind time (free) and for a
     stream once per scan in the plan; only then is the provider asked to read data."""
 
-    def __init__(self, provider: TableProvider, name: str, schema: pa.Schema) -> None:
+    def __init__(self, provider: TableProvider, name: str, schema: pa.Schema,
+                 failures: list[BaseException] | None = None) -> None:
         self.provider, self.name, self.schema = provider, name, schema
         self.scans = 0
+        #: errors the provider raised when asked for a stream, reported instead of DuckDB's wrapper
+        self.failures = failures if failures is not None else []
 
     def __arrow_c_schema__(self) -> object:
         return self.schema.__arrow_c_schema__()
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         self.scans += 1
-        reader = self.provider.scan(self.name, list(self.schema.names))
+        name, allow_missing = _dataset_of(self.name)
+        try:
+            if allow_missing:
+                reader = self.provider.scan(name, list(self.schema.names), allow_missing=True)
+            else:
+                reader = self.provider.scan(name, list(self.schema.names))
+        except Exception as exc:  # DuckDB would report only "exporting a stream ... failed"
+            self.failures.append(exc)
+            raise
         if not reader.schema.equals(self.schema):
             reader = _conform(reader, self.schema)
         return reader.__arrow_c_stream__(requested_schema)
@@ -280,7 +292,10 @@ class SqlEngine:
         self, s: _Screened, params: pa.Table | None, timeout_s: float
     ) -> tuple[dict[str, list[str] | None], pa.Schema]:
         """Bind and plan in a sandbox worker over zero-row tables with the datasets' schemas."""
-        schemas = {name: self.provider.dataset_schema(name) for name in s.datasets}
+        schemas = {name: self._schema(name) for name in s.datasets}
+        for name, schema in schemas.items():
+            if not len(schema):  # DuckDB would say only "must have at least one column"
+                raise InvalidRequest("columns: " + no_columns_text(name, reasons_of(schema)))
         tables: dict[str, pa.Table] = {name: schema.empty_table() for name, schema in schemas.items()}
         if s.uses_catalog:
             tables.update(self._catalog(empty=True))
@@ -289,9 +304,9 @@ class SqlEngine:
         try:
             result = sandbox().call(job, tables, params, timeout_s, self.max_rss)
         except SandboxError as exc:
-            raise _sandbox_error(exc) from None
+            raise _unreadable_column(exc, schemas) or _sandbox_error(exc) from None
         except TimeoutError:
-            raise TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit") from None
+            raise TimedOut(f"query exceeded its {self.timeout_s:g} s time limit") from None
         scans: dict[str, list[str] | None] = {}
         for name, cols in result["scans"].items():
             schema = schemas[name]
@@ -323,10 +338,10 @@ class SqlEngine:
         start = time.monotonic()
         with self._lock:
             if query_id in self._running:
-                raise ValueError(f"query id {query_id!r} is already running")
+                raise InvalidRequest(f"query id {query_id!r} is already running")
         if isinstance(query, PreparedQuery):
             if rows and len(rows[0]) != query.parameter_count:
-                raise ValueError(
+                raise InvalidRequest(
                     f"query has {query.parameter_count} parameters, got {len(rows[0])} values"
                 )
             screened = _Screened(query.query, {n: n.lower() for n in query.scans}, query.uses_catalog,
@@ -341,7 +356,7 @@ class SqlEngine:
             finally:
                 _close_later(con)
             if rows and len(rows[0]) != screened.n_params:
-                raise ValueError(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
+                raise InvalidRequest(f"query has {screened.n_params} parameters, got {len(rows[0])} values")
             scans = None
         sql, uses_catalog = screened.query, screened.uses_catalog
         if not screened.datasets:
@@ -353,10 +368,10 @@ class SqlEngine:
         with self._lock:
             if query_id in self._running:
                 con.close()
-                raise ValueError(f"query id {query_id!r} is already running")
+                raise InvalidRequest(f"query id {query_id!r} is already running")
             self._running[query_id] = run
         try:
-            self._bind_sources(con, scans, uses_catalog)
+            self._bind_sources(con, scans, uses_catalog, run.failures)
             con.execute("SET disabled_optimizers = ''").fetchall()
             con.execute("SET lock_configuration = true").fetchall()
             first = con.sql(sql, params=rows[0] if rows else None).to_arrow_reader(self.batch_rows)
@@ -372,7 +387,7 @@ class SqlEngine:
     def _left(self, start: float) -> float:
         left = self.timeout_s - (time.monotonic() - start)
         if left <= 0:
-            raise TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+            raise TimedOut(f"query exceeded its {self.timeout_s:g} s time limit")
         return left
 
     def _execute_sandboxed(
@@ -387,7 +402,7 @@ class SqlEngine:
             if query_id in self._running:
                 job.stop("cancel")
                 job.finish()
-                raise ValueError(f"query id {query_id!r} is already running")
+                raise InvalidRequest(f"query id {query_id!r} is already running")
             self._running[query_id] = run
         try:
             schema, batches = read_run(job)
@@ -399,7 +414,7 @@ class SqlEngine:
             try:
                 for batch in batches:
                     if batch.num_rows:
-                        yield from _split_by_bytes(batch, self.max_batch_bytes)
+                        yield from halve_until_small(batch, self.max_batch_bytes)
             except (SandboxError, TimeoutError, MemoryError) as exc:
                 raise run.translate(exc) from None
             finally:
@@ -429,31 +444,31 @@ class SqlEngine:
 
     def _screen(self, con: duckdb.DuckDBPyConnection, query: str) -> _Screened:
         if not isinstance(query, str):
-            raise ValueError("query must be a string")
+            raise InvalidRequest("query must be a string")
         size = len(query.encode("utf-8", "surrogatepass"))
         if size > self.max_query_bytes:
-            raise ValueError(f"query is {size} bytes; the limit is {self.max_query_bytes}")
+            raise InvalidRequest(f"query is {size} bytes; the limit is {self.max_query_bytes}")
         query = query.strip().rstrip(";").strip()
         if not query:
-            raise ValueError("empty query")
+            raise InvalidRequest("empty query")
         try:
             statements = con.extract_statements(query)
         except duckdb.Error as exc:
-            raise ValueError(f"SQL syntax error: {_msg(exc)}") from exc
+            raise InvalidRequest(f"SQL syntax error: {_msg(exc)}") from exc
         if len(statements) != 1:
-            raise PermissionError(f"exactly one statement per query, got {len(statements)}")
+            raise PermissionDenied(f"exactly one statement per query, got {len(statements)}")
         stmt = statements[0]
         if stmt.type != duckdb.StatementType.SELECT:
-            raise PermissionError(
+            raise PermissionDenied(
                 f"only SELECT queries are allowed (read-only server); got {stmt.type.name}"
             )
         names = stmt.named_parameters
         if any(not n.isdigit() for n in names):
-            raise ValueError("only positional parameters (? or $1) are supported")
+            raise InvalidRequest("only positional parameters (? or $1) are supported")
         n_params = max((int(n) for n in names), default=0)
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
         if tree.get("error"):
-            raise ValueError(f"SQL error: {tree.get('error_message')}")
+            raise InvalidRequest(f"SQL error: {tree.get('error_message')}")
         return self._check_tree(query, tree, n_params)
 
     def _check_tree(self, query: str, tree: dict, n_params: int) -> _Screened:
@@ -468,12 +483,13 @@ class SqlEngine:
                 ctes.update(item["key"].lower() for item in cte_map.get("map", []))
         datasets: dict[str, str] = {}
         uses_catalog = False
+        edits: list[tuple[dict, str]] = []  # dataset(...) calls → the table name they stand for
         for node in _walk(tree):
             kind = node.get("type")
             if kind == "BASE_TABLE":
                 loc = node.get("query_location")
                 if isinstance(loc, int) and 0 <= loc < len(encoded) and encoded[loc : loc + 1] == b"'":
-                    raise PermissionError(
+                    raise PermissionDenied(
                         f"reading files is not allowed: FROM '{node.get('table_name')}'"
                     )
                 catalog = (node.get("catalog_name") or "").lower()
@@ -487,22 +503,29 @@ class SqlEngine:
                     pass
                 else:
                     shown = ".".join(p for p in (catalog, schema, table) if p)
-                    raise ValueError(
+                    raise NotFound(
                         f"no such table: {shown!r}; tables are dataset names in double quotes "
                         f'(e.g. "file.root:tree") and {CATALOG_SCHEMA}.{{{",".join(CATALOG_TABLES)}}}'
                     )
+            elif kind == "TABLE_FUNCTION" and _function_name(node) == DATASET_FUNCTION:
+                name, allow_missing = _dataset_call(node, by_lower)
+                key = ALLOW_MISSING_PREFIX + name if allow_missing else name
+                datasets[key] = key.lower()
+                edits.append((node, quote_ident(key)))
             elif kind == "TABLE_FUNCTION":
                 fn = node.get("function") or {}
                 fname = (fn.get("function_name") or "").lower()
                 if fname not in ALLOWED_TABLE_FUNCTIONS or fn.get("schema") or fn.get("catalog"):
-                    raise PermissionError(
+                    raise PermissionDenied(
                         f"table function {fname}() is not allowed; allowed: "
                         + ", ".join(sorted(ALLOWED_TABLE_FUNCTIONS))
                     )
             elif node.get("class") == "FUNCTION":
                 fname = (node.get("function_name") or "").lower()
                 if fname in DENIED_FUNCTIONS or fname.startswith(("read_", "pragma_", "duckdb_")):
-                    raise PermissionError(f"function {fname}() is not allowed")
+                    raise PermissionDenied(f"function {fname}() is not allowed")
+        if edits:
+            query = _replace_spans(encoded, edits)
         return _Screened(query, datasets, uses_catalog, n_params)
 
     def _bind_catalog(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -515,16 +538,25 @@ class SqlEngine:
                     f"CREATE OR REPLACE VIEW {CATALOG_SCHEMA}.{key} AS SELECT * FROM __arrowroot_catalog_{key}"
                 ).fetchall()
 
+    def _schema(self, key: str) -> pa.Schema:
+        """A dataset's table: its columns, less ROOT parent branches (records of columns that
+        are there already: ``SELECT *`` serves nothing twice)."""
+        schema = self.provider.dataset_schema(_dataset_of(key)[0])
+        if not any(META_PARENT in (f.metadata or {}) for f in schema):
+            return schema
+        return pa.schema([f for f in schema if META_PARENT not in (f.metadata or {})], metadata=schema.metadata)
+
     def _bind_sources(
-        self, con: duckdb.DuckDBPyConnection, scans: dict[str, list[str] | None], uses_catalog: bool
+        self, con: duckdb.DuckDBPyConnection, scans: dict[str, list[str] | None], uses_catalog: bool,
+        failures: list[BaseException] | None = None,
     ) -> None:
         for i, (name, cols) in enumerate(scans.items()):
-            schema = self.provider.dataset_schema(name)
+            schema = without_reasons(self._schema(name))
             if cols is not None:  # None: the plan never scans it, expose all columns lazily
                 schema = pa.schema([schema.field(c) for c in cols])
             # A view in memory.main (what CommandGetTables advertises), over a registered
             # source: every reference in the plan opens its own scan (self-joins work).
-            con.register(f"__arrowroot_source_{i}", _LazyScan(self.provider, name, schema))
+            con.register(f"__arrowroot_source_{i}", _LazyScan(self.provider, name, schema, failures))
             con.execute(
                 f"CREATE VIEW memory.main.{quote_ident(name)} AS SELECT * FROM __arrowroot_source_{i}"
             ).fetchall()
@@ -535,7 +567,7 @@ class SqlEngine:
         if parameters is None or parameters.num_columns == 0:
             return []
         if parameters.num_rows == 0:
-            raise ValueError("parameter batch has no rows")
+            raise InvalidRequest("parameter batch has no rows")
         columns = [col.to_pylist() for col in parameters.columns]
         return [list(row) for row in zip(*columns)]
 
@@ -558,7 +590,7 @@ class SqlEngine:
                     if not batch.schema.equals(schema):
                         batch = batch.cast(schema)
                     if batch.num_rows:
-                        yield from _split_by_bytes(batch, self.max_batch_bytes)
+                        yield from halve_until_small(batch, self.max_batch_bytes)
         except (duckdb.Error, pa.ArrowException, OSError) as exc:
             # DuckDB errors raised while pyarrow pulls from DuckDB's stream arrive as Arrow
             # errors (OSError for interrupts); the provider's own I/O errors pass through.
@@ -704,6 +736,7 @@ class _Running:
     def __init__(self, con: duckdb.DuckDBPyConnection, left_s: float, timeout_s: float) -> None:
         self.con = con
         self.reason: str | None = None
+        self.failures: list[BaseException] = []
         self._closed = False
         self._lock = threading.Lock()
         self._timer = threading.Timer(left_s, self._interrupt, args=("timeout",))
@@ -723,9 +756,11 @@ class _Running:
 
     def translate(self, exc: Exception) -> BaseException:
         if self.reason == "timeout":
-            return TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+            return TimedOut(f"query exceeded its {self.timeout_s:g} s time limit")
         if self.reason == "cancel":
             return QueryCancelled("query cancelled")
+        if self.failures:  # a dataset's own error (drift, a changed file) rather than DuckDB's wrapper
+            return self.failures[0]
         return _translate(exc)
 
     def close(self) -> None:
@@ -748,7 +783,7 @@ class _SandboxRun:
 
     def translate(self, exc: BaseException) -> BaseException:
         if self.job.reason == "timeout" or isinstance(exc, TimeoutError):
-            return TimeoutError(f"query exceeded its {self.timeout_s:g} s time limit")
+            return TimedOut(f"query exceeded its {self.timeout_s:g} s time limit")
         if self.job.reason == "cancel":
             return QueryCancelled("query cancelled")
         if isinstance(exc, SandboxError):
@@ -761,15 +796,85 @@ class _SandboxRun:
             self.job.finish()
 
 
+def _function_name(node: dict) -> str:
+    return ((node.get("function") or {}).get("function_name") or "").lower()
+
+
+def _dataset_call(node: dict, by_lower: dict[str, str]) -> tuple[str, bool]:
+    """``dataset('name', allow_missing => true)``: the dataset it names and the flag."""
+    fn = node.get("function") or {}
+    if fn.get("schema") or fn.get("catalog"):
+        raise PermissionDenied(f"table function {fn.get('schema')}.{DATASET_FUNCTION}() is not allowed")
+    if not isinstance(node.get("query_location_length"), int):
+        raise InvalidRequest(f"{DATASET_FUNCTION}(): this DuckDB does not report query spans; name the table instead")
+    usage = f"use {DATASET_FUNCTION}('file.h5:object', allow_missing => true)"
+    args = fn.get("arguments")
+    if args is None:  # older serialisations: children, named ones carried as aliases
+        args = [{"name": c.get("alias") or "", "expression": c} for c in fn.get("children", [])]
+    name, allow_missing = None, False
+    for arg in args:
+        expr = arg.get("expression") or {}
+        literal = expr.get("literal") if expr.get("class") == "CONSTANT" else None
+        if not isinstance(literal, dict):
+            raise InvalidRequest(f"{DATASET_FUNCTION}(): arguments must be constants; {usage}")
+        key = (arg.get("name") or "").lower()
+        if not key and name is None and literal.get("kind") in ("STRING", "VARCHAR"):
+            name = literal.get("text")
+        elif key == "allow_missing" and literal.get("kind") == "BOOLEAN":
+            allow_missing = str(literal.get("text")).lower() == "true"
+        else:
+            raise InvalidRequest(f"{DATASET_FUNCTION}(): unexpected argument {key or literal.get('text')!r}; {usage}")
+    if not name:
+        raise InvalidRequest(f"{DATASET_FUNCTION}(): the dataset name is missing; {usage}")
+    canonical = by_lower.get(name.lower())
+    if canonical is None:
+        raise InvalidRequest(f"{DATASET_FUNCTION}(): no dataset named {name!r}")
+    return canonical, allow_missing
+
+
+def _replace_spans(encoded: bytes, edits: list[tuple[dict, str]]) -> str:
+    """The query with each node's span (byte offsets DuckDB reports) replaced by ``text``."""
+    out = encoded
+    for node, text in sorted(edits, key=lambda e: e[0]["query_location"], reverse=True):
+        a = node["query_location"]
+        b = a + node["query_location_length"]
+        # an alias after the call stays in place: the span covers the call only
+        out = out[:a] + text.encode("utf-8") + out[b:]
+    return out.decode("utf-8")
+
+
+def _dataset_of(key: str) -> tuple[str, bool]:
+    """A table key → (dataset name, allow_missing)."""
+    if key.startswith(ALLOW_MISSING_PREFIX):
+        return key[len(ALLOW_MISSING_PREFIX):], True
+    return key, False
+
+
+_MISSING_COLUMN = re.compile(r'Referenced column "((?:[^"]|"")+)" not found')
+
+
+def _unreadable_column(exc: SandboxError, schemas: dict[str, pa.Schema]) -> InvalidRequest | None:
+    """A query naming a column the catalog lists as unreadable: say why, not "not found"."""
+    m = _MISSING_COLUMN.search(str(exc))
+    if m is None:
+        return None
+    wanted = m.group(1).replace('""', '"')
+    for schema in schemas.values():
+        for name, reason in reasons_of(schema):
+            if name == wanted or name.lower() == wanted.lower():
+                return InvalidRequest("columns: " + column_text(name, reason))
+    return None
+
+
 def _sandbox_error(exc: SandboxError) -> BaseException:
     text = str(exc)
     if exc.kind == "permission":
-        return PermissionError(text)
+        return PermissionDenied(text)
     if exc.kind == "interrupt":
         return QueryCancelled("query interrupted")
     if exc.kind == "memory":
         return MemoryError(text)
-    return ValueError(text)
+    return InvalidRequest(text)
 
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -782,7 +887,7 @@ def parse_bytes(text: str) -> int:
     digits = len(t) - len(t.lstrip("0123456789."))
     number, unit = t[:digits], t[digits:]
     if not number or unit not in _UNITS:
-        raise ValueError(f"not a size: {text!r}")
+        raise InvalidRequest(f"not a size: {text!r}")
     return int(float(number) * _UNITS[unit])
 
 
@@ -815,14 +920,14 @@ def _translate(exc: Exception) -> BaseException:
         if text.startswith("INTERRUPT"):
             return QueryCancelled("query interrupted")
         if text.startswith("Permission Error"):
-            return PermissionError(_msg(exc))
+            return PermissionDenied(_msg(exc))
         if text.startswith("Out of Memory Error"):
             return MemoryError(_msg(exc))
-        return ValueError(_msg(exc))
+        return InvalidRequest(_msg(exc))
     if isinstance(exc, duckdb.PermissionException):
-        return PermissionError(_msg(exc))
+        return PermissionDenied(_msg(exc))
     if isinstance(exc, duckdb.InterruptException):
         return QueryCancelled("query interrupted")
     if isinstance(exc, duckdb.OutOfMemoryException):
         return MemoryError(_msg(exc))
-    return ValueError(_msg(exc))
+    return InvalidRequest(_msg(exc))

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.flight as fl
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,14 +28,20 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest, Unauthenticated
+from arrowroot.flight_server.service.caller import Caller, new_request_id
+from arrowroot.flight_server.service.calllog import CallRecord
+from arrowroot.flight_server.service.errors import TABLE, status_of
+from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.web import data, plots
-from arrowroot.flight_server.web.formats import FORMATS, TooLarge, ahead, encode, get_format
+from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
 from arrowroot.flight_server.web.openapi import openapi
 
 log = logging.getLogger("arrowroot.http")
 
 COOKIE = "arrowroot_session"
+#: an HTTP status → the gRPC name the access log gives it (the error table, read backwards)
+HTTP_TO_GRPC = {row.http: row.grpc for row in reversed(TABLE)} | {404: "NOT_FOUND", 500: "INTERNAL"}
 PREVIEW_ROWS = 20
 MAX_PREVIEW_ROWS = 500
 MAX_FILES_SHOWN = 500
@@ -58,6 +63,60 @@ class WebOptions:
     plot_entries: int = 1_000_000  # entries a histogram or line plot reads at most
     secure_cookie: bool = False    # Secure flag on the session cookie (on with TLS)
     flight_location: str = ""      # what snippets connect to (grpc://host:port)
+
+
+def record_of(request: Request) -> CallRecord:
+    """The request's access-log record (opened by :class:`_AccessLog`)."""
+    record = request.scope.get("arrowroot.record")
+    if record is None:  # the app run without its middleware (not in a server): a detached record
+        record = request.scope["arrowroot.record"] = CallRecord("http", f"{request.method} {request.url.path}")
+    return record
+
+
+class _AccessLog:
+    """Pure ASGI middleware: one access-log line per HTTP request, written when the response
+    has been sent in full (a streamed download's line comes after its last byte), with the
+    status of the error table (``http=404``, ``NOT_FOUND``) and the caller."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        route = path if not path.startswith(("/api/data/", "/datasets/", "/plot/", "/api/datasets/")) \
+            else "/".join(path.split("/")[:3]) + "/…"
+        record = scope["arrowroot.record"] = CallRecord("http", f"{scope.get('method', '?')} {route}",
+                                                        request_id=new_request_id())
+
+        async def send_logged(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                record.http = int(message["status"])
+                if record.status == "OK" and record.http >= 400:
+                    record.status = HTTP_TO_GRPC.get(record.http, "UNKNOWN")
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                record.finish()
+
+        async def receive_watched() -> dict:
+            message = await receive()
+            if message["type"] == "http.disconnect":  # the read path stops within a chunk
+                gone = scope.get("arrowroot.gone")
+                if gone is not None:
+                    gone["gone"] = True
+                if record.status == "OK":
+                    record.status = "CANCELLED"
+            return message
+
+        try:
+            await self.app(scope, receive_watched, send_logged)
+        except BaseException:
+            if record.status == "OK":
+                record.status = "CANCELLED"
+            record.finish()
+            raise
+        record.finish()
 
 
 class _SecurityHeaders:
@@ -139,7 +198,27 @@ def selection(name: str, q: Any) -> dict[str, Any]:
     channels = _list(q, "channels")
     if channels:
         req["channels"] = channels
+    for key in ("time_start", "time_stop"):  # GPS seconds, or ISO-8601 text
+        text = (q.get(key) or "").strip()
+        if text:
+            try:
+                req[key] = float(text)
+            except ValueError:
+                req[key + "_iso"] = text
+    for key in ("with_time", "fill_gaps", "with_entry_numbers", "allow_missing"):
+        if _flag(q, key):
+            req[key] = True
     return req
+
+
+def _flag(q: Any, key: str) -> bool:
+    """A boolean query parameter: ``1``, ``true``, ``yes``, ``on`` (a checked form box)."""
+    text = (q.get(key) or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidRequest(f"{key}: true or false expected (got {text[:30]!r})")
 
 
 def criteria(q: Any) -> dict[str, Any]:
@@ -302,52 +381,67 @@ def tree(records: list[Any]) -> Node:
 class Web:
     """Request handlers bound to one ArrowrootServer."""
 
-    def __init__(self, server: Any, options: WebOptions):
-        self.server = server
+    def __init__(self, service: Service, options: WebOptions):
+        self.service = service
         self.options = options
+        assert service.ctx.auth is not None
+        self.auth = service.ctx.auth
 
     # ------------------------------------------------------------ auth
 
-    def caller(self, request: Request) -> data.Caller:
+    def caller(self, request: Request) -> Caller:
         """Who is calling: Authorization (Bearer token/API key, Basic), X-API-Key or the
-        session cookie; FlightUnauthenticatedError when that is required and missing/wrong."""
-        auth = request.headers.get("authorization")
+        session cookie; Unauthenticated when that is required and missing/wrong."""
+        record = record_of(request)
+        record.peer = request.client.host if request.client else "?"
+        auth = request.headers.getlist("authorization")
         key = request.headers.get("x-api-key")
         if key and not auth:
-            auth = f"Bearer {key}"
-        cookie = request.cookies.get(COOKIE) if not auth else None
-        user = self.server.access.http_user(auth, cookie)
-        return data.Caller(user, f"http {request.client.host if request.client else '?'}")
+            auth = [f"Bearer {key}"]
+        if auth:
+            user = self.auth.authenticate(auth, issue=False).user
+        else:
+            user = self.auth.session_user(request.cookies.get(COOKIE))
+        record.user = user
+        return Caller(user=user, door="http", peer=record.peer, request_id=record.request_id)
 
     @property
     def auth_on(self) -> bool:
-        return bool(self.server.access.enabled)
+        return bool(self.auth.enabled)
 
     # ------------------------------------------------------------ error boundaries
 
     def api(self, what: str, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """An API endpoint: our errors go to the table's exception handlers (``create_app``);
+        anything else is answered here as an internal error (logged with the request id)."""
         def endpoint(request: Request) -> Response:
             try:
                 return fn(request)
+            except ArrowrootError:
+                raise
             except Exception as exc:
-                return self.json_error(what, exc)
+                return self.json_error(what, exc, record_of(request))
         return endpoint
 
-    def json_error(self, what: str, exc: BaseException) -> JSONResponse:
-        f = data.failure(self.server, what, exc)
+    def json_error(self, what: str, exc: BaseException, record: CallRecord | None = None) -> JSONResponse:
+        f = data.failure(what, exc, record.request_id if record is not None else "")
+        if record is not None:
+            record.status = status_of(exc).grpc
         headers = {"www-authenticate": 'Bearer realm="arrowroot", Basic realm="arrowroot"'} if f.status == 401 else None
         return JSONResponse({"error": f.kind, "status": f.status, "message": f.message}, f.status, headers=headers)
 
-    def page(self, what: str, fn: Callable[[Request, data.Caller], Response]) -> Callable[[Request], Response]:
+    def page(self, what: str, fn: Callable[[Request, Caller], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             try:
                 caller = self.caller(request)
-            except fl.FlightUnauthenticatedError as exc:
+            except Unauthenticated as exc:
                 return self.to_login(request, str(exc))
             try:
                 return fn(request, caller)
             except Exception as exc:
-                f = data.failure(self.server, what, exc)
+                record = record_of(request)
+                record.status = status_of(exc).grpc
+                f = data.failure(what, exc, record.request_id)
                 return self.render(request, caller, "error.html", {"failure": f}, f.status)
         return endpoint
 
@@ -358,22 +452,22 @@ class Web:
             resp.delete_cookie(COOKIE, path="/")
         return resp
 
-    def render(self, request: Request, caller: data.Caller | None, template: str, ctx: dict, status: int = 200) -> Response:
+    def render(self, request: Request, caller: Caller | None, template: str, ctx: dict, status: int = 200) -> Response:
         base = {"user": caller.user if caller else None, "auth_on": self.auth_on, "version": __version__,
                 "quote": quote, "human": human, "short": short}
         return TEMPLATES.TemplateResponse(request, template, {**base, **ctx}, status_code=status)
 
     # ------------------------------------------------------------ pages
 
-    def index(self, request: Request, caller: data.Caller) -> Response:
+    def index(self, request: Request, caller: Caller) -> Response:
         q = request.query_params
-        visible = data.all_visible(self.server, caller)
+        visible = data.all_visible(self.service, caller)
         error = None
         try:
             crit = criteria(q)
-            found = data.datasets(self.server, caller, crit) if crit else visible
+            found = data.datasets(self.service, caller, crit) if crit else visible
         except Exception as exc:
-            f = data.failure(self.server, "search", exc)
+            f = data.failure("search", exc)
             error, crit, found = f.message, {}, []
         ctx = {"root": tree(found), "found": len(found), "total": len(visible), "q": q, "searching": bool(crit),
                "open_all": bool(crit) or len(found) <= OPEN_TREE_UP_TO,
@@ -381,10 +475,10 @@ class Web:
                "kinds": sorted({d.kind for d in visible}), "results": sorted(found, key=lambda d: d.name)}
         return self.render(request, caller, "index.html", ctx, 400 if error else 200)
 
-    def dataset_page(self, request: Request, caller: data.Caller) -> Response:
+    def dataset_page(self, request: Request, caller: Caller) -> Response:
         name = request.path_params["name"]
         q = request.query_params
-        rec = data.dataset(self.server, caller, name)
+        rec = data.dataset(self.service, caller, name)
         info = describe(rec)
         schema = data.schema_of(rec)
         ctx: dict[str, Any] = {"rec": rec, "info": info, "q": q, "formats": list(FORMATS)}
@@ -393,12 +487,12 @@ class Web:
             sel = selection(name, q)
             ctx["preview"] = self.preview(caller, sel, q, schema)
         except Exception as exc:
-            f = data.failure(self.server, f"preview {name}", exc)
+            f = data.failure(f"preview {name}", exc)
             ctx["preview_error"], status = f.message, f.status
             sel = {"dataset": name}
         ctx["sel"] = sel
         query = {k: v for k, v in q.multi_items() if k in ("columns", "entry_start", "entry_stop", "where",
-                                                              "slices", "files", "channels") and v.strip()}
+                                                              "slices", "files", "channels", "allow_missing") and v.strip()}
         ctx["query"] = urllib.parse.urlencode(query)
         ctx["downloads"] = [(f, f"/api/data/{quote(name)}?" + urllib.parse.urlencode({**dict(query), "format": f}))
                             for f in FORMATS]
@@ -406,21 +500,21 @@ class Web:
         ctx["plots"] = self.plot_choices(rec, schema, q)
         return self.render(request, caller, "dataset.html", ctx, status)
 
-    def preview(self, caller: data.Caller, sel: dict, q: Any, schema: pa.Schema) -> dict[str, Any]:
+    def preview(self, caller: Caller, sel: dict, q: Any, schema: pa.Schema) -> dict[str, Any]:
         rows = min(max(_int(q, "rows") or PREVIEW_ROWS, 1), MAX_PREVIEW_ROWS)
         req = dict(sel)
         numbered = "entry" not in schema.names
         if numbered:
             req["with_entry_numbers"] = True
-        plan = data.plan(self.server, caller, data.spec(req))
+        plan = data.plan(self.service, caller, data.spec(req))
         if not req.get("where"):  # no cut: read just the rows shown
             start = plan.entry_start
             req["entry_start"], req["entry_stop"] = start, min(plan.entry_stop, start + rows)
-            plan = data.plan(self.server, caller, data.spec(req))
+            plan = data.plan(self.service, caller, data.spec(req))
         got: list[pa.RecordBatch] = []
         n = 0
         t0 = time.perf_counter()
-        batches = data.read_batches(self.server, plan, caller)
+        batches = data.read_batches(self.service, plan, caller)
         try:
             for b in batches:
                 got.append(b.slice(0, rows - n))
@@ -464,7 +558,7 @@ class Web:
     def snippets(self, request: Request, sel: dict, user: str | None = None) -> dict[str, str]:
         """Code that reads this selection, for the logged-in user (they type only the password)."""
         host = request.url.hostname or "127.0.0.1"
-        loc = self.options.flight_location or f"grpc://{host}:{self.server.port}"
+        loc = self.options.flight_location or f"grpc://{host}:{self.service.ctx.settings.port}"
         scheme, _, rest = loc.partition("://")
         loc = f"{scheme}://{host}:{rest.rpartition(':')[2]}"
         name = sel["dataset"]
@@ -529,11 +623,13 @@ class Web:
             png = self._plot(kind, name, request.query_params, caller)
             return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=60"})
         except Exception as exc:
-            f = data.failure(self.server, f"plot {name}", exc)
+            record = record_of(request)
+            record.status = status_of(exc).grpc
+            f = data.failure(f"plot {name}", exc, record.request_id)
             return Response(plots.message_png(f.message), status_code=f.status, media_type="image/png")
 
-    def _plot(self, kind: str, name: str, q: Any, caller: data.Caller) -> bytes:
-        rec = data.dataset(self.server, caller, name)
+    def _plot(self, kind: str, name: str, q: Any, caller: Caller) -> bytes:
+        rec = data.dataset(self.service, caller, name)
         column = q.get("column") or ""
         schema = data.schema_of(rec)
         if column not in schema.names:
@@ -545,7 +641,7 @@ class Web:
                 raise InvalidRequest(f"plane: column {column!r} has one value per entry; use a line or histogram")
             cut = plots.PlaneCut.parse(q.get("plane") or "", shape)
             req = {"dataset": name, "columns": [column], **cut.request(shape)}
-            batches = data.read_batches(self.server, data.spec(req), caller)
+            batches = data.read_batches(self.service, data.spec(req), caller)
             values = plots.plane_values(batches, column, cut, cut.entry_step(rec.entries))
             axes = [("entry" if i == 0 else f"axis {i}") for i, a in enumerate(cut.axes) if a is None]
             u = plots.units(f)
@@ -557,21 +653,21 @@ class Web:
         req["columns"] = [column] + ([q["x"]] if kind == "line" and q.get("x") else [])
         if kind == "line" and not q.get("x"):
             req["with_entry_numbers"] = True
-        p = data.plan(self.server, caller, data.spec(req))
+        p = data.plan(self.service, caller, data.spec(req))
         cap = self.options.plot_entries
         capped = p.entries > cap
         if capped:
             req["entry_start"], req["entry_stop"] = p.entry_start, p.entry_start + cap
-            p = data.plan(self.server, caller, data.spec(req))
+            p = data.plan(self.service, caller, data.spec(req))
         where = f" where {req['where']}" if req.get("where") else ""
         span = f"entries {p.entry_start}–{p.entry_stop}" + (" (capped)" if capped else "")
         if kind == "hist":
             lo = _float(q, "lo")
             hi = _float(q, "hi")
-            png, n = plots.histogram(data.read_batches(self.server, p, caller), column, _int(q, "bins") or 50,
+            png, n = plots.histogram(data.read_batches(self.service, p, caller), column, _int(q, "bins") or 50,
                                      f"{name}{where}\n{span}", lo, hi, log=q.get("log") == "1")
             return png
-        png, _ = plots.line(data.read_batches(self.server, p, caller), column, q.get("x") or None,
+        png, _ = plots.line(data.read_batches(self.service, p, caller), column, q.get("x") or None,
                             f"{name}{where}\n{span}")
         return png
 
@@ -598,12 +694,12 @@ class Web:
         password = str(form.get("password") or "")
         target = _safe_next(str(form.get("next") or "/"))
         try:
-            token = await run_in_threadpool(self.server.access.login, user, password)
-        except fl.FlightUnauthenticatedError as exc:
+            token = await run_in_threadpool(self.auth.login, user, password)
+        except Unauthenticated as exc:
             return self.render(request, None, "login.html", {"next": target, "error": str(exc).split(". Detail")[0]},
                                401)
         resp = RedirectResponse(target, 303)
-        resp.set_cookie(COOKIE, token, max_age=int(self.server.access.token_ttl), path="/", httponly=True,
+        resp.set_cookie(COOKIE, token, max_age=int(self.auth.token_ttl), path="/", httponly=True,
                         secure=self.options.secure_cookie, samesite="lax")
         return resp
 
@@ -613,7 +709,7 @@ class Web:
             return refused
         token = request.cookies.get(COOKIE)
         if token:
-            self.server.access.revoke_token(token)
+            self.auth.revoke_token(token)
         resp = RedirectResponse("/login" if self.auth_on else "/", 303)
         resp.delete_cookie(COOKIE, path="/")
         return resp
@@ -623,20 +719,20 @@ class Web:
     def api_datasets(self, request: Request) -> Response:
         caller = self.caller(request)
         crit = criteria(request.query_params)
-        found = data.datasets(self.server, caller, crit)
-        total = len(data.all_visible(self.server, caller)) if crit else len(found)
+        found = data.datasets(self.service, caller, crit)
+        total = len(data.all_visible(self.service, caller)) if crit else len(found)
         return JSONResponse({"count": len(found), "total": total, "criteria": crit,
                              "datasets": [describe(d, full=False) for d in sorted(found, key=lambda d: d.name)]})
 
     def api_dataset(self, request: Request) -> Response:
         caller = self.caller(request)
-        return JSONResponse(describe(data.dataset(self.server, caller, request.path_params["name"])))
+        return JSONResponse(describe(data.dataset(self.service, caller, request.path_params["name"])))
 
     def api_health(self, request: Request) -> Response:
         caller = self.caller(request)
         return JSONResponse({"status": "ok", "version": __version__,
-                             "datasets": len(data.all_visible(self.server, caller)),
-                             "indexing": bool(self.server.indexer.running)})
+                             "datasets": len(data.all_visible(self.service, caller)),
+                             "indexing": bool(self.service.ctx.indexer.running if self.service.ctx.indexer else False)})
 
     def api_openapi(self, request: Request) -> Response:
         return JSONResponse(openapi(__version__, list(FORMATS)))
@@ -646,12 +742,15 @@ class Web:
         name = request.path_params["name"]
         q = request.query_params
         fmt = get_format(q.get("format") or "arrow")
-        plan = data.plan(self.server, caller, data.spec(selection(name, q)))
+        plan = data.plan(self.service, caller, data.spec(selection(name, q)))
         limit = self.options.max_bytes
         if limit and plan.total_bytes > limit:
             raise TooLarge(f"the selection is about {plan.total_bytes / (1 << 20):.0f} MiB, over the server's "
                            f"limit of {limit / (1 << 20):.0f} MiB (--http-max-mb); select fewer columns or entries")
-        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.server, plan, caller), limit))
+        record = record_of(request)
+        gone = _disconnected(request)
+        pieces = ahead(encode(fmt, plan.schema, data.read_batches(self.service, plan, caller, record, gone), limit,
+                              object_name=name))
         first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
         filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
         headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
@@ -662,7 +761,8 @@ class Web:
                 yield first
                 yield from pieces
             except Exception as exc:  # headers are sent: the client sees a cut connection
-                f = data.failure(self.server, f"http download {name}", exc)
+                record.status = status_of(exc).grpc
+                f = data.failure(f"http download {name}", exc, record.request_id)
                 log.warning("http download %s aborted: %s", name, f.message)
                 raise
 
@@ -689,9 +789,20 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def create_app(server: Any, options: WebOptions | None = None) -> Any:
-    """The ASGI app for one ArrowrootServer."""
-    web = Web(server, options or WebOptions())
+def _disconnected(request: Request) -> Callable[[], bool]:
+    """A cheap "has the client gone?" for a streamed response's read path (checked between chunks)."""
+    state = {"gone": False}
+
+    def gone() -> bool:
+        return state["gone"]
+
+    request.scope["arrowroot.gone"] = state
+    return gone
+
+
+def create_app(service: Service, options: WebOptions | None = None) -> Any:
+    """The ASGI app over one service (the HTTP door)."""
+    web = Web(service, options or WebOptions())
     routes = [
         Route("/", web.page("index", web.index)),
         Route("/datasets/{name:path}", web.page("dataset", web.dataset_page)),
@@ -711,6 +822,13 @@ def create_app(server: Any, options: WebOptions | None = None) -> Any:
             return JSONResponse({"error": "not_found", "status": 404, "message": message}, 404)
         return Response(message, 404, media_type="text/plain; charset=utf-8")
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    def table_handler(row_error: type) -> Callable:
+        async def handler(request: Request, exc: Exception) -> Response:
+            return web.json_error(f"{request.method} {request.url.path[:200]}", exc, record_of(request))
+        return handler
+
+    handlers: dict[Any, Callable] = {row.error: table_handler(row.error) for row in TABLE}  # one per error type
+    handlers[404] = not_found
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.web = web
-    return _SecurityHeaders(app)
+    return _AccessLog(_SecurityHeaders(app))

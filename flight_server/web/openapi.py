@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+from arrowroot.flight_server.export.formats import FORMATS
+
 from typing import Any
 
-MEDIA = {
-    "arrow": "application/vnd.apache.arrow.stream",
-    "feather": "application/vnd.apache.arrow.file",
-    "parquet": "application/vnd.apache.parquet",
-    "csv": "text/csv",
-    "hdf5": "application/x-hdf5",
-}
+MEDIA = {name: fmt.media_type.split(";")[0] for name, fmt in FORMATS.items()}
 
 
 def _q(name: str, description: str, schema: dict | None = None, **extra: Any) -> dict:
@@ -49,6 +45,13 @@ SELECTION = [
     _q("slices", "HDF5 N-D: one start:stop[:step] per axis after the entries, comma-separated, e.g. 0:4,::8"),
     _q("files", "Multi-file datasets: file-key filter, e.g. run >= 10"),
     _q("channels", "Multi-file datasets: channel ids, comma-separated"),
+    _q("time_start", "Time series: first time, GPS/channel seconds or ISO-8601 (e.g. 2015-09-14T09:50:45Z)"),
+    _q("time_stop", "Time series: time after the last (seconds or ISO-8601)"),
+    _q("with_time", "Time series: add a time column (true/false)", {"type": "boolean"}),
+    _q("fill_gaps", "Time series: fill gaps with null rows on one regular grid (true/false)", {"type": "boolean"}),
+    _q("with_entry_numbers", "Add the dataset-wide entry number as a first column (true/false)", {"type": "boolean"}),
+    _q("allow_missing", "Multi-file datasets: read columns some files lack as nulls instead of failing",
+       {"type": "boolean"}),
 ]
 
 

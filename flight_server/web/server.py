@@ -18,19 +18,19 @@ log = logging.getLogger("arrowroot.http")
 
 
 class WebServer:
-    """The HTTP side of one ArrowrootServer: ``start()``, ``url``, ``stop()``."""
+    """The HTTP door of one server process: ``start()``, ``url``, ``stop()``."""
 
-    def __init__(self, server: Any, port: int | None = None, host: str | None = None, max_bytes: int | None = None,
-                 plot_entries: int = 1_000_000):
+    def __init__(self, service: Any, port: int | None = None, host: str | None = None, max_bytes: int | None = None,
+                 plot_entries: int = 1_000_000, flight_port: int | None = None):
         """Port, host and size limit default to the server's settings (``http_port``, ``host``,
-        ``http_max_bytes``)."""
-        settings = server.settings
+        ``http_max_bytes``); ``flight_port`` is what the page's snippets connect to."""
+        settings = service.ctx.settings
         self.host = host or settings.host
         port = port if port is not None else (settings.http_port or 0)
         max_bytes = max_bytes if max_bytes is not None else settings.http_max_bytes
         cert, key, client_ca = settings.tls_cert, settings.tls_key, settings.tls_client_ca
         self.tls = bool(cert)
-        flight = f"{'grpc+tls' if self.tls else 'grpc'}://{self.host}:{server.port}"
+        flight = f"{'grpc+tls' if self.tls else 'grpc'}://{self.host}:{flight_port or settings.port}"
         options = WebOptions(max_bytes=max_bytes, plot_entries=plot_entries, secure_cookie=self.tls,
                              flight_location=flight)
         tls: dict[str, Any] = {}
@@ -38,7 +38,7 @@ class WebServer:
             tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
             if client_ca:
                 tls.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-        self.config = uvicorn.Config(create_app(server, options), log_level="warning", access_log=False,
+        self.config = uvicorn.Config(create_app(service, options), log_level="warning", access_log=False,
                                      lifespan="off", timeout_graceful_shutdown=5, server_header=False, **tls)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)

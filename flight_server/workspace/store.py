@@ -23,7 +23,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -680,12 +679,6 @@ def _overlay_boundaries(path: Path, base: DatasetRecord, own: list[int]) -> list
     cuts = np.unique(np.searchsorted(entries, starts))
     return [0] + [int(c) for c in cuts if 0 < c < len(entries)]
 
-
-def entry_batches(entries: Iterable[np.ndarray]) -> Iterator[pa.RecordBatch]:
-    schema = pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)])
-    for e in entries:
-        if len(e):
-            yield pa.RecordBatch.from_arrays([pa.array(np.asarray(e, dtype=np.int64))], schema=schema)
 
 
 __all__ = ["Workspace", "Upload", "Limits", "QuotaExceeded", "ParentChanged", "version_of", "provenance_dict",

@@ -10,6 +10,7 @@ forge or alter one. Tickets name files relative to the served root, never absolu
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 import time
@@ -21,8 +22,41 @@ from google.protobuf.message import DecodeError
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import COMPRESSIONS
 from arrowroot.flight_server.core.task import LevelColumn, PartRead, ReadTask, TierRead
-from arrowroot.flight_server.server.codec import slices_from_message, slices_to_message
+from arrowroot.flight_server.service.requests import slices_from_message, slices_to_message
 from arrowroot.protos import arrowroot_pb2 as pb
+
+
+class Keys:
+    """One secret per deployment (or per process), and a key derived from it for each purpose
+    — read tickets, SQL statement handles, node membership — so a value signed for one purpose
+    is never valid for another."""
+
+    PURPOSES = ("tickets", "sql-statements", "membership")
+
+    def __init__(self, master: bytes | None = None):
+        self.shared = master is not None
+        self._master = master or secrets.token_bytes(32)
+
+    def key(self, purpose: str) -> bytes:
+        if purpose not in self.PURPOSES:
+            raise ValueError(f"no key purpose {purpose!r}")
+        return hmac.digest(self._master, b"arrowroot key\0" + purpose.encode(), "sha256")
+
+
+@functools.lru_cache(maxsize=256)
+def _schema(data: bytes) -> pa.Schema:
+    """A ticket's read schema, decoded once per distinct schema (every endpoint of one FlightInfo
+    carries the same bytes), so DoGets share the object and its compiled cut (executor)."""
+    return pa.ipc.read_schema(pa.py_buffer(data))
+
+
+def ticket_schema(schema: pa.Schema) -> pa.Schema:
+    """What a ticket carries of the read schema: the fields with their types and column metadata
+    (units, shapes), without the dataset's attributes — the schema metadata, often most of the
+    bytes (an HDF5 group of 200 attributes made 61 KB tickets). A client has those from the
+    FlightInfo; a DoGet stream does not repeat them."""
+    return schema.remove_metadata() if schema.metadata else schema
+
 
 TICKET_VERSION = 2
 _SIGNATURE_FIELD = 18
@@ -50,12 +84,12 @@ def _tier(t: pb.TierRead) -> TierRead:
 
 def _shared_message(t: ReadTask) -> pb.Task:
     msg = pb.Task(version=TICKET_VERSION, dataset=t.dataset, format=t.format, kind=t.kind,
-                  read_schema=t.read_schema.serialize().to_pybytes(), columns=list(t.columns), where=t.where,
+                  read_schema=ticket_schema(t.read_schema).serialize().to_pybytes(), columns=list(t.columns), where=t.where,
                   with_entry_numbers=t.with_entry_numbers, channel_column=t.channel_column or "", cast=t.cast,
                   batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
                   principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate,
-                  compression=t.compression, level=t.level, hit_where=t.hit_where, mode=t.mode,
-                  orientation=t.orientation, tcm_layout=t.tcm_layout, drop_empty=t.drop_empty)
+                  compression=t.compression, request_id=t.request_id, level=t.level, hit_where=t.hit_where,
+                  mode=t.mode, orientation=t.orientation, tcm_layout=t.tcm_layout, drop_empty=t.drop_empty)
     msg.level_columns.extend(pb.LevelColumn(column=c.column, tier=c.tier, source=c.source, role=c.role)
                              for c in t.level_columns)
     slices_to_message(t.slices, msg.slices)
@@ -105,7 +139,7 @@ class TicketSigner:
             raise InvalidRequest(f"ticket: expired {ago:.0f} s ago (tickets are valid for {self.ttl:g} s); "
                                  "ask for a new FlightInfo")
         try:
-            schema = pa.ipc.read_schema(pa.py_buffer(msg.read_schema))
+            schema = _schema(msg.read_schema)
         except (pa.ArrowInvalid, OSError):
             raise InvalidRequest("ticket: malformed schema; use a ticket from get_flight_info unchanged") from None
         parts = tuple(PartRead(p.path, p.size, p.mtime, p.object_path, p.entry_offset, p.start, p.stop,
@@ -128,7 +162,7 @@ class TicketSigner:
                         channel_column=msg.channel_column or None, cast=msg.cast, batch_rows=msg.batch_rows,
                         batch_bytes=msg.batch_bytes, chunk_rows=msg.chunk_rows, principal=msg.principal,
                         expires=msg.expires, time_scale=msg.time_scale, time_rate=msg.time_rate,
-                        compression=msg.compression, level=msg.level,
+                        compression=msg.compression, request_id=msg.request_id[:64], level=msg.level,
                         level_columns=tuple(LevelColumn(c.column, c.tier, c.source, c.role) for c in msg.level_columns),
                         hit_where=msg.hit_where, mode=msg.mode, orientation=msg.orientation,
                         tcm_layout=msg.tcm_layout, drop_empty=msg.drop_empty)

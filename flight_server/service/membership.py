@@ -26,10 +26,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import pyarrow.flight as fl
-
 from arrowroot.flight_server.core.task import ReadTask
 from arrowroot.flight_server.plan.placement import Placement, chunk_key, file_id
+from arrowroot.flight_server.core.errors import InvalidRequest
 
 log = logging.getLogger("arrowroot.nodes")
 
@@ -82,18 +81,18 @@ def check_registration(key: bytes, body: bytes, now: float | None = None) -> tup
         d = json.loads(body)
         node_id, location, t, signature = d["id"], d["location"], d["time"], d["signature"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError('node.register: body must be {"id", "location", "time", "signature"}') from None
+        raise InvalidRequest('node.register: body must be {"id", "location", "time", "signature"}') from None
     if not all(isinstance(x, str) and x for x in (node_id, location, t, signature)):
-        raise ValueError("node.register: id, location, time and signature must be non-empty strings")
+        raise InvalidRequest("node.register: id, location, time and signature must be non-empty strings")
     if not location.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
-        raise ValueError(f"node.register: location {location!r} is not a grpc:// URI")
+        raise InvalidRequest(f"node.register: location {location!r} is not a grpc:// URI")
     if not hmac.compare_digest(signature, sign(key, "register", node_id, location, t)):
         raise NodeRefused("node.register: signature does not match: the node's key is not the coordinator's "
-                          "(give both the same --key-file or ARROWROOT_NODE_KEY)")
+                          "(give both the same --key-file or ARROWROOT_TICKET_KEY)")
     try:
         skew = abs((time.time() if now is None else now) - float(t))
     except ValueError:
-        raise ValueError("node.register: time must be a number of seconds") from None
+        raise InvalidRequest("node.register: time must be a number of seconds") from None
     if skew > MAX_CLOCK_SKEW:
         raise NodeRefused(f"node.register: signed {skew:.0f} s away from the coordinator's clock "
                           f"(more than {MAX_CLOCK_SKEW:.0f} s): check the clocks")
@@ -114,12 +113,18 @@ class Node:
     alive: bool = True
 
 
+#: asks a node location for its health: (location, JSON body, timeout) → the answer's JSON (raises
+#: when the node is down); the Flight door provides it, so this module needs no network code
+Probe = Callable[[str, bytes, float], dict]
+
+
 class Membership:
     """The live nodes, and the placement over them (rebuilt when membership changes)."""
 
     def __init__(self, key: bytes, ttl: float = 3.0, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, probe: Probe | None = None):
         self.key = key
+        self.probe = probe
         self.ttl = ttl
         self.interval = interval
         self._clock = clock
@@ -188,11 +193,10 @@ class Membership:
             static = [n.location for n in self._nodes.values() if n.static]
         for loc in static:
             challenge = secrets.token_hex(16)
+            if self.probe is None:
+                return
             try:
-                with fl.FlightClient(loc) as c:
-                    opts = fl.FlightCallOptions(timeout=timeout)
-                    body = json.dumps({"challenge": challenge}).encode()
-                    answer = json.loads(next(iter(c.do_action(fl.Action(HEALTH_ACTION, body), opts))).body.to_pybytes())
+                answer = self.probe(loc, json.dumps({"challenge": challenge}).encode(), timeout)
             except Exception as exc:  # down, unreachable, or not an arrowroot node
                 log.debug("node %s: health poll failed: %s", loc, exc)
                 continue

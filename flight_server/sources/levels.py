@@ -1,34 +1,141 @@
-"""An event level's part: one file key's TCM, its event tiers and its hit tables.
+"""Reading levels (pygama's DataLoader levels; declared in arrowroot.toml, derived in
+``datasets/levels.py``, planned in ``plan/levels.py``): a format made of several files.
 
-pygama's ``build_tcm`` writes, per event, the table key (the channel) and the row of each of the
-event's hits (``table_key``/``row_in_table`` lists; ``array_id``/``array_idx`` before pygama 2.1).
-A read of events [a, b) reads those lists, keeps the hits of the selected channels (the part's
-hit tables), applies the hit cut to them (its columns read only at those hits' rows) and the mode
-("any": every hit of an event in which one passes; "only": the passing hits), then gives one row
-per event: the event tiers' columns, and the hit columns as lists of the kept hits in TCM order
-(with their channel ids, and their rows as ``hit_entry``). A TCM row pointing past the end of a hit
-table is an error naming both files.
+* ``AlignedReader``: a hit level's part, the tiers' tables of one (file key, channel) read side by
+  side. Row *i* of ``ch042/raw``, ``ch042/dsp`` and ``ch042/hit`` of one file key is the same
+  waveform, so a read of entries [a, b) reads each tier's columns over [a, b) and sets the arrays
+  side by side: nothing is copied or joined. A tier whose table has another length than the first
+  tier's is an error naming both files, never a silent misalignment.
+* ``EventReader``: an event level's part, one file key's TCM, event tiers and hit tables. pygama's
+  ``build_tcm`` writes, per event, the table key (the channel) and the row of each of the event's
+  hits (``table_key``/``row_in_table`` lists; ``array_id``/``array_idx`` before pygama 2.1). A read
+  of events [a, b) reads those lists, keeps the hits of the selected channels (the part's hit
+  tables), applies the hit cut to them (its columns read only at those hits' rows) and the mode
+  ("any": every hit of an event in which one passes; "only": the passing hits), then gives one row
+  per event: the event tiers' columns, and the hit columns as lists of the kept hits in TCM order
+  (with their channel ids, and their rows as ``hit_entry``). A TCM row pointing past the end of a
+  hit table is an error naming both files. Hits are read per channel, one read per run of nearby
+  rows: events of one TCM chunk map onto nearby rows of each channel's tables, so a chunk of events
+  costs a few contiguous reads per channel, never a read per hit.
 
-Hits are read per channel, one read per run of nearby rows: events of one TCM chunk map onto
-nearby rows of each channel's tables, so a chunk of events costs a few contiguous reads per
-channel, never a read per hit.
+Both are ``Reader``s: the executor runs them (two-phase cuts, batching, read-ahead), and workspace
+skims of a level (``overlay``) read through them too. They open tier tables through a callback, so
+the executor can go through its reader and column-chunk caches, while a skim opens the files
+itself. The hit cut comes compiled (the executor and the skim's reader compile it with the cut
+language; sources know no language). Neither needs the catalog: a read task carries every file.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arrowroot.flight_server.core.errors import InvalidRequest, SourceError
+from arrowroot.flight_server.core.errors import SourceError
 from arrowroot.flight_server.core.task import HIT_ENTRY_COLUMN, LevelColumn, PartRead, TierRead
-from arrowroot.flight_server.lang.cuts import ExprError, parse
-from arrowroot.flight_server.levels.aligned import AlignedReader, OpenTier
 from arrowroot.flight_server.sources.base import Reader
+
+#: opens one table of a tier: (the tier's files, the channel or None, its planned entries) → a reader
+OpenTier = Callable[[TierRead, "str | None", int], Reader]
+#: rows further apart than this are read separately (sparse row sets stay cheap)
+GAP_ROWS = 4096
+#: the kind of a tier's table (levels are made of LH5 tables)
+TIER_KIND = "lh5.table"
+
+
+def runs(rows: np.ndarray, gap: int = GAP_ROWS) -> list[tuple[int, int]]:
+    """Index ranges [i, j) of sorted ``rows`` to read as one span each (split where rows jump)."""
+    if len(rows) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(rows) > gap) + 1
+    bounds = [0, *cuts.tolist(), len(rows)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+class AlignedReader(Reader):
+    """Reads level columns from the tiers that hold them; ``columns`` maps each level column to
+    (tier, source column), ``types`` casts to the level's (widened) types."""
+
+    def __init__(self, tables: Sequence[tuple[TierRead, str | None, int]], columns: Mapping[str, tuple[str, str]],
+                 open_tier: OpenTier, types: Mapping[str, pa.DataType] | None = None):
+        if not tables:
+            raise SourceError("a level part without tables")
+        self.tables = {t.tier: (t, ch, n) for t, ch, n in tables}
+        self.first = tables[0]
+        self.entries = tables[0][2]
+        self.columns = columns
+        self.types = types or {}
+        self._open = open_tier
+        self._readers: dict[str, Reader] = {}
+
+    def name(self, tier: str) -> str:
+        t, ch, _ = self.tables[tier]
+        return f"{t.path}:{t.object_of(ch)}"
+
+    def reader(self, tier: str) -> Reader:
+        r = self._readers.get(tier)
+        if r is None:
+            t, ch, n = self.tables[tier]
+            r = self._open(t, ch, n)
+            got = getattr(r, "entries", n)
+            if n != self.entries or got != n:
+                first = self.first[0].tier
+                raise SourceError(f"tiers disagree on length: {self.name(first)} has {self.entries} entries, "
+                                  f"{self.name(tier)} has {got if got != n else n}; the level cannot align them")
+            self._readers[tier] = r
+        return r
+
+    def read(self, columns: Sequence[str], entry_start: int, entry_stop: int,
+             slices: Sequence[slice] = ()) -> pa.Table:
+        if slices:
+            raise SourceError("slices: not available on levels")
+        by_tier: dict[str, list[tuple[str, str]]] = {}
+        for c in columns:
+            tier, source = self.columns[c]
+            by_tier.setdefault(tier, []).append((c, source))
+        got: dict[str, pa.ChunkedArray] = {}
+        n = entry_stop - entry_start
+        for tier, pairs in by_tier.items():
+            if tier not in self.tables:
+                raise SourceError(f"level: no {tier} table for {self.name(self.first[0].tier)}")
+            table = self.reader(tier).read(list(dict.fromkeys(s for _, s in pairs)), entry_start, entry_stop)
+            if table.num_rows != n:
+                raise SourceError(f"{self.name(tier)}: entries {entry_start}-{entry_stop} gave {table.num_rows} rows; "
+                                  "the file may have changed")
+            for c, s in pairs:
+                arr = table.column(s)
+                want = self.types.get(c)
+                if want is not None and not arr.type.equals(want):
+                    arr = arr.cast(want)
+                got[c] = arr
+        return pa.Table.from_arrays([got[c] for c in columns], names=list(columns))
+
+    def read_rows(self, columns: Sequence[str], rows: np.ndarray) -> pa.Table:
+        """``columns`` at sorted local ``rows`` (repeats allowed): one read per run of nearby rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return pa.table({c: pa.array([], self._type(c)) for c in columns})
+        pieces = []
+        for i, j in runs(rows):
+            lo, hi = int(rows[i]), int(rows[j - 1]) + 1
+            t = self.read(columns, lo, hi)
+            pieces.append(t if hi - lo == j - i and np.all(np.diff(rows[i:j]) == 1)
+                          else t.take(pa.array(rows[i:j] - lo)))
+        return pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+
+    def _type(self, column: str) -> pa.DataType:
+        if column in self.types:
+            return self.types[column]
+        tier, source = self.columns[column]
+        return self.reader(tier).read([source], 0, 0).schema.field(source).type
+
+    def close(self) -> None:
+        """The tier readers belong to whoever opened them (the reader cache, or the skim)."""
+
 
 _DIGITS = re.compile(r"\d+")
 TCM_COLUMNS = {"table_key": ("table_key", "row_in_table"), "array_id": ("array_id", "array_idx")}
@@ -39,6 +146,12 @@ def table_key(channel: str) -> int | None:
     (``r"\\d+"`` on the table name) computes it (``ch1084803/raw`` → 1084803)."""
     m = _DIGITS.search(channel)
     return int(m.group()) if m else None
+
+
+def hit_schema(columns: Mapping[str, LevelColumn], read_schema: pa.Schema) -> pa.Schema:
+    """What a hit cut is compiled against: each hit column of an event read, as one hit's value."""
+    hits = {c for c, lc in columns.items() if lc.role == "hit"}
+    return pa.schema([f.with_type(f.type.value_type) for f in read_schema if f.name in hits])
 
 
 @dataclass
@@ -56,7 +169,8 @@ class EventReader(Reader):
 
     def __init__(self, part: PartRead, columns: Mapping[str, LevelColumn], read_schema: pa.Schema,
                  open_tier: OpenTier, hit_tiers: Sequence[str], tcm_layout: str = "table_key",
-                 hit_cut: object | None = None, mode: str = "only", channel_column: str = "channel"):
+                 hit_cut: object | None = None, mode: str = "only", channel_column: str = "channel",
+                 compile_cut: Callable[[str, pa.Schema], object] | None = None):
         self.tcm = part.tiers[0]
         self.tcm_name = f"{self.tcm.path}:{self.tcm.object_path}"
         self.entries = self.tcm.entries[0] if self.tcm.entries else part.stop
@@ -64,13 +178,10 @@ class EventReader(Reader):
         self.schema = read_schema
         self._open = open_tier
         self.key_column, self.row_column = TCM_COLUMNS.get(tcm_layout, TCM_COLUMNS["table_key"])
-        if isinstance(hit_cut, str):  # the text (a skim's stored selection): compiled on the hit columns
-            hits = {c for c, lc in self.columns.items() if lc.role == "hit"}
-            hit_schema = pa.schema([f.with_type(f.type.value_type) for f in read_schema if f.name in hits])
-            try:
-                hit_cut = parse(hit_cut, hit_schema)
-            except ExprError as exc:
-                raise InvalidRequest(f"hit_where: {exc}") from None
+        if isinstance(hit_cut, str):  # a skim's stored selection: compiled on the hit columns by the caller's
+            if compile_cut is None:  # cut language (sources know none)
+                raise SourceError("level: a hit cut given as text needs a cut compiler")
+            hit_cut = compile_cut(hit_cut, hit_schema(self.columns, read_schema))
         self.hit_cut = hit_cut
         self.mode = mode or "only"
         self.channel_column = channel_column

@@ -30,9 +30,8 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.task import LevelColumn, PartRead, TierRead
-from arrowroot.flight_server.levels import AlignedReader, EventReader
-from arrowroot.flight_server.levels.aligned import TIER_KIND
 from arrowroot.flight_server.sources import source_for
+from arrowroot.flight_server.sources.levels import TIER_KIND, AlignedReader, EventReader
 from arrowroot.flight_server.sources.base import Reader, Source, SourceError
 from arrowroot.flight_server.sources.parquet import ParquetReader
 
@@ -70,6 +69,9 @@ class OverlayReader(Reader):
             p["abs"] = os.path.normpath(os.path.join(here, p["path"]))
         self.offsets = np.array([p["offset"] for p in self.parts], dtype=np.int64)
         self.level: dict[str, Any] | None = base.get("level")
+        #: a skim of an event level stores its hit cut as text: the executor hands over the cut compiler
+        self.wants_cut_compiler = bool(self.level and self.level.get("hit_where"))
+        self.compile_cut: Any = None
         self._readers: dict[int, Reader] = {}
         self._tier_readers: list[Reader] = []
         self._lock = threading.Lock()
@@ -129,7 +131,8 @@ class OverlayReader(Reader):
         part = PartRead(tiers[0].path, tiers[0].size, tiers[0].mtime, tiers[0].object_path, p["offset"], 0,
                         p["entries"], (), None, (), tiers=tiers)
         return EventReader(part, columns, self.schema, open_tier, lv.get("hit_tiers") or [], lv.get("tcm_layout", ""),
-                           lv.get("hit_where") or None, lv.get("mode") or "only", lv.get("channel_column", "channel"))
+                           lv.get("hit_where") or None, lv.get("mode") or "only", lv.get("channel_column", "channel"),
+                           self.compile_cut)
 
     def _read_part(self, i: int, columns: list[str], local: np.ndarray) -> pa.Table:
         """``columns`` at sorted local entries of base part ``i``, reading only selected clusters."""

@@ -1,0 +1,188 @@
+"""Credentials → a user, for every door (Flight and Flight SQL headers, HTTP headers and cookies).
+
+* ``Basic base64(user:password)``: the password is checked with scrypt (the only place a password
+  is hashed; at most two at a time, so a burst of logins cannot exhaust memory); Flight answers a
+  Basic login with a session token in its ``authorization`` response header.
+* ``Bearer <token>``: a session token issued here, or an API key (``arrowroot keys create``): a
+  dict lookup by sha256, no hashing of passwords, no query.
+* nothing: anonymous, allowed only while a ``public`` grant exists (or authentication is off).
+
+Session tokens are random, kept in memory as their sha256, expire after ``Settings.token_ttl``
+and die with the process, when the password changes or when the user is removed. API keys are
+stored hashed in the catalog, may expire and can be revoked. Failed logins are throttled
+(``logins.py``). Errors are :class:`~arrowroot.flight_server.core.errors.Unauthenticated`; each
+door maps them through the one error table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from arrowroot.catalog import identities
+from arrowroot.flight_server.core.errors import Unauthenticated
+from arrowroot.flight_server.service.access import Access
+from arrowroot.flight_server.service.logins import LockedOut, LoginLimiter
+
+log = logging.getLogger("arrowroot.auth")
+
+MAX_AUTH_HEADER = 4096       # bytes; gRPC itself refuses metadata over 8 KiB before we see it
+MAX_SESSIONS = 100_000
+HOW_TO = ("send 'authorization: Basic <base64 user:password>' (pyarrow: client.authenticate_basic_token; "
+          "ADBC: username/password) or 'authorization: Bearer <token or API key>'")
+
+
+@dataclass(frozen=True)
+class _Session:
+    user: str
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Login:
+    """The outcome of authenticating one call: the user (None = anonymous) and, for a Basic
+    login on Flight, the session token to send back."""
+
+    user: str | None
+    issued: str | None = None
+
+
+class Authenticator:
+    """Checks credentials against one catalog's users, API keys and this process's sessions."""
+
+    def __init__(self, access: Access, token_ttl: float):
+        self.access = access
+        self.token_ttl = float(token_ttl)
+        self._lock = threading.Lock()
+        self._login_slots = threading.BoundedSemaphore(2)
+        self.logins = LoginLimiter()
+        self._sessions: dict[str, _Session] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.access.enabled
+
+    def authenticate(self, values: Sequence[str | bytes] | None, issue: bool = True) -> Login:
+        """The caller of one call from its ``authorization`` header values (several identical
+        values are one credential: some clients repeat the header the server sent them).
+        ``issue``: answer a Basic login with a session token (Flight's login handshake)."""
+        if not self.enabled:
+            return Login(None)
+        distinct = {v.decode("latin-1") if isinstance(v, bytes) else v for v in values or ()}
+        if not distinct:
+            if self.access.identities().has_public:
+                return Login(None)
+            raise Unauthenticated(f"authentication required: {HOW_TO}")
+        if len(distinct) != 1:
+            raise Unauthenticated("send one authorization header, not several different ones")
+        value = distinct.pop()
+        if not value.isascii():
+            raise Unauthenticated("authorization header: not ASCII")
+        if len(value) > MAX_AUTH_HEADER:
+            raise Unauthenticated(f"authorization header: {len(value)} bytes, at most {MAX_AUTH_HEADER}")
+        scheme, _, cred = value.strip().partition(" ")
+        scheme = scheme.lower()
+        cred = cred.strip()
+        if scheme == "bearer":
+            return Login(self.bearer(cred))
+        if scheme == "basic":
+            user = self._basic(cred)
+            return Login(user, self.issue_token(user) if issue else None)
+        raise Unauthenticated(f"authorization header: unsupported scheme {scheme[:20]!r}; {HOW_TO}")
+
+    def session_user(self, token: str | None) -> str | None:
+        """The user of a session cookie's token; anonymous when there is none and that is allowed."""
+        if not self.enabled:
+            return None
+        if not token:
+            if self.access.identities().has_public:
+                return None
+            raise Unauthenticated(f"authentication required: {HOW_TO}")
+        return self.bearer(token)
+
+    def login(self, name: str, password: str) -> str:
+        """A session token for a user name and password (the web login form)."""
+        raw = base64.b64encode(f"{name}:{password}".encode()).decode()
+        return self.issue_token(self._basic(raw))
+
+    def bearer(self, token: str) -> str:
+        """The user of a session token or API key."""
+        if not token:
+            raise Unauthenticated(f"authorization header: Bearer without a token; {HOW_TO}")
+        ident = self.access.identities()
+        digest = identities.token_hash(token)
+        now = time.time()
+        session = self._sessions.get(digest)
+        if session is not None:
+            if session.expires_at <= now:
+                self._sessions.pop(digest, None)
+                raise Unauthenticated("token expired; log in again (Basic credentials return a new token)")
+            user = ident.users.get(session.user)
+            if user is None or user.password_at > session.issued_at:
+                self._sessions.pop(digest, None)
+                raise Unauthenticated("token revoked (user removed or password changed); log in again")
+            return session.user
+        key = ident.keys.get(digest)
+        if key is not None:
+            if key.revoked or key.user not in ident.users:
+                raise Unauthenticated(f"API key {key.key_id} has been revoked")
+            if key.expires_at is not None and key.expires_at <= now:
+                raise Unauthenticated(f"API key {key.key_id} has expired; create a new one")
+            return key.user
+        raise Unauthenticated("unknown or expired token; log in again "
+                              "(session tokens do not survive a server restart)")
+
+    def _basic(self, cred: str) -> str:
+        try:
+            raw = base64.b64decode(cred + "=" * (-len(cred) % 4), validate=True)
+            text = raw.decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise Unauthenticated("authorization header: Basic credentials are not base64 of UTF-8 "
+                                  "'user:password'") from None
+        name, sep, password = text.partition(":")
+        if not sep or not name:
+            raise Unauthenticated("authorization header: Basic credentials must be 'user:password'")
+        try:
+            self.logins.check(name)
+        except LockedOut as exc:
+            raise Unauthenticated(str(exc)) from None
+        user = self.access.identities().users.get(name)
+        with self._login_slots:
+            if user is None or len(password) > identities.MAX_PASSWORD:
+                identities.burn_password_time(password)
+                ok = False
+            else:
+                ok = identities.verify_password(password, user.password_hash)
+        if not ok:
+            self.logins.failed(name)
+            log.warning("failed login for %r", name[:64])
+            raise Unauthenticated("wrong user name or password")
+        self.logins.succeeded(name)
+        return name
+
+    def issue_token(self, user: str) -> str:
+        """A new session token for ``user`` (kept in memory as its sha256)."""
+        token = "ars_" + secrets.token_urlsafe(32)
+        now = time.time()
+        with self._lock:
+            if len(self._sessions) >= MAX_SESSIONS:
+                self._sessions = {k: s for k, s in self._sessions.items() if s.expires_at > now}
+                while len(self._sessions) >= MAX_SESSIONS:  # still full: drop the oldest
+                    self._sessions.pop(next(iter(self._sessions)))
+            self._sessions[identities.token_hash(token)] = _Session(user, now, now + self.token_ttl)
+        return token
+
+    def revoke_token(self, token: str) -> bool:
+        """Forget one session token (the web view's logout); True if it was known."""
+        with self._lock:
+            return self._sessions.pop(identities.token_hash(token), None) is not None
+
+
+__all__ = ["Authenticator", "Login", "HOW_TO", "MAX_AUTH_HEADER"]
