@@ -192,7 +192,7 @@ class EventReader(Reader):
         for t in hits:
             chans.extend(c for c in t.channels if c not in chans)
         self.channel_ids = chans
-        self.key_of = {}
+        self.key_of: dict[int, int] = {}
         for i, ch in enumerate(chans):
             k = table_key(ch)
             if k is not None:
