@@ -546,3 +546,34 @@ def test_older_tcm_layout_array_id_array_idx(production, client, tmp_path):
         assert got.to_pydict() == want.to_pydict() and got.num_rows > 0
     finally:
         old.stop()
+
+
+def test_a_level_skim_notices_a_changed_tier(production, tmp_path):
+    """A skim pins its level's files, every tier's: a dsp file rewritten since refuses the skim."""
+    import os
+    import shutil
+
+    from conftest import start_server
+
+    root = tmp_path / "one"
+    key = legend.KEYS[2]
+    for tier in legend.TIERS:
+        dst = root / production.path(tier, key).relative_to(production.root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(production.path(tier, key), dst)
+    (root / "arrowroot.toml").write_text(legend.TOML)
+    one = start_server(root)
+    try:
+        with one.client() as c:
+            c.skim("home/local/sel", HIT, "AoE > 0")
+            c.skim("home/local/evsel", EVT, "multiplicity >= 2", hit_where="AoE > 0", hit_mode="any")
+            assert c.read("home/local/sel", ["AoE"]).num_rows > 0
+            dsp = root / production.path("dsp", key).relative_to(production.root)
+            st = dsp.stat()
+            os.utime(dsp, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))    # rewritten (same bytes, new mtime)
+            c.action("rescan")
+            for name in ("home/local/sel", "home/local/evsel"):
+                with pytest.raises(InvalidRequest, match="parent changed since the skim was made"):
+                    c.read(name, ["AoE"])
+    finally:
+        one.stop()
