@@ -111,6 +111,15 @@ class ReadTask:
     drop_empty: bool = False       # ... and whether events left without hits are dropped
     request_id: str = ""           # the planning call's id (its DoGets log it too)
 
+    def with_parts(self, parts: tuple[PartRead, ...]) -> ReadTask:
+        """This task with other parts: the planner makes one per endpoint from one template. A plain
+        copy of the fields (``dataclasses.replace`` re-runs ``__init__``: half of planning 237
+        endpoints went there)."""
+        task = object.__new__(ReadTask)
+        task.__dict__.update(self.__dict__)
+        task.__dict__["parts"] = parts
+        return task
+
     @property
     def entry_start(self) -> int:
         return self.parts[0].global_start if self.parts else 0

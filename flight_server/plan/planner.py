@@ -169,7 +169,7 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         absent = tuple(c for c in read_names if member in missing.get(c, ()))
         local = tuple(part.entry_offset + x for x in part.boundaries)
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
-            tasks.append(replace(template, parts=(_part_read(rec, part, x, y, absent),)))
+            tasks.append(template.with_parts((_part_read(rec, part, x, y, absent),)))
     return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, cut, notes)
 
 
@@ -239,7 +239,7 @@ def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list
             if filled > MAX_FILL_ROWS:
                 raise InvalidRequest(f"fill_gaps: over {MAX_FILL_ROWS} null rows; narrow the time range")
             for x, y in split_range(0, item.samples, (), rows):
-                tasks.append(replace(template, parts=(PartRead(
+                tasks.append(template.with_parts((PartRead(
                     "", 0, 0.0, "", 0, x, y, (), None, (), item.first, item.t0_ns, y - x),)))
             continue
         part = rec.parts[chosen[item.member]]
@@ -249,8 +249,8 @@ def _plan_by_time(spec: ReadSpec, rec: DatasetRecord, series: dict, pieces: list
         local = tuple(part.entry_offset + x for x in part.boundaries)
         a, b = part.entry_offset + item.start, part.entry_offset + item.stop
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
-            tasks.append(replace(template, parts=(replace(_part_read(rec, part, x, y, absent), time0=t0,
-                                                          time0_ns=t0_ns),)))
+            tasks.append(template.with_parts((replace(_part_read(rec, part, x, y, absent), time0=t0,
+                                                      time0_ns=t0_ns),)))
     gaps = [g.as_dict() for g in tplan.gaps] if tplan else []
     first = next((p for p in tplan.parts if not isinstance(p, Gap) or spec.fill_gaps), None) if tplan else None
     info = {"channel": series.get("channel"), "unit": series.get("unit"), "rate": series["rate"], "scale": scale,
