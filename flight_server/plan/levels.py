@@ -218,7 +218,7 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
             s, e = x - part.entry_offset, y - part.entry_offset
             inner = tuple(v for v in part.boundaries if s < v < e)
-            tasks.append(replace(template, parts=(PartRead(part.path, part.size, part.mtime, part.object_path,
+            tasks.append(template.with_parts((PartRead(part.path, part.size, part.mtime, part.object_path,
                                                            part.entry_offset, s, e, inner, part.channel, absent,
                                                            tiers=tiers),)))
     out_schema = template.output_schema()
