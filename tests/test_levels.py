@@ -429,6 +429,15 @@ def test_a_missing_tier_leaves_its_key_out_unless_asked(broken_client):
     assert everything.num_rows > some.num_rows
     missing = everything.num_rows - some.num_rows
     assert everything["AoE"].null_count == missing and everything["cuspEmax_ctc_cal"].null_count == 0
+    # the event level: the key without dsp is left out too, or read with its dsp columns null
+    only = f"timestamp == '{legend.KEYS[1][2]}'"
+    with pytest.raises(InvalidRequest, match="lacks a tier"):
+        c.read(EVT, ["AoE"], files=only)
+    events = c.read(EVT, ["AoE", "cuspEmax_ctc_cal"], files=only, hit_where="cuspEmax_ctc_cal > 100",
+                    allow_missing=True)
+    assert events.num_rows > 0
+    assert all(v is None for hits in events["AoE"].to_pylist() for v in hits)
+    assert all(v > 100 for hits in events["cuspEmax_ctc_cal"].to_pylist() for v in hits)
 
 
 def test_a_tcm_past_a_tables_end_is_an_error(broken_client):

@@ -24,6 +24,8 @@ them out (incomplete, unless ``allow_missing``) or refuse them (misaligned, nami
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from arrowroot.catalog.models import ColumnRecord, DatasetRecord, NewDataset
+from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_FINGERPRINT, ATTR_KEYS, ATTR_LEVEL,
                                                      ATTR_MISSING, Level, Tier)
 from arrowroot.flight_server.lang import filekeys
@@ -273,9 +276,6 @@ def _key_text(fields: list[str], key: list) -> str:
 
 def _dataset(name: str, fields: list[pa.Field], records: list[ColumnRecord], attrs: dict[str, Any],
              parts: list, links: list) -> NewDataset:
-    import hashlib
-    import json
-
     schema = pa.schema(fields, metadata={b"arrowroot.attributes": json.dumps(
         {k: v for k, v in attrs.items() if not k.startswith("arrowroot.")}, default=str).encode()})
     schema_bytes = schema.serialize().to_pybytes()
@@ -612,7 +612,6 @@ def list_level_files(rec: DatasetRecord, where: str | None) -> pa.Table:
         try:
             mask = filekeys.evaluate(where, table)
         except filekeys.FilterError as exc:
-            from arrowroot.flight_server.core.errors import InvalidRequest
             raise InvalidRequest(f"files: {exc}") from None
         table = table.filter(mask)
     return table

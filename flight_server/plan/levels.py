@@ -203,7 +203,7 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
     for part, a, b in pieces:
         i = index[id(part)]
         if idx.event:
-            tiers, absent = _event_tiers(idx, i, wanted, info, hit_missing if spec.allow_missing else {}, read_names)
+            tiers, absent = _event_tiers(idx, i, wanted, info, hit_missing if spec.allow_missing else {}, read_names), ()
         else:
             tiers = (_tier_read(idx.row_tier[i], part),) + tuple(_tier_read(ln.tier, ln) for ln in idx.links[i])
             present = {t.tier: f"{t.path}:{t.object_path}" for t in tiers}
@@ -227,13 +227,12 @@ def plan_level(spec: ReadSpec, rec: DatasetRecord, limits: Any, principal: str, 
 
 
 def _event_tiers(idx: LevelIndex, i: int, wanted: set[str] | None, info: dict[str, Any],
-                 hit_missing: dict[str, list[str]], read_names: list[str]) -> tuple[tuple[TierRead, ...], tuple[str, ...]]:
+                 hit_missing: dict[str, list[str]], read_names: list[str]) -> tuple[TierRead, ...]:
     """An event part's tables: the TCM first, the event tiers, then one TierRead per hit tier with
     the selected channels' tables (``{ch}`` in the object path)."""
     rec = idx.rec
     p = rec.parts[i]
     out = [_tier_read(info["tcm"], p)]
-    absent: list[str] = []
     for ln in idx.links[i]:
         if ln.channel is None and ln.tier not in info["hit_tiers"]:
             out.append(_tier_read(ln.tier, ln))
@@ -263,7 +262,7 @@ def _event_tiers(idx: LevelIndex, i: int, wanted: set[str] | None, info: dict[st
         out.append(TierRead(tier, links[0].path, links[0].size, links[0].mtime, template,
                             tuple(ln.entries for ln in links), tuple(ln.channel or "" for ln in links),
                             tuple(skip), tuple(skip_ch)))
-    return tuple(out), tuple(absent)
+    return tuple(out)
 
 
 def skim_meta(rec: DatasetRecord, spec: ReadSpec, tasks: tuple[ReadTask, ...]) -> dict[str, Any] | None:
