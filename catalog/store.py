@@ -401,6 +401,11 @@ class Catalog:
         """Files the workspace owns: the indexer leaves them alone."""
         return {r[0] for r in self.cursor().execute("SELECT path FROM workspace").fetchall()}
 
+    def workspace_totals(self) -> tuple[int, int]:
+        """(datasets, bytes) of all workspaces."""
+        n, size = self.cursor().execute("SELECT count(*), coalesce(sum(bytes), 0) FROM workspace").fetchone()
+        return int(n), int(size)
+
     def workspace_bytes(self, owner: str) -> int:
         return int(self.cursor().execute(
             "SELECT coalesce(sum(bytes), 0) FROM workspace WHERE owner = ?", [owner]).fetchone()[0])

@@ -18,6 +18,7 @@ import pyarrow.flight as fl
 
 from arrowroot.protos import arrowroot_pb2 as pb
 
+from .bearer import find_token, read_token_file
 from .convert import convert
 from .errors import Unavailable, translate
 
@@ -173,6 +174,8 @@ class Client:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        token_file: str | None = None,
+        discover: bool = True,
         tls_root_certs: bytes | None = None,
         cert_chain: bytes | None = None,
         private_key: bytes | None = None,
@@ -180,7 +183,13 @@ class Client:
         **flight_kwargs: Any,
     ):
         """``compression``: IPC body codec asked for on every read ("lz4", "zstd", "none"; None = the
-        server's default); a read's own ``compression=`` wins. zstd pays on slow links, none locally."""
+        server's default); a read's own ``compression=`` wins. zstd pays on slow links, none locally.
+
+        Credentials: ``username``/``password``, ``token`` (a login token, API key, OIDC/WLCG JWT or
+        JupyterHub token) or ``token_file``; with none of them the token the user already has is
+        found (``clients/bearer.py``: ``$BEARER_TOKEN``, ``$BEARER_TOKEN_FILE``,
+        ``$XDG_RUNTIME_DIR/bt_u$UID``, ``/tmp/bt_u$UID``, ``$JUPYTERHUB_API_TOKEN``) unless
+        ``discover=False``. ``token_source`` says where the token came from."""
         if tls_root_certs is not None:
             flight_kwargs["tls_root_certs"] = tls_root_certs
         if cert_chain is not None:
@@ -194,6 +203,14 @@ class Client:
         self._pool: dict[str, fl.FlightClient] = {}  # one connection per data-node location
         self._pool_lock = threading.Lock()
         self._headers: list[tuple[bytes, bytes]] = []
+        #: where the bearer token came from ("token=", "token_file", "$BEARER_TOKEN_FILE", ...; None: none)
+        self.token_source: str | None = "token=" if token else None
+        if token_file is not None and not token:
+            token, self.token_source = read_token_file(token_file), "token_file"
+        if not token and username is None and discover:
+            found = find_token()
+            if found is not None:
+                token, self.token_source = found
         if token:
             self._headers.append((b"authorization", f"Bearer {token}".encode()))
         elif username is not None:

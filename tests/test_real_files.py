@@ -107,7 +107,7 @@ def sweep_root(server, root_dir: Path, tally, tree_entries: int = 40) -> None:
                     # uproot reads it without an error, but different values per range
                     (tally.inconsistent if "inconsistently" in col.reason else tally.missed).append(what)
             if not any(c.readable for c in rec.columns):
-                with pytest.raises(ValueError, match="no readable columns"):
+                with pytest.raises(ValueError, match="no readable columns|has no columns"):
                     client.read(rec.name)
                 continue
             stop = min(rec.entries, tree_entries)

@@ -36,24 +36,69 @@ def _logging(verbose: int, log_format: str = "text") -> None:
         access.propagate = False
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def serve_until_stopped(server, also_stop=None) -> None:
+    """Serve until SIGTERM (docker stop, a pod deletion) or Ctrl-C, then drain: new calls are
+    refused, open streams may finish for --drain-seconds, the rest are cut (server/lifecycle.py).
+    SIGHUP reloads (rescan, identities) without dropping streams. The Flight port already
+    answers (pyarrow starts it in the constructor); the main thread only waits for signals."""
+    import threading
 
-
-def serve_until_stopped(server, before_shutdown=None) -> None:
-    """Serve until SIGTERM (docker stop) or Ctrl-C; shutdown() lets running requests finish.
-    serve() blocks but runs Python signal handlers, so both end it here."""
     sys.stdout.flush()
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve()
-    except KeyboardInterrupt:
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    def on_hup(signum: int, frame: object) -> None:
+        click.echo("reloading (SIGHUP)", err=True)
+        threading.Thread(target=server.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
+    while not stop.wait(0.5):
         pass
-    finally:
-        if before_shutdown is not None:
-            before_shutdown()
-        server.shutdown()
+    click.echo("stopping: draining open streams", err=True)
+    if also_stop is not None:
+        server.ops.drain.also_stop.append(also_stop)
+    if not server.ops.drain.stop():
+        # a client that reads nothing keeps its call (and gRPC's shutdown) waiting forever:
+        # close the catalog and leave without it
+        catalog = getattr(server.ctx, "catalog", None)
+        if catalog is not None:
+            catalog.close()
+        click.echo("stopped (a stalled client's call was abandoned)", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     click.echo("stopped", err=True)
+
+
+def ops_options(fn):
+    """--health-port, --metrics-port, --no-metrics and --drain-seconds (server/ops.py)."""
+    options = [
+        click.option("--health-port", type=click.IntRange(min=0, max=65535),
+                     help="Serve the standard gRPC health service (grpc.health.v1) on this port, for "
+                          "Kubernetes grpc probes (0 picks a free one) [off]."),
+        click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
+                     help="Serve Prometheus /metrics on this port (with --http, /metrics is there too) [off]."),
+        click.option("--metrics/--no-metrics", "metrics", default=None,
+                     help="Count calls for /metrics [on]."),
+        click.option("--drain-seconds", type=click.FloatRange(min=0),
+                     help="On SIGTERM, how long open streams may finish before they are cut [30]."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _echo_ops(server) -> None:
+    """Say where the side ports listen (scripts and tests read these lines)."""
+    if server.ops.health is not None:
+        click.echo(f"gRPC health on {server.settings.host}:{server.ops.health.port}")
+    if server.ops.metrics_server is not None:
+        click.echo(f"metrics on {server.ops.metrics_server.url}")
 
 
 def _parse_entries(text: str | None) -> tuple[int | None, int | None] | None:
@@ -146,6 +191,7 @@ def main() -> None:
               help="Access-log lines as text or as one JSON object per line (for log shippers).")
 @serve_options
 @workspace_options
+@ops_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
           sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
@@ -169,6 +215,7 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
         server.indexer.start()
     scheme = settings.location.partition("://")[0]
     click.echo(f"serving {scheme}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
+    _echo_ops(server)
     web = None
     if settings.http_port is not None:
         from arrowroot.flight_server.web import WebServer
@@ -197,16 +244,17 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Access-log lines as text or as one JSON object per line (for log shippers).")
+@ops_options
 def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
          advertise: str | None, node_id: str | None, cache_mb: float | None, compression: str | None,
-         tls_cert: Path | None, tls_key: Path | None, verbose: int, log_format: str) -> None:
+         tls_cert: Path | None, tls_key: Path | None, verbose: int, log_format: str, **ops: object) -> None:
     """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
     from arrowroot.flight_server.core.settings import from_env
     from arrowroot.flight_server.server.node import JoinRefused, NodeServer
 
     _logging(verbose, log_format)
     settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
-                        compression=compression, tls_cert=tls_cert, tls_key=tls_key)
+                        compression=compression, tls_cert=tls_cert, tls_key=tls_key, **ops)
     with startup("node", host, port):
         server = NodeServer(settings, node_id=node_id, advertise=advertise)
     joined = ""
@@ -221,6 +269,7 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
             server.shutdown()
             raise click.ClickException(f"cannot reach the coordinator {coordinator}: {exc}") from None
     click.echo(f"node serving {server.advertise} as {server.node_id}{joined}")
+    _echo_ops(server)
     serve_until_stopped(server)
 
 

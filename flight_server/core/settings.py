@@ -56,6 +56,8 @@ class Settings:
     tls_cert: Path | None = None             # PEM server certificate (chain); with tls_key → grpc+tls://
     tls_key: Path | None = None
     tls_client_ca: Path | None = None        # PEM CA: clients must present a certificate it signed (mTLS)
+    auth_config: Path | None = None          # TOML with the [auth] section (OIDC, JupyterHub; service/sso.py);
+                                             # default: <root>/arrowroot.toml
     # Workspaces (flight_server/workspace): uploads and skims under home/<user>/
     workspace: Path | None = None            # default: <catalog dir>/workspace (= <root>/.arrowroot/workspace)
     max_upload_bytes: int = 4 << 30          # Arrow bytes one DoPut may send
@@ -63,6 +65,11 @@ class Settings:
     # Web view and HTTP API (flight_server/web/), in the same process. None: off.
     http_port: int | None = None             # 0 picks a free port
     http_max_bytes: int = 0                  # largest download (and HDF5 temporary file); 0 = no limit
+    # Operations (server/ops.py): Prometheus metrics, the gRPC health side port, graceful stop.
+    metrics: bool = True                     # count calls for /metrics (off: the registry stays, nothing counted)
+    metrics_port: int | None = None          # /metrics on its own port (when the HTTP port is off; nodes)
+    health_port: int | None = None           # grpc.health.v1 on this port (Kubernetes grpc probes); None: off
+    drain_seconds: float = 30.0              # on SIGTERM, open streams may finish for this long, then are cut
 
     @property
     def catalog_path(self) -> Path:

@@ -83,10 +83,10 @@ def load_config(root: Path) -> Config:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{CONFIG_NAME}: {exc}") from None
-    unknown = set(data) - {"dataset", "folder_datasets", "timeseries", "level"}
+    unknown = set(data) - {"dataset", "folder_datasets", "timeseries", "level", "auth"}  # [auth]: service/sso.py
     if unknown:
         raise InvalidRequest(f"{CONFIG_NAME}: unknown top-level keys {sorted(unknown)}; "
-                         "known: dataset, folder_datasets, level, timeseries")
+                             "known: dataset, folder_datasets, level, timeseries, auth")
     series = data.get("timeseries", {})
     if not isinstance(series, dict) or not all(isinstance(v, dict) for v in series.values()):
         raise InvalidRequest(f"{CONFIG_NAME}: timeseries must hold tables ([timeseries.NAME] t0 = ..., rate = ...)")

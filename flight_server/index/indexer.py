@@ -88,6 +88,9 @@ class Indexer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running = False
+        # summed over runs, for the metrics (server/metrics.py); times are Unix seconds
+        self._totals = {"runs": 0, "failed_runs": 0, "added": 0, "updated": 0, "removed": 0, "unchanged": 0,
+                        "errors": 0, "last_start": None, "last_end": None}
 
     def normalise(self, sub: str | None) -> str | None:
         """``sub`` as a clean relative posix path ("./hep/" → "hep"); None for the whole root.
@@ -165,10 +168,26 @@ class Indexer:
         """Bring the catalog up to date for root (or one sub-path of it)."""
         with self._lock:
             self.running = True
+            started = time.time()
             try:
-                return self._run(sub, progress)
+                report = self._run(sub, progress)
+            except BaseException:
+                self._totals["failed_runs"] += 1
+                raise
             finally:
                 self.running = False
+            t = self._totals
+            t["runs"] += 1
+            for k in ("added", "updated", "removed", "unchanged"):
+                t[k] += getattr(report, k)
+            t["errors"] += len(report.errors)
+            if not sub:  # a whole-tree run: everything that changed before it started is in
+                t["last_start"], t["last_end"] = started, time.time()
+            return report
+
+    def totals(self) -> dict:
+        """Runs, files by result and errors summed over runs; start and end of the last whole run."""
+        return dict(self._totals)
 
     def _run(self, sub: str | None, progress: Callable[[str, int, int], None] | None) -> IndexReport:
         t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from arrowroot.flight_server.server.datasets_door import DatasetsDoor
 from arrowroot.flight_server.server.errors import fail
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
 from arrowroot.flight_server.server.node import flight_health_probe
+from arrowroot.flight_server.server.ops import Ops
 from arrowroot.flight_server.server.workspace_api import WorkspaceApi
 
 class ArrowrootServer(fl.FlightServerBase):
@@ -40,8 +41,12 @@ class ArrowrootServer(fl.FlightServerBase):
         self.workspace = WorkspaceService(self.service)
         self.workspace_api = WorkspaceApi(self.workspace)
         self.sql = FlightSqlFrontEnd(self.service, self.workspace)
-        kwargs = {**tls_kwargs(self.settings), **flight_kwargs("flight", self.ctx.auth, flight_args)}
+        self.ops = Ops(self, self.ctx)  # metrics, gRPC health, graceful stop (ops.py)
+        kwargs = {**tls_kwargs(self.settings), **flight_kwargs("flight", self.ctx.auth, flight_args,
+                                                               self.ops.sink, self.ops.draining)}
         super().__init__(self.settings.location, **kwargs)
+        self.ops.metrics.watch_sql(lambda: len(self.sql.active_queries()))
+        self.ops.started()  # the catalog is open and the port answers: SERVING
 
     # the context's parts, as operators and tests name them
     @property
@@ -139,6 +144,12 @@ class ArrowrootServer(fl.FlightServerBase):
             self.ctx.membership.stop()
         super().shutdown()
         self.ctx.close()
+        self.ops.close()
+
+    def reload(self) -> None:
+        """SIGHUP: rescan the directory and arrowroot.toml, re-read identities; streams go on."""
+        self.access.reload()
+        self.indexer.start()  # after a run in progress, which may have walked the directory already
 
 
 __all__ = ["ArrowrootServer"]

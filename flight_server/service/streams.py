@@ -6,6 +6,10 @@ starts sending (so a stream that never starts holds nothing) and gives it back w
 A stream whose client has not pulled a batch for ``idle_s`` is timed out by a reaper thread:
 its read-ahead stops (the chunk it held is dropped), its slot is freed, and its next pull
 raises TimedOut.
+
+Stopping the server drains them (``server/drain.py``): ``drain()`` refuses new streams, open
+ones go on until ``stop_all()`` at the deadline, after which each one's next pull raises
+Unavailable "shutting down" and its read-ahead stops.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 import time
 from collections import Counter
 
-from arrowroot.flight_server.core.errors import ResourceExhausted, TimedOut
+from arrowroot.flight_server.core.errors import ResourceExhausted, TimedOut, Unavailable
 
 __all__ = ["StreamSlots", "Stream"]
 
@@ -27,10 +31,14 @@ class Stream:
         self.last = time.monotonic()
         self.busy = True       # the server is working on the next batch: never idle then
         self.expired = False
+        self.stopped = False   # cut at the drain deadline
         self.released = False
 
     def pulling(self) -> None:
         """The client asked for the next batch."""
+        if self.stopped:
+            raise Unavailable("shutting down: the server stopped before this stream ended; read the rest "
+                              "again (from another server, or once it is back)")
         if self.expired:
             raise TimedOut(f"stream idle for more than {self.owner.idle_s:g} s (the client read nothing); "
                            "ask for the ticket again")
@@ -42,8 +50,8 @@ class Stream:
         self.last = time.monotonic()
 
     def cancelled(self) -> bool:
-        """For the read-ahead thread: stop reading once the stream is timed out."""
-        return self.expired
+        """For the read-ahead thread: stop reading once the stream is timed out or cut."""
+        return self.expired or self.stopped
 
     def release(self) -> None:
         self.owner._release(self)
@@ -55,16 +63,28 @@ class StreamSlots:
         self._open: set[Stream] = set()
         self._by_principal: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the last stream ends
         self._reaper: threading.Thread | None = None
+        self.draining = False
+        # counters for the metrics (server/metrics.py)
+        self.refused = {"server_limit": 0, "user_limit": 0, "draining": 0}
+        self.timed_out = 0
+        self.stopped = 0
 
     def acquire(self, principal: str) -> Stream:
         with self._lock:
+            if self.draining:
+                self.refused["draining"] += 1
+                raise Unavailable("shutting down: this server takes no new streams; ask again (another "
+                                  "server, or this one once it is back)")
             if len(self._open) >= self.total:
+                self.refused["server_limit"] += 1
                 raise ResourceExhausted(f"the server is sending {len(self._open)} streams, its limit; "
                                         "retry shortly")
             # anonymous callers (auth off, or public data) are one principal for everybody:
             # only the total bounds them, or 16 anonymous clients would lock out the rest
             if principal and self._by_principal[principal] >= self.per_principal:
+                self.refused["user_limit"] += 1
                 raise ResourceExhausted(f"{self._by_principal[principal]} streams are open for this user "
                                         f"(the limit is {self.per_principal}); read or close them first")
             stream = Stream(self, principal)
@@ -84,10 +104,41 @@ class StreamSlots:
             self._by_principal[stream.principal] -= 1
             if self._by_principal[stream.principal] <= 0:
                 del self._by_principal[stream.principal]
+            if not self._open:
+                self._idle.notify_all()
 
     def open_count(self, principal: str | None = None) -> int:
         with self._lock:
             return len(self._open) if principal is None else self._by_principal[principal]
+
+    def snapshot(self) -> dict:
+        """Counts for the metrics: open streams, users holding them, refusals, time-outs."""
+        with self._lock:
+            return {"open": len(self._open), "users": len(self._by_principal),
+                    "per_user_max": max(self._by_principal.values(), default=0),
+                    "refused": dict(self.refused), "timed_out": self.timed_out, "stopped": self.stopped}
+
+    # ------------------------------------------------------------ draining
+
+    def drain(self) -> None:
+        """Take no new streams; open ones go on."""
+        with self._lock:
+            self.draining = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no stream is open (True) or ``timeout`` seconds passed (False)."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._open, timeout)
+
+    def stop_all(self) -> int:
+        """Cut every open stream: its next pull raises Unavailable, its read-ahead stops.
+        Returns how many were cut."""
+        with self._lock:
+            streams = list(self._open)
+            self.stopped += len(streams)
+        for s in streams:
+            s.stopped = True
+        return len(streams)
 
     def _reap(self) -> None:
         while True:
@@ -97,4 +148,6 @@ class StreamSlots:
                 idle = [s for s in self._open if not s.busy and now - s.last > self.idle_s]
             for s in idle:
                 s.expired = True
+                with self._lock:
+                    self.timed_out += 1
                 self._release(s)

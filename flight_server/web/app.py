@@ -31,11 +31,13 @@ from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest, Unauthenticated
 from arrowroot.flight_server.service.caller import Caller, new_request_id
 from arrowroot.flight_server.service.calllog import CallRecord
+from arrowroot.flight_server.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from arrowroot.flight_server.service.errors import TABLE, status_of
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.web import data, plots
 from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
 from arrowroot.flight_server.web.openapi import openapi
+from arrowroot.flight_server.web.sso import web_sso
 
 log = logging.getLogger("arrowroot.http")
 
@@ -78,8 +80,9 @@ class _AccessLog:
     has been sent in full (a streamed download's line comes after its last byte), with the
     status of the error table (``http=404``, ``NOT_FOUND``) and the caller."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, sink: Callable[[CallRecord], None] | None = None):
         self.app = app
+        self.sink = sink  # the server's metrics
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -88,7 +91,7 @@ class _AccessLog:
         route = path if not path.startswith(("/api/data/", "/datasets/", "/plot/", "/api/datasets/")) \
             else "/".join(path.split("/")[:3]) + "/…"
         record = scope["arrowroot.record"] = CallRecord("http", f"{scope.get('method', '?')} {route}",
-                                                        request_id=new_request_id())
+                                                        request_id=new_request_id(), sink=self.sink)
 
         async def send_logged(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -386,6 +389,8 @@ class Web:
         self.options = options
         assert service.ctx.auth is not None
         self.auth = service.ctx.auth
+        #: login through an OIDC issuer or the JupyterHub instead of the password form ([auth.web])
+        self.sso = web_sso(self.auth, COOKIE, options.secure_cookie, _safe_next)
 
     # ------------------------------------------------------------ auth
 
@@ -399,11 +404,12 @@ class Web:
         if key and not auth:
             auth = [f"Bearer {key}"]
         if auth:
-            user = self.auth.authenticate(auth, issue=False).user
+            login = self.auth.authenticate(auth, issue=False)
         else:
-            user = self.auth.session_user(request.cookies.get(COOKIE))
-        record.user = user
-        return Caller(user=user, door="http", peer=record.peer, request_id=record.request_id)
+            login = self.auth.session_login(request.cookies.get(COOKIE))
+        record.user = login.user
+        return Caller(user=login.user, door="http", peer=record.peer, request_id=record.request_id,
+                      groups=login.groups, scopes=login.scopes)
 
     @property
     def auth_on(self) -> bool:
@@ -674,6 +680,9 @@ class Web:
     # ------------------------------------------------------------ login
 
     async def login_form(self, request: Request) -> Response:
+        if self.sso is not None:
+            return RedirectResponse("/login/sso?" + urllib.parse.urlencode(
+                {"next": _safe_next(request.query_params.get("next"))}), 303)
         return self.render(request, None, "login.html", {"next": _safe_next(request.query_params.get("next")),
                                                          "error": None})
 
@@ -810,11 +819,13 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
         Route("/login", web.login_form, methods=["GET"]),
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
+        *([Route("/login/sso", web.sso.start), Route("/auth/callback", web.sso.callback)] if web.sso else []),
         Route("/api/openapi.json", web.api_openapi),
         Route("/api/health", web.api("health", web.api_health)),
         Route("/api/datasets", web.api("datasets", web.api_datasets)),
         Route("/api/datasets/{name:path}", web.api("dataset", web.api_dataset)),
         Route("/api/data/{name:path}", web.api("data", web.api_data)),
+        Route("/metrics", metrics_page(service.ctx.metrics)),  # Prometheus (service/metrics.py)
     ]
     async def not_found(request: Request, exc: Exception) -> Response:
         message = f"no such page: {request.url.path[:200]}; the API is described at /api/openapi.json"
@@ -831,4 +842,15 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
     handlers[404] = not_found
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.web = web
-    return _AccessLog(_SecurityHeaders(app))
+    metrics = service.ctx.metrics
+    return _AccessLog(_SecurityHeaders(app), metrics.record if metrics is not None else None)
+
+
+def metrics_page(metrics: Metrics | None) -> Callable:
+    """``GET /metrics``: the server's registry in Prometheus' text format (counts only, no login)."""
+    async def endpoint(request: Request) -> Response:
+        if metrics is None:
+            return Response("no metrics on this server", 404, media_type="text/plain; charset=utf-8")
+        body = await run_in_threadpool(metrics.exposition)  # collectors may query the catalog
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return endpoint

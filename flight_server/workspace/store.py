@@ -264,6 +264,13 @@ class Workspace:
         self._quota_lock = threading.Lock()
         self._inflight: dict[str, dict[str, int]] = {}   # owner → upload id → bytes written so far
         self._locks_guard = threading.Lock()
+        self._written: dict[str, int] = {}   # kind → datasets committed (metrics)
+        self._written_bytes = 0
+
+    def counts(self) -> dict[str, Any]:
+        """Datasets committed by kind and their bytes, since start (for the metrics)."""
+        with self._quota_lock:
+            return {"by_kind": dict(self._written), "bytes_written": self._written_bytes}
 
     def owner_dir(self, owner: str) -> Path:
         return self.dir / names.HOME / owner
@@ -511,6 +518,9 @@ class Workspace:
             raise AlreadyExists(str(exc).removeprefix("already exists: ")) from None
         if old:
             self.abs(old).unlink(missing_ok=True)
+        with self._quota_lock:
+            self._written[up.kind] = self._written.get(up.kind, 0) + 1
+            self._written_bytes += size
         log.info("workspace: %s %s (%d rows, %d bytes)", up.kind, up.name, info.entries, size)
         return entry
 
