@@ -1,5 +1,6 @@
-"""A search box over datasets: plain words match anywhere in names, titles, attributes and
-column names (case-insensitive; every word must match); results ranked with exact matches first.
+"""A search box over datasets: plain words match anywhere in names, titles, attributes, column
+names and column attributes (case-insensitive; every word must match); results ranked with exact
+matches first.
 Text with glob characters is a glob on names, as list_flights' ``name`` criterion."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.lang import glob
+from arrowroot.flight_server.plan.planner import dataset_schema
 
 GLOB_CHARS = set("*?[")
 MAX_QUERY = 500
@@ -23,17 +25,27 @@ def is_glob(text: str) -> bool:
     return any(c in GLOB_CHARS for c in text)
 
 
-def _attributes_text(attrs: dict[str, Any]) -> str:
+def _attributes_text(rec: Any) -> str:
+    """The dataset's attributes, its column names and their attributes (HDF5 ``units`` ...) as text."""
+    attrs = rec.attributes
     try:
         text = json.dumps({k: v for k, v in attrs.items() if not str(k).startswith("arrowroot.")}, default=str)
     except (TypeError, ValueError):
         text = str(attrs)
-    return text[:ATTRIBUTE_TEXT].lower()
+    parts = [text[:ATTRIBUTE_TEXT]]
+    try:
+        schema = dataset_schema(rec)
+    except Exception:  # a record whose schema cannot be decoded is still found by name
+        schema = None
+    for f in schema or ():
+        parts.append(f.name)
+        parts.append((f.metadata or {}).get(b"arrowroot.attributes", b"").decode(errors="replace")[:1000])
+    return " ".join(parts)[:2 * ATTRIBUTE_TEXT].lower()
 
 
 def rank(rec: Any, text: str, words: Sequence[str]) -> int | None:
     """0 exact name (or its object or file name), 1 a word is a whole name segment, 2 every word
-    in the name, 3 in the title, 4 in attributes or column names; None: no match."""
+    in the name, 3 in the title, 4 in attributes or columns; None: no match."""
     name = rec.name.lower()
     whole = text.lower()
     file_part, _, obj = name.partition(":")
@@ -52,7 +64,7 @@ def rank(rec: Any, text: str, words: Sequence[str]) -> int | None:
             level = 3
         else:
             if attrs is None:
-                attrs = _attributes_text(rec.attributes) + " " + " ".join(c.name.lower() for c in rec.columns)
+                attrs = _attributes_text(rec)
             if w not in attrs:
                 return None
             level = 4

@@ -81,10 +81,13 @@ class Pages:
         ctx["snippets"] = snippets(door, request, sel, caller.user)
         ctx["views"] = views.choices(door, rec, schema, q)
         ctx["plot_cap"] = door.options.plot_entries
-        ctx["attributes"] = metadata.attributes(rec.attributes)
+        lineage = data.lineage(door.service, caller, name)
+        attrs = dict(rec.attributes)
+        if len(lineage) > 1 and "parent" in attrs:  # the record keeps the name the parent had when made
+            attrs["parent"] = lineage[1].get("name", attrs["parent"])
+        ctx["attributes"] = metadata.attributes(attrs)
         ctx["drift"] = metadata.drift(rec.attributes)
         ctx["missing"] = metadata.missing(rec.attributes)
-        lineage = data.lineage(door.service, caller, name)
         visible = {d.name for d in data.all_visible(door.service, caller)} if lineage else set()
         ctx["lineage"] = metadata.chain(lineage, visible)
         return door.render(request, caller, "dataset.html", ctx, status)

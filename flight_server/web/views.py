@@ -139,6 +139,7 @@ def choices(door: Door, rec: Any, schema: pa.Schema, q: Any) -> list[dict[str, A
         add("plane", "Planes", {"column": col, "plane": plane, "log": log},
             {"columns": images, "shape": list(shape), "names": planes.axis_names(rec, col, len(shape))})
     hist_cols = [f.name for f in schema if columns.is_numeric(f.type) and not shape_of(f)]
+    hist_cols.sort(key=lambda c: not pa.types.is_floating(columns.leaf_type(schema.field(c).type)))  # measurements first
     if hist_cols and ts is None:
         col = q.get("hist") if q.get("hist") in hist_cols else hist_cols[0]
         jagged = columns.is_jagged(schema.field(col).type)
