@@ -5,6 +5,7 @@ provenance as a chain of links to its ancestors by their current names."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 #: attributes shown elsewhere on the page (as their own tables), or bookkeeping
@@ -82,7 +83,15 @@ def chain(lineage: list[dict[str, Any]], visible: set[str]) -> list[dict[str, An
         facts = [(k, item[k]) for k in ("kind", "format", "cut", "columns", "entries", "owner", "created_at",
                                         "parent_version", "version", "arrowroot_version")
                  if item.get(k) not in (None, "", [], {})]
+        facts = [(k, _when(v) if k == "created_at" else v) for k, v in facts]
         if isinstance(item.get("metadata"), dict) and item["metadata"]:
             facts.append(("metadata", ", ".join(f"{k}={v}" for k, v in item["metadata"].items())))
         steps.append({"name": name, "link": name in visible, "facts": facts})
     return steps
+
+
+def _when(value: Any) -> Any:
+    """UNIX seconds as a UTC date and time."""
+    if isinstance(value, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+    return value

@@ -166,6 +166,16 @@
     }, true);
   }
 
+  /** Round ticks for any magnitude (uPlot's own stop at 1e-16; strain is 1e-21); log scales keep uPlot's. */
+  function ySplits(u, ai, min, max) {
+    if (u.scales.y.distr === 3) {
+      const out = [];
+      for (let e = Math.ceil(Math.log10(min)); e <= Math.floor(Math.log10(max)); e++) out.push(Math.pow(10, e));
+      return out.length ? out : [min, max];
+    }
+    return niceTicks(min, max, Math.max(2, Math.round(u.bbox.height / devicePixelRatio / 50)));
+  }
+
   function uplot(el, opts, data) {
     const { width, height } = size(el);
     const u = new uPlot({ width, height, ...opts }, data, el);
@@ -208,7 +218,7 @@
       plugins,
       hooks,
       scales: { x: { time: false }, y: o.log ? { distr: 3 } : { range: (u, a, b) => [Math.min(0, a), b > 0 ? b * 1.05 : 1] } },
-      axes: [xAxis, { label: o.yTitle, size: 70, values: (u, splits) => splits.map(fmt) }],
+      axes: [xAxis, { label: o.yTitle, size: 70, splits: ySplits, values: (u, splits) => splits.map(fmt) }],
       legend: { live: true },
       series: [
         { label: o.xName, value: (u, x, si, i) => (i === null || i >= centres.length ? "–" : `[${fmt(o.edges[i])}, ${fmt(o.edges[i + 1])})` + (o.labels ? ` ${o.labels[i]}` : "")) },
@@ -330,7 +340,9 @@
     ctx.fillStyle = "#222";
     const lo = o.log ? o.minPositive : o.min, hi = o.max;
     if (lo !== null && hi !== null) {
-      const ticks = o.log ? [lo, Math.sqrt(lo * hi), hi] : niceTicks(lo, hi, 4);
+      const decades = [];
+      if (o.log) for (let e = Math.ceil(Math.log10(lo)); e <= Math.floor(Math.log10(hi)); e++) decades.push(Math.pow(10, e));
+      const ticks = o.log ? (decades.length >= 2 ? decades : [lo, hi]) : niceTicks(lo, hi, 4);
       ticks.forEach((t) => {
         const f = o.log ? (Math.log10(t) - Math.log10(lo)) / ((Math.log10(hi) - Math.log10(lo)) || 1) : (t - lo) / ((hi - lo) || 1);
         ctx.fillText(fmt(t), bx + bw + 3, m.t + H - f * H);
@@ -431,7 +443,9 @@
           const a = u.valToPos(g.start - v.origin + shift, "x", true), b = u.valToPos(g.stop - v.origin + shift, "x", true);
           ctx.fillRect(a, u.bbox.top, b - a, u.bbox.height);
         }
-        const band = 6 * devicePixelRatio;
+        const band = 10 * devicePixelRatio;
+        ctx.font = `${8 * devicePixelRatio}px system-ui, sans-serif`;
+        ctx.textBaseline = "middle";
         flags.forEach(([flag, segs], k) => {
           const top = u.bbox.top + u.bbox.height - band * (k + 1);
           ctx.fillStyle = "rgba(200,60,60,.35)";
@@ -441,6 +455,8 @@
             const pa = u.valToPos(a - v.origin + shift, "x", true), pb = u.valToPos(b - v.origin + shift, "x", true);
             ctx.fillRect(pa, top, pb - pa, band - 1);
           }
+          ctx.fillStyle = "#fff";
+          ctx.fillText(flag, u.bbox.left + 3 * devicePixelRatio, top + band / 2);
         });
         ctx.restore();
       };
@@ -448,7 +464,7 @@
         scales: { x: { time: utc } },
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
         axes: [{ label: v.axis === "time" ? (utc ? "UTC" : timeLabel(v)) : "entry" + (v.origin ? ` from ${v.origin}` : "") },
-          { label: name, size: 80, values: (u, splits) => splits.map(fmt) }],
+          { label: name, size: 80, splits: ySplits, values: (u, splits) => splits.map(fmt) }],
         series,
         bands: v.mode === "minmax" ? [{ series: [2, 1], fill: "rgba(31,78,156,.45)" }] : [],
         hooks: { draw: [draw], setSelect: [] },
