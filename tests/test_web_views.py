@@ -149,6 +149,20 @@ def test_folder_series_shows_gaps_as_empty_pixels_and_dq_segments(views) -> None
     np.testing.assert_array_equal(_none_nan(v["max"]), hi)
     gap = slice(int(2 * DUR / span * 320), int(3 * DUR / span * 320))
     assert all(x is None for x in v["min"][gap])                     # the gap stays empty
+    assert "trend" not in v
+    # that read went over whole files: a coarser view now folds their trends (min/max per 256
+    # samples) on a grid of whole blocks, without reading the samples again; still exact
+    t = view(b, GWOSC, view="series", column="Strain", pixels=12)
+    assert t["trend"] == {"block": 256} and t["origin"] == GPS and t["pixels"] == 12
+    width = t["span"] / t["pixels"]
+    assert width * RATE % 256 == 0
+    lo = np.full(12, np.nan)
+    hi = np.full(12, np.nan)
+    for t0, s in strains.items():
+        a, c = _minmax(s, t0, RATE, GPS, t["span"], 12)
+        lo, hi = np.fmin(lo, a), np.fmax(hi, c)
+    np.testing.assert_array_equal(_none_nan(t["min"]), lo)
+    np.testing.assert_array_equal(_none_nan(t["max"]), hi)
     # GWOSC's DQmask: CBC_CAT1 is off in second 2 of every file
     assert [GPS, GPS + 2] in v["dq"]["CBC_CAT1"] and [GPS + 3, GPS + 10] in v["dq"]["CBC_CAT1"]
     kept = view(b, GWOSC, view="series", column="Strain", dq="DATA & CBC_CAT1", time_start=GPS, time_stop=GPS + 4)

@@ -1,12 +1,19 @@
 """A series drawn against its time (or its entry number): every sample of the range is read
-once, on the server, and folded into min/max per pixel, so an hour at 16 kHz (57.6 M samples)
+once, on the server, and folded into min/max per pixel, so an hour at 16 kHz (59 M samples)
 arrives as a few thousand numbers that still show every spike. Gaps between files stay empty
-pixels; data-quality flags come along as segments for a band under the plot."""
+pixels; data-quality flags come along as segments for a band under the plot.
+
+Reading a whole file of a channel also keeps its min/max per block of 256 samples (a "trend", as
+LIGO keeps second- and minute-trends): later views coarser than 16 blocks a pixel are folded from
+those, on a grid snapped to the blocks, without reading the samples again (bounded, keyed by the
+file's identity, so a changed file is read anew)."""
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -22,6 +29,47 @@ from arrowroot.flight_server.web.query import integer, selection
 DEFAULT_PIXELS = 1000
 MAX_PIXELS = 4000
 MAX_DQ_FLAGS = 8
+BLOCK = 256                   # samples per trend block
+TREND_MIN_BLOCKS = 16         # blocks per pixel before a view is folded from trends
+TREND_BYTES = 64 << 20        # trends kept (16 bytes a block: 64 MiB ≈ 1 G samples)
+
+
+class Trends:
+    """Min/max per BLOCK samples of whole files' columns, least recently used dropped first."""
+
+    def __init__(self, limit: int = TREND_BYTES):
+        self.limit = limit
+        self.items: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+        with self.lock:
+            got = self.items.get(key)
+            if got is not None:
+                self.items.move_to_end(key)
+            return got
+
+    def put(self, key: tuple, lo: np.ndarray, hi: np.ndarray) -> None:
+        size = lo.nbytes + hi.nbytes
+        if size > self.limit:
+            return
+        with self.lock:
+            old = self.items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[0].nbytes + old[1].nbytes
+            self.items[key] = (lo, hi)
+            self.bytes += size
+            while self.bytes > self.limit:
+                _, (a, b) = self.items.popitem(last=False)
+                self.bytes -= a.nbytes + b.nbytes
+
+
+TRENDS = Trends()
+
+
+def _trend_key(part: Any, column: str) -> tuple:
+    return (part.path, part.size, part.mtime, part.object_path, column)
 
 
 def time_series_of(rec: Any) -> dict | None:
@@ -103,15 +151,55 @@ def series_view(service: Service, caller: Caller, rec: Any, column: str, q: Any)
         start, stop, rate = float(plan.entry_start), float(plan.entry_stop), 1.0
     span = max(stop - start, 1.0 / rate)
     samples = max(0, plan.total_records)
-    raw = samples <= 2 * pixels
+    out: dict[str, Any] = {"view": "series", "column": column, "axis": "time" if series else "entry",
+                           "rate": rate, "samples": samples, "gaps": plan.notes.get("gaps", [])}
+    folded = None
+    if series is not None and not req.get("dq") and samples >= pixels * BLOCK * TREND_MIN_BLOCKS:
+        folded = _from_trends(plan, column, rate, start, stop, pixels)
+    if folded is not None:
+        origin, width, lo, hi, counts = folded
+        out["trend"] = {"block": BLOCK}
+    else:
+        origin, width = start, span / pixels
+        lo, hi, counts, xs, ys = _read(service, caller, rec, plan, column, series is not None, rate, start, width,
+                                       pixels, raw=samples <= 2 * pixels)
+        if samples <= 2 * pixels:
+            out.update(origin=start, span=span, pixels=pixels, mode="samples", per_pixel=1,
+                       x=_list(np.concatenate(xs)) if xs else [], y=_list(np.concatenate(ys)) if ys else [])
+    if "mode" not in out:
+        empty = counts == 0
+        lo[empty] = np.nan
+        hi[empty] = np.nan
+        out.update(origin=origin, span=width * len(lo), pixels=len(lo), mode="minmax",
+                   x=_list(np.arange(len(lo)) * width), min=_list(lo), max=_list(hi),
+                   per_pixel=int(math.ceil(int(counts.sum()) / max(1, int((~empty).sum())))))
+    start = out["origin"]
+    if series is not None:
+        scale = series.get("scale", "gps")
+        out.update(scale=scale, channel=series.get("channel"), unit=series.get("unit") or "",
+                   coverage=[series.get("t0"), series.get("t_end")])
+        out["utc_origin"] = gps_to_utc(start) if scale == "gps" else start
+        stop = start + out["span"]
+        out["gps_epoch_unix"] = GPS_EPOCH_UNIX
+        out["dq"] = _dq(rec, series, start, stop)
+        if req.get("dq"):
+            out["dq_kept"] = info.get("dq_segments", [])
+    return out
+
+
+def _read(service: Service, caller: Caller, rec: Any, plan: Any, column: str, timed: bool, rate: float,
+          origin: float, width: float, pixels: int, raw: bool) -> tuple:
+    """Read every sample of the plan once: fold into pixels (or keep them all when few); a task
+    that covers a whole file also leaves that file's trend behind."""
     lo = np.full(pixels, np.nan)
     hi = np.full(pixels, np.nan)
     counts = np.zeros(pixels, dtype=np.int64)
-    width = span / pixels
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
+    sizes = {(p.path, p.object_path): p.entries for p in rec.parts}
+    acc: dict[tuple, list] = {}          # file → [block min, block max, samples seen]
     tasks = iter(plan.tasks)
-    task = None
+    task = part = trend = None
     offset = remaining = 0
     for batch in data.read_batches(service, plan, caller):
         values = _numbers(batch.column(column))
@@ -121,47 +209,65 @@ def series_view(service: Service, caller: Caller, rec: Any, column: str, q: Any)
                 task = next(tasks)
                 part = task.parts[0]
                 offset, remaining = 0, part.stop - part.start
-            part = task.parts[0]
+                entries = sizes.get((part.path, part.object_path))
+                trend = None
+                if timed and entries:
+                    trend = acc.setdefault(_trend_key(part, column), [np.full(math.ceil(entries / BLOCK), np.nan),
+                                                                      np.full(math.ceil(entries / BLOCK), np.nan),
+                                                                      0, entries])
+            assert part is not None
             take = min(remaining, len(values) - done)
             chunk = values[done:done + take]
-            if series is not None:
-                first = part.time0 + (part.start + offset) / rate
-            else:
-                first = float(part.global_start + offset)
+            first = part.time0 + (part.start + offset) / rate if timed else float(part.global_start + offset)
             if raw:
-                xs.append(first + np.arange(take) / rate - start)
+                xs.append(first + np.arange(take) / rate - origin)
                 ys.append(chunk.astype(np.float64))
             else:
-                _fold(lo, hi, counts, chunk, first, rate, start, width)
+                _fold(lo, hi, counts, chunk, first, rate, origin, width)
+            if trend is not None:
+                _fold(trend[0], trend[1], np.zeros(len(trend[0]), dtype=np.int64), chunk,
+                      float(part.start + offset), 1.0, 0.0, float(BLOCK))
+                trend[2] += take
             done += take
             offset += take
             remaining -= take
-    out: dict[str, Any] = {"view": "series", "column": column, "axis": "time" if series else "entry",
-                           "origin": start, "span": span, "rate": rate, "samples": samples, "pixels": pixels,
-                           "gaps": plan.notes.get("gaps", [])}
-    if raw:
-        out["mode"] = "samples"
-        out["x"] = _list(np.concatenate(xs)) if xs else []
-        out["y"] = _list(np.concatenate(ys)) if ys else []
-        out["per_pixel"] = 1
-    else:
-        out["mode"] = "minmax"
-        empty = counts == 0
-        lo[empty] = np.nan
-        hi[empty] = np.nan
-        out["x"] = _list(np.arange(pixels) * width)
-        out["min"], out["max"] = _list(lo), _list(hi)
-        out["per_pixel"] = int(math.ceil(samples / max(1, int((~empty).sum()))))
-    if series is not None:
-        scale = series.get("scale", "gps")
-        out.update(scale=scale, channel=series.get("channel"), unit=series.get("unit") or "",
-                   coverage=[series.get("t0"), series.get("t_end")])
-        out["utc_origin"] = gps_to_utc(start) if scale == "gps" else start
-        out["gps_epoch_unix"] = GPS_EPOCH_UNIX
-        out["dq"] = _dq(rec, series, start, stop)
-        if req.get("dq"):
-            out["dq_kept"] = info.get("dq_segments", [])
-    return out
+    for key, (blo, bhi, seen, entries) in acc.items():
+        if seen == entries:                  # the whole file went by: keep its trend
+            TRENDS.put(key, blo, bhi)
+    return lo, hi, counts, xs, ys
+
+
+def _from_trends(plan: Any, column: str, rate: float, start: float, stop: float, pixels: int) -> tuple | None:
+    """Fold the plan's files' trends into pixels on a grid of whole blocks (origin snapped down to
+    a block of the first file, pixel width a multiple of the block); None when a file has no
+    trend yet or the files' blocks do not line up on one grid."""
+    parts = [t.parts[0] for t in plan.tasks]
+    trends = [TRENDS.get(_trend_key(p, column)) for p in parts]
+    if not parts or any(t is None for t in trends):
+        return None
+    block = BLOCK / rate
+    t0 = parts[0].time0
+    origin = t0 + math.floor((start - t0) / block + 1e-9) * block
+    width = max(TREND_MIN_BLOCKS, round((stop - start) / pixels / block)) * block
+    n = max(1, math.ceil((stop - origin) / width - 1e-9))
+    lo = np.full(n, np.nan)
+    hi = np.full(n, np.nan)
+    counts = np.zeros(n, dtype=np.int64)
+    per_pixel = int(round(width / block))
+    for part, trend in zip(parts, trends):
+        assert trend is not None
+        shift = (part.time0 - origin) / block
+        if abs(shift - round(shift)) > 1e-6:
+            return None                       # this file's blocks fall between the grid's
+        j0, j1 = part.start // BLOCK, math.ceil(part.stop / BLOCK)
+        index = (round(shift) + np.arange(j0, j1)) // per_pixel
+        keep = (index >= 0) & (index < n)
+        np.fmin.at(lo, index[keep], trend[0][j0:j1][keep])
+        np.fmax.at(hi, index[keep], trend[1][j0:j1][keep])
+        sizes = np.minimum(np.arange(j0, j1) * BLOCK + BLOCK, part.stop) - np.maximum(np.arange(j0, j1) * BLOCK,
+                                                                                      part.start)
+        np.add.at(counts, index[keep], sizes[keep])
+    return origin, width, lo, hi, counts
 
 
 def _dq(rec: Any, series: dict, start: float, stop: float) -> dict[str, list[list[float]]]:

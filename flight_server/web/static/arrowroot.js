@@ -486,7 +486,8 @@
       u.over.addEventListener("dblclick", () => refresh(section, { time_start: "", time_stop: "", time_last: "", entry_start: "", entry_stop: "" }));
       const dq = flags.length ? ` · DQ band (bottom, green = flag on): ${flags.map(([f]) => f).join(", ")}` : "";
       const gaps = v.gaps && v.gaps.length ? ` · ${v.gaps.length} gap${v.gaps.length > 1 ? "s" : ""} (grey)` : "";
-      const how = v.mode === "minmax" ? `min/max of up to ${v.per_pixel} samples per pixel` : "every sample";
+      const how = v.mode === "minmax" ? `min/max of ${v.per_pixel} samples per pixel` +
+        (v.trend ? ` (from min/max per ${v.trend.block} samples kept at the first read)` : "") : "every sample";
       return { plot: u, note: `${v.samples} samples${v.rate !== 1 ? ` at ${v.rate} Hz` : ""} · ${how}${gaps}${dq}` };
     },
 
