@@ -234,9 +234,11 @@ def test_openapi_describes_every_api_route(open_server: Both) -> None:
     with open_server.http() as h:
         doc = h.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {"/api/health", "/api/datasets", "/api/datasets/{name}", "/api/data/{name}"}
+    assert set(doc["paths"]) == {"/api/health", "/api/datasets", "/api/datasets/{name}", "/api/data/{name}",
+                                 "/api/view/{name}"}
     data = doc["paths"]["/api/data/{name}"]["get"]
-    assert {p["name"] for p in data["parameters"]} >= {"columns", "entry_start", "entry_stop", "where", "format", "slices"}
+    assert {p["name"] for p in data["parameters"]} >= {"columns", "entry_start", "entry_stop", "where", "format", "slices",
+                                                       "compression", "time_last", "allow_missing"}
     assert set(data["responses"]) >= {"200", "400", "401", "403", "404", "503"}
     assert "application/x-hdf5" in data["responses"]["200"]["content"]
 

@@ -324,3 +324,20 @@ def test_compressed_arrow_downloads_and_bad_compression(views) -> None:
         bad = h.get(f"/api/data/{HZZ}", params={"format": "parquet", "compression": "zstd"})
         assert bad.status_code == 400 and "for arrow and feather downloads only" in bad.json()["message"]
         assert h.get(f"/api/data/{HZZ}", params={"compression": "gzip"}).status_code == 400
+
+
+def test_the_client_snippet_reads_the_time_range_shown(views) -> None:
+    import html
+    import subprocess
+    import sys
+
+    b, _, _ = views
+    with b.http() as h:
+        page = h.get(f"/datasets/{STRAIN}", params={"time_start": "2010-09-16T06:42:17.25Z",
+                                                     "time_stop": 968654552.5, "with_time": "true"}).text
+    client = html.unescape(re.findall(r"<pre>(.*?)</pre>", page, re.S)[0])
+    assert "time=('2010-09-16T06:42:17.25Z', 968654552.5)" in client and "with_time=True" in client
+    out = subprocess.run([sys.executable, "-c", client + "\nprint(table.num_rows, table.column_names[0])"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(16384 // 4), "time"]

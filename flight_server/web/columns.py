@@ -112,7 +112,7 @@ def histogram_view(service: Service, caller: Caller, rec: Any, column: str, q: A
         lo, hi = math.floor(lo), math.ceil(hi)
         width = max(1, math.ceil((hi - lo + 1) / bins))
         n = math.ceil((hi - lo + 1) / width)
-        edges = lo - 0.5 + width * np.arange(n + 1)
+        edges = np.linspace(lo - 0.5, lo - 0.5 + width * n, n + 1)
     else:
         if hi == lo:
             lo, hi = lo - 0.5, hi + 0.5

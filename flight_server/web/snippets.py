@@ -28,6 +28,18 @@ def snippets(door: Door, request: Request, sel: dict, user: str | None = None) -
         args.append(f"entries={entries!r}")
     if sel.get("where"):
         args.append(f"where={sel['where']!r}")
+    start = sel.get("time_start", sel.get("time_start_iso"))
+    stop = sel.get("time_stop", sel.get("time_stop_iso"))
+    if start is not None or stop is not None:
+        args.append(f"time=({start!r}, {stop!r})")
+    for key in ("files", "dq"):
+        if sel.get(key):
+            args.append(f"{key}={sel[key]!r}")
+    if sel.get("channels"):
+        args.append(f"channels={sel['channels']!r}")
+    for key in ("with_time", "fill_gaps", "allow_missing"):
+        if sel.get(key):
+            args.append(f"{key}=True")
     imports = "import getpass\n" if door.auth_on else ""
     client = (f"{imports}from arrowroot.clients import Client\n\n"
               f"with Client({loc!r}{auth}) as c:\n"
@@ -48,8 +60,9 @@ def snippets(door: Door, request: Request, sel: dict, user: str | None = None) -
         count = f"LIMIT {max(0, sel['entry_stop'] - first)} " if sel.get("entry_stop") is not None else ""
         sql_from = f"(SELECT * FROM {sql_from} {count}OFFSET {first})"  # the range, then the cut
     query = f"SELECT {select} FROM {sql_from}" + (f" WHERE {sel['where']}" if sel.get("where") else "")
-    note = "# slices and file filters have no SQL form: use the Client or pyarrow.flight\n" \
-        if sel.get("slices") or sel.get("files") or sel.get("channels") else ""
+    note = "# slices, file filters and time ranges have no SQL form: use the Client or pyarrow.flight\n" \
+        if any(sel.get(k) for k in ("slices", "files", "channels", "time_start", "time_stop", "time_start_iso",
+                                    "time_stop_iso", "dq")) else ""
     adbc_auth = f',\n                        db_kwargs={{"username": {login!r}, "password": getpass.getpass()}}' \
         if door.auth_on else ""
     adbc = (f"{'import getpass' + chr(10) if door.auth_on else ''}import adbc_driver_flightsql.dbapi as flight_sql\n"
@@ -57,7 +70,10 @@ def snippets(door: Door, request: Request, sel: dict, user: str | None = None) -
             f"with flight_sql.connect({loc!r}{adbc_auth}) as conn:\n"
             f"    df = pd.read_sql({query!r}, conn)\n")
     base = f"{request.url.scheme}://{request.url.netloc}"
-    query = {k: v for k, v in sel.items() if k in ("entry_start", "entry_stop", "where", "files")}
+    query = {k: v for k, v in sel.items() if k in ("entry_start", "entry_stop", "where", "files", "dq",
+                                                    "time_start", "time_stop")}
+    query.update({k[:-4]: v for k, v in sel.items() if k in ("time_start_iso", "time_stop_iso")})
+    query.update({k: "true" for k in ("with_time", "fill_gaps", "allow_missing") if sel.get(k)})
     if cols:
         query["columns"] = ",".join(cols)
     if sel.get("slices"):
