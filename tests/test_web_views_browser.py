@@ -155,7 +155,7 @@ def test_th1_bars_are_uproots_values_with_errors_and_flow(site: Site, browser, s
             shots(page.query_selector("#view-histogram"), "th1-desktop.png")
         else:
             narrow_enough(page)
-            shots(page, "th1-phone.png")
+            shots(page.query_selector("#view-histogram"), "th1-phone.png")
         page.context.close()
     page = open_page(browser, site, f"datasets/{CUTFLOW}")
     drawn(page, "histogram")
@@ -239,7 +239,7 @@ def test_strain_against_gps_time_zoom_reads_again(site: Site, browser, shots) ->
             assert page.evaluate("document.querySelector('#view-series .chart')._arrowroot.plot.scales.x.time")
         else:
             narrow_enough(page)
-            shots(page, "series-phone.png")
+            shots(page.query_selector("#view-series"), "series-phone.png")
         page.context.close()
 
 
@@ -290,7 +290,7 @@ def test_multidimensional_atoms_with_sliders(site: Site, browser, shots) -> None
             shots(page.query_selector("#view-plane"), "plane-desktop.png")
         else:
             narrow_enough(page)
-            shots(page, "plane-phone.png")
+            shots(page.query_selector("#view-plane"), "plane-phone.png")
         page.context.close()
 
 
