@@ -342,10 +342,10 @@ def test_metadata_lineage_and_search(site: Site, browser, shots) -> None:
     page = open_page(browser, site, f"datasets/{site.skim}")
     steps = page.inner_text("ol.lineage")
     assert HZZ in steps and site.renamed in steps and "home/local/muons" not in page.content()
+    shots(page.query_selector("ol.lineage"), "lineage-desktop.png")
     page.click(f"ol.lineage a:text-is('{site.renamed}')")
     page.wait_for_url(f"**/datasets/{site.renamed}")
-    page.go_back()
-    shots(page.query_selector("ol.lineage"), "lineage-desktop.png")
+    assert page.inner_text("h1") == site.renamed
     page.context.close()
     page = open_page(browser, site, "")
     page.fill("input[name=q]", "HZZ")
