@@ -341,3 +341,18 @@ def test_the_client_snippet_reads_the_time_range_shown(views) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(16384 // 4), "time"]
+
+
+def test_a_long_series_opens_on_its_first_stretch_and_huge_ranges_are_refused(views, monkeypatch) -> None:
+    from arrowroot.flight_server.web import series
+
+    b, _, _ = views
+    monkeypatch.setattr(series, "DEFAULT_SAMPLES", 8192)
+    v = view(b, STRAIN, view="series", column="H1:LDAS-STRAIN", pixels=100)
+    assert v["first_stretch"] and v["samples"] == 8192 and v["origin"] == 968654552.0
+    whole = view(b, STRAIN, view="series", column="H1:LDAS-STRAIN", pixels=100, time_start=968654552)
+    assert not whole["first_stretch"] and whole["samples"] == 16384             # a range given: all of it
+    monkeypatch.setattr(series, "MAX_SAMPLES", 10_000)
+    with b.http() as h:
+        r = h.get(f"/api/view/{STRAIN}", params={"view": "series", "column": "H1:LDAS-STRAIN", "time_last": 1})
+    assert r.status_code == 400 and "narrow the time or entry range" in r.json()["message"]

@@ -29,6 +29,8 @@ from arrowroot.flight_server.web.query import integer, selection
 DEFAULT_PIXELS = 1000
 MAX_PIXELS = 4000
 MAX_DQ_FLAGS = 8
+DEFAULT_SAMPLES = 1 << 27     # a view with no range given shows at most this many (2.3 h at 16 kHz)
+MAX_SAMPLES = 1 << 31         # samples one view reads at most (streamed and folded: time, not memory)
 BLOCK = 256                   # samples per trend block
 TREND_MIN_BLOCKS = 16         # blocks per pixel before a view is folded from trends
 TREND_BYTES = 64 << 20        # trends kept (16 bytes a block: 64 MiB ≈ 1 G samples)
@@ -125,8 +127,8 @@ def _numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def series_view(service: Service, caller: Caller, rec: Any, column: str, q: Any) -> dict[str, Any]:
     """Min/max per pixel of ``column`` over a time range (``time_start``/``time_stop`` as GPS or
-    UTC seconds or ISO-8601, or ``time_last`` seconds; default: all of it), or over an entry range
-    for datasets without a time axis. ``pixels``: the plot's width (≤ 4000)."""
+    UTC seconds or ISO-8601, or ``time_last`` seconds; default: all of it up to DEFAULT_SAMPLES), or
+    over an entry range for datasets without a time axis. ``pixels``: the plot's width (≤ 4000)."""
     pixels = min(max(integer(q, "pixels") or DEFAULT_PIXELS, 10), MAX_PIXELS)
     series = time_series_of(rec)
     sel = selection(rec.name, q, series)
@@ -135,15 +137,24 @@ def series_view(service: Service, caller: Caller, rec: Any, column: str, q: Any)
         for key in ("time_start", "time_stop", "time_start_iso", "time_stop_iso", "files", "channels", "dq"):
             if key in sel:
                 req[key] = sel[key]
+        given = any(k.startswith(("time_start", "time_stop")) for k in req)
         if not any(k.startswith("time_start") for k in req):
             req["time_start"] = float(series["t0"])
         if not any(k.startswith("time_stop") for k in req):
             req["time_stop"] = float(series["t_end"])
+            if not given:   # a long channel opens on its first stretch, not on all of it
+                req["time_stop"] = min(req["time_stop"], req["time_start"] + DEFAULT_SAMPLES / float(series["rate"]))
     else:
         for key in ("entry_start", "entry_stop", "files", "channels", "allow_missing"):
             if key in sel:
                 req[key] = sel[key]
+        given = "entry_start" in req or "entry_stop" in req
+        if not given and rec.entries > DEFAULT_SAMPLES:
+            req["entry_stop"] = DEFAULT_SAMPLES
     plan = data.plan(service, caller, data.spec(req))
+    if plan.total_records > MAX_SAMPLES:
+        raise InvalidRequest(f"series: {plan.total_records} samples in the range, over the {MAX_SAMPLES} a plot "
+                             "reads; narrow the time or entry range")
     if series is not None:
         info = json.loads((plan.schema.metadata or {}).get(b"arrowroot.timeseries", b"{}"))
         start, stop, rate = float(info["start"]), float(info["stop"]), float(series["rate"])
@@ -152,7 +163,9 @@ def series_view(service: Service, caller: Caller, rec: Any, column: str, q: Any)
     span = max(stop - start, 1.0 / rate)
     samples = max(0, plan.total_records)
     out: dict[str, Any] = {"view": "series", "column": column, "axis": "time" if series else "entry",
-                           "rate": rate, "samples": samples, "gaps": plan.notes.get("gaps", [])}
+                           "rate": rate, "samples": samples, "gaps": plan.notes.get("gaps", []),
+                           "first_stretch": not given and (stop < float(series["t_end"]) if series is not None
+                                                           else stop < rec.entries)}
     folded = None
     if series is not None and not req.get("dq") and samples >= pixels * BLOCK * TREND_MIN_BLOCKS:
         folded = _from_trends(plan, column, rate, start, stop, pixels)

@@ -488,7 +488,8 @@
       const gaps = v.gaps && v.gaps.length ? ` · ${v.gaps.length} gap${v.gaps.length > 1 ? "s" : ""} (grey)` : "";
       const how = v.mode === "minmax" ? `min/max of ${v.per_pixel} samples per pixel` +
         (v.trend ? ` (from min/max per ${v.trend.block} samples kept at the first read)` : "") : "every sample";
-      return { plot: u, note: `${v.samples} samples${v.rate !== 1 ? ` at ${v.rate} Hz` : ""} · ${how}${gaps}${dq}` };
+      const first = v.first_stretch ? " · the first stretch only: set a range (or zoom out) for more" : "";
+      return { plot: u, note: `${v.samples} samples${v.rate !== 1 ? ` at ${v.rate} Hz` : ""} · ${how}${gaps}${dq}${first}` };
     },
 
     plane(el, v, state) {
