@@ -424,6 +424,7 @@
 
     series(el, v, state, section) {
       const utc = state.clock === "utc" && v.axis === "time";
+      const narrow = size(el).width < 520;   // a phone: the long label goes to the note
       const shift = utc ? v.utc_origin : 0;
       const xs = v.x.map((x) => x + shift);
       const data = v.mode === "samples" ? [xs, v.y] : [xs, v.min, v.max];
@@ -463,7 +464,8 @@
       const opts = {
         scales: { x: { time: utc } },
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-        axes: [{ label: v.axis === "time" ? (utc ? "UTC" : timeLabel(v)) : "entry" + (v.origin ? ` from ${v.origin}` : "") },
+        axes: [{ label: v.axis === "time" ? (utc ? "UTC" : narrow ? `[s] from ${isoUTC(v.utc_origin)} UTC` : timeLabel(v))
+          : "entry" + (v.origin ? ` from ${v.origin}` : "") },
           { label: name, size: 80, splits: ySplits, values: (u, splits) => splits.map(fmt) }],
         series,
         bands: v.mode === "minmax" ? [{ series: [2, 1], fill: "rgba(31,78,156,.45)" }] : [],
@@ -488,8 +490,9 @@
       const gaps = v.gaps && v.gaps.length ? ` · ${v.gaps.length} gap${v.gaps.length > 1 ? "s" : ""} (grey)` : "";
       const how = v.mode === "minmax" ? `min/max of ${v.per_pixel} samples per pixel` +
         (v.trend ? ` (from min/max per ${v.trend.block} samples kept at the first read)` : "") : "every sample";
+      const origin = narrow && v.axis === "time" && !utc ? ` · ${timeLabel(v)}` : "";
       const first = v.first_stretch ? " · the first stretch only: set a range (or zoom out) for more" : "";
-      return { plot: u, note: `${v.samples} samples${v.rate !== 1 ? ` at ${v.rate} Hz` : ""} · ${how}${gaps}${dq}${first}` };
+      return { plot: u, note: `${v.samples} samples${v.rate !== 1 ? ` at ${v.rate} Hz` : ""} · ${how}${gaps}${dq}${first}${origin}` };
     },
 
     plane(el, v, state) {
