@@ -65,6 +65,7 @@ MAX_PARAMETER_ROWS = 100_000
 PLAN_CACHE_MAX_QUERY = 64 << 10  # longer queries are planned every time rather than cached
 MAX_RESULT_BATCH_BYTES = (8 << 20) - (64 << 10)  # strictly below 8 MiB, with room for IPC framing
 PLAN_CACHE_SIZE = 512
+SQL_THREADS = 4                  # DuckDB threads in each SQL worker
 
 ACTIONS = {
     "CreatePreparedStatement": "Flight SQL: prepare a query (body: Any<ActionCreatePreparedStatementRequest>).",
@@ -140,7 +141,8 @@ class FlightSqlFrontEnd:
         self.tickets = StatementTickets(service.ctx.keys.key("sql-statements"), handle_ttl_s)
         self.running = RunningQueries(handle_ttl_s)
         #: this server's SQL worker processes (closed with the server: nobody waits on a slot then)
-        self.pool = Sandbox(address_space(settings.sql_memory_limit), settings.sql_workers)
+        self.pool = Sandbox(address_space(settings.sql_memory_limit), settings.sql_workers,
+                            database=(settings.sql_memory_limit, SQL_THREADS))
         self._plans: OrderedDict[tuple, PreparedQuery] = OrderedDict()
         self._plans_lock = threading.Lock()
         #: (dataset, columns) of recent scans, newest last: lets tests and operators see what SQL read.
@@ -217,7 +219,7 @@ class FlightSqlFrontEnd:
 
     def _engine(self, provider: ServerTableProvider) -> SqlEngine:
         return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes,
-                         memory_limit=self.settings.sql_memory_limit, pool=self.pool)
+                         memory_limit=self.settings.sql_memory_limit, threads=SQL_THREADS, pool=self.pool)
 
     def _provider(self, context: fl.ServerCallContext | None) -> ServerTableProvider:
         return ServerTableProvider(self.service, self.workspace, self._caller(context), self.scan_log,

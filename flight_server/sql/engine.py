@@ -176,7 +176,9 @@ class SqlEngine:
     @property
     def sandbox(self) -> Sandbox:
         """The worker pool: the one given (a server's own), else the process-wide one."""
-        return self._pool if self._pool is not None else sandbox(address_space(self.memory_limit), self.workers)
+        if self._pool is not None:
+            return self._pool
+        return sandbox(address_space(self.memory_limit), self.workers, (self.memory_limit, self.threads))
 
     # ------------------------------------------------------------------ public API
 

@@ -186,13 +186,56 @@ class RemoteScan:
 # ----------------------------------------------------------------------------- jobs
 
 
-def connect(job: dict):  # noqa: ANN201 - a DuckDB connection
+def connect(key: tuple[str, int]):  # noqa: ANN201 - a DuckDB connection
     import duckdb
 
-    config = dict(BASE_CONFIG, memory_limit=job["memory_limit"], threads=job["threads"])
-    con = duckdb.connect(":memory:", config=config)
+    memory_limit, threads = key
+    con = duckdb.connect(":memory:", config=dict(BASE_CONFIG, memory_limit=memory_limit, threads=threads))
     con.execute("SET enable_progress_bar = false").fetchall()
     return con
+
+
+class Database:
+    """The worker's one DuckDB database, a fresh connection to it per job.
+
+    Opening a database costs 15-100 ms (and holds the GIL), a connection 0.04 ms: per job, that
+    difference would sit between a GetFlightInfo's plan and its DoGet's run. What a job creates
+    (the datasets' tables or views, the catalog schema) is dropped when it ends, and the database
+    is replaced if anything is left behind; jobs on one worker never overlap."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, int] | None = None
+        self.db: object | None = None
+
+    def connection(self, key: tuple[str, int]) -> object:
+        if self.db is None or key != self.key:
+            self.close()
+            self.db, self.key = connect(key), key
+        return self.db.cursor()
+
+    def clean(self, con: object, job: dict) -> None:
+        """Drop what the job made; replace the database if that fails or anything is left."""
+        try:
+            for name in job.get("datasets", []):
+                con.execute(f"DROP VIEW IF EXISTS memory.main.{quote_ident(name)}").fetchall()
+                con.execute(f"DROP TABLE IF EXISTS memory.main.{quote_ident(name)}").fetchall()
+            con.execute(f"DROP SCHEMA IF EXISTS memory.{job['catalog_schema']} CASCADE").fetchall()
+            con.execute("SET disabled_optimizers = ''").fetchall()
+            left = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'memory'"
+                               ).fetchall()[0][0]
+            con.close()
+        except Exception:  # noqa: BLE001 - a database in doubt is not used again
+            left = -1
+        if left:
+            self.close()
+
+    def close(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self.db = None
 
 
 def typed_rows(con: object, params: object) -> list[list]:
@@ -261,6 +304,14 @@ def plan(con: object, job: dict, tables: dict, rows: list[list] | None) -> dict:
         if any(c not in known for c in cols):  # a rendering we do not understand: read all
             cols = list(known)
         needed[name] = sorted(set(needed[name] or []) | set(cols))
+    # a column the binder resolves but no scan reads (typeof(x) folds to a constant) must still
+    # be there when the query binds again to run: it is read too
+    tree = parse_tree(con, query)
+    named = referenced_columns(tree)
+    for name, cols in needed.items():
+        if cols is not None:
+            extra = [c for c in tables[name].schema.names if c.lower() in named and c not in cols]
+            needed[name] = sorted(set(cols) | set(extra))
     con.execute("SET disabled_optimizers = ''").fetchall()
     rel = con.sql(query, params=row)
     names = rel.columns
@@ -268,21 +319,31 @@ def plan(con: object, job: dict, tables: dict, rows: list[list] | None) -> dict:
     schema = pa.schema([f.with_name(n) for f, n in zip(schema, names)])
     out = {"scans": needed, "schema": schema.serialize().to_pybytes().hex()}
     if job["n_params"] and not rows:
-        out["parameters"] = parameter_schema(con, query, job["n_params"]).serialize().to_pybytes().hex()
+        out["parameters"] = parameter_schema(con, query, job["n_params"], tree).serialize().to_pybytes().hex()
     return out
 
 
-def parameter_schema(con: object, query: str, n: int) -> object:
-    """``$1 … $n`` with the types DuckDB's binder gives them (``nMuon > ?`` → the column's type),
-    read from ``json_serialize_plan``; null where the binder cannot tell (``SELECT ? AS x``)."""
-    import pyarrow as pa
+def parse_tree(con: object, query: str) -> dict:
+    """DuckDB's parse tree of a query (parse only)."""
+    return json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
 
-    found: dict[int, str] = {}
+
+def referenced_columns(tree: dict) -> set[str]:
+    """Lower-case names of every column a query refers to (an over-estimate: any table's)."""
+    out = set()
+    for node in walk(tree):
+        if node.get("class") == "COLUMN_REF" and node.get("column_names"):
+            out.add(str(node["column_names"][-1]).lower())
+    return out
+
+
+def _bound_parameter_types(con: object, query: str) -> dict[int, str]:
+    """Parameter number → DuckDB type id, from the bound plan (empty when it cannot be bound)."""
     try:
-        text = con.execute("SELECT json_serialize_plan(?)", [query]).fetchall()[0][0]
-        tree = json.loads(text)
-    except Exception:  # noqa: BLE001 - no plan, no types: the parameters stay untyped
-        tree = {}
+        tree = json.loads(con.execute("SELECT json_serialize_plan(?)", [query]).fetchall()[0][0])
+    except Exception:  # noqa: BLE001 - no plan, no types
+        return {}
+    found: dict[int, str] = {}
     for node in walk(tree):
         if node.get("expression_class") != "BOUND_PARAMETER":
             continue
@@ -291,6 +352,48 @@ def parameter_schema(con: object, query: str, n: int) -> object:
         if ident.isdigit() and isinstance(kind, str) and rtype.get("type_info") is None \
                 and kind.replace("_", "").isalpha() and kind not in ("UNKNOWN", "ANY", "SQLNULL", "INVALID"):
             found.setdefault(int(ident), kind)
+    return found
+
+
+def _parameter_spans(tree: dict, encoded: bytes) -> list[tuple[int, int, int]]:
+    """(start, end, number) of each parameter marker (``?`` or ``$n``) in the query's bytes."""
+    spans = []
+    for node in walk(tree):
+        loc = node.get("query_location")
+        if node.get("class") != "PARAMETER" or not isinstance(loc, int) or not str(node.get("identifier")).isdigit():
+            continue
+        end = loc + 1
+        if encoded[loc:loc + 1] == b"$":
+            while end < len(encoded) and encoded[end:end + 1].isdigit():
+                end += 1
+        elif encoded[loc:loc + 1] != b"?":
+            continue
+        spans.append((loc, end, int(node["identifier"])))
+    return sorted(spans)
+
+
+def parameter_schema(con: object, query: str, n: int, tree: dict) -> object:
+    """``$1 … $n`` with the types DuckDB's binder gives them (``nMuon > ?`` → the column's type),
+    read from ``json_serialize_plan``; null where the binder cannot tell (``SELECT ? AS x``).
+
+    A plan binds only when every parameter's type is known, so a parameter the whole query
+    leaves open is asked about alone: the others become NULL, it becomes ``$k``."""
+    import pyarrow as pa
+
+    found = _bound_parameter_types(con, query)
+    missing = [k for k in range(1, n + 1) if k not in found]
+    if missing:
+        encoded = query.encode("utf-8")
+        spans = _parameter_spans(tree, encoded)
+        for k in missing:
+            out, last = [], 0
+            for start, end, ident in spans:
+                out += [encoded[last:start], f"${k}".encode() if ident == k else b"NULL"]
+                last = end
+            out.append(encoded[last:])
+            kind = _bound_parameter_types(con, b"".join(out).decode("utf-8")).get(k)
+            if kind is not None:
+                found[k] = kind
     fields = []
     for i in range(1, n + 1):
         kind = found.get(i)
@@ -318,7 +421,6 @@ def run(con: object, job: dict, tables: dict, rows: list[list] | None, chan: Cha
         con.register(f"__arrowroot_source_{i}", RemoteScan(chan, i, tables[name].schema, ids))
         con.execute(f"CREATE VIEW memory.main.{quote_ident(name)} AS SELECT * FROM __arrowroot_source_{i}").fetchall()
     bind_catalog(con, job, tables)
-    con.execute("SET lock_configuration = true").fetchall()
     schema = pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(job["schema"])))
     chan.send(b"S")
     for row in rows or [None]:
@@ -346,13 +448,12 @@ def error_kind(exc: BaseException) -> str:
     return "value"
 
 
-def serve(chan: Channel) -> None:
+def serve(chan: Channel, database: Database) -> None:
     import pyarrow as pa
 
     def ipc_table(data: bytes) -> object:
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
-    ready: tuple[tuple, object] | None = None  # a database opened ahead, while idle (~15 ms)
     while True:
         frame = read_frame(chan.inp)
         if frame is None:
@@ -362,14 +463,7 @@ def serve(chan: Channel) -> None:
         for key in job.get("tables", []):
             tables[key] = ipc_table(read_frame(chan.inp)[1])
         params = ipc_table(read_frame(chan.inp)[1]) if job.get("params") else None
-        key = (job["memory_limit"], job["threads"])
-        if ready is not None and ready[0] == key:
-            con = ready[1]
-        else:
-            if ready is not None:
-                ready[1].close()
-            con = connect(job)
-        ready = None
+        con = database.connection((job["memory_limit"], job["threads"]))
         try:
             rows = typed_rows(con, params) if params is not None and params.num_rows else None
             if job["kind"] == "plan":
@@ -385,8 +479,7 @@ def serve(chan: Channel) -> None:
             chan.send(b"E", json.dumps({"kind": error_kind(exc), "message": message}).encode())
         finally:
             chan.active = False
-            con.close()
-        ready = (key, connect(job))
+            database.clean(con, job)
 
 
 def limit_address_space(limit: int) -> None:
@@ -399,6 +492,7 @@ def limit_address_space(limit: int) -> None:
 
 
 def main() -> None:
+    """``sandbox_worker.py AS_BYTES [MEMORY_LIMIT THREADS]``: cap, load, open the database, say ready."""
     limit_address_space(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     import duckdb  # noqa: F401 - loaded under the cap, before the ready signal
     import pyarrow  # noqa: F401
@@ -406,9 +500,12 @@ def main() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
     chan = Channel(inp, out)
+    database = Database()
+    if len(sys.argv) > 3:  # the database the jobs will want, opened before the first job
+        database.connection((sys.argv[2], int(sys.argv[3]))).close()
     write_frame(out, b"K")
     out.flush()
-    serve(chan)
+    serve(chan, database)
 
 
 if __name__ == "__main__":
