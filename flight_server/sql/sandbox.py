@@ -2,8 +2,9 @@
 
 Each worker's address space is capped (``RLIMIT_AS``), so a query that grows past its memory
 bound fails inside the worker, and the server kills a worker at its job's deadline, on cancel or
-at shutdown; a fresh worker takes its place. A worker serves one job at a time with a fresh DuckDB
-database per job; workers that ended their last job cleanly are kept for reuse.
+at shutdown; a fresh worker takes its place. A worker serves one job at a time, each on a fresh connection
+to the worker's DuckDB database (what a job made is dropped after it); workers that ended their
+last job cleanly are kept for reuse.
 
 Slots: at most ``max_workers`` jobs run at once. A :class:`Job` owns its slot from the moment it
 is granted until :meth:`Job.close`, which releases it exactly once, whoever calls it first — the
