@@ -99,6 +99,28 @@ class CappedServer:
         return time.monotonic() - t0
 
 
+_DUCKDB_ALONE = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+import duckdb
+con = duckdb.connect(config={"memory_limit": "256MB", "threads": 1})
+try:
+    con.sql("SELECT max(length(repeat('x', ((i % 4) + 1) * 200000000))) FROM range(8) t(i)").fetchall()
+except Exception:
+    pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_duckdb_memory_limit_alone_does_not_hold_per_row_growth() -> None:
+    """Why queries run in capped workers: with memory_limit=256MB, DuckDB itself grows per-row
+    strings far past it (measured in a subprocess capped at 3 GiB of address space)."""
+    out = subprocess.run([sys.executable, "-c", _DUCKDB_ALONE], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MALLOC_ARENA_MAX": "2"})
+    peak = int(out.stdout.strip().splitlines()[-1])
+    assert peak > 3 * 256_000_000, f"peak RSS {peak >> 20} MiB under memory_limit=256MB"
+
+
 @pytest.fixture
 def capped(data: Path) -> Iterator[CappedServer]:
     server = CappedServer(data, {"ARROWROOT_SQL_MEMORY_LIMIT": "256MB", "ARROWROOT_SQL_TIMEOUT": "60",
