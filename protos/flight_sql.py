@@ -77,9 +77,9 @@ ENUMS: dict[str, type[enum.IntEnum]] = {
 globals().update(MESSAGES)
 globals().update(ENUMS)
 
-#: Flight's own action messages (flight_actions.proto, package arrow.flight.protocol): the bodies
-#: and results of CancelFlightInfo and the session-option actions, sent without an Any wrapper.
-_ACTIONS_FILE = POOL.FindFileByName("flight_actions.proto")
+#: Flight's own messages (flight.proto, package arrow.flight.protocol): among them the bodies and
+#: results of CancelFlightInfo and the session-option actions, sent without an Any wrapper.
+_ACTIONS_FILE = POOL.FindFileByName("flight.proto")
 FLIGHT_MESSAGES: dict[str, type[message.Message]] = {
     name: message_factory.GetMessageClass(desc) for name, desc in _ACTIONS_FILE.message_types_by_name.items()
 }

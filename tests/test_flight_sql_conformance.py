@@ -395,6 +395,12 @@ def test_adbc_cancel_stops_the_query_on_the_server(conn, server: RunningServer) 
     assert _idle(server), "the query and its worker are released"
 
 
+def _cancel_request(info: fl.FlightInfo) -> object:
+    """CancelFlightInfoRequest{info} (Flight.proto), from pyarrow's FlightInfo."""
+    M = fs.FLIGHT_MESSAGES
+    return M["CancelFlightInfoRequest"](info=M["FlightInfo"].FromString(info.serialize()))
+
+
 def test_cancel_flight_info_stops_a_running_query(server: RunningServer) -> None:
     c = _raw(server)
     info = _info(c, fs.CommandStatementQuery(query=SLOW))
@@ -417,7 +423,7 @@ def test_cancel_flight_info_stops_a_running_query(server: RunningServer) -> None
     deadline = time.monotonic() + 30
     while not server.server.sql.active_queries() and time.monotonic() < deadline:
         time.sleep(0.05)
-    request = fs.FLIGHT_MESSAGES["CancelFlightInfoRequest"](info=info.serialize())
+    request = _cancel_request(info)
     result = fs.FLIGHT_MESSAGES["CancelFlightInfoResult"].FromString(
         list(c.do_action(fl.Action("CancelFlightInfo", request.SerializeToString())))[0].body.to_pybytes())
     assert result.status == fs.FLIGHT_ENUMS["CancelStatus"].CANCEL_STATUS_CANCELLED
@@ -429,8 +435,7 @@ def test_cancel_flight_info_stops_a_running_query(server: RunningServer) -> None
     # a FlightInfo of the plain protocol has nothing to cancel
     plain = c.get_flight_info(fl.FlightDescriptor.for_path(EVENTS))
     other = fs.FLIGHT_MESSAGES["CancelFlightInfoResult"].FromString(list(c.do_action(fl.Action(
-        "CancelFlightInfo", fs.FLIGHT_MESSAGES["CancelFlightInfoRequest"](info=plain.serialize())
-        .SerializeToString())))[0].body.to_pybytes())
+        "CancelFlightInfo", _cancel_request(plain).SerializeToString())))[0].body.to_pybytes())
     assert other.status == fs.FLIGHT_ENUMS["CancelStatus"].CANCEL_STATUS_NOT_CANCELLABLE
 
 
@@ -510,7 +515,7 @@ def _probe(server: RunningServer, name: str) -> str:
         elif kind == "cancel":
             info = _info(c, fs.CommandStatementQuery(query="SELECT 1"))
             body = (fs.pack(fs.ActionCancelQueryRequest(info=info.serialize())) if name == "CancelQuery" else
-                    fs.FLIGHT_MESSAGES["CancelFlightInfoRequest"](info=info.serialize()).SerializeToString())
+                    _cancel_request(info).SerializeToString())
             list(c.do_action(fl.Action(name, body)))
         elif kind == "poll":
             channel = grpc.insecure_channel(server.location.removeprefix("grpc://"))

@@ -81,7 +81,7 @@ def cancel_tickets(kind: str, body: bytes) -> list[bytes]:
             raise InvalidRequest("CancelQuery: the body must be Any<ActionCancelQueryRequest>")
         info_bytes = msg.info
     else:
-        info_bytes = _parse("CancelFlightInfoRequest", body).info
+        info_bytes = _parse("CancelFlightInfoRequest", body).info.SerializeToString()
     try:
         info = fl.FlightInfo.deserialize(info_bytes)
     except Exception:  # noqa: BLE001 - pyarrow raises its own error types for bad bytes
