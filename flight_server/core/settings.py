@@ -41,7 +41,8 @@ class Settings:
     stream_idle_timeout: float = 120.0       # seconds a stream may wait for its client to read
     links_outside_root: bool = False         # index symlinks whose target is outside root (default: refuse)
     sql_timeout: float = 300.0               # seconds a Flight SQL query may run
-    sql_memory_limit: str = "2GB"            # DuckDB memory_limit; a sandbox worker is killed past it + 384 MiB
+    sql_memory_limit: str = "2GB"            # DuckDB memory_limit; a SQL worker's address space is capped at it + 1 GiB
+    sql_workers: int = 4                     # SQL worker processes (queries running at once; more wait for one)
     # Tickets: self-contained signed read tasks (server/tickets.py).
     ticket_ttl: float = 3600.0               # seconds a ticket from GetFlightInfo stays valid
     ticket_key_file: Path | None = None      # file holding the shared signing secret (data nodes share it);
