@@ -244,6 +244,7 @@ def test_the_disk_tier_is_bounded_and_survives_broken_files(file, tmp_path: Path
     again = ChunkCache(0, DiskTier(where, 1 << 30))
     r2 = CountingReader(path)
     assert cached(again, ident, r2, ["a"], 0, 10_000)["a"].to_pylist() == list(range(10_000))
+    again.disk.flush()                                      # the re-read cluster is written back
     assert not list((where / "v1").rglob("*.tmp"))
     assert again.disk.stats()["hits"] == 2                  # the two intact clusters
 

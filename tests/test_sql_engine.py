@@ -17,7 +17,8 @@ from arrowroot.flight_server.sql.engine import PreparedQuery, QueryCancelled, Sq
 
 pytestmark = pytest.mark.slow
 
-LIMITS = {"timeout_s": default("sql_timeout"), "memory_limit": default("sql_memory_limit")}
+LIMITS = {"timeout_s": default("sql_timeout"), "memory_limit": default("sql_memory_limit"),
+          "workers": default("sql_workers")}
 
 EVENTS = "cms/run2012.root:Events"
 H5 = "km3/det.h5:/hits"

@@ -36,9 +36,9 @@ from typing import Any
 import grpc
 import pyarrow as pa
 
-from arrowroot import protos
+import arrowroot.protos
 
-PROTO = Path(protos.__file__).with_name("flight.proto")  # the one Flight.proto, shared with the Node.js client
+PROTO = Path(arrowroot.protos.__file__).with_name("flight.proto")  # the one Flight.proto, shared with the Node.js client
 REUSE = "arrow-flight-reuse-connection://?"
 CONTINUATION = b"\xff\xff\xff\xff"
 MAX_MESSAGE = 64 << 20  # one record batch may be large

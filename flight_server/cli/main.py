@@ -159,6 +159,8 @@ def main() -> None:
          help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
 @setting("--sql-timeout", setting="sql_timeout", type=click.FloatRange(min=0.1),
          help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
+@setting("--sql-workers", setting="sql_workers", type=click.IntRange(min=1),
+         help="SQL worker processes: Flight SQL queries running at once (more wait for a free one).")
 @setting("--cache-mb", setting="cache_mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables).")
 @setting("--cache-dir", setting="cache_dir", type=click.Path(file_okay=False, path_type=Path),
          help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")

@@ -57,7 +57,8 @@ class Settings:
     links_outside_root: bool = _s(False, "index symbolic links whose target is outside the directory")
     read_threads: int = _s(0, "decompression threads of each read pool (0: one per core, at least 2)")
     sql_timeout: float = _s(300.0, "seconds a Flight SQL query may run (DEADLINE_EXCEEDED beyond)")
-    sql_memory_limit: str = _s("2GB", "DuckDB memory_limit of a query; its worker is killed past it + 384 MiB")
+    sql_memory_limit: str = _s("2GB", "DuckDB memory_limit of a query; its SQL worker's address space is capped at it + 1 GiB")
+    sql_workers: int = _s(4, "SQL worker processes (queries running at once; more wait for one)")
     # Tickets: self-contained signed read tasks (server/tickets.py).
     ticket_ttl: float = _s(3600.0, "seconds a ticket from GetFlightInfo stays valid")
     ticket_key_file: Path | None = _s(None, "file holding the ticket-signing secret data nodes share "

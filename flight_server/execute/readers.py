@@ -45,7 +45,12 @@ class CachedReader(Reader):
 class ReaderCache:
     """Open readers keyed by file identity (path, object, size, mtime), least recently used dropped."""
 
-    def __init__(self, root: Path, size: int = 32, chunks: ChunkCache | None = None,
+    #: open readers kept: a level read holds one per tier and channel table (a LEGEND key has tens to
+    #: hundreds), and reopening an LH5 table costs milliseconds; each open HDF5 table holds ~1 MiB of
+    #: chunk cache at most
+    SIZE = 128
+
+    def __init__(self, root: Path, size: int = SIZE, chunks: ChunkCache | None = None,
                  links_outside_root: bool = False):
         self.root = Path(root).resolve()
         #: a symlink inside the root may point outside it only when the indexer was told to follow such links
@@ -55,6 +60,7 @@ class ReaderCache:
         self._lock = threading.Lock()
         # open readers, with the identity (size, mtime, inode, ctime) their file had when opened
         self._readers: OrderedDict[tuple, tuple[Reader, FileIdentity]] = OrderedDict()
+        self._pins: dict[tuple, int] = {}     # readers in use by a level task: not evicted
         self._mounts: dict[str, Path] = {}
 
     def mount(self, prefix: str, directory: Path) -> None:
@@ -98,23 +104,61 @@ class ReaderCache:
             return reader  # (workspace overlays: their bytes live in other files, checked on every read)
         return CachedReader(reader, self.chunks, identity, part.object_path)
 
-    def _open(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, FileIdentity]:
+    def acquire(self, part: PartRead, fmt: str, kind: str) -> tuple[Reader, tuple]:
+        """Like ``get``, for a caller that keeps the reader across reads (a level task holds the
+        tables of several tiers and channels): the reader is pinned, never closed by the LRU, until
+        ``release(key)`` with the key returned here."""
+        reader, identity = self._open(part, fmt, kind, pin=True)
+        key = (part.path, part.object_path, part.size, part.mtime)
+        if not self.chunks.enabled or not getattr(reader, "cacheable", True):
+            return reader, key
+        return CachedReader(reader, self.chunks, identity, part.object_path), key
+
+    def release(self, key: tuple) -> None:
+        """Unpin a reader ``acquire`` handed out (the LRU may close it again)."""
+        with self._lock:
+            n = self._pins.get(key, 0) - 1
+            if n > 0:
+                self._pins[key] = n
+            else:
+                self._pins.pop(key, None)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Close least recently used readers over the bound, skipping pinned ones (lock held)."""
+        if len(self._readers) <= self.size:
+            return
+        for key in [k for k in self._readers if k not in self._pins]:
+            if len(self._readers) <= self.size:
+                break
+            old, _ = self._readers.pop(key)
+            old.close()
+
+    def _open(self, part: PartRead, fmt: str, kind: str, pin: bool = False) -> tuple[Reader, FileIdentity]:
         # an open reader of this identity: the caller checked the file when it opened the task
-        # (Reads.prepare), so no stat per chunk; a new reader checks the file before opening it
+        # (Reads.prepare: the part's file and a level's tier files), so no stat per chunk; a new
+        # reader checks the file before opening it
         key = (part.path, part.object_path, part.size, part.mtime)
         with self._lock:
             found = self._readers.get(key)
             if found is not None:
                 self._readers.move_to_end(key)
+                if pin:
+                    self._pins[key] = self._pins.get(key, 0) + 1
                 return found
         path, st = self._stat(part)
         reader = source_for(fmt).open(path, part.object_path, kind)
         found = (reader, FileIdentity.from_stat(part.path, st))
         with self._lock:
-            self._readers[key] = found
-            while len(self._readers) > self.size:
-                _, (old, _) = self._readers.popitem(last=False)
-                old.close()
+            if key in self._readers:  # opened meanwhile by another thread: use that one
+                reader.close()
+                found = self._readers[key]
+                self._readers.move_to_end(key)
+            else:
+                self._readers[key] = found
+            if pin:
+                self._pins[key] = self._pins.get(key, 0) + 1
+            self._evict()
         return found
 
     def close(self) -> None:

@@ -177,17 +177,19 @@ def _write_file(name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
 
 
 def encode(fmt: Format, schema: pa.Schema, batches: Iterable[pa.RecordBatch], max_bytes: int = 0,
-           object_name: str = "") -> Iterator[bytes]:
-    """The bytes of ``batches`` in ``fmt``, piece by piece."""
+           object_name: str = "", compression: str = "") -> Iterator[bytes]:
+    """The bytes of ``batches`` in ``fmt``, piece by piece; ``compression`` (``lz4``, ``zstd``)
+    compresses Arrow and Feather record-batch bodies."""
     if fmt.name in FILE_FORMATS:
         yield from _via_file(fmt.name, schema, batches, max_bytes, object_name)
         return
     sink = _Sink()
     out_schema = csv_schema(schema) if fmt.name == "csv" else schema
+    ipc = pa.ipc.IpcWriteOptions(compression=compression or None)
     if fmt.name == "arrow":
-        writer = pa.ipc.new_stream(sink, schema)
+        writer = pa.ipc.new_stream(sink, schema, options=ipc)
     elif fmt.name == "feather":
-        writer = pa.ipc.new_file(sink, schema)
+        writer = pa.ipc.new_file(sink, schema, options=ipc)
     elif fmt.name == "parquet":
         # dictionary encoding of floats costs ~4x the write time and rarely pays: only for the rest
         keep = [f.name for f in schema if not pa.types.is_floating(_leaf(f.type))]

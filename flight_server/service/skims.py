@@ -24,6 +24,8 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.lang.cuts import ExprError, parse
+from arrowroot.flight_server.plan.columns import dataset_schema
+from arrowroot.flight_server.plan.levels import level_selection, skim_meta
 from arrowroot.flight_server.workspace.store import ENTRY, OVERLAY_FORMAT, Workspace
 
 Plan = Any  # plan/planner.Plan: its .schema is what the stream carries
@@ -35,10 +37,11 @@ def skim(ws: Workspace, owner: str, name: str, args: dict[str, Any], lookup: Cal
     parent_name, where = args.get("parent"), args.get("where") or ""
     if not isinstance(parent_name, str) or not parent_name:
         raise InvalidRequest("skim.parent: the dataset to skim is required")
+    selection = level_selection(args)  # levels: files, channels, hit_where, hit_mode (plan/levels.py)
     materialize = args.get("materialize", False)
     if not isinstance(materialize, bool):
         raise InvalidRequest("skim.materialize: true or false")
-    if not isinstance(where, str) or not (where.strip() or materialize):
+    if not isinstance(where, str) or not (where.strip() or selection or materialize):
         raise InvalidRequest("skim.where: a cut is required, e.g. \"nMuon >= 2\" (only a materialized copy may "
                              "take every entry)")
     columns = args.get("columns") or []
@@ -51,21 +54,22 @@ def skim(ws: Workspace, owner: str, name: str, args: dict[str, Any], lookup: Cal
     mode = args.get("mode", "create")
     parent = lookup(parent_name)
     if materialize:
-        entry = _copy(ws, owner, name, parent, where, columns, metadata, mode, plan, stream)
+        entry = _copy(ws, owner, name, parent, where, columns, metadata, mode, selection, plan, stream)
     else:
-        entry = _entries(ws, owner, name, parent, where, metadata, mode, plan, stream)
+        entry = _entries(ws, owner, name, parent, where, metadata, mode, selection, plan, stream)
     rows = ws.catalog.dataset(name).entries
     return {"dataset": name, "kind": entry.kind, "rows": rows, "parent_entries": parent.entries, "bytes": entry.bytes}
 
 
 def _copy(ws: Workspace, owner: str, name: str, parent: DatasetRecord, where: str, columns: list[str],
-          metadata: dict[str, str], mode: str, plan: Callable, stream: Callable) -> Any:
+          metadata: dict[str, str], mode: str, selection: dict[str, Any], plan: Callable, stream: Callable) -> Any:
     """The passing rows (and their entry numbers in the parent's files) into a Parquet dataset."""
     names = pa.ipc.read_schema(pa.py_buffer(parent.schema)).names
     has_entry = ENTRY in names   # overlays and copies carry their entry numbers as a column
     if columns and has_entry and ENTRY not in columns:
         columns = [*columns, ENTRY]
-    p = plan(ReadSpec(dataset=parent.name, columns=tuple(columns), where=where, with_entry_numbers=not has_entry))
+    p = plan(ReadSpec(dataset=parent.name, columns=tuple(columns), where=where, with_entry_numbers=not has_entry,
+                      **selection))
     up = ws.begin(name, owner, mode, p.schema.remove_metadata(), None, metadata, kind="materialized", cut=where or None)
     try:
         ws.set_parent(up, parent)
@@ -78,22 +82,24 @@ def _copy(ws: Workspace, owner: str, name: str, parent: DatasetRecord, where: st
 
 
 def _entries(ws: Workspace, owner: str, name: str, parent: DatasetRecord, where: str, metadata: dict[str, str],
-             mode: str, plan: Callable, stream: Callable) -> Any:
-    """The passing base entry numbers, with the parent's own derived columns at them."""
-    schema = pa.ipc.read_schema(pa.py_buffer(parent.schema))
+             mode: str, selection: dict[str, Any], plan: Callable, stream: Callable) -> Any:
+    """The passing base entry numbers, with the parent's own derived columns at them. A level's
+    skim also records the level's tables and hit selection (``plan.levels.skim_meta``)."""
+    schema = dataset_schema(parent)
     try:
-        cut = parse(where, schema)
+        cut = parse(where, schema) if where.strip() else None
     except ExprError as exc:
         raise InvalidRequest(f"where: {exc}") from None
-    up = ws.begin_skim(name, owner, parent, where, metadata, mode)
-    own = [f.name for f in up.schema if f.name != ENTRY]
+    own = ws.skim_base(parent)[1]
+    if parent.format == OVERLAY_FORMAT:   # its entry column holds the base's entry numbers
+        spec = ReadSpec(dataset=parent.name, columns=(ENTRY, *own), where=where, **selection)
+    else:                                 # read the least: one column of the cut, and the entry numbers
+        first = next((n for n in schema.names if cut is not None and n in cut.columns), schema.names[0])
+        spec = ReadSpec(dataset=parent.name, columns=(first,), where=where, with_entry_numbers=True, **selection)
+    p = plan(spec)
+    up = ws.begin_skim(name, owner, parent, where, metadata, mode, level=skim_meta(parent, spec, p.tasks))
     try:
-        if parent.format == OVERLAY_FORMAT:   # its entry column holds the base's entry numbers
-            spec = ReadSpec(dataset=parent.name, columns=(ENTRY, *own), where=where)
-        else:                                 # read the least: one column of the cut, and the entry numbers
-            first = next((n for n in schema.names if n in cut.columns), schema.names[0])
-            spec = ReadSpec(dataset=parent.name, columns=(first,), where=where, with_entry_numbers=True)
-        for batch in stream(plan(spec)):
+        for batch in stream(p):
             entries = batch.column(ENTRY).to_numpy()
             up.check_entries(entries, up.base_entries)  # type: ignore[attr-defined]
             arrays = [pa.array(entries, pa.int64())] + [batch.column(c) for c in own]

@@ -29,7 +29,8 @@ log = logging.getLogger("arrowroot.workspace")
 ACTIONS = {
     "skim": 'Keep the entries of a dataset that pass a cut: body {"dataset": "home/<you>/name", "parent": '
             '"...", "where": "...", "materialize": false, "columns": [...], "mode": "create"|"replace", '
-            '"metadata": {}}; stores only the passing entry numbers (or, with materialize, a copy).',
+            '"metadata": {}}; stores only the passing entry numbers (or, with materialize, a copy). Levels also '
+            'take "files", "channels", "hit_where" and "hit_mode" ("any"|"only").',
     "lineage": 'Provenance of a workspace dataset and its ancestors: body {"dataset": "..."}.',
     "delete": 'Delete one of your workspace datasets: body {"dataset": "..."}.',
     "rename": 'Rename one of your workspace datasets: body {"dataset": "...", "to": "..."}.',
