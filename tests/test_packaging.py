@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -155,3 +156,54 @@ def test_server_commands_name_the_install_they_need(light_env, tmp_path):
         r = light_cli(light_env, *args)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert 'the server install: pip install -e ".[server]"' in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def _install_distribution(dist: str, site: Path) -> None:
+    """Put an installed distribution into another environment's site-packages (symbolic links to its
+    top-level files and its metadata), as pip would have unpacked it, without a download."""
+    d = md.distribution(dist)
+    base = Path(d.locate_file(""))
+    tops = {Path(str(f)).parts[0] for f in d.files or [] if not str(f).startswith("..")}
+    for top in tops:
+        if top != "__pycache__" and not (site / top).exists() and (base / top).exists():
+            (site / top).symlink_to(base / top)
+
+
+@pytest.mark.slow
+def test_the_light_install_in_a_fresh_venv(sample_server, tmp_path):
+    """`pip install .` into a new virtual environment that holds only the core dependencies (and the
+    build backend): pip's resolver finds everything it needs there, and the client and the client
+    commands read from a server while the server's libraries are not installed at all."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    for dist in _closure({_name(r) for r in PYPROJECT["project"]["dependencies"]}) | {"setuptools"}:
+        _install_distribution(dist, site)
+    src = tmp_path / "src"   # a copy: building must not touch the working tree
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "node_modules", "__pycache__", "tests",
+                                                             "bench", "docs", "examples", "build", "*.egg-info"))
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
+                        "--no-build-isolation", str(src)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr   # the core dependencies resolve from what is there, offline
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARROWROOT_", "PYTHON"))}
+    code = f"""
+import importlib.util
+from arrowroot.clients import Client
+with Client({sample_server.location!r}) as c:
+    print(c.read({DS!r}, ["nMuon"], entries=(0, 5))["nMuon"].to_pylist())
+print(sorted(m for m in {sorted(SERVER_LIBRARIES | {"pandas"})!r} if importlib.util.find_spec(m)))
+"""
+    r = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with sample_server.client() as c:
+        want = c.read(DS, ["nMuon"], entries=(0, 5))["nMuon"].to_pylist()
+    assert r.stdout.splitlines() == [str(want), "[]"]
+    arrowroot = venv / "bin" / "arrowroot"
+    r = subprocess.run([str(arrowroot), "ls", "-l", sample_server.location], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0 and f"{DS}\t" in r.stdout, r.stderr
+    r = subprocess.run([str(arrowroot), "serve", str(tmp_path), "--port", "0"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 1 and 'pip install -e ".[server]"' in r.stderr and "Traceback" not in r.stderr, r.stderr
