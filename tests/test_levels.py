@@ -35,6 +35,9 @@ EVT = "l200/evt"
 CH = list(legend.CHANNELS)
 
 
+pytestmark = pytest.mark.slow   # a LEGEND production written by legend-lh5io and compared with pygama
+
+
 @pytest.fixture(scope="session")
 def production(tmp_path_factory):
     return legend.write_production(tmp_path_factory.mktemp("legend"), events=300)

@@ -51,6 +51,7 @@ def readme_server(serve, tmp_path):
     return serve(write_levels(write_sample_files(tmp_path / "data")))
 
 
+@pytest.mark.slow   # a server and every snippet, twice
 @pytest.mark.parametrize("rounds", [2])
 def test_snippets_run_in_order(readme_server, rounds):
     """Twice over, against the same server: a user re-runs a notebook, so a snippet that writes
