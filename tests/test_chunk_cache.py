@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 import uproot
 
-from arrowroot.flight_server.execute.cache import ChunkCache, ChunkKey, DiskTier, FileIdentity, column_bytes
+from arrowroot.flight_server.core.files import FileIdentity
+from arrowroot.flight_server.execute.cache import ChunkCache, ChunkKey, DiskTier, column_bytes
 from arrowroot.flight_server.sources import source_for
 
 COLUMNS = ["a", "b", "c"]

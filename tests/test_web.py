@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -346,6 +346,34 @@ def test_dataset_page_has_schema_preview_downloads_and_snippets(open_server: Bot
                     "adbc_driver_flightsql.dbapi", "curl -fsS"):
         assert snippet in page
     assert f"grpc://127.0.0.1:{open_server.flight.port}" in page
+
+
+def test_a_preview_is_planned_once_and_its_head_equals_the_full_read(open_server: Both) -> None:
+    service = open_server.flight.service
+    with open_server.http() as h:
+        before = service.plans_made
+        page = h.get(f"/datasets/{EVENTS}", params={"columns": "nMuon", "entry_start": 2990, "rows": 20}).text
+        assert service.plans_made - before == 1
+    rows = re.findall(r"<tr>((?:<td>.*?</td>)+)</tr>", page.split('id="preview"')[1].split("</table>")[0])
+    expected = flight_read(open_server.location, {"dataset": EVENTS, "columns": ["nMuon"], "entry_start": 2990})
+    assert [int(re.findall(r"<td>(.*?)</td>", r)[1]) for r in rows] == expected["nMuon"].to_pylist()  # 10 left
+    # the head of a many-endpoint plan: whole tasks, then a trimmed one; the rows of the full read
+    from arrowroot.flight_server.core.request import ReadSpec
+    from arrowroot.flight_server.service.caller import Caller
+
+    caller = Caller()
+    one = service.plan(caller, ReadSpec(dataset=EVENTS, columns=("nMuon",)))
+    whole = pa.Table.from_batches(list(service.run(one)), schema=one.schema)["nMuon"].to_pylist()
+    (part,) = one.tasks[0].parts
+    pieces = [(a, min(a + 700, part.stop)) for a in range(part.start, part.stop, 700)]
+    many = replace(one, tasks=tuple(one.tasks[0].with_parts((replace(part, start=a, stop=b, boundaries=()),))
+                                    for a, b in pieces))
+    assert len(many.tasks) == 5
+    for n in (0, 1, 699, 700, 701, 2999, 3000, 3005):
+        head = many.head(n)
+        got = pa.Table.from_batches(list(service.run(head)), schema=head.schema)["nMuon"].to_pylist()
+        assert got == whole[:n] and head.entries == min(n, 3000), n
+    assert service.plan(caller, ReadSpec(dataset=EVENTS, columns=("nMuon",), where="nMuon > 1")).head(5) is None
 
 
 def test_preview_with_cut_and_range_and_a_bad_cut(open_server: Both) -> None:

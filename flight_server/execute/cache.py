@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Union
 import cachetools
 import pyarrow as pa
 
+from arrowroot.flight_server.core.files import FileIdentity
 from arrowroot.flight_server.sources.base import Units
 
 if TYPE_CHECKING:
@@ -54,28 +55,6 @@ WHOLE_SHARE = 0.5
 SMALL_PIECE_ROWS = 4096
 
 Column = Union[pa.Array, pa.ChunkedArray]
-
-
-@dataclass(frozen=True)
-class FileIdentity:
-    """What makes two reads of a path the same bytes."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    inode: int = 0
-    ctime_ns: int = 0
-
-    @classmethod
-    def of(cls, path: str, size: int, mtime: float) -> "FileIdentity":
-        return cls(path, int(size), int(round(mtime * 1e9)))
-
-    @classmethod
-    def from_stat(cls, path: str, st: os.stat_result) -> "FileIdentity":
-        return cls(path, int(st.st_size), int(st.st_mtime_ns), int(st.st_ino), int(st.st_ctime_ns))
-
-    def digest(self) -> str:
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest
 from arrowroot.flight_server.core.task import PartRead
-from arrowroot.flight_server.execute.cache import ChunkCache, FileIdentity
+from arrowroot.flight_server.core.files import FileIdentity, change
+from arrowroot.flight_server.execute.cache import ChunkCache
 from arrowroot.flight_server.sources import Reader, source_for
 from arrowroot.flight_server.sources.base import Units
 
@@ -89,12 +90,9 @@ class ReaderCache:
 
     def _stat(self, part: PartRead) -> tuple[str, os.stat_result]:
         path = self.path_of(part.path)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise FileChanged(part.path, "the file was deleted") from None
-        if st.st_size != part.size or abs(st.st_mtime - part.mtime) > 1e-6:
-            raise FileChanged(part.path, "the file was modified")
+        st, changed = change(path, part.size, part.mtime)
+        if changed or st is None:
+            raise FileChanged(part.path, f"the file was {changed}")
         return path, st
 
     def get(self, part: PartRead, fmt: str, kind: str) -> Reader:

@@ -20,6 +20,7 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
+from arrowroot.flight_server.core.files import matches
 from arrowroot.flight_server.core.errors import InvalidRequest, quote
 from arrowroot.flight_server.datasets.config import CONFIG_NAME, load_config
 from arrowroot.flight_server.datasets.derive import derive
@@ -211,7 +212,7 @@ class Indexer:
         todo = []
         for rel, st in on_disk.items():
             rec = in_scope.get(rel)
-            if rec is not None and rec.size == st.st_size and abs(rec.mtime - st.st_mtime) < 1e-6:
+            if rec is not None and matches(st, rec.size, rec.mtime):
                 report.unchanged += 1
                 if rec.status == "error":  # still broken: a warm restart says so too
                     report.errors.append((rel, rec.error or "unknown error"))

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from arrowroot.catalog.models import DatasetRecord, PartRecord, ZoneMapRecord
 from arrowroot.catalog.store import Catalog
+from arrowroot.flight_server.core.files import change
 from arrowroot.flight_server.core.zones import Zone, zone_of, zoneable
 from arrowroot.flight_server.sources import source_for
 
@@ -182,8 +183,7 @@ class ZoneCollector:
         zone maps are an optimisation)."""
         full = os.path.join(self.root, job.path)
         try:
-            st = os.stat(full)
-            if st.st_size != job.size or abs(st.st_mtime - job.mtime) > 1e-6:
+            if change(full, job.size, job.mtime)[1]:
                 return []
             return collect(full, job.fmt, job.kind, job.object_path, job.boundaries, job.entries, job.columns)
         except Exception as exc:

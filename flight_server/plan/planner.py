@@ -89,6 +89,32 @@ class Plan:
         rows = self.total_records
         return -1 if self.cut is not None or rows < 0 else int(rows * self.bytes_per_entry)
 
+    def head(self, n: int) -> "Plan | None":
+        """The first ``n`` entries of this plan without planning again (previews, capped plots), or
+        None where rows are not entries (a cut, a time read with filled gaps, a level): plan those
+        with an entry range instead."""
+        if self.cut is not None or self.rows is not None or any(p.tiers or p.fill for t in self.tasks
+                                                                 for p in t.parts):
+            return None
+        if n >= self.entries:
+            return self
+        tasks: list[ReadTask] = []
+        left = n
+        for task in self.tasks:
+            parts = []
+            for p in task.parts:
+                if left <= 0:
+                    break
+                take = min(left, p.stop - p.start)
+                stop = p.start + take
+                parts.append(replace(p, stop=stop, boundaries=tuple(x for x in p.boundaries if x < stop)))
+                left -= take
+            if parts:
+                tasks.append(task.with_parts(tuple(parts)))
+            if left <= 0:
+                break
+        return replace(self, tasks=tuple(tasks), entry_stop=self.entry_start + n)
+
 
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.files import change
 from arrowroot.flight_server.core.task import LevelColumn, PartRead, TierRead
 from arrowroot.flight_server.sources import source_for
 from arrowroot.flight_server.sources.levels import TIER_KIND, AlignedReader, EventReader
@@ -80,14 +81,10 @@ class OverlayReader(Reader):
 
     def _base_reader(self, i: int) -> Reader:
         p = self.parts[i]
-        try:
-            st = os.stat(p["abs"])
-        except FileNotFoundError:
-            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was deleted; "
-                                 "re-run it, or make it with materialize=true to pin a copy") from None
-        if st.st_size != p["size"] or abs(st.st_mtime - p["mtime"]) > 1e-6:
-            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was "
-                                 "modified; re-run it, or make it with materialize=true to pin a copy")
+        _, changed = change(p["abs"], p["size"], p["mtime"])
+        if changed:
+            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was {changed}; "
+                                 "re-run it, or make it with materialize=true to pin a copy")
         with self._lock:
             r = self._readers.get(i)
         if r is None:
@@ -111,11 +108,7 @@ class OverlayReader(Reader):
             raise SourceError(f"{os.path.basename(self.path)}: no tables recorded for {p['member']}")
 
         def open_tier(tier: TierRead, channel: str | None, entries: int) -> Reader:
-            try:
-                st = os.stat(tier.path)
-            except FileNotFoundError:
-                st = None
-            if st is None or st.st_size != tier.size or abs(st.st_mtime - tier.mtime) > 1e-6:
+            if change(tier.path, tier.size, tier.mtime)[1]:
                 raise InvalidRequest(f"parent changed since this was made: a {tier.tier} file of {self.base_name!r} "
                                      "was modified or deleted; re-run it, or make it with materialize=true to pin a copy")
             r = source_for(self.format).open(tier.path, tier.object_of(channel), TIER_KIND)

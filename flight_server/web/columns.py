@@ -69,7 +69,10 @@ def _read(door_service: Service, caller: Caller, rec: Any, columns: list[str], q
     req.pop("fill_gaps", None)
     p = data.plan(door_service, caller, data.spec(req))
     capped = p.entries > cap
-    if capped:
+    head = p.head(cap) if capped else p
+    if head is not None:
+        p = head
+    else:  # time selections and levels: the same entries by range
         req["entry_start"], req["entry_stop"] = p.entry_start, p.entry_start + cap
         for k in [k for k in req if k.startswith(("time_start", "time_stop"))]:
             req.pop(k)

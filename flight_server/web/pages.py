@@ -101,10 +101,8 @@ class Pages:
         if numbered:
             req["with_entry_numbers"] = True
         plan = data.plan(service, caller, data.spec(req))
-        if not req.get("where") and not by_time:  # no cut: read just the rows shown
-            start = plan.entry_start
-            req["entry_start"], req["entry_stop"] = start, min(plan.entry_stop, start + rows)
-            plan = data.plan(service, caller, data.spec(req))
+        if not by_time:  # no cut: read just the rows shown (planned once: the head of the plan)
+            plan = plan.head(rows) or plan
         got: list[pa.RecordBatch] = []
         n = 0
         t0 = time.perf_counter()
