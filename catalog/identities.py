@@ -43,6 +43,8 @@ KEY_PREFIX = "ark_"       # API keys look like ark_<key id>_<secret>; easy to sp
 MAX_PASSWORD = 1024
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+#: groups may also be named as an OIDC issuer names them: a path (``/l200/analysis``) or a URN
+GROUP_RE = re.compile(r"^/?[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$")
 PERMISSIONS = ("read", "admin")  # admin: server operations (rescan); its pattern is not used
 KINDS = ("user", "group", "public")
 
@@ -100,6 +102,11 @@ def _check_password(password: str) -> None:
 
 
 def _check_name(what: str, name: str) -> str:
+    if what == "group":
+        if not isinstance(name, str) or not GROUP_RE.match(name):
+            raise InvalidRequest(f"group name {name!r}: use 1-128 letters, digits, '.', '_', '@', ':', '/', '-' "
+                                 "(starting with a letter, digit or '/': '/l200/analysis' as a token names it)")
+        return name
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidRequest(f"{what} name {name!r}: use 1-64 letters, digits, '.', '_', '@', '-' "
                          "(starting with a letter or digit)")
@@ -155,18 +162,20 @@ class Identities:
     def has_public(self) -> bool:
         return any(g.kind == "public" for g in self.grants)
 
-    def is_admin(self, user: str | None) -> bool:
-        """True if ``user`` (never anonymous, never via public) holds an admin grant."""
+    def is_admin(self, user: str | None, token_groups: frozenset[str] = frozenset()) -> bool:
+        """True if ``user`` (never anonymous, never via public) holds an admin grant; ``token_groups``:
+        groups an outside token (OIDC, JupyterHub) says the user is in, besides the catalog's."""
         if not user:
             return False
-        groups = self.groups_of.get(user, frozenset())
+        groups = self.groups_of.get(user, frozenset()) | token_groups
         return any(g.permission == "admin" and ((g.kind == "user" and g.principal == user)
                                                 or (g.kind == "group" and g.principal in groups))
                    for g in self.grants)
 
-    def patterns(self, user: str | None) -> tuple[str, ...]:
-        """Read patterns for ``user`` (None = anonymous: public grants only)."""
-        groups = self.groups_of.get(user, frozenset()) if user else frozenset()
+    def patterns(self, user: str | None, token_groups: frozenset[str] = frozenset()) -> tuple[str, ...]:
+        """Read patterns for ``user`` (None = anonymous: public grants only), a member of the catalog's
+        groups and of ``token_groups`` (from an outside token)."""
+        groups = (self.groups_of.get(user, frozenset()) | token_groups) if user else frozenset()
         return tuple(
             g.pattern for g in self.grants
             if g.permission == "read" and (

@@ -19,6 +19,7 @@ import pyarrow.flight as fl
 from arrowroot.protos import PUT_COMMIT
 from arrowroot.protos import arrowroot_pb2 as pb
 
+from .bearer import find_token, read_token_file
 from .convert import convert
 from .errors import Unavailable, translate
 
@@ -44,6 +45,18 @@ def skipped_message(dataset: str, skipped: list[dict]) -> str:
     shown = "; ".join(f"{s.get('name')}: {s.get('reason')}" for s in skipped[:10])
     more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
     return f"{dataset}: {len(skipped)} column(s) left out, they cannot be read: {shown}{more}"
+
+
+class IncompleteKeysWarning(UserWarning):
+    """A level read left out file keys (or channels) that lack a tier (``allow_missing`` reads them)."""
+
+
+def left_out_message(dataset: str, left: dict) -> str:
+    examples = "; ".join(f"{e.get('key')} lacks {', '.join(e.get('missing') or [])}"
+                         + (f" ({e['channels']} channel(s))" if e.get("channels") else "")
+                         for e in (left.get("examples") or [])[:5])
+    return (f"{dataset}: {left.get('parts')} table(s) ({left.get('entries')} entries) left out, their key lacks a "
+            f"tier: {examples}; read with allow_missing=True to get them with nulls")
 
 
 # Errors after which the next location of an endpoint is tried: the node is down or
@@ -72,10 +85,14 @@ def _request(
     fill_gaps: bool = False,
     dq: str | None = None,
     compression: str | None = None,
+    hit_where: str | None = None,
+    mode: str | None = None,
+    orientation: str | None = None,
 ) -> pb.ReadRequest:
     """A ReadRequest from the client's keywords, also in uproot's spellings: ``entry_start``/
     ``entry_stop`` or ``entries=slice(a, b)`` for ``entries=(a, b)``, ``filter_name`` (a glob or a
-    list of them) for ``columns``, ``cut`` for ``where``."""
+    list of them) for ``columns``, ``cut`` for ``where``. Event levels: ``hit_where`` (a cut on each
+    hit), ``mode`` ("any"/"only", pygama's build_entry_list modes), ``orientation`` ("evt"/"hit")."""
     msg = pb.ReadRequest(dataset=dataset)
     if filter_name is not None:
         if columns:
@@ -134,6 +151,12 @@ def _request(
     msg.allow_missing = allow_missing
     if compression:
         msg.compression = compression
+    if hit_where:
+        msg.hit_where = hit_where
+    if mode:
+        msg.mode = mode
+    if orientation:
+        msg.orientation = orientation
     return msg
 
 
@@ -152,6 +175,8 @@ class Client:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        token_file: str | None = None,
+        discover: bool = True,
         tls_root_certs: bytes | None = None,
         cert_chain: bytes | None = None,
         private_key: bytes | None = None,
@@ -159,7 +184,13 @@ class Client:
         **flight_kwargs: Any,
     ):
         """``compression``: IPC body codec asked for on every read ("lz4", "zstd", "none"; None = the
-        server's default); a read's own ``compression=`` wins. zstd pays on slow links, none locally."""
+        server's default); a read's own ``compression=`` wins. zstd pays on slow links, none locally.
+
+        Credentials: ``username``/``password``, ``token`` (a login token, API key, OIDC/WLCG JWT or
+        JupyterHub token) or ``token_file``; with none of them the token the user already has is
+        found (``clients/bearer.py``: ``$BEARER_TOKEN``, ``$BEARER_TOKEN_FILE``,
+        ``$XDG_RUNTIME_DIR/bt_u$UID``, ``/tmp/bt_u$UID``, ``$JUPYTERHUB_API_TOKEN``) unless
+        ``discover=False``. ``token_source`` says where the token came from."""
         if tls_root_certs is not None:
             flight_kwargs["tls_root_certs"] = tls_root_certs
         if cert_chain is not None:
@@ -173,6 +204,14 @@ class Client:
         self._pool: dict[str, fl.FlightClient] = {}  # one connection per data-node location
         self._pool_lock = threading.Lock()
         self._headers: list[tuple[bytes, bytes]] = []
+        #: where the bearer token came from ("token=", "token_file", "$BEARER_TOKEN_FILE", ...; None: none)
+        self.token_source: str | None = "token=" if token else None
+        if token_file is not None and not token:
+            token, self.token_source = read_token_file(token_file), "token_file"
+        if not token and username is None and discover:
+            found = find_token()
+            if found is not None:
+                token, self.token_source = found
         if token:
             self._headers.append((b"authorization", f"Bearer {token}".encode()))
         elif username is not None:
@@ -221,18 +260,23 @@ class Client:
         ``name`` is a shell glob; ``format=``, ``kind=``, ``has_column=`` and
         ``attributes={...}`` narrow the search.
         """
+        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
+        for info in self.dataset_infos(name, **criteria):
+            rows["name"].append(info.descriptor.path[0].decode())
+            rows["entries"].append(info.total_records)
+            rows["bytes"].append(info.total_bytes)
+            rows["columns"].append(info.schema.names)
+        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
+                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+
+    def dataset_infos(self, name: str | None = None, **criteria: Any) -> Iterator[fl.FlightInfo]:
+        """The FlightInfo of each matching dataset (its schema carries the dataset's attributes as
+        ``arrowroot.attributes`` metadata); the criteria of :meth:`datasets`."""
         if name is not None:
             criteria["name"] = name
         payload = json.dumps(criteria).encode() if criteria else b""
-        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
         with translate():
-            for info in self._flight.list_flights(payload, options=self._options()):
-                rows["name"].append(info.descriptor.path[0].decode())
-                rows["entries"].append(info.total_records)
-                rows["bytes"].append(info.total_bytes)
-                rows["columns"].append(info.schema.names)
-        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
-                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+            yield from self._flight.list_flights(payload, options=self._options())
 
     def sql_batches(self, query: str) -> pa.RecordBatchReader:
         """Run a SQL query through the server's Flight SQL front end (datasets are tables:
@@ -277,8 +321,15 @@ class Client:
         ``path``, one column per file key (typed: run numbers as integers, timestamps as
         timestamps), ``entries``, ``size`` and, for per-channel datasets, ``channels``.
 
+        A level (``l200/hit``, ``l200/evt``) has one row per file key instead: the keys, one
+        boolean column per tier (is its file there; pygama's ``file_status`` bits, also as the
+        integer ``file_status``), ``<tier>_file`` and ``<tier>_size``, ``entries``, ``complete``,
+        ``missing`` (the tiers a key lacks: such keys are left out of reads unless
+        ``allow_missing``) and ``misaligned``.
+
         ``where`` is a file-key filter (``"run >= 10 and type == 'cal'"``), the same
-        language as ``read(..., files=...)``.
+        language as ``read(..., files=...)``; on a level it may use the tier columns too
+        (``"not complete"``, ``"file_status == 7"``).
         """
         body = {"dataset": dataset}
         if where:
@@ -303,6 +354,9 @@ class Client:
         skipped = notes(info).get("skipped_columns")
         if skipped:
             warnings.warn(skipped_message(dataset, skipped), UnreadableColumnsWarning, stacklevel=2)
+        left = notes(info).get("left_out")
+        if left:
+            warnings.warn(left_out_message(dataset, left), IncompleteKeysWarning, stacklevel=2)
         return self.read_info(info)
 
     def read_info(self, info: fl.FlightInfo) -> pa.RecordBatchReader:
@@ -449,8 +503,20 @@ class Client:
              **kwargs: Any) -> Any:
         """Read into one object: ``library`` is "pa" (pyarrow.Table), "pd" (pandas; jagged columns as
         awkward-pandas columns, as uproot gives them),
-        "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot."""
-        table = self.read_batches(dataset, columns, entries, **kwargs).read_all()
+        "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot.
+
+        Levels read like pygama's DataLoader: ``read("l200/hit", ["cuspEmax_ctc_cal", "AoE"],
+        where="cuspEmax_ctc_cal > 25 and AoE > -3", files="run >= 10", channels=[1084803])`` is one
+        row per hit; ``read("l200/evt", ..., hit_where=..., mode="any", where="not muon_veto")`` one row
+        per event (hit columns as lists), or per hit with ``orientation="hit"``."""
+        info = self.flight_info(dataset, columns, entries, **kwargs)
+        skipped = notes(info).get("skipped_columns")
+        if skipped:
+            warnings.warn(skipped_message(dataset, skipped), UnreadableColumnsWarning, stacklevel=2)
+        left = notes(info).get("left_out")
+        if left:
+            warnings.warn(left_out_message(dataset, left), IncompleteKeysWarning, stacklevel=2)
+        table = self.read_info(info).read_all()
         return convert(table, library)
 
     # ------------------------------------------------------------ workspace
@@ -496,15 +562,30 @@ class Client:
             writer.close()
         return json.loads(answer.to_pybytes()) if answer is not None else {}
 
-    def skim(self, name: str, parent: str, where: str, *, materialize: bool = False,
+    def skim(self, name: str, parent: str, where: str = "", *, materialize: bool = False,
              columns: Sequence[str] | None = None, mode: str = "create",
-             metadata: dict[str, str] | None = None) -> dict:
+             metadata: dict[str, str] | None = None, files: str | None = None,
+             channels: Sequence[str | int] | None = None, hit_where: str | None = None,
+             hit_mode: str | None = None) -> dict:
         """Keep the entries of ``parent`` passing ``where`` as ``name``: only their entry
-        numbers are stored (reads go to the parent's files), or a copy with ``materialize``."""
+        numbers are stored (reads go to the parent's files), or a copy with ``materialize``.
+
+        On a level this is pygama's ``build_entry_list``, kept on the server and shared: ``files``
+        and ``channels`` select as in ``read``; on an event level ``hit_where`` and ``hit_mode``
+        ("any"/"only") select hits, the skim keeps the event numbers and reading it gives the same
+        events with the same hits."""
         body: dict[str, Any] = {"dataset": name, "parent": parent, "where": where, "materialize": materialize,
                                 "mode": mode, "metadata": dict(metadata or {})}
         if columns:
             body["columns"] = list(columns)
+        if files:
+            body["files"] = files
+        if channels:
+            body["channels"] = [str(c) for c in channels]
+        if hit_where:
+            body["hit_where"] = hit_where
+        if hit_mode:
+            body["hit_mode"] = hit_mode
         return self.action("skim", body)
 
     def lineage(self, name: str) -> list[dict]:

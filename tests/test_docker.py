@@ -20,14 +20,13 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
 yaml = pytest.importorskip("yaml", reason="pip install pyyaml")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,7 +180,7 @@ def container_port(mapping: str) -> str:
 def test_image_installs_the_package_as_the_readme_does(dockerfile, pyproject):
     df = parse_dockerfile(DOCKER / dockerfile)
     assert re.fullmatch(r"python:3\.\d+-slim", one(df, "FROM")), "a slim Python base"
-    want = readme_install_target()
+    want = re.sub(r"\[.*\]$", "", readme_install_target())   # the README installs ".[server]"
     assert want in (".", "-e .")
     # the install runs in the WORKDIR the package files were copied into
     workdir = None
@@ -315,7 +314,11 @@ def test_compose_services(compose, server_df, jupyter_df):
     (volume,) = exec_form(one(server_df, "VOLUME"))
     catalog_volume = mounts[volume].split(":")[0]
     assert catalog_volume in compose["volumes"], "the catalog volume must be declared"
-    assert [container_port(p) for p in server["ports"]] == [one(server_df, "EXPOSE")]
+    # the Flight port, then the web view's (ARROWROOT_HTTP_PORT)
+    assert [container_port(p) for p in server["ports"]] == [one(server_df, "EXPOSE"),
+                                                            server["environment"]["ARROWROOT_HTTP_PORT"]]
+    # the gRPC health service for orchestrators' probes (not published: asked inside the network)
+    assert server["environment"]["ARROWROOT_HEALTH_PORT"].isdigit()
     # the same health check as the image's
     _, check = healthcheck(server_df)
     assert server["healthcheck"]["test"] == ["CMD", *check]
@@ -345,6 +348,61 @@ def test_compose_data_nodes_join_the_server_with_its_key_and_data(compose):
     assert node["volumes"] == [data], "nodes read the same files, read-only, and hold no catalog"
     assert node["depends_on"][name]["condition"] == "service_healthy"
     assert "ports" not in node
+    # each node exports its own metrics and health (scraped and probed inside the network)
+    assert cmd[cmd.index("--metrics-port") + 1] and cmd[cmd.index("--health-port") + 1]
+
+
+def test_compose_jupyterhub_wires_the_hub_to_arrowroot(compose, monkeypatch, tmp_path):
+    """Profile "hub", the KCDC layout: the hub's config (run by traitlets, as JupyterHub loads it) and
+    arrowroot's [auth] file (parsed by service/sso.py) name each other consistently."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from arrowroot.flight_server.service import sso
+
+    name, server = server_service(compose)
+    _, jupyter = jupyter_service(compose)
+    hub = compose["services"]["jupyterhub"]
+    assert hub["profiles"] == ["hub"]
+    # one shared secret: the hub registers the service with it, arrowroot presents it
+    assert hub["environment"]["ARROWROOT_HUB_TOKEN"] == server["environment"]["JUPYTERHUB_API_TOKEN"]
+    # arrowroot's [auth] file is mounted read-only where the documented ARROWROOT_AUTH_CONFIG points
+    (mount,) = [v for v in server["volumes"] if "hub-auth.toml" in v]
+    source, target, mode = mount.split(":")
+    assert mode == "ro" and target in (DOCKER / "compose.yaml").read_text().split("ARROWROOT_AUTH_CONFIG=")[1]
+    ext = sso.load(tmp_path, DOCKER / source, environ={"JUPYTERHUB_API_TOKEN": "x" * 32})
+    assert ext is not None and ext.hub is not None and ext.web.login == "jupyterhub"
+    # the hub's own configuration, with the environment compose gives it
+    for key, value in hub["environment"].items():
+        monkeypatch.setenv(key, re.sub(r"\$\{[^:}]+:-([^}]*)\}", r"\1", str(value)))
+    monkeypatch.setenv("HUB_USERS", "alice,bob")
+    monkeypatch.setenv("HUB_PASSWORD", "demo-password")
+    monkeypatch.setenv("ARROWROOT_HUB_TOKEN", "x" * 32)
+    c = PyFileConfigLoader("jupyterhub_config.py", path=str(DOCKER)).load_config()
+    (service,) = c.JupyterHub.services
+    assert service["name"] == ext.hub.config.service_name == "arrowroot"
+    assert ext.hub.config.api_url == f"http://jupyterhub:{c.JupyterHub.get('hub_port', 8081)}/hub/api"
+    assert c.JupyterHub.hub_connect_ip == "jupyterhub" and "jupyterhub" in compose["services"]
+    http_port = server["environment"]["ARROWROOT_HTTP_PORT"]
+    assert service["oauth_redirect_uri"] == f"http://127.0.0.1:{http_port}/auth/callback"
+    hub_port = container_port(hub["ports"][0])
+    assert c.JupyterHub.bind_url.endswith(f":{hub_port}") and ext.hub.config.public_url.endswith(f":{hub_port}")
+    # notebooks: the JupyterLab image (with jupyterhub-singleuser), on this compose network, told where
+    # arrowroot is, with a token that may call the service and read the user's groups
+    assert c.DockerSpawner.image == jupyter["image"]
+    assert c.DockerSpawner.network_name == f"{compose['name']}_default"
+    assert c.Spawner.environment["ARROWROOT_URL"] == f"grpc://{name}:{SERVER_PORT}"
+    assert {"access:services!service=arrowroot", "read:users:groups!user"} <= set(c.Spawner.server_token_scopes)
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert "access:services!service=arrowroot" in roles["user"]["scopes"]
+    assert "read:users:groups" in roles["arrowroot-service"]["scopes"]
+    run = " ".join(instructions(parse_dockerfile(DOCKER / "jupyter.Dockerfile"), "RUN"))
+    assert any(t.startswith("jupyterhub") for t in pip_targets(run)), "the notebook image needs jupyterhub-singleuser"
+    hub_df = parse_dockerfile(DOCKER / "jupyterhub.Dockerfile")
+    hub_run = " ".join(instructions(hub_df, "RUN"))
+    assert "configurable-http-proxy" in hub_run and any(t.startswith("jupyterhub") for t in pip_targets(hub_run))
+    cmd = exec_form(one(hub_df, "CMD"))
+    (copied,) = [dest for srcs, dest in copies(hub_df) if srcs == ["docker/jupyterhub_config.py"]]
+    assert cmd == ["jupyterhub", "-f", copied] and one(hub_df, "EXPOSE") == hub_port
 
 
 def test_compose_named_volumes_are_declared(compose):

@@ -122,7 +122,8 @@ def test_locations_for_tasks() -> None:
 
     def task(path: str) -> ReadTask:
         return ReadTask(dataset="d", format="root", kind="ttree", read_schema=pa.schema([("x", pa.int32())]),
-                        columns=("x",), parts=(PartRead(path, 10, 1.0, "t", 0, 0, 10),))
+                        columns=("x",), parts=(PartRead(path, 10, 1.0, "t", 0, 0, 10),),
+                        batch_rows=1024, batch_bytes=1 << 20, chunk_rows=4096)
 
     nodes = Placement(["grpc://a:1", "grpc://b:1", "grpc://c:1"])
     got = locations_for(task("runs/r1.root"), nodes)

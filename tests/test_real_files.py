@@ -21,6 +21,8 @@ import uproot
 
 from arrowroot.clients import Client
 
+pytestmark = pytest.mark.slow
+
 km3 = pytest.importorskip("km3net_testdata")
 
 ROOT_FILES = [
@@ -107,7 +109,7 @@ def sweep_root(server, root_dir: Path, tally, tree_entries: int = 40) -> None:
                     # uproot reads it without an error, but different values per range
                     (tally.inconsistent if "inconsistently" in col.reason else tally.missed).append(what)
             if not any(c.readable for c in rec.columns):
-                with pytest.raises(ValueError, match="no readable columns"):
+                with pytest.raises(ValueError, match="no readable columns|has no columns"):
                     client.read(rec.name)
                 continue
             stop = min(rec.entries, tree_entries)

@@ -67,6 +67,7 @@ def test_overlap_and_rate_mismatch_name_the_files():
     assert plan.gaps == [] and plan.rows == 320
 
 
+@pytest.mark.slow
 def test_leap_seconds_match_gwpy():
     time = pytest.importorskip("gwpy.time")
     for iso in ("2015-09-14T09:50:45.4", "1999-01-01T00:00:00", "2017-01-01T00:00:00", "2026-12-01T12:00:00",
@@ -108,7 +109,8 @@ def test_combine_members_and_plan_from_the_summary():
 
 
 def test_dq_expressions_are_set_operations_never_python():
-    from arrowroot.flight_server.core.timeranges import dq_segments, mask_segments
+    from arrowroot.flight_server.core.segments import mask_segments
+    from arrowroot.flight_server.lang.dq import dq_segments
     import numpy as np
     flags = {"DATA": [(0.0, 10.0)], "CAT1": [(0.0, 2.0), (3.0, 10.0)], "INJ": [(5.0, 6.0)]}
     assert dq_segments("DATA & CAT1", flags, 0, 10) == [(0.0, 2.0), (3.0, 10.0)]

@@ -20,6 +20,8 @@ from arrowroot.protos import PUT_COMMIT
 
 from conftest import read_request, start_server
 
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 
 
@@ -528,7 +530,7 @@ def test_quota_counts_uploads_still_running(tmp_path) -> None:
     from arrowroot.catalog.store import Catalog
 
     cat = Catalog(tmp_path / "c.duckdb")
-    ws = Workspace(tmp_path, None, cat, Limits(quota_bytes=3_000_000), "test")
+    ws = Workspace(tmp_path, None, cat, Limits(max_upload_bytes=1 << 30, quota_bytes=3_000_000), "test")
     schema = pa.schema([("z", pa.float64())])
     data = pa.record_batch([pa.array(np.random.default_rng(2).random(200_000))], schema=schema)  # ~1.5 MB stored
     a = ws.begin("home/u/a", "u", "create", schema)

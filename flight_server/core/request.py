@@ -27,6 +27,10 @@ class ReadSpec:
     fill_gaps: bool = False
     dq: str = ""                   # data-quality expression over the channel's flags
     compression: str = ""          # IPC body codec asked for: "" (server default), "none", "lz4", "zstd"
+    # Event levels (datasets/levels.py): the cut on each hit, "any" | "only", "" | "hit" (a row per hit)
+    hit_where: str = ""
+    mode: str = ""
+    orientation: str = ""
 
     @property
     def by_time(self) -> bool:
@@ -37,6 +41,10 @@ class ReadSpec:
 
 #: IPC body codecs a client may ask for ("" = the server's default)
 COMPRESSIONS = ("", "none", "lz4", "zstd")
+#: event levels: how a hit cut selects hits (pygama DataLoader's build_entry_list modes), and the
+#: orientations of the answer ("evt": a row per event, "hit": a row per hit)
+MODES = ("any", "only")
+ORIENTATIONS = ("evt", "hit")
 
 
 def dataset_name(text: str) -> str:

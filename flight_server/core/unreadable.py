@@ -40,10 +40,10 @@ def no_columns_text(dataset: str, items: Sequence[tuple[str, str]]) -> str:
 
 def with_reasons(schema: pa.Schema, items: Iterable[tuple[str, str]]) -> pa.Schema:
     """``schema`` with the unreadable columns and reasons in its metadata."""
-    items = [[n, r or UNSUPPORTED] for n, r in items]
-    if not items:
+    pairs = [[n, r or UNSUPPORTED] for n, r in items]
+    if not pairs:
         return schema
-    return schema.with_metadata({**(schema.metadata or {}), META_KEY: json.dumps(items).encode()})
+    return schema.with_metadata({**(schema.metadata or {}), META_KEY: json.dumps(pairs).encode()})
 
 
 def without_reasons(schema: pa.Schema) -> pa.Schema:

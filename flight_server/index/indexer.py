@@ -20,15 +20,16 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
+from arrowroot.flight_server.core.files import matches
 from arrowroot.flight_server.core.errors import InvalidRequest, quote
 from arrowroot.flight_server.datasets.config import CONFIG_NAME, load_config
 from arrowroot.flight_server.datasets.derive import derive
 from arrowroot.flight_server.sources import DatasetInfo, detect, timeseries
 from arrowroot.flight_server.sources.base import without_paths
+from arrowroot.flight_server.index.zones import FORMATS, SKIP_KINDS, ZONE_INDEX_BYTES, Job, ZoneCollector, zone_columns
 
 log = logging.getLogger("arrowroot.indexer")
 
-STATE_DIR = ".arrowroot"
 #: file suffixes that claim a format: such a file that no source recognises is an error, not ignored
 EXTENSIONS = {".root": "ROOT", ".h5": "HDF5", ".hdf5": "HDF5", ".hdf": "HDF5", ".he5": "HDF5", ".lh5": "HDF5"}
 BATCH_FILES = 256
@@ -79,9 +80,12 @@ class Indexer:
     """Indexes ``root`` into ``catalog``; one run at a time, callable from any thread."""
 
     def __init__(self, root: Path, catalog: Catalog, show_internal: bool = False, *,
-                 links_outside_root: bool = False):
+                 links_outside_root: bool = False, zone_index_bytes: int = ZONE_INDEX_BYTES):
         self.root = Path(root)
         self.catalog = catalog
+        #: zone maps: collected while indexing files up to this size, lazily (first cut read) for others
+        self.zone_index_bytes = zone_index_bytes
+        self.zones = ZoneCollector(self.root, catalog)
         #: list the internals of file libraries too (PyTables' index arrays, zero-column objects)
         self.show_internal = show_internal
         #: follow symbolic links whose target is outside the root (default: only links inside it)
@@ -89,7 +93,9 @@ class Indexer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.running = False
-        self.last_report: IndexReport | None = None
+        # summed over runs, for the metrics (server/metrics.py); times are Unix seconds
+        self._totals = {"runs": 0, "failed_runs": 0, "added": 0, "updated": 0, "removed": 0, "unchanged": 0,
+                        "errors": 0, "last_start": None, "last_end": None}
 
     def normalise(self, sub: str | None) -> str | None:
         """``sub`` as a clean relative posix path ("./hep/" → "hep"); None for the whole root.
@@ -167,10 +173,26 @@ class Indexer:
         """Bring the catalog up to date for root (or one sub-path of it)."""
         with self._lock:
             self.running = True
+            started = time.time()
             try:
-                return self._run(sub, progress)
+                report = self._run(sub, progress)
+            except BaseException:
+                self._totals["failed_runs"] += 1
+                raise
             finally:
                 self.running = False
+            t = self._totals
+            t["runs"] += 1
+            for k in ("added", "updated", "removed", "unchanged"):
+                t[k] += getattr(report, k)
+            t["errors"] += len(report.errors)
+            if not sub:  # a whole-tree run: everything that changed before it started is in
+                t["last_start"], t["last_end"] = started, time.time()
+            return report
+
+    def totals(self) -> dict:
+        """Runs, files by result and errors summed over runs; start and end of the last whole run."""
+        return dict(self._totals)
 
     def _run(self, sub: str | None, progress: Callable[[str, int, int], None] | None) -> IndexReport:
         t0 = time.perf_counter()
@@ -190,7 +212,7 @@ class Indexer:
         todo = []
         for rel, st in on_disk.items():
             rec = in_scope.get(rel)
-            if rec is not None and rec.size == st.st_size and abs(rec.mtime - st.st_mtime) < 1e-6:
+            if rec is not None and matches(st, rec.size, rec.mtime):
                 report.unchanged += 1
                 if rec.status == "error":  # still broken: a warm restart says so too
                     report.errors.append((rel, rec.error or "unknown error"))
@@ -207,6 +229,7 @@ class Indexer:
             batch.append(update)
             if len(batch) >= BATCH_FILES or time.monotonic() - flushed > 1.0:
                 self.catalog.record_files(batch)
+                self._zone_maps(batch)
                 batch, flushed = [], time.monotonic()
             if update.format is None:
                 continue
@@ -217,17 +240,34 @@ class Indexer:
             if update.error:
                 report.errors.append((rel, update.error))
         self.catalog.record_files(batch)
+        self._zone_maps(batch)
         if progress:
             progress("", len(todo), len(todo))
         derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
         report.derived, report.drift, report.not_merged = derived.datasets, derived.drift, derived.not_merged
         report.errors.extend(derived.errors)
         report.seconds = time.perf_counter() - t0
-        self.last_report = report
         log.info("indexed %s: %d added, %d updated, %d removed, %d unchanged, %d errors in %.2fs",
                  sub or str(self.root), report.added, report.updated, report.removed, report.unchanged,
                  len(report.errors), report.seconds)
         return report
+
+    def _zone_maps(self, updates: list[FileUpdate]) -> None:
+        """Queue the zone maps of every zoneable column of the small files just recorded (the
+        collector's thread reads them; ``zones.wait()`` for them to be there)."""
+        import pyarrow as pa
+
+        for u in updates:
+            if u.error or u.format not in FORMATS or u.size > self.zone_index_bytes:
+                continue
+            for ds in u.datasets:
+                if ds.kind in SKIP_KINDS or not ds.entries:
+                    continue
+                columns = tuple(zone_columns(pa.ipc.read_schema(pa.py_buffer(ds.schema))))
+                if columns:
+                    _, obj, entries, boundaries, _ = ds.parts[0]
+                    self.zones.queue(Job(u.path, u.size, u.mtime, u.format, ds.kind, obj, tuple(boundaries), entries,
+                                         columns))
 
     def _configure_timeseries(self, report: IndexReport) -> None:
         """arrowroot.toml's [timeseries.*] site mappings for this run's scans (errors reported)."""

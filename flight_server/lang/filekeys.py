@@ -26,8 +26,8 @@ Grammar: comparisons (chained too), ``in``/``not in`` literal lists, ``and or no
 ``ast.parse`` and walked with a whitelist; nothing is ever evaluated as Python. A key
 missing for a file is null, and null never passes.
 
-Why not ``expr.py`` (the server-side cut language)? Its types are numbers and strings
-with ``==``/``in`` only; file keys need timestamps, ordered string comparisons
+Why not the cut language (``cuts.py``)? Cuts work on columns of numbers per entry (jagged
+too); file keys need timestamps, ordered string comparisons
 (``period >= 'p03'``) and literal coercion by key type. The key table is tiny (one row per
 file), so this module favours those semantics over vectorised speed; the evaluation still
 runs in ``pyarrow.compute``.

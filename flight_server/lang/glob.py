@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from arrowroot.flight_server.core.errors import InvalidRequest
 
-__all__ = ["MAX_PATTERN", "GlobError", "Glob", "compile", "match", "is_glob"]
+__all__ = ["MAX_PATTERN", "GlobError", "Glob", "compile", "match"]
 
 #: Longest pattern accepted (characters).
 MAX_PATTERN = 1024
@@ -116,11 +116,6 @@ def compile(pattern: str) -> Glob:  # mirrors re.compile
 def match(pattern: str, name: str) -> bool:
     """True if ``name`` matches the shell glob ``pattern`` (case-sensitive)."""
     return compile(pattern).match(name)
-
-
-def is_glob(text: str) -> bool:
-    """True if ``text`` has any glob syntax (``*``, ``?`` or ``[``)."""
-    return any(c in text for c in "*?[")
 
 
 def _parse(p: str) -> list[tuple[int, object]]:

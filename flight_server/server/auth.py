@@ -11,20 +11,23 @@ lets pyarrow's and ADBC's logins through, and the TLS arguments of a Flight serv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.flight as fl
 
-from arrowroot.flight_server.core.errors import Unauthenticated
+from arrowroot.flight_server.core.errors import Unauthenticated, Unavailable
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.service.access import AuthConfigError
 from arrowroot.flight_server.service.caller import Caller, new_request_id
 from arrowroot.flight_server.service.calllog import CallRecord
-from arrowroot.flight_server.service.identity import Authenticator
+from arrowroot.flight_server.service.identity import Authenticator, Login
 from arrowroot.flight_server.server.errors import grpc_status_of_raised, to_flight
 
 MIDDLEWARE_KEY = "arrowroot"
+SHUTTING_DOWN = ("shutting down: this server takes no new calls; retry (another location of the endpoint, or "
+                 "this server once it is back)")
 #: a data node's registration: authenticated by the shared key's signature in the action body,
 #: not by a user, so it passes an --auth coordinator's door; it may call nothing else
 NODE_HEADER = "x-arrowroot-node"
@@ -40,11 +43,13 @@ METHODS = {
 class CallMiddleware(fl.ServerMiddleware):
     """One call: the authenticated user, the session token to send back, the access-log record."""
 
-    def __init__(self, record: CallRecord, user: str | None, issued: str | None = None, node: bool = False):
+    def __init__(self, record: CallRecord, user: str | None, issued: str | None = None, node: bool = False,
+                 login: Login | None = None):
         self.record = record
         self.user = user
         self._issued = issued
         self.node = node
+        self.login = login          # groups and read scopes of an outside token
 
     def sending_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._issued}"} if self._issued else {}
@@ -56,12 +61,24 @@ class CallMiddleware(fl.ServerMiddleware):
 
 
 class CallMiddlewareFactory(fl.ServerMiddlewareFactory):
-    def __init__(self, door: str, auth: Authenticator | None = None):
+    """``sink``: this server's metrics (every record, refused ones too); ``draining``: True while
+    the server stops, when new calls are refused with UNAVAILABLE "shutting down"."""
+
+    def __init__(self, door: str, auth: Authenticator | None = None,
+                 sink: Callable[[CallRecord], None] | None = None, draining: Callable[[], bool] | None = None):
         self.door = door
         self.auth = auth
+        self.sink = sink
+        self.draining = draining
 
     def start_call(self, info: fl.CallInfo, headers: dict[str, list]) -> CallMiddleware:
-        record = CallRecord(self.door, METHODS.get(info.method, str(info.method)), request_id=new_request_id())
+        record = CallRecord(self.door, METHODS.get(info.method, str(info.method)), request_id=new_request_id(),
+                            sink=self.sink)
+        if self.draining is not None and self.draining():
+            record.status = "UNAVAILABLE"
+            record.detail = "shutting down"
+            record.finish()
+            raise to_flight(Unavailable(SHUTTING_DOWN))
         if self.auth is None or not self.auth.enabled:
             return CallMiddleware(record, None)
         if info.method == fl.FlightMethod.DO_ACTION and headers.get(NODE_HEADER):
@@ -69,13 +86,13 @@ class CallMiddlewareFactory(fl.ServerMiddlewareFactory):
             return CallMiddleware(record, None, node=True)
         try:
             login = self.auth.authenticate(headers.get("authorization"))
-        except Unauthenticated as exc:  # refused at the door: still one line, then the status
-            record.status = "UNAUTHENTICATED"
+        except (Unauthenticated, Unavailable) as exc:  # refused at the door: still one line, then the status
+            record.status = "UNAUTHENTICATED" if isinstance(exc, Unauthenticated) else "UNAVAILABLE"
             record.detail = str(exc)[:120]
             record.finish()
             raise to_flight(exc) from None
         record.user = login.user
-        return CallMiddleware(record, login.user, login.issued)
+        return CallMiddleware(record, login.user, login.issued, login=login)
 
 
 def _middleware(context: fl.ServerCallContext | None) -> CallMiddleware | None:
@@ -105,7 +122,9 @@ def caller_of(context: fl.ServerCallContext | None, door: str = "flight") -> Cal
     record = mw.record
     if not record.peer and context is not None:
         record.peer = context.peer()
-    return Caller(user=mw.user, door=door, peer=record.peer, request_id=record.request_id)
+    login = mw.login
+    return Caller(user=mw.user, door=door, peer=record.peer, request_id=record.request_id,
+                  groups=login.groups if login else frozenset(), scopes=login.scopes if login else None)
 
 
 class NoOpHandshake(fl.ServerAuthHandler):
@@ -122,11 +141,14 @@ class NoOpHandshake(fl.ServerAuthHandler):
         return ""
 
 
-def flight_kwargs(door: str, auth: Authenticator | None, given: dict[str, Any] | None = None) -> dict[str, Any]:
+def flight_kwargs(door: str, auth: Authenticator | None, given: dict[str, Any] | None = None,
+                  sink: Callable[[CallRecord], None] | None = None,
+                  draining: Callable[[], bool] | None = None) -> dict[str, Any]:
     """FlightServerBase arguments: ``given`` plus the call middleware and, with authentication on,
     a handshake that lets logins through."""
     out = dict(given or {})
-    out["middleware"] = {**(out.get("middleware") or {}), MIDDLEWARE_KEY: CallMiddlewareFactory(door, auth)}
+    factory = CallMiddlewareFactory(door, auth, sink, draining)
+    out["middleware"] = {**(out.get("middleware") or {}), MIDDLEWARE_KEY: factory}
     if auth is not None and auth.enabled:
         out.setdefault("auth_handler", NoOpHandshake())
     return out

@@ -26,6 +26,7 @@ from arrowroot.flight_server.server.datasets_door import DatasetsDoor
 from arrowroot.flight_server.server.errors import fail
 from arrowroot.flight_server.server.flight_sql import FlightSqlFrontEnd
 from arrowroot.flight_server.server.node import flight_health_probe
+from arrowroot.flight_server.server.ops import Ops
 from arrowroot.flight_server.server.workspace_api import WorkspaceApi
 
 class ArrowrootServer(fl.FlightServerBase):
@@ -40,8 +41,12 @@ class ArrowrootServer(fl.FlightServerBase):
         self.workspace = WorkspaceService(self.service)
         self.workspace_api = WorkspaceApi(self.workspace)
         self.sql = FlightSqlFrontEnd(self.service, self.workspace)
-        kwargs = {**tls_kwargs(self.settings), **flight_kwargs("flight", self.ctx.auth, flight_args)}
+        self.ops = Ops(self, self.ctx)  # metrics, gRPC health, graceful stop (ops.py)
+        kwargs = {**tls_kwargs(self.settings), **flight_kwargs("flight", self.ctx.auth, flight_args,
+                                                               self.ops.sink, self.ops.draining)}
         super().__init__(self.settings.location, **kwargs)
+        self.ops.metrics.watch_sql(lambda: len(self.sql.active_queries()))
+        self.ops.started()  # the catalog is open and the port answers: SERVING
 
     # the context's parts, as operators and tests name them
     @property
@@ -86,28 +91,32 @@ class ArrowrootServer(fl.FlightServerBase):
         return self.datasets_door.list_flights(context, criteria)
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
-        if self.sql.claims(descriptor):
+        command = self.sql.command(descriptor)  # parsed once, handed to the door
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.get_flight_info(context, descriptor)
+            return self.sql.get_flight_info(context, descriptor, command)
         return self.datasets_door.get_flight_info(context, descriptor)
 
     def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
-        if self.sql.claims(descriptor):
+        command = self.sql.command(descriptor)  # parsed once, handed to the door
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.get_schema(context, descriptor)
+            return self.sql.get_schema(context, descriptor, command)
         return self.datasets_door.get_schema(context, descriptor)
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        if self.sql.claims(ticket):
+        command = self.sql.command(ticket)  # parsed once, handed to the door
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.do_get(context, ticket)
+            return self.sql.do_get(context, ticket, command)
         return self.datasets_door.do_get(context, ticket)
 
     def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
                reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
-        if self.sql.claims(descriptor):
+        command = self.sql.command(descriptor)
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.do_put(context, descriptor, reader, writer)
+            return self.sql.do_put(context, descriptor, reader, writer, command)
         self._door(context, "workspace")
         return self.workspace_api.do_put(context, descriptor, reader, writer)
 
@@ -137,8 +146,15 @@ class ArrowrootServer(fl.FlightServerBase):
     def shutdown(self) -> None:
         if self.ctx.membership is not None:
             self.ctx.membership.stop()
+        self.sql.close()  # running SQL stops and nobody waits for a SQL worker: shutdown never hangs on one
         super().shutdown()
         self.ctx.close()
+        self.ops.close()
+
+    def reload(self) -> None:
+        """SIGHUP: rescan the directory and arrowroot.toml, re-read identities; streams go on."""
+        self.access.reload()
+        self.indexer.start()  # after a run in progress, which may have walked the directory already
 
 
 __all__ = ["ArrowrootServer"]

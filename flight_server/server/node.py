@@ -23,6 +23,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,7 @@ from arrowroot.flight_server.service.service import Service, encode_result, memo
 from arrowroot.flight_server.server.auth import NODE_HEADER, flight_kwargs, record_of, tls_kwargs
 from arrowroot.flight_server.server.datasets_door import DatasetsDoor
 from arrowroot.flight_server.server.errors import fail
+from arrowroot.flight_server.server.ops import Ops
 
 log = logging.getLogger("arrowroot.node")
 
@@ -67,7 +69,13 @@ class NodeServer(fl.FlightServerBase):
         self._stop = threading.Event()
         self._joiner: threading.Thread | None = None
         self.coordinator: str | None = None
-        super().__init__(settings.location, **tls_kwargs(settings), **flight_kwargs("node", None))
+        self._coordinator_up: bool | None = None  # the last heartbeat went through (None: not joined)
+        self.ops = Ops(self, self.ctx)  # metrics, gRPC health, graceful stop (ops.py)
+        self.ops.metrics.watch_coordinator(self)
+        self.ops.drain.before.append(self.leave)
+        super().__init__(settings.location, **tls_kwargs(settings),
+                         **flight_kwargs("node", None, sink=self.ops.sink, draining=self.ops.draining))
+        self.ops.started()
         scheme = "grpc+tls" if settings.tls_cert else "grpc"
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else _own_address()
         self.advertise = advertise or f"{scheme}://{host}:{self.port}"
@@ -125,8 +133,10 @@ class NodeServer(fl.FlightServerBase):
             except ValueError:
                 raise InvalidRequest("health: body is not JSON") from None
             challenge = args.get("challenge", "") if isinstance(args, dict) else ""
-            return {"status": "ok", "role": "node", "version": __version__, "node": self.node_id,
-                    "coordinator": self.coordinator, **health_answer(self.membership_key, str(challenge))}
+            draining = self.ops.drain.draining  # a static node's coordinator takes it out of rotation
+            return {"status": "draining" if draining else "ok", "role": "node", "version": __version__,
+                    "node": self.node_id, "coordinator": self.coordinator, "draining": draining,
+                    **health_answer(self.membership_key, str(challenge))}
         if kind == "stats":
             served = self.ctx.served.snapshot()
             totals = {k: sum(v.get(k, 0) for v in served.values()) for k in ("requests", "rows", "bytes")}
@@ -136,9 +146,9 @@ class NodeServer(fl.FlightServerBase):
 
     # ------------------------------------------------------------ joining a coordinator
 
-    def register(self, coordinator: str, timeout: float = 5.0) -> dict:
-        """One signed registration (or heartbeat); JoinRefused when the coordinator says no."""
-        body = registration(self.membership_key, self.node_id, self.advertise)
+    def register(self, coordinator: str, timeout: float = 5.0, leave: bool = False) -> dict:
+        """One signed registration (or heartbeat, or leave); JoinRefused when the coordinator says no."""
+        body = registration(self.membership_key, self.node_id, self.advertise, leave=leave)
         try:
             with fl.FlightClient(coordinator) as c:
                 opts = fl.FlightCallOptions(timeout=timeout, headers=[(NODE_HEADER.encode(), b"1")])
@@ -152,25 +162,55 @@ class NodeServer(fl.FlightServerBase):
         until shutdown. A coordinator that is down is retried; one that refuses stops it."""
         answer = self.register(coordinator)
         self.coordinator = coordinator
+        self._beat(True, "ok")
         interval = float(answer.get("interval", interval))
+        ttl = float(answer.get("ttl", 3 * interval))
+        last_ok = time.monotonic()
 
         def beat() -> None:
+            nonlocal last_ok
             while not self._stop.wait(interval):
                 try:
                     self.register(coordinator, timeout=max(1.0, interval))
+                    last_ok = time.monotonic()
+                    self._beat(True, "ok")
                 except JoinRefused as exc:
                     log.error("%s; no more heartbeats", exc)
+                    self._beat(False, "refused")
                     return
                 except Exception as exc:  # coordinator restarting or unreachable: keep trying
                     log.warning("heartbeat to %s failed: %s", coordinator, _message(exc))
+                    # not ready once the coordinator has dropped this node from its rotation
+                    self._beat(time.monotonic() - last_ok <= ttl, "failed")
 
         self._joiner = threading.Thread(target=beat, name="node-heartbeat", daemon=True)
         self._joiner.start()
+
+    def _beat(self, up: bool, outcome: str) -> None:
+        self._coordinator_up = up
+        if self.ops.metrics.enabled:
+            self.ops.metrics.heartbeats_sent.labels(outcome).inc()
+        self.ops.ready(up)  # health: NOT_SERVING while the coordinator is lost
+
+    def coordinator_up(self) -> bool | None:
+        return self._coordinator_up
+
+    def leave(self) -> None:
+        """Tell the coordinator this node stops: new FlightInfos name other nodes (graceful stop)."""
+        self._stop.set()  # no more heartbeats
+        if self.coordinator:
+            self.register(self.coordinator, timeout=2.0, leave=True)
+            log.warning("left %s", self.coordinator)
+
+    def reload(self) -> None:
+        """SIGHUP: a node holds no catalog or identities; nothing to re-read."""
+        log.info("reload: nothing to re-read on a data node")
 
     def shutdown(self) -> None:
         self._stop.set()
         super().shutdown()
         self.ctx.close()
+        self.ops.close()
 
 
 def _own_address() -> str:

@@ -20,9 +20,11 @@ from arrowroot.flight_server.core.request import dataset_name
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.service.caller import Caller
+from arrowroot.flight_server.service.claims import may_read
 from arrowroot.flight_server.workspace.names import HOME
 
 log = logging.getLogger("arrowroot.auth")
+MAX_VISIBLE_KEYS = 100_000   # cached visibility sets (per user, token groups, token scopes)
 
 
 class AuthConfigError(InvalidRequest):
@@ -43,14 +45,16 @@ def is_loopback(host: str) -> bool:
 class Access:
     """Grants → the datasets a caller may read, for one catalog."""
 
-    def __init__(self, catalog: Catalog, settings: Settings):
+    def __init__(self, catalog: Catalog, settings: Settings, outside_issuers: bool = False):
+        """``outside_issuers``: the server trusts OIDC issuers or a JupyterHub (``sso.py``), so it
+        authenticates even before the catalog has users or grants."""
         self.catalog = catalog
         self._lock = threading.Lock()
         self._ident = identities.snapshot(catalog)
         self._visible: dict[tuple, frozenset[str]] = {}
         self._visible_generation = -1
         mode = settings.auth
-        configured = self._ident.configured
+        configured = self._ident.configured or outside_issuers
         if mode is True and not configured:
             raise AuthConfigError(
                 f"--auth: the catalog {catalog.path} has no users and no public grant, so nobody could "
@@ -70,6 +74,12 @@ class Access:
 
     # ------------------------------------------------------------ identities
 
+    def reload(self) -> None:
+        """Re-read users, groups, keys and grants from the catalog now (SIGHUP)."""
+        with self._lock:
+            self._ident = identities.snapshot(self.catalog)
+            self._visible, self._visible_generation = {}, -1
+
     def identities(self) -> identities.Identities:
         """The identity snapshot of the catalog's current generation (rebuilt after any write)."""
         ident = self._ident
@@ -82,14 +92,16 @@ class Access:
 
     def is_admin(self, caller: Caller) -> bool:
         """True if the caller holds the admin permission (always False for anonymous callers)."""
-        return self.identities().is_admin(caller.user)
+        return self.identities().is_admin(caller.user, caller.groups)
 
     def may_administer(self, caller: Caller) -> bool:
         """Admin actions (rescan): everyone with authentication off, admins with it on."""
         return not self.enabled or self.is_admin(caller)
 
     def _patterns(self, caller: Caller) -> tuple[str, ...]:
-        return self.identities().patterns(caller.user)
+        """Read patterns of the caller's user, of the catalog groups they are in and of the groups
+        an outside token names (``/l200/analysis`` can be a grantee)."""
+        return self.identities().patterns(caller.user, caller.groups)
 
     # ------------------------------------------------------------ visibility
 
@@ -120,9 +132,13 @@ class Access:
                         names_.add(d.name)
                 elif any(g.match(d.name) for g in globs):
                     names_.add(d.name)
+            if caller.scopes is not None:  # a token's read scopes (WLCG, SciTokens): on top of the grants
+                names_ = {n for n in names_ if may_read(caller.scopes, n)}
             found = frozenset(names_)
             with self._lock:
                 if self._visible_generation == generation:
+                    if len(self._visible) >= MAX_VISIBLE_KEYS:  # many token identities: start again
+                        self._visible.clear()
                     self._visible[key] = found
         return found
 
@@ -130,6 +146,8 @@ class Access:
         """Whether a grant of the caller covers ``name`` (so telling them about it reveals nothing)."""
         if not self.enabled:
             return True
+        if caller.scopes is not None and not may_read(caller.scopes, name):
+            return False
         return any(glob.Glob(p).match(name[:4096]) for p in self._patterns(caller))
 
     def visible_datasets(self, caller: Caller) -> list[DatasetRecord]:

@@ -7,8 +7,9 @@ of the error that ended it. ``finish`` writes exactly one line, to the ``arrowro
 
     flight DoGet user=alice dataset=hep/events.root:events rows=2000 bytes=52000 0.004s OK request=3f9c0a1b2c4d
 
-or, with ``--log-format json``, one JSON object per line for log shippers. Listeners (metrics)
-get every finished record. Credentials never reach a record: only the user name.
+or, with ``--log-format json``, one JSON object per line for log shippers. Listeners get every
+finished record; a record's ``sink`` (its server's metrics, ``service/metrics.py``) gets its own.
+Credentials never reach a record: only the user name.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class CallRecord:
     http: int | None = None        # HTTP status, on the HTTP door
     request_id: str = ""           # shared by a FlightInfo and its DoGets (carried in the ticket)
     detail: str = ""               # a short extra: endpoints=3, where=..., action name
+    sink: Callable[[CallRecord], None] | None = field(default=None, repr=False)  # this server's metrics
     started: float = field(default_factory=time.perf_counter)
     _done: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -80,7 +82,7 @@ class CallRecord:
         secs = self.seconds
         if log.isEnabledFor(logging.INFO):
             log.info(self.line(secs))
-        for fn in list(_listeners):
+        for fn in list(_listeners) + ([self.sink] if self.sink is not None else []):
             try:
                 fn(self)
             except Exception:  # noqa: BLE001 - a listener must never break a call

@@ -14,17 +14,20 @@ from dataclasses import dataclass
 
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
+from arrowroot.flight_server.core import readpool
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.settings import Settings
-from arrowroot.flight_server.execute.cache import ChunkCache
+from arrowroot.flight_server.execute.cache import chunk_cache
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
 from arrowroot.flight_server.plan.planner import Limits
-from arrowroot.flight_server.service.access import Access
+from arrowroot.flight_server.service import sso
+from arrowroot.flight_server.service.access import Access, AuthConfigError
 from arrowroot.flight_server.service.allocator import use_returning_pool
 from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.identity import Authenticator
 from arrowroot.flight_server.service.membership import Membership, Probe
+from arrowroot.flight_server.service.metrics import Metrics
 from arrowroot.flight_server.service.streams import StreamSlots
 from arrowroot.flight_server.service.tickets import Keys, TicketSigner
 from arrowroot.flight_server.workspace import store as workspace_store
@@ -50,6 +53,7 @@ class ServerContext:
     indexer: Indexer | None = None
     workspace: workspace_store.Workspace | None = None
     membership: Membership | None = None
+    metrics: Metrics | None = None    # Prometheus metrics of this server (service/metrics.py)
 
     @classmethod
     def coordinator(cls, settings: Settings, catalog: Catalog | None = None,
@@ -59,10 +63,16 @@ class ServerContext:
         catalog = catalog or Catalog(settings.catalog_path)
         ctx = cls._common(settings, "coordinator", keys)
         ctx.catalog = catalog
-        ctx.access = Access(catalog, settings)
-        ctx.auth = Authenticator(ctx.access, settings.token_ttl)
+        try:  # outside issuers: [auth] in arrowroot.toml or ARROWROOT_AUTH_CONFIG (sso.py)
+            external = sso.load(settings.root, settings.auth_config)
+        except ValueError as exc:
+            raise AuthConfigError(str(exc)) from None
+        ctx.access = Access(catalog, settings, outside_issuers=external is not None)
+        ctx.auth = Authenticator(ctx.access, settings.token_ttl, external)
         ctx.indexer = Indexer(settings.root, catalog, show_internal=settings.show_internal,
-                              links_outside_root=settings.links_outside_root)
+                              links_outside_root=settings.links_outside_root,
+                              zone_index_bytes=int(settings.zone_index_mb * (1 << 20)))
+        catalog.zones.enabled = settings.zone_maps   # zone maps (plan/zones.py): --no-zone-maps turns them off
         if keys.shared:
             ctx.membership = Membership(keys.key("membership"), ttl=settings.node_ttl,
                                         interval=max(0.2, settings.node_ttl / 3), probe=probe)
@@ -79,6 +89,12 @@ class ServerContext:
         ctx.workspace = workspace_store.Workspace(settings.root, directory, catalog, limits, __version__)
         ctx.workspace.recover()
         ctx.readers.mount(workspace_store.MOUNT, ctx.workspace.dir)
+        m = ctx.metrics
+        m.watch_indexer(ctx.indexer, catalog)
+        if ctx.membership is not None:
+            m.watch_membership(ctx.membership)
+        m.watch_logins(ctx.auth.logins)
+        m.watch_workspace(ctx.workspace)
         return ctx
 
     @classmethod
@@ -96,14 +112,19 @@ class ServerContext:
     @classmethod
     def _common(cls, settings: Settings, role: str, keys: Keys) -> ServerContext:
         use_returning_pool()  # freed memory goes back to the OS (see allocator.py)
-        return cls(settings=settings, role=role, keys=keys,
-                   tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
-                   readers=ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes)),
-                   streams=StreamSlots(settings.max_streams, settings.max_streams_per_principal,
-                                       settings.stream_idle_timeout),
-                   served=Counters(),
-                   limits=Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes,
-                                 settings.batch_rows))
+        readpool.configure(settings.read_threads)   # the sources' shared decompression pools
+        metrics = Metrics(role, enabled=settings.metrics)
+        ctx = cls(settings=settings, role=role, keys=keys, metrics=metrics,
+                  tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
+                  readers=ReaderCache(settings.root, chunks=chunk_cache(settings)),
+                  streams=StreamSlots(settings.max_streams, settings.max_streams_per_principal,
+                                      settings.stream_idle_timeout),
+                  served=Counters(),
+                  limits=Limits(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes,
+                                settings.batch_rows))
+        metrics.watch_streams(ctx.streams)
+        metrics.watch_cache(ctx.readers.chunks)
+        return ctx
 
     def close(self) -> None:
         if self.membership is not None:

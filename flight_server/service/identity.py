@@ -5,6 +5,8 @@
   Basic login with a session token in its ``authorization`` response header.
 * ``Bearer <token>``: a session token issued here, or an API key (``arrowroot keys create``): a
   dict lookup by sha256, no hashing of passwords, no query.
+* ``Bearer <token>`` from outside: an OpenID Connect / WLCG JWT or a JupyterHub token, verified by
+  the issuer's keys or the hub (``sso.py``); the token's groups and read scopes come with the user.
 * nothing: anonymous, allowed only while a ``public`` grant exists (or authentication is off).
 
 Session tokens are random, kept in memory as their sha256, expire after ``Settings.token_ttl``
@@ -26,9 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arrowroot.catalog import identities
-from arrowroot.flight_server.core.errors import Unauthenticated
+from arrowroot.flight_server.core.errors import Unauthenticated, Unavailable
 from arrowroot.flight_server.service.access import Access
+from arrowroot.flight_server.service.claims import Identity
 from arrowroot.flight_server.service.logins import LockedOut, LoginLimiter
+from arrowroot.flight_server.service.sso import External
 
 log = logging.getLogger("arrowroot.auth")
 
@@ -43,23 +47,34 @@ class _Session:
     user: str
     issued_at: float
     expires_at: float
+    identity: Identity | None = None   # a web login through an outside issuer (web/sso.py)
+    external: str | None = None        # ... whose token is checked again on use (hub revocation)
 
 
 @dataclass(frozen=True)
 class Login:
     """The outcome of authenticating one call: the user (None = anonymous) and, for a Basic
-    login on Flight, the session token to send back."""
+    login on Flight, the session token to send back; for an outside token, the groups it names
+    and the dataset-name prefixes its read scopes allow (None: no scope restriction)."""
 
     user: str | None
     issued: str | None = None
+    groups: frozenset[str] = frozenset()
+    scopes: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, identity: Identity) -> "Login":
+        return cls(identity.user, None, identity.groups, identity.prefixes)
 
 
 class Authenticator:
     """Checks credentials against one catalog's users, API keys and this process's sessions."""
 
-    def __init__(self, access: Access, token_ttl: float):
+    def __init__(self, access: Access, token_ttl: float, external: External | None = None):
         self.access = access
         self.token_ttl = float(token_ttl)
+        #: outside identities: OIDC issuers, a JupyterHub ([auth] in arrowroot.toml; sso.py)
+        self.external = external
         self._lock = threading.Lock()
         self._login_slots = threading.BoundedSemaphore(2)
         self.logins = LoginLimiter()
@@ -91,7 +106,7 @@ class Authenticator:
         scheme = scheme.lower()
         cred = cred.strip()
         if scheme == "bearer":
-            return Login(self.bearer(cred))
+            return self.bearer_login(cred)
         if scheme == "basic":
             user = self._basic(cred)
             return Login(user, self.issue_token(user) if issue else None)
@@ -99,13 +114,17 @@ class Authenticator:
 
     def session_user(self, token: str | None) -> str | None:
         """The user of a session cookie's token; anonymous when there is none and that is allowed."""
+        return self.session_login(token).user
+
+    def session_login(self, token: str | None) -> Login:
+        """:meth:`session_user` with the groups and scopes of a login through an outside issuer."""
         if not self.enabled:
-            return None
+            return Login(None)
         if not token:
             if self.access.identities().has_public:
-                return None
+                return Login(None)
             raise Unauthenticated(f"authentication required: {HOW_TO}")
-        return self.bearer(token)
+        return self.bearer_login(token)
 
     def login(self, name: str, password: str) -> str:
         """A session token for a user name and password (the web login form)."""
@@ -113,7 +132,11 @@ class Authenticator:
         return self.issue_token(self._basic(raw))
 
     def bearer(self, token: str) -> str:
-        """The user of a session token or API key."""
+        """The user of a session token, an API key or an outside token."""
+        return self.bearer_login(token).user or ""
+
+    def bearer_login(self, token: str) -> Login:
+        """A session token, an API key or (sso.py) a token of a trusted outside issuer."""
         if not token:
             raise Unauthenticated(f"authorization header: Bearer without a token; {HOW_TO}")
         ident = self.access.identities()
@@ -124,20 +147,37 @@ class Authenticator:
             if session.expires_at <= now:
                 self._sessions.pop(digest, None)
                 raise Unauthenticated("token expired; log in again (Basic credentials return a new token)")
+            if session.external is not None:  # a hub login: the hub's token must still be good
+                return Login.of(self.verify_external(session.external))
+            if session.identity is not None:
+                return Login.of(session.identity)
             user = ident.users.get(session.user)
             if user is None or user.password_at > session.issued_at:
                 self._sessions.pop(digest, None)
                 raise Unauthenticated("token revoked (user removed or password changed); log in again")
-            return session.user
+            return Login(session.user)
         key = ident.keys.get(digest)
         if key is not None:
             if key.revoked or key.user not in ident.users:
                 raise Unauthenticated(f"API key {key.key_id} has been revoked")
             if key.expires_at is not None and key.expires_at <= now:
                 raise Unauthenticated(f"API key {key.key_id} has expired; create a new one")
-            return key.user
+            return Login(key.user)
+        if self.external is not None:
+            return Login.of(self.verify_external(token))
         raise Unauthenticated("unknown or expired token; log in again "
                               "(session tokens do not survive a server restart)")
+
+    def verify_external(self, token: str) -> Identity:
+        """The identity of a token from an OIDC issuer or the JupyterHub: TokenRefused
+        (Unauthenticated) when it is not good, Unavailable when the issuer cannot be asked."""
+        if self.external is None:
+            raise Unauthenticated("this server trusts no outside issuer")
+        try:
+            return self.external.verify(token)
+        except Unavailable as exc:
+            log.warning("cannot check a bearer token: %s", exc)
+            raise Unavailable(f"cannot check the token now: {exc}") from None
 
     def _basic(self, cred: str) -> str:
         try:
@@ -167,8 +207,9 @@ class Authenticator:
         self.logins.succeeded(name)
         return name
 
-    def issue_token(self, user: str) -> str:
-        """A new session token for ``user`` (kept in memory as its sha256)."""
+    def issue_token(self, user: str, identity: Identity | None = None, external: str | None = None) -> str:
+        """A new session token for ``user`` (kept in memory as its sha256); ``identity``/``external``:
+        a web login through an outside issuer (the external token is checked again on each use)."""
         token = "ars_" + secrets.token_urlsafe(32)
         now = time.time()
         with self._lock:
@@ -176,7 +217,7 @@ class Authenticator:
                 self._sessions = {k: s for k, s in self._sessions.items() if s.expires_at > now}
                 while len(self._sessions) >= MAX_SESSIONS:  # still full: drop the oldest
                     self._sessions.pop(next(iter(self._sessions)))
-            self._sessions[identities.token_hash(token)] = _Session(user, now, now + self.token_ttl)
+            self._sessions[identities.token_hash(token)] = _Session(user, now, now + self.token_ttl, identity, external)
         return token
 
     def revoke_token(self, token: str) -> bool:

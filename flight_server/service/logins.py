@@ -42,6 +42,10 @@ class LoginLimiter:
         self._names: OrderedDict[str, _Record] = OrderedDict()
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
+        # for the metrics (server/metrics.py)
+        self.failures = 0   # wrong name or password
+        self.lockouts = 0   # a name became locked
+        self.refused = 0    # attempts refused unchecked
 
     def check(self, name: str, now: float | None = None) -> None:
         """Raise LockedOut when ``name`` may not try a password now."""
@@ -54,12 +58,14 @@ class LoginLimiter:
             if rec is None:
                 return
             if rec.locked_until > now:
+                self.refused += 1
                 wait = rec.locked_until - now
                 raise LockedOut(f"too many failed logins for {name[:64]!r}; try again in {wait:.0f} s"
                                 if wait >= 1 else
                                 f"too many failed logins for {name[:64]!r}; try again in a second")
             self._trim(now)
             if len(self._recent) >= self.burst:
+                self.refused += 1
                 raise LockedOut(f"too many failed logins on this server; try again in {self.window_s:g} s")
 
     def failed(self, name: str, now: float | None = None) -> None:
@@ -68,8 +74,10 @@ class LoginLimiter:
             rec = self._names.pop(name, None) or _Record()
             rec.failures += 1
             rec.last = now
+            self.failures += 1
             extra = rec.failures - self.free
             if extra > 0:
+                self.lockouts += 1
                 rec.locked_until = now + min(self.max_lock_s, 2.0 ** (extra - 1))
             self._names[name] = rec  # most recent last
             while len(self._names) > self.max_names:
@@ -80,6 +88,13 @@ class LoginLimiter:
     def succeeded(self, name: str) -> None:
         with self._lock:
             self._names.pop(name, None)
+
+    def counts(self, now: float | None = None) -> dict[str, int]:
+        """Failures, lock-outs and refusals so far, and how many names are locked now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            locked = sum(1 for r in self._names.values() if r.locked_until > now)
+            return {"failures": self.failures, "lockouts": self.lockouts, "refused": self.refused, "locked": locked}
 
     def _trim(self, now: float) -> None:
         while self._recent and now - self._recent[0] > self.window_s:

@@ -9,12 +9,16 @@ Nodes come two ways, both in one table:
   answers.
 
 A node that misses heartbeats or polls for ``ttl`` seconds leaves the rotation; one that
-comes back rejoins. Every proof is an HMAC with the shared key over a fresh value, so a
-node with another key is refused (and told why): a registration signs its time and a random
-nonce, is accepted only within ``MAX_CLOCK_SKEW`` of the coordinator's clock, and only once —
-a captured registration replayed is refused. Registrations pass an ``--auth`` coordinator's
-door without a user (the ``x-arrowroot-node`` header), their signature being the credential;
-that header lets nothing else through.
+comes back rejoins. A node that stops gracefully says so first (a signed registration with
+``"leave": true``, or ``"draining": true`` in its health answer): it leaves the rotation at once,
+so new FlightInfos name the other nodes while it finishes its open streams.
+
+Every proof is an HMAC with the shared key over a fresh value, so a node with another key
+is refused (and told why): a registration (or leave) signs its time and a random nonce, is
+accepted only within ``MAX_CLOCK_SKEW`` of the coordinator's clock, and only once — a captured
+registration replayed is refused. Registrations pass an ``--auth`` coordinator's door without a
+user (the ``x-arrowroot-node`` header), their signature being the credential; that header lets
+nothing else through.
 """
 
 from __future__ import annotations
@@ -71,18 +75,28 @@ def sign(key: bytes, *fields: str) -> str:
     return hmac.new(key, "\n".join(fields).encode(), hashlib.sha256).hexdigest()
 
 
-def registration(key: bytes, node_id: str, location: str, now: float | None = None,
+def registration(key: bytes, node_id: str, location: str, now: float | None = None, leave: bool = False,
                  nonce: str | None = None) -> bytes:
-    """The body of a node's ``node.register`` action: signed, timed and carrying a fresh nonce."""
+    """The body of a node's ``node.register`` action (``leave``: it is stopping): signed, timed and
+    carrying a fresh nonce."""
     t = f"{time.time() if now is None else now:.3f}"
     nonce = nonce or secrets.token_hex(16)
-    return json.dumps({"id": node_id, "location": location, "time": t, "nonce": nonce,
-                       "signature": sign(key, "register", node_id, location, t, nonce)}).encode()
+    verb = "leave" if leave else "register"
+    body = {"id": node_id, "location": location, "time": t, "nonce": nonce,
+            "signature": sign(key, verb, node_id, location, t, nonce)}
+    if leave:
+        body["leave"] = True
+    return json.dumps(body).encode()
 
 
 def check_registration(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str, str, float]:
     """(node id, location, nonce, signing time) of a valid registration; NodeRefused / InvalidRequest
     otherwise. Whether the nonce was seen before is the caller's to check (:class:`Nonces`)."""
+    return _check(key, body, now)[:4]
+
+
+def _check(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str, str, float, bool]:
+    """(node id, location, nonce, signing time, leaving) of a valid registration or leave."""
     try:
         d = json.loads(body)
         node_id, location, t, nonce, signature = d["id"], d["location"], d["time"], d["nonce"], d["signature"]
@@ -97,7 +111,8 @@ def check_registration(key: bytes, body: bytes, now: float | None = None) -> tup
         raise InvalidRequest("node.register: id, location, time and nonce must be printable text")
     if not location.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
         raise InvalidRequest(f"node.register: location {location[:100]!r} is not a grpc:// URI")
-    if not hmac.compare_digest(signature, sign(key, "register", node_id, location, t, nonce)):
+    leave = d.get("leave") is True
+    if not hmac.compare_digest(signature, sign(key, "leave" if leave else "register", node_id, location, t, nonce)):
         raise NodeRefused("node.register: signature does not match: the node's key is not the coordinator's "
                           "(give both the same --key-file or ARROWROOT_TICKET_KEY)")
     try:
@@ -108,7 +123,7 @@ def check_registration(key: bytes, body: bytes, now: float | None = None) -> tup
     if not skew <= MAX_CLOCK_SKEW:
         raise NodeRefused(f"node.register: signed {skew:.0f} s away from the coordinator's clock "
                           f"(more than {MAX_CLOCK_SKEW:.0f} s): check the clocks")
-    return node_id, location, nonce, signed
+    return node_id, location, nonce, signed, leave
 
 
 class Nonces:
@@ -169,21 +184,49 @@ class Membership:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._nonces = Nonces()
+        self._counts = {"heartbeats": 0, "refused": 0, "polls_ok": 0, "polls_failed": 0, "leaves": 0}
 
     # ------------------------------------------------------------ registration
 
     def register(self, body: bytes) -> dict:
-        """A node's signed registration or heartbeat; returns what the node should know."""
-        node_id, location, nonce, signed = check_registration(self.key, body)
-        if not self._nonces.first_use(nonce, signed):
-            raise NodeRefused("node.register: this registration was used before (a replay); a node signs "
-                              "every registration afresh")
+        """A node's signed registration, heartbeat or leave; returns what the node should know."""
+        try:
+            node_id, location, nonce, signed, leave = _check(self.key, body)
+            if not self._nonces.first_use(nonce, signed):
+                raise NodeRefused("node.register: this registration was used before (a replay); a node signs "
+                                  "every registration afresh")
+        except (NodeRefused, InvalidRequest, ValueError):
+            with self._lock:
+                self._counts["refused"] += 1
+            raise
+        if leave:
+            return self._leave(node_id, location)
         with self._lock:
+            self._counts["heartbeats"] += 1
             node = self._nodes.get(location)
             if node is None or not node.alive:
                 log.warning("node %s joined at %s", node_id, location)
             self._nodes[location] = Node(node_id, location, self._clock(), static=bool(node and node.static))
         return {"ttl": self.ttl, "interval": self.interval, "nodes": len(self.live())}
+
+    def _leave(self, node_id: str, location: str) -> dict:
+        """A node stopping gracefully: out of the rotation now (a static one until its polls say
+        it is back and not draining)."""
+        with self._lock:
+            self._counts["leaves"] += 1
+            node = self._nodes.get(location)
+            if node is not None:
+                log.warning("node %s at %s left (stopping)", node_id, location)
+                if node.static:
+                    node.last_seen, node.alive = float("-inf"), False
+                else:
+                    del self._nodes[location]
+        return {"left": True, "nodes": len(self.live())}
+
+    def counts(self) -> dict[str, int]:
+        """Heartbeats received and refused, polls by outcome, graceful leaves (metrics)."""
+        with self._lock:
+            return dict(self._counts)
 
     def add_static(self, locations: Sequence[str]) -> None:
         """Nodes given on the command line; they count once a health poll proves them."""
@@ -237,11 +280,22 @@ class Membership:
                 answer = self.probe(loc, json.dumps({"challenge": challenge}).encode(), timeout)
             except Exception as exc:  # down, unreachable, or not an arrowroot node
                 log.debug("node %s: health poll failed: %s", loc, exc)
+                with self._lock:
+                    self._counts["polls_failed"] += 1
                 continue
             if not hmac.compare_digest(str(answer.get("proof", "")), sign(self.key, "health", challenge)):
                 log.error("node %s: its key is not the coordinator's; not used", loc)
+                with self._lock:
+                    self._counts["polls_failed"] += 1
+                continue
+            if answer.get("draining") is True:  # stopping: no new endpoints there
+                with self._lock:
+                    self._counts["polls_ok"] += 1
+                    n = self._nodes[loc]
+                    n.last_seen, n.alive = float("-inf"), False
                 continue
             with self._lock:
+                self._counts["polls_ok"] += 1
                 n = self._nodes[loc]
                 if not n.alive:
                     log.warning("node %s joined (static)", loc)

@@ -74,7 +74,8 @@ class Service:
         on_changed = ctx.indexer.start if ctx.indexer is not None else None
         self.reads = Reads(ctx.tickets, ctx.readers, ctx.streams, ctx.served,
                            bind_principal=ctx.role == "coordinator", on_changed=on_changed)
-        #: DoGet must never plan; tests check this stays put across DoGets
+        #: reads planned since start (the stats action's "plans"); a DoGet never plans, so this
+        #: counts GetFlightInfo/GetSchema, HTTP reads, SQL scans and skims
         self.plans_made = 0
 
     # ------------------------------------------------------------ catalog
@@ -275,6 +276,7 @@ class Service:
         out["file_errors"] = [{"path": p, "error": e} for p, e in ctx.catalog.file_errors()
                               if ctx.access.could_read(p, caller)]
         out["cache"] = ctx.readers.chunks.stats()
+        out["plans"] = self.plans_made
         out["memory"] = memory(ctx)
         if ctx.membership is not None:
             out["nodes"] = ctx.membership.describe()

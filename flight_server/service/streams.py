@@ -9,6 +9,10 @@ by a reaper thread: its read-ahead stops (the chunk it held is dropped), its slo
 door's ``when_expired`` callbacks run (the Flight doors cut the client's connection, which
 frees the gRPC thread blocked on it; an upload deletes its temporary file), and its next step
 raises TimedOut.
+
+Stopping the server drains them (``server/drain.py``): ``drain()`` refuses new streams, open
+ones go on until ``stop_all()`` at the deadline, after which each one's next pull raises
+Unavailable "shutting down" and its read-ahead stops.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from arrowroot.flight_server.core.errors import ResourceExhausted, TimedOut
+from arrowroot.flight_server.core.errors import ResourceExhausted, TimedOut, Unavailable
 from arrowroot.flight_server.service.allocator import give_back
 
 __all__ = ["StreamSlots", "Stream"]
@@ -35,6 +39,7 @@ class Stream:
         self.last = time.monotonic()
         self.busy = True       # the server is working on the next batch: never idle then
         self.expired = False
+        self.stopped = False   # cut at the drain deadline
         self.released = False
         self.parked = False    # the client has been quiet for park_s: what it held was let go
         self._on_expire: list[Callable[[], None]] = []
@@ -51,6 +56,9 @@ class Stream:
 
     def pulling(self) -> None:
         """The client asked for the next batch (an upload: the client's next message arrived)."""
+        if self.stopped:
+            raise Unavailable("shutting down: the server stopped before this stream ended; read the rest "
+                              "again (from another server, or once it is back)")
         with self.owner._lock:  # either this or the reaper wins: never a timed-out stream at work
             if not self.expired:
                 self.busy = True
@@ -69,8 +77,8 @@ class Stream:
             self.last = time.monotonic()
 
     def cancelled(self) -> bool:
-        """For the read-ahead thread: stop reading once the stream is timed out."""
-        return self.expired
+        """For the read-ahead thread: stop reading once the stream is timed out or cut."""
+        return self.expired or self.stopped
 
     def _park(self) -> None:
         for fn in self._on_park:
@@ -99,17 +107,29 @@ class StreamSlots:
         self._open: set[Stream] = set()
         self._by_principal: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the last stream ends
         self._reaper: threading.Thread | None = None
         self._freed = False   # a stream ended or let go of its chunks since the reaper last gave memory back
+        self.draining = False
+        # counters for the metrics (server/metrics.py)
+        self.refused = {"server_limit": 0, "user_limit": 0, "draining": 0}
+        self.timed_out = 0
+        self.stopped = 0
 
     def acquire(self, principal: str, upload: bool = False) -> Stream:
         with self._lock:
+            if self.draining:
+                self.refused["draining"] += 1
+                raise Unavailable("shutting down: this server takes no new streams; ask again (another "
+                                  "server, or this one once it is back)")
             if len(self._open) >= self.total:
-                raise ResourceExhausted(f"the server has {len(self._open)} streams, its limit; "
+                self.refused["server_limit"] += 1
+                raise ResourceExhausted(f"the server is sending {len(self._open)} streams, its limit; "
                                         "retry shortly")
             # anonymous callers (auth off, or public data) are one principal for everybody:
             # only the total bounds them, or 16 anonymous clients would lock out the rest
             if principal and self._by_principal[principal] >= self.per_principal:
+                self.refused["user_limit"] += 1
                 raise ResourceExhausted(f"{self._by_principal[principal]} streams are open for this user "
                                         f"(the limit is {self.per_principal}); read or close them first")
             stream = Stream(self, principal, upload)
@@ -130,10 +150,41 @@ class StreamSlots:
             self._by_principal[stream.principal] -= 1
             if self._by_principal[stream.principal] <= 0:
                 del self._by_principal[stream.principal]
+            if not self._open:
+                self._idle.notify_all()
 
     def open_count(self, principal: str | None = None) -> int:
         with self._lock:
             return len(self._open) if principal is None else self._by_principal[principal]
+
+    def snapshot(self) -> dict:
+        """Counts for the metrics: open streams, users holding them, refusals, time-outs."""
+        with self._lock:
+            return {"open": len(self._open), "users": len(self._by_principal),
+                    "per_user_max": max(self._by_principal.values(), default=0),
+                    "refused": dict(self.refused), "timed_out": self.timed_out, "stopped": self.stopped}
+
+    # ------------------------------------------------------------ draining
+
+    def drain(self) -> None:
+        """Take no new streams; open ones go on."""
+        with self._lock:
+            self.draining = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no stream is open (True) or ``timeout`` seconds passed (False)."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._open, timeout)
+
+    def stop_all(self) -> int:
+        """Cut every open stream: its next pull raises Unavailable, its read-ahead stops.
+        Returns how many were cut."""
+        with self._lock:
+            streams = list(self._open)
+            self.stopped += len(streams)
+        for s in streams:
+            s.stopped = True
+        return len(streams)
 
     def _reap(self) -> None:
         while True:
@@ -152,6 +203,7 @@ class StreamSlots:
                     if s.busy or s.released or now - s.last <= self.idle_s:
                         continue
                     s.expired = True
+                    self.timed_out += 1
                 s._expire()
             if self._freed:
                 self._freed = False

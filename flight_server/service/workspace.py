@@ -18,20 +18,20 @@ import pyarrow as pa
 
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
-from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.lang.cuts import ExprError, parse
+from arrowroot.flight_server.service import skims
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.service.streams import Stream
 from arrowroot.flight_server.workspace import names
-from arrowroot.flight_server.workspace.store import ENTRY, OVERLAY_FORMAT, Upload, provenance_dict, version_of
+from arrowroot.flight_server.workspace.store import ENTRY, Upload, provenance_dict
 
 log = logging.getLogger("arrowroot.workspace")
 
 ACTIONS = {
     "skim": 'Keep the entries of a dataset that pass a cut: body {"dataset": "home/<you>/name", "parent": '
             '"...", "where": "...", "materialize": false, "columns": [...], "mode": "create"|"replace", '
-            '"metadata": {}}; stores only the passing entry numbers (or, with materialize, a copy).',
+            '"metadata": {}}; stores only the passing entry numbers (or, with materialize, a copy). Levels also '
+            'take "files", "channels", "hit_where" and "hit_mode" ("any"|"only").',
     "lineage": 'Provenance of a workspace dataset and its ancestors: body {"dataset": "..."}.',
     "delete": 'Delete one of your workspace datasets: body {"dataset": "..."}.',
     "rename": 'Rename one of your workspace datasets: body {"dataset": "...", "to": "..."}.',
@@ -156,7 +156,7 @@ class WorkspaceService:
             for item in chain[1:]:  # ancestors the caller may not read show their name only
                 if item["name"] not in visible:
                     for k in list(item):
-                        if k not in ("name", "kind"):
+                        if k not in ("name", "kind", "deleted_at"):
                             item.pop(k)
             return {"dataset": name, "lineage": chain}
         if kind == "delete":
@@ -173,68 +173,14 @@ class WorkspaceService:
         raise NotFound(f"no action {kind!r}")
 
     def skim(self, caller: Caller, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Evaluate ``where`` on the parent server-side; store the passing entries (or the rows)."""
+        """Evaluate ``where`` on the parent server-side; store the passing entries (or the rows): skims.py."""
         t0 = time.perf_counter()
         owner = self.owner(caller)
-        parent_name, where = args.get("parent"), args.get("where")
-        if not isinstance(parent_name, str) or not parent_name:
-            raise InvalidRequest("skim.parent: the dataset to skim is required")
-        if not isinstance(where, str) or not where.strip():
-            raise InvalidRequest("skim.where: a cut is required, e.g. \"nMuon >= 2\"")
-        materialize = args.get("materialize", False)
-        if not isinstance(materialize, bool):
-            raise InvalidRequest("skim.materialize: true or false")
-        columns = args.get("columns") or []
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise InvalidRequest("skim.columns: a list of column names")
-        metadata = args.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise InvalidRequest("skim.metadata: a JSON object of strings")
-        metadata = {str(k): str(v) for k, v in metadata.items()}
-        mode = args.get("mode", "create")
-        parent = self._parent(caller, parent_name)
-        is_overlay = parent.format == OVERLAY_FORMAT
-        if materialize:
-            spec = ReadSpec(dataset=parent_name, columns=tuple(columns), where=where,
-                            with_entry_numbers=not is_overlay)
-            plan = self.service.plan(caller, spec)
-            up = self.workspace.begin(name, owner, mode, plan.schema.remove_metadata(), None, metadata,
-                                      kind="materialized", cut=where)
-            up.extra["parent_version"] = version_of(self.workspace.base_of(parent).rec)
-            try:
-                for batch in self.service.run(plan):
-                    up.write(batch)
-                entry = up.commit({"columns": list(plan.schema.names)})
-            except BaseException:
-                up.abort()
-                raise
-        else:
-            schema = self.service.schema(parent)
-            try:
-                cut = parse(where, schema)
-            except ExprError as exc:
-                raise InvalidRequest(f"where: {exc}") from None
-            if is_overlay:
-                spec = ReadSpec(dataset=parent_name, columns=(ENTRY,), where=where)
-            else:
-                first = next((n for n in schema.names if n in cut.columns), schema.names[0])
-                spec = ReadSpec(dataset=parent_name, columns=(first,), where=where, with_entry_numbers=True)
-            plan = self.service.plan(caller, spec)
-            up = self.workspace.begin_skim(name, owner, parent, where, metadata, mode)
-            try:
-                for batch in self.service.run(plan):
-                    entries = batch.column(ENTRY).to_numpy()
-                    up.check_entries(entries, up.base_entries)  # type: ignore[attr-defined]
-                    up.write(pa.RecordBatch.from_arrays([pa.array(entries, pa.int64())], schema=up.schema))
-                entry = up.commit({"columns": []})
-            except BaseException:
-                up.abort()
-                raise
-        rec = self.catalog.dataset(name)
-        log.info("%s skim %s from %s where=%r rows=%d bytes=%d %.3fs", owner, name, parent_name, where, rec.entries,
-                 entry.bytes, time.perf_counter() - t0)
-        return {"dataset": name, "kind": entry.kind, "rows": rec.entries, "parent_entries": parent.entries,
-                "bytes": entry.bytes}
+        answer = skims.skim(self.workspace, owner, name, args, lambda parent: self._parent(caller, parent),
+                            lambda spec: self.service.plan(caller, spec), self.service.run)
+        log.info("%s skim %s from %s where=%r rows=%d bytes=%d %.3fs", owner, name, args.get("parent"),
+                 args.get("where"), answer["rows"], answer["bytes"], time.perf_counter() - t0)
+        return answer
 
     def provenance_table(self, visible: set[str]) -> pa.Table:
         """``arrowroot.provenance``: one row per workspace dataset the caller may read."""

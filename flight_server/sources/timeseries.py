@@ -59,7 +59,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from arrowroot.flight_server.core.timeranges import mask_segments
+from arrowroot.flight_server.core.segments import mask_segments
 from arrowroot.flight_server.core.errors import InvalidRequest
 
 KEY = "timeseries"

@@ -23,7 +23,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,11 +44,11 @@ from arrowroot.flight_server.workspace.types import storable_schema
 
 log = logging.getLogger("arrowroot.workspace")
 
-GiB = 1 << 30
 MODES = ("create", "append", "replace")
 ENTRY = "entry"
 OVERLAY_KEY = b"arrowroot.overlay"
 OVERLAY_FORMAT = "overlay"
+LEVEL_KEY = "arrowroot.level"     # a level's dataset attribute (datasets/levels.py)
 ROW_GROUP_ROWS = 131_072
 ROW_GROUP_BYTES = 32 << 20
 SKIM_ROW_GROUP = 1 << 20
@@ -66,8 +65,8 @@ class ParentChanged(InvalidRequest):
 
 @dataclass(frozen=True)
 class Limits:
-    max_upload_bytes: int = 4 * GiB      # Arrow bytes received by one DoPut
-    quota_bytes: int = 20 * GiB          # stored bytes per owner (all their workspace datasets)
+    max_upload_bytes: int     # Arrow bytes received by one DoPut (Settings.max_upload_bytes)
+    quota_bytes: int          # stored bytes per owner, all their workspace datasets (Settings.quota_bytes)
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,8 @@ def version_of(rec: DatasetRecord) -> str:
     h = hashlib.sha256()  # not the name: a renamed parent is the same data
     for p in rec.parts:
         h.update(json.dumps([p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
+    for p in sorted(rec.links, key=lambda p: (p.row, p.tier or "", p.path, p.object_path)):  # levels' other tiers
+        h.update(json.dumps([p.tier, p.row, p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
     return h.hexdigest()[:20]
 
 
@@ -108,6 +109,8 @@ class Upload:
         self.dir = ws.owner_dir(owner)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.id = uuid.uuid4().hex
+        self.dataset_id = self.id      # the dataset's identity; an append or replace keeps the old one
+        self.parent_id: str | None = None
         self.tmp = self.dir / f".tmp-{self.id}.parquet"
         self.final = self.dir / f"{self.id}.parquet"
         meta = dict(schema.metadata or {})
@@ -271,17 +274,24 @@ def _fsync_dir(path: Path) -> None:
 class Workspace:
     """The workspace directory of one server and the catalog rows of its datasets."""
 
-    def __init__(self, root: Path, directory: Path | None, catalog: Catalog, limits: Limits | None = None,
+    def __init__(self, root: Path, directory: Path | None, catalog: Catalog, limits: Limits,
                  version: str = ""):
         self.root = Path(root).resolve()
         self.version = version
         self.dir = Path(directory).resolve() if directory else self.root / ".arrowroot" / "workspace"
         self.catalog = catalog
-        self.limits = limits or Limits()
+        self.limits = limits
         self._locks: dict[str, threading.Lock] = {}
         self._quota_lock = threading.Lock()
         self._inflight: dict[str, dict[str, int]] = {}   # owner → upload id → bytes written so far
         self._locks_guard = threading.Lock()
+        self._written: dict[str, int] = {}   # kind → datasets committed (metrics)
+        self._written_bytes = 0
+
+    def counts(self) -> dict[str, Any]:
+        """Datasets committed by kind and their bytes, since start (for the metrics)."""
+        with self._quota_lock:
+            return {"by_kind": dict(self._written), "bytes_written": self._written_bytes}
 
     def owner_dir(self, owner: str) -> Path:
         return self.dir / names.HOME / owner
@@ -389,7 +399,8 @@ class Workspace:
                 overlay = json.loads(pq.read_schema(str(copy_from)).metadata[OVERLAY_KEY])
                 if existing.kind == "skim":
                     raise InvalidRequest(f"mode: {name!r} is a skim; make a new skim instead of appending")
-            parent = None if existing.parent is None else self._record(existing.parent)
+            # the parent of an upload or a copy is provenance only; an overlay reads its base
+            parent = None if existing.parent is None or overlay is None else self._record(existing.parent)
         else:
             parent_name = parent.name if parent is not None else None
         if parent is not None and overlay is None:
@@ -399,6 +410,7 @@ class Workspace:
         budget = self.budget(owner, name if existing is not None else None)
         up = Upload(self, name, owner, mode, schema, kind or ("derived" if overlay else "upload"), budget,
                     parent_name, {"metadata": dict(metadata), "cut": cut}, overlay, lock)
+        self._identify(up, existing)
         if overlay is not None:
             up.base_entries = overlay["base"]["entries"]  # type: ignore[attr-defined]
         if copy_from is not None:
@@ -420,14 +432,27 @@ class Workspace:
     def _record(self, name: str) -> DatasetRecord:
         return self.catalog.dataset(name)
 
+    def _identify(self, up: Upload, existing: WorkspaceRecord | None) -> None:
+        """The dataset keeps its id through appends and replaces; its parent is known by id."""
+        if existing is not None and existing.id:
+            up.dataset_id = existing.id
+        parent = self.catalog.workspace_entry(up.parent) if up.parent else None
+        up.parent_id = parent.id or None if parent is not None else None
+
+    def set_parent(self, up: Upload, parent: DatasetRecord) -> None:
+        """Record ``parent`` as the provenance of an upload that does not read from it (a copy)."""
+        up.parent = parent.name
+        up.extra["parent_version"] = version_of(self.skim_base(parent)[0].rec)
+        self._identify(up, None if up.mode == "create" else self.catalog.workspace_entry(up.name))
+
     # -------------------------------------------------------- overlays (derived columns, skims)
 
     def base_of(self, parent: DatasetRecord) -> Base:
         """The dataset holding ``parent``'s columns: itself, or a skim's base (skims compose)."""
         entry = self.catalog.workspace_entry(parent.name)
         if entry is not None and entry.kind == "derived":
-            raise InvalidRequest(f"parent: {parent.name!r} has derived columns itself; derive from its parent, "
-                             "or materialise it first")
+            raise InvalidRequest(f"parent: {parent.name!r} has derived columns itself; derive from its parent, or "
+                                 f"from a copy: `arrowroot skim home/<you>/copy {parent.name} --materialize`")
         if entry is not None and entry.kind == "skim":
             base = self.catalog.dataset(entry.base) if entry.base else None
             if base is None:
@@ -435,9 +460,29 @@ class Workspace:
             return Base(base, version_of(base))
         return Base(parent, version_of(parent))
 
-    def overlay_meta(self, base: Base, own: list[str], owner: str) -> dict[str, Any]:
-        """What an overlay file records about its base: enough to read it without the catalog."""
+    def skim_base(self, parent: DatasetRecord) -> tuple[Base, list[str]]:
+        """What a skim of ``parent`` reads from: the base dataset whose files hold the parent's
+        columns, and the parent's own (derived) columns, which the skim copies at its entries.
+        Any dataset: files, uploads, copies, derived columns, skims (of skims, of derived ...)."""
+        entry = self.catalog.workspace_entry(parent.name)
+        if entry is None or entry.kind not in ("derived", "skim"):
+            return Base(parent, version_of(parent)), []
+        base = self.catalog.dataset(entry.base) if entry.base else None
+        if base is None:
+            raise NotFound(f"parent: the base of {parent.name!r} is gone")
+        meta = pq.read_schema(str(self.abs(entry.path))).metadata or {}
+        own = json.loads(meta[OVERLAY_KEY])["own"] if OVERLAY_KEY in meta else []
+        return Base(base, version_of(base)), list(own)
+
+    def overlay_meta(self, base: Base, own: list[str], owner: str, level: dict[str, Any] | None = None,
+                     level_dir: Path | None = None) -> dict[str, Any]:
+        """What an overlay file records about its base: enough to read it without the catalog.
+        A level base also records its tables and columns (``level``, from the planner; file paths
+        relative to ``level_dir``, the served root by default, are stored relative to the overlay)."""
         rec = base.rec
+        if LEVEL_KEY in rec.attributes and level is None:
+            raise InvalidRequest(f"parent: {rec.name!r} is a level; derived columns on a level are not supported "
+                                 "(skim it, or materialise a skim and derive from that)")
         schema = pa.ipc.read_schema(pa.py_buffer(rec.schema))
         clash = [c for c in own if c in schema.names]
         if clash:
@@ -454,12 +499,15 @@ class Workspace:
                          "version": base.version, "parts": parts, "origin": rec.origin,
                          "schema": base64.b64encode(rec.schema).decode(),
                          "channel_column": rec.attributes.get("channel_column"),
-                         "missing": rec.attributes.get("arrowroot.missing") or {}},
+                         "missing": rec.attributes.get("arrowroot.missing") or {},
+                         **({"level": _level_paths(level, level_dir or self.root, here)} if level else {})},
                 "own": own}
 
     def begin_skim(self, name: str, owner: str, parent: DatasetRecord, cut: str,
-                   metadata: dict[str, str] | None = None, mode: str = "create") -> Upload:
-        """A skim: the stored file holds only the passing base entry numbers (delta-encoded)."""
+                   metadata: dict[str, str] | None = None, mode: str = "create",
+                   level: dict[str, Any] | None = None) -> Upload:
+        """A skim: the stored file holds only the passing base entry numbers (delta-encoded).
+        ``level``: a level parent's tables and hit selection (``plan.levels.skim_meta``)."""
         names.check(name)
         if names.owner_of(name) != owner:
             raise PermissionDenied(f"{name!r} is not in your home namespace {names.home_of(owner)!r}")
@@ -470,12 +518,22 @@ class Workspace:
             existing = self.catalog.workspace_entry(name)
             if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
                 raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
-            base = self.base_of(parent)
-            overlay = self.overlay_meta(base, [], owner)
-            schema = _overlay_schema(pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)]), base.rec)
+            base, own = self.skim_base(parent)
+            level_dir = None
+            if level is None and LEVEL_KEY in base.rec.attributes:  # a skim of a level's skim: its tables
+                entry = self.catalog.workspace_entry(parent.name)
+                if entry is not None:
+                    path = self.abs(entry.path)
+                    level = json.loads(pq.read_schema(str(path)).metadata[OVERLAY_KEY])["base"].get("level")
+                    level_dir = path.parent
+            overlay = self.overlay_meta(base, own, owner, level, level_dir)
+            parent_schema = pa.ipc.read_schema(pa.py_buffer(parent.schema))
+            fields = [pa.field(ENTRY, pa.int64(), nullable=False)] + [parent_schema.field(c).remove_metadata() for c in own]
+            schema = _overlay_schema(pa.schema(fields), base.rec)
             up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
                         parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay, lock,
                         encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
+            self._identify(up, existing)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -517,6 +575,7 @@ class Workspace:
             columns=tuple(provenance["columns"] if "columns" in provenance else [c.name for c in columns]),
             created_at=time.time(),
             version=self.version, metadata=dict(up.extra.get("metadata") or {}),
+            id=up.dataset_id, parent_id=up.parent_id,
         )
         update = FileUpdate(rel, fmt, st.st_size, st.st_mtime, (ds,))
         try:
@@ -525,6 +584,9 @@ class Workspace:
             raise AlreadyExists(str(exc).removeprefix("already exists: ")) from None
         if old:
             self.abs(old).unlink(missing_ok=True)
+        with self._quota_lock:
+            self._written[up.kind] = self._written.get(up.kind, 0) + 1
+            self._written_bytes += size
         log.info("workspace: %s %s (%d rows, %d bytes)", up.kind, up.name, info.entries, size)
         return entry
 
@@ -606,12 +668,13 @@ class Workspace:
         return {"temp": removed, "orphans": orphans, "missing": missing}
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
-        """This dataset's provenance and its ancestors', nearest first."""
-        out = []
+        """This dataset's provenance and its ancestors', nearest first. Workspace parents are
+        followed by id, so a renamed parent shows its current name and a deleted one says when."""
+        out: list[dict[str, Any]] = []
         seen = set()
+        e = self.catalog.workspace_entry(name)
         while name and name not in seen:
             seen.add(name)
-            e = self.catalog.workspace_entry(name)
             if e is None:
                 try:
                     rec = self.catalog.dataset(name)
@@ -621,15 +684,31 @@ class Workspace:
                     out.append({"name": name, "kind": "missing"})
                 break
             out.append(provenance_dict(e))
-            name = e.parent or ""
+            name, parent_id = e.parent or "", e.parent_id
+            e = self.catalog.workspace_by_id(parent_id) if parent_id else self.catalog.workspace_entry(name)
+            if e is not None:
+                name = e.name
+            elif parent_id and (gone := self.catalog.workspace_removed(parent_id)) is not None:
+                out.append({"name": gone["name"], "kind": "deleted", "owner": gone["owner"],
+                            "was": gone["kind"], "deleted_at": gone["removed_at"]})
+                break
         return out
 
 
 def provenance_dict(e: WorkspaceRecord) -> dict[str, Any]:
-    return {"name": e.name, "kind": e.kind, "owner": e.owner, "parent": e.parent,
+    return {"name": e.name, "id": e.id or None, "kind": e.kind, "owner": e.owner, "parent": e.parent,
+            "parent_id": e.parent_id,
             "parent_version": e.parent_version, "base": e.base, "cut": e.cut, "columns": list(e.columns),
             "bytes": e.bytes, "created_at": e.created_at, "arrowroot_version": e.version,
             "metadata": e.metadata}
+
+
+def _level_paths(level: dict[str, Any], src: Path, here: Path) -> dict[str, Any]:
+    """A level's table paths (relative to ``src``) made relative to the overlay's folder ``here``."""
+    out = dict(level)
+    out["parts"] = {k: [{**t, "path": os.path.relpath(os.path.normpath(os.path.join(src, t["path"])), here)}
+                        for t in tiers] for k, tiers in level["parts"].items()}
+    return out
 
 
 def _check_same_schema(old: pa.Schema, new: pa.Schema) -> None:
@@ -691,12 +770,6 @@ def _overlay_boundaries(path: Path, base: DatasetRecord, own: list[int]) -> list
     cuts = np.unique(np.searchsorted(entries, starts))
     return [0] + [int(c) for c in cuts if 0 < c < len(entries)]
 
-
-def entry_batches(entries: Iterable[np.ndarray]) -> Iterator[pa.RecordBatch]:
-    schema = pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)])
-    for e in entries:
-        if len(e):
-            yield pa.RecordBatch.from_arrays([pa.array(np.asarray(e, dtype=np.int64))], schema=schema)
 
 
 __all__ = ["Workspace", "Upload", "Limits", "QuotaExceeded", "ParentChanged", "version_of", "provenance_dict",
