@@ -12,7 +12,7 @@
 Session tokens are random, kept in memory as their sha256, expire after ``Settings.token_ttl``
 and die with the process, when the password changes or when the user is removed. API keys are
 stored hashed in the catalog, may expire and can be revoked. Failed logins are throttled
-(``logins.py``). Errors are :class:`~arrowroot.flight_server.core.errors.Unauthenticated`; each
+per (name, client address) (``logins.py``). Errors are :class:`~arrowroot.flight_server.core.errors.Unauthenticated`; each
 door maps them through the one error table.
 """
 
@@ -31,7 +31,7 @@ from arrowroot.catalog import identities
 from arrowroot.flight_server.core.errors import Unauthenticated, Unavailable
 from arrowroot.flight_server.service.access import Access
 from arrowroot.flight_server.service.claims import Identity
-from arrowroot.flight_server.service.logins import LockedOut, LoginLimiter
+from arrowroot.flight_server.service.logins import UNKNOWN, LockedOut, LoginLimiter
 from arrowroot.flight_server.service.sso import External
 
 log = logging.getLogger("arrowroot.auth")
@@ -84,10 +84,12 @@ class Authenticator:
     def enabled(self) -> bool:
         return self.access.enabled
 
-    def authenticate(self, values: Sequence[str | bytes] | None, issue: bool = True) -> Login:
+    def authenticate(self, values: Sequence[str | bytes] | None, issue: bool = True,
+                     address: str = UNKNOWN) -> Login:
         """The caller of one call from its ``authorization`` header values (several identical
         values are one credential: some clients repeat the header the server sent them).
-        ``issue``: answer a Basic login with a session token (Flight's login handshake)."""
+        ``issue``: answer a Basic login with a session token (Flight's login handshake);
+        ``address``: the client's, when the door knows it (failed logins are throttled by it)."""
         if not self.enabled:
             return Login(None)
         distinct = {v.decode("latin-1") if isinstance(v, bytes) else v for v in values or ()}
@@ -108,7 +110,7 @@ class Authenticator:
         if scheme == "bearer":
             return self.bearer_login(cred)
         if scheme == "basic":
-            user = self._basic(cred)
+            user = self._basic(cred, address)
             return Login(user, self.issue_token(user) if issue else None)
         raise Unauthenticated(f"authorization header: unsupported scheme {scheme[:20]!r}; {HOW_TO}")
 
@@ -126,10 +128,10 @@ class Authenticator:
             raise Unauthenticated(f"authentication required: {HOW_TO}")
         return self.bearer_login(token)
 
-    def login(self, name: str, password: str) -> str:
-        """A session token for a user name and password (the web login form)."""
+    def login(self, name: str, password: str, address: str = UNKNOWN) -> str:
+        """A session token for a user name and password (the web login form, from ``address``)."""
         raw = base64.b64encode(f"{name}:{password}".encode()).decode()
-        return self.issue_token(self._basic(raw))
+        return self.issue_token(self._basic(raw, address))
 
     def bearer(self, token: str) -> str:
         """The user of a session token, an API key or an outside token."""
@@ -179,7 +181,7 @@ class Authenticator:
             log.warning("cannot check a bearer token: %s", exc)
             raise Unavailable(f"cannot check the token now: {exc}") from None
 
-    def _basic(self, cred: str) -> str:
+    def _basic(self, cred: str, address: str = UNKNOWN) -> str:
         try:
             raw = base64.b64decode(cred + "=" * (-len(cred) % 4), validate=True)
             text = raw.decode("utf-8")
@@ -190,7 +192,7 @@ class Authenticator:
         if not sep or not name:
             raise Unauthenticated("authorization header: Basic credentials must be 'user:password'")
         try:
-            self.logins.check(name)
+            self.logins.check(name, address)
         except LockedOut as exc:
             raise Unauthenticated(str(exc)) from None
         user = self.access.identities().users.get(name)
@@ -201,10 +203,10 @@ class Authenticator:
             else:
                 ok = identities.verify_password(password, user.password_hash)
         if not ok:
-            self.logins.failed(name)
-            log.warning("failed login for %r", name[:64])
+            self.logins.failed(name, address)
+            log.warning("failed login for %r from %s", name[:64], address or "an unknown address")
             raise Unauthenticated("wrong user name or password")
-        self.logins.succeeded(name)
+        self.logins.succeeded(name, address)
         return name
 
     def issue_token(self, user: str, identity: Identity | None = None, external: str | None = None) -> str:

@@ -67,7 +67,7 @@ class Door:
         if key and not auth:
             auth = [f"Bearer {key}"]
         if auth:
-            login = self.auth.authenticate(auth, issue=False)
+            login = self.auth.authenticate(auth, issue=False, address=record.peer)
         else:
             login = self.auth.session_login(request.cookies.get(COOKIE))
         record.user = login.user

@@ -45,7 +45,8 @@ class Login:
         target = safe_next(str(form.get("next") or "/"))
         auth = self.door.auth
         try:
-            token = await run_in_threadpool(auth.login, user, password)
+            address = request.client.host if request.client else "?"
+            token = await run_in_threadpool(auth.login, user, password, address)
         except Unauthenticated as exc:
             return self.door.render(request, None, "login.html",
                                     {"next": target, "error": str(exc).split(". Detail")[0]}, 401)
