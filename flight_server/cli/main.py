@@ -213,6 +213,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
     n = len(server.catalog.datasets())
     if not no_index:
         server.indexer.start()
+        if server.ctx.watcher is not None:  # live data: index files as they come (ARROWROOT_WATCH=0: off)
+            server.ctx.watcher.start()
     scheme = settings.location.partition("://")[0]
     click.echo(f"serving {scheme}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
     _echo_ops(server)

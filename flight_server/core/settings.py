@@ -70,6 +70,14 @@ class Settings:
     metrics_port: int | None = None          # /metrics on its own port (when the HTTP port is off; nodes)
     health_port: int | None = None           # grpc.health.v1 on this port (Kubernetes grpc probes); None: off
     drain_seconds: float = 30.0              # on SIGTERM, open streams may finish for this long, then are cut
+    # Live data (index/watch.py, service/follow.py): files indexed as they come, grow and go; follow streams.
+    watch: bool = True                       # `arrowroot serve` watches the directory (off: rescans only)
+    watch_poll: bool | None = None           # poll instead of inotify; None: poll on network file systems
+    watch_settle: float = 0.3                # seconds a file must not change before it is indexed (when its
+                                             # header cannot say it is whole: see sources/writing.py)
+    watch_grace: float = 10.0                # seconds a file that fails to scan is taken as still being written
+    follow_heartbeat: float = 5.0            # seconds between heartbeats of an idle follow stream
+    max_follows: int = 32                    # follow streams open at once (each also holds a stream slot)
 
     @property
     def catalog_path(self) -> Path:

@@ -69,6 +69,7 @@ class ReadTask:
     time_rate: float = 0.0         # time reads: samples per second
     compression: str = ""          # IPC body codec: "" (the serving node's default), "none", "lz4", "zstd"
     request_id: str = ""           # the planning call's id (its DoGets log it too)
+    growing: bool = False          # live data: files may have grown since planning (readers.check)
 
     def with_parts(self, parts: tuple[PartRead, ...]) -> ReadTask:
         """This task with other parts: the planner makes one per endpoint from one template. A plain

@@ -203,19 +203,19 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 if gone():
                     ahead.put(Cancelled("the request was cancelled"))
                     return
-                reader = None if part.fill else readers.get(part, task.format, task.kind)
+                reader = None if part.fill else readers.get(part, task.format, task.kind, task.growing)
                 try:
                     chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
                 except (SourceError, OSError) as exc:  # the file broke, or went away under us
                     if part.fill:
                         raise
-                    readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
+                    readers.check(part, task.growing)  # FileChanged (UNAVAILABLE): deleted or rewritten
                     if isinstance(exc, SourceError):
                         raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
                     raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
                                       f"{type(exc).__name__}") from exc
                 if ex.cut is None and chunk.table is not None and chunk.table.num_rows != b - a:
-                    readers.check(part)
+                    readers.check(part, task.growing)
                     raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
                                       f"not {b - a}; the file may have changed")
                 previous_passed = chunk.table is not None

@@ -70,26 +70,31 @@ class ReaderCache:
                 raise InvalidRequest("ticket: the file is outside the served directory")
         return path
 
-    def check(self, part: PartRead) -> str:
-        """Absolute path of the part's file, after checking it still matches the plan."""
+    def check(self, part: PartRead, growing: bool = False) -> str:
+        """Absolute path of the part's file, after checking it still matches the plan.
+
+        ``growing`` (live data): a file at least as large and as new as planned passes too — it was
+        appended to (or flushed in HDF5 SWMR mode), and the planned entries are read as they were."""
         path = self.path_of(part.path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
             raise FileChanged(part.path, "the file was deleted") from None
-        if st.st_size != part.size or abs(st.st_mtime - part.mtime) > 1e-6:
-            raise FileChanged(part.path, "the file was modified")
-        return path
+        if st.st_size == part.size and abs(st.st_mtime - part.mtime) <= 1e-6:
+            return path
+        if growing and st.st_size >= part.size and st.st_mtime >= part.mtime - 1e-6:
+            return path
+        raise FileChanged(part.path, "the file was modified")
 
-    def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
+    def get(self, part: PartRead, fmt: str, kind: str, growing: bool = False) -> Reader:
         """The open reader of a part's file, reading through the chunk cache when it is on."""
-        reader = self._open(part, fmt, kind)
+        reader = self._open(part, fmt, kind, growing)
         if not self.chunks.enabled or not getattr(reader, "cacheable", True):
             return reader  # (workspace overlays: their bytes live in other files, checked on every read)
         return CachedReader(reader, self.chunks, FileIdentity.of(part.path, part.size, part.mtime),
                             part.object_path)
 
-    def _open(self, part: PartRead, fmt: str, kind: str) -> Reader:
+    def _open(self, part: PartRead, fmt: str, kind: str, growing: bool = False) -> Reader:
         # an open reader of this identity: the caller checked the file when it opened the task
         # (Reads.prepare), so no stat per chunk; a new reader checks the file before opening it
         key = (part.path, part.object_path, part.size, part.mtime)
@@ -98,7 +103,7 @@ class ReaderCache:
             if reader is not None:
                 self._readers.move_to_end(key)
                 return reader
-        path = self.check(part)
+        path = self.check(part, growing)
         reader = source_for(fmt).open(path, part.object_path, kind)
         with self._lock:
             self._readers[key] = reader

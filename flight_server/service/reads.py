@@ -21,7 +21,7 @@ from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.counters import Counters
-from arrowroot.flight_server.service.streams import StreamSlots
+from arrowroot.flight_server.service.streams import Stream, StreamSlots
 from arrowroot.flight_server.service.tickets import TicketSigner
 
 Item = pa.RecordBatch | tuple[pa.RecordBatch, bytes]
@@ -69,7 +69,7 @@ class Reads:
         try:
             for part in task.parts:
                 if not part.fill:  # filled gaps of time reads read no file
-                    self.readers.check(part)
+                    self.readers.check(part, task.growing)
         except FileChanged as exc:
             self._changed(exc)
             raise
@@ -80,18 +80,20 @@ class Reads:
             self.on_changed(exc.path)
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
-               cancelled: Callable[[], bool] = _never) -> Iterator[Item]:
+               cancelled: Callable[[], bool] = _never, slot: Stream | None = None) -> Iterator[Item]:
         """The batches of one task (with cut metadata when it has a cut), under a stream slot.
 
         The slot is taken when the first batch is asked for (a stream never started holds
         nothing) and released exactly once however the stream ends; a stream whose client reads
-        nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut)."""
+        nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut). A follow
+        stream (``follow.py``) passes the one slot it holds for its whole life."""
         task, ex = read.task, read.execution
         stats = StreamStats()
         if record is not None:
             record.dataset = record.dataset or task.dataset
             record.request_id = task.request_id or record.request_id
-        slot = self.streams.acquire(task.principal)
+        held = slot is not None
+        slot = slot if slot is not None else self.streams.acquire(task.principal)
         stopped = slot.cancelled
         batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped())
         try:
@@ -110,7 +112,8 @@ class Reads:
             raise
         finally:
             batches.close()
-            slot.release()
+            if not held:
+                slot.release()
             if record is not None:
                 record.rows, record.bytes = stats.rows, stats.bytes
             self.served.add(task.dataset, requests=1, rows=stats.rows, bytes=stats.bytes,

@@ -31,7 +31,7 @@ class Keys:
     — read tickets, SQL statement handles, node membership — so a value signed for one purpose
     is never valid for another."""
 
-    PURPOSES = ("tickets", "sql-statements", "membership")
+    PURPOSES = ("tickets", "sql-statements", "membership", "follow")
 
     def __init__(self, master: bytes | None = None):
         self.shared = master is not None
@@ -79,7 +79,7 @@ def _shared_message(t: ReadTask) -> pb.Task:
                   with_entry_numbers=t.with_entry_numbers, channel_column=t.channel_column or "", cast=t.cast,
                   batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
                   principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate,
-                  compression=t.compression, request_id=t.request_id)
+                  compression=t.compression, request_id=t.request_id, growing=t.growing)
     slices_to_message(t.slices, msg.slices)
     return msg
 
@@ -147,4 +147,4 @@ class TicketSigner:
                         channel_column=msg.channel_column or None, cast=msg.cast, batch_rows=msg.batch_rows,
                         batch_bytes=msg.batch_bytes, chunk_rows=msg.chunk_rows, principal=msg.principal,
                         expires=msg.expires, time_scale=msg.time_scale, time_rate=msg.time_rate,
-                        compression=msg.compression, request_id=msg.request_id[:64])
+                        compression=msg.compression, request_id=msg.request_id[:64], growing=msg.growing)
