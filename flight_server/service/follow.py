@@ -381,6 +381,15 @@ class Follows:
         plan = self.service.plan(caller, self._first_spec(spec))
         return FollowRead(spec, plan.schema, msg.request_id[:64])
 
+    def open_spec(self, caller: Caller, spec: ReadSpec) -> FollowRead:
+        """A follow asked for without a ticket (HTTP): checked and planned as GetFlightInfo does."""
+        self._catalog()
+        check_spec(spec)
+        if spec.resume:
+            Token.decode(spec.resume, spec.dataset)
+        plan = self.service.plan(caller, self._first_spec(spec))
+        return FollowRead(spec, plan.schema, caller.request_id)
+
     def run(self, caller: Caller, read: FollowRead, record: CallRecord | None = None,
             cancelled: Callable[[], bool] | None = None, endpoints: bool = True) -> Iterator[Message]:
         """The follow stream (see the module docstring). ``endpoints``: hand new tasks out as endpoints

@@ -34,7 +34,7 @@ from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from arrowroot.flight_server.service.errors import TABLE, status_of
 from arrowroot.flight_server.service.service import Service
-from arrowroot.flight_server.web import data, plots
+from arrowroot.flight_server.web import data, live, plots
 from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
 from arrowroot.flight_server.web.openapi import openapi
 from arrowroot.flight_server.web.sso import web_sso
@@ -825,6 +825,9 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
         Route("/api/datasets", web.api("datasets", web.api_datasets)),
         Route("/api/datasets/{name:path}", web.api("dataset", web.api_dataset)),
         Route("/api/data/{name:path}", web.api("data", web.api_data)),
+        Route("/api/follow/{name:path}", web.api("follow", lambda r: live.follow(  # live data (live.py)
+            service, web.caller(r), r, selection(r.path_params["name"], r.query_params), record_of(r),
+            _disconnected(r)))),
         Route("/metrics", metrics_page(service.ctx.metrics)),  # Prometheus (service/metrics.py)
     ]
     async def not_found(request: Request, exc: Exception) -> Response:
