@@ -197,6 +197,11 @@ class Indexer:
                 self.version += 1
                 self._change.notify_all()
 
+    def wake(self) -> None:
+        """Wake every ``wait_change`` (the server is stopping)."""
+        with self._change:
+            self._change.notify_all()
+
     def wait_change(self, seen: int, timeout: float) -> int:
         """Block until the catalog changed after version ``seen`` (or ``timeout`` s); the version now."""
         with self._change:

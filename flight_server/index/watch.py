@@ -6,6 +6,8 @@ asked). The other decides, for each changed path, *when* to index it, and hands 
 :meth:`Indexer.refresh`:
 
 * deleted files and directories leave the catalog at once (their datasets go with them);
+* a directory that appears (created, or moved in with files) is listed, and each of its files
+  follows the rules below on its own;
 * a file whose header says it is whole (``sources/writing.py``: a closed HDF5 file with
   consistency flags, a ROOT file whose ``fEND`` is its size) is indexed at once; a file written in
   HDF5 SWMR mode is indexed at every flush (rate-limited to one scan per ``live_interval``);
@@ -171,6 +173,20 @@ class Watcher:
         changed = entry.since if entry is not None else time.monotonic()
         return time.monotonic() - changed < self.grace or time.time() - st.st_mtime < self.grace
 
+    def _expand(self, rel: str, now: float) -> bool:
+        """A directory moved or created with files in it: each file goes through the rules on its own
+        (so a storm of files is indexed in batches, and a half-written one waits)."""
+        try:
+            inside = self.indexer.walk(rel)
+        except Exception:  # gone meanwhile, or a link leading out: the indexer's refresh decides
+            return False
+        with self._lock:
+            self._pending.pop(rel, None)
+            for path in inside:
+                if path not in self._pending and not any(p.startswith(".") for p in path.split("/")):
+                    self._pending[path] = _Pending(now, since=now)
+        return True
+
     def _due(self, now: float) -> tuple[list[str], float]:
         """Paths to index now, and how long to sleep before looking again."""
         due: list[str] = []
@@ -188,7 +204,9 @@ class Watcher:
                 due.append(rel)  # deleted
                 continue
             if not os.path.isfile(full):
-                due.append(rel)  # a directory: walked by the indexer
+                if not self._expand(rel, now):
+                    due.append(rel)  # not a directory we could list: the indexer decides
+                wait = min(wait, 0.01)
                 continue
             ident = (st.st_size, st.st_mtime_ns)
             if ident != entry.ident:

@@ -449,8 +449,8 @@ class Hdf5Reader(Reader):
         if isinstance(self._obj, h5py.Dataset):
             self.entries = _entries(self._obj)
         else:
-            first = next(v for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim)
-            self.entries = int(first.shape[0])
+            shapes = [int(v.shape[0]) for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim]
+            self.entries = min(shapes) if self._shared else shapes[0]  # SWMR: the rows every column has
         self._fd = os.open(path, os.O_RDONLY)
         self._columns: dict[str, _Column] = {}
 
@@ -810,7 +810,7 @@ class Hdf5Source(Source):
                 raise SourceError(f"{os.path.basename(path)}: cannot walk the file "
                                   f"({type(exc).__name__}: {without_paths(str(exc), path)})") from exc
             for name, group in groups:
-                table = self._scan_group(name, group, pytables)
+                table = self._scan_group(name, group, pytables, live=_SWMR.owns(f))
                 if table is not None:
                     found.append(table)
         if not self.show_internal:
@@ -836,7 +836,10 @@ class Hdf5Source(Source):
             attrs[timeseries.KEY] = series
         return DatasetInfo(name, kind, entries, _dataset_columns(ds), attrs, _chunk_boundaries(entries, chunks))
 
-    def _scan_group(self, name: str, group: h5py.Group, pytables: bool = False) -> DatasetInfo | None:
+    def _scan_group(self, name: str, group: h5py.Group, pytables: bool = False,
+                    live: bool = False) -> DatasetInfo | None:
+        """A group of same-length datasets as one table. ``live`` (written in SWMR mode right now): a
+        writer extends its columns one after the other, so the table has the rows every column has."""
         children = []
         for key in group:
             if not self.show_internal and pytables and _PYTABLES_HIDDEN.match(key):
@@ -857,9 +860,9 @@ class Hdf5Source(Source):
         if not children:
             return None
         lengths = {int(c.shape[0]) for _, c in children}
-        if len(lengths) != 1:
+        if len(lengths) != 1 and not live:
             return None
-        entries = lengths.pop()
+        entries = min(lengths)
         columns = tuple(_column_info(key, child) for key, child in children)
         chunk_rows = max((c.chunks[0] for _, c in children if c.chunks), default=None)
         return DatasetInfo(name, "hdf5.table", entries, columns, attributes(group),
