@@ -50,6 +50,24 @@ def build(root: Path, mb: float) -> int:
     return n
 
 
+STRAIN = "strain.h5:strain"
+STRAIN_RATE = 16384
+
+
+def build_strain(root: Path, minutes: float) -> int:
+    """An hour (by default) of 16 kHz float64 strain with gwpy's attributes (x0, dx, unit, channel)."""
+    n = int(minutes * 60 * STRAIN_RATE)
+    with h5py.File(root / "strain.h5", "w") as f:
+        ds = f.create_dataset("strain", (n,), dtype=np.float64, chunks=(1 << 20,))
+        rng = np.random.default_rng(1)
+        step = 1 << 22
+        for a in range(0, n, step):
+            ds[a:a + step] = rng.normal(0, 1e-21, min(step, n - a))
+        ds.attrs.update({"x0": 1126259446.0, "dx": 1.0 / STRAIN_RATE, "xunit": "s", "unit": "strain",
+                         "channel": "H1:STRAIN", "name": "H1:STRAIN"})
+    return n
+
+
 def start(root: Path, *extra: str) -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen([sys.executable, "-m", "arrowroot.flight_server.cli", "serve", str(root), "--port", "0",
                              "--http", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -63,14 +81,22 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--pages", type=int, default=50)
+    ap.add_argument("--plots", type=int, default=10)
+    ap.add_argument("--series-minutes", type=float, default=60)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="arrowroot-bench-http-") as tmp:
         root = Path(tmp)
         n = build(root, args.mb)
+        samples = build_strain(root, args.series_minutes)
+        import shutil
+
+        import skhep_testdata
+
+        shutil.copy(skhep_testdata.data_path("uproot-hepdata-example.root"), root / "hepdata.root")
         proc, grpc, base = start(root)
         try:
             with httpx.Client(base_url=base, timeout=600) as h:
-                while h.get("/api/health").json()["datasets"] < 1 or h.get("/api/health").json()["indexing"]:
+                while h.get("/api/health").json()["datasets"] < 3 or h.get("/api/health").json()["indexing"]:
                     time.sleep(0.2)
                 def http(fmt: str) -> pa.Table:
                     # urllib (http.client), as pandas/pyarrow use for URLs; httpx reads large bodies ~2x slower
@@ -123,10 +149,52 @@ def main() -> None:
                 for path in ("/", f"/datasets/{NAME}", f"/plot/hist/{NAME}?column=x"):
                     ms = p50(path)
                     print(f"  {path:32s} {ms:7.1f} ms   ÷ health = {ms / ref:.1f}")
+                plots(h, grpc, samples, args.plots, ref)
         finally:
             proc.terminate()
             proc.wait(30)
         memory(root, n)
+
+
+def plots(h: httpx.Client, grpc: str, samples: int, count: int, health_ms: float) -> None:
+    """Pages with their plots, and the hour of strain as min/max per pixel vs a Flight read of it."""
+    def page_with_plots(name: str) -> float:
+        t0 = time.perf_counter()
+        page = h.get(f"/datasets/{name}")
+        assert page.status_code == 200
+        for url in re.findall(r'data-json="([^"]+)"', page.text):   # what the page's script fetches
+            r = h.get(url.replace("&amp;", "&"))
+            assert r.status_code == 200, r.text
+        return time.perf_counter() - t0
+
+    def p50(fn, runs: int) -> tuple[float, float]:
+        first = fn()
+        return first * 1000, statistics.median(fn() for _ in range(runs)) * 1000
+
+    print(f"pages with their plots, p50 over {count} (first load in brackets):")
+    for name in ("hepdata.root:hpx", NAME):
+        first, ms = p50(lambda name=name: page_with_plots(name), count)
+        print(f"  /datasets/{name:28s} {ms:7.1f} ms  ({first:.0f} ms)   ÷ health = {ms / health_ms:.1f}")
+
+    def series() -> float:
+        t0 = time.perf_counter()
+        v = h.get(f"/api/view/{STRAIN}", params={"view": "series", "column": "strain", "pixels": 1000}).json()
+        assert v["samples"] == samples and v["mode"] == "minmax", v
+        return time.perf_counter() - t0
+
+    first, ms = p50(series, count)
+    with Client(grpc) as c:
+        c.read(STRAIN, ["strain"])
+        flight = min(timed(lambda: c.read(STRAIN, ["strain"])) for _ in range(3)) * 1000
+    print(f"{samples / STRAIN_RATE / 3600:.2f} h of {STRAIN_RATE} Hz strain ({samples} samples, {samples * 8 / 1e6:.0f} MB) "
+          f"as min/max of 1000 pixels: p50 {ms:.0f} ms (first {first:.0f} ms; goal ≤ 300 ms); "
+          f"reading it over Flight {flight:.0f} ms (reference): plot ÷ read = {ms / flight:.2f}")
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def _rss_kib(pid: int, key: str) -> int | None:

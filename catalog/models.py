@@ -44,6 +44,26 @@ class PartRecord:
     mtime: float = 0.0
     channel: str | None = None
     keys: dict[str, Any] = field(default_factory=dict)
+    tier: str | None = None   # levels' links: the tier this part belongs to (None: a row part)
+    row: int = -1             # levels' links: the index of the row part it is aligned with
+
+
+@dataclass(frozen=True)
+class ZoneMapRecord:
+    """One column's zone map in one object of one file (flight_server/core/zones.py says what the
+    numbers mean); zone i covers local entries [starts[i], stops[i])."""
+
+    column: str
+    starts: tuple[int, ...]
+    stops: tuple[int, ...]
+    mins: tuple[float | None, ...]
+    maxs: tuple[float | None, ...]
+    nulls: tuple[int, ...]
+    nans: tuple[int, ...]
+    value_nulls: tuple[int, ...]
+    min_lens: tuple[int | None, ...]
+    max_lens: tuple[int | None, ...]
+    exact: tuple[bool, ...]
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,10 @@ class DatasetRecord:
     origin: str
     parts: tuple[PartRecord, ...]
     columns: tuple[ColumnRecord, ...]
+    #: levels (datasets/levels.py): the other tiers' parts, each aligned with one row part
+    links: tuple[PartRecord, ...] = ()
+    #: the catalog's zone maps (catalog/zones.py), for planning cuts; None outside a catalog
+    zones: Any = field(default=None, compare=False, repr=False)
 
     def column(self, name: str) -> ColumnRecord | None:
         for c in self.columns:
@@ -79,6 +103,8 @@ class NewDataset:
     columns: list[ColumnRecord]
     parts: list[tuple[str, str, int, list[int], str | None]]  # (file path, object path, entries, boundaries, channel)
     origin: str = "file"
+    #: levels: (row part index, tier, file path, object path, entries, boundaries, channel)
+    links: list[tuple[int, str, str, str, int, list[int], str | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -36,16 +36,21 @@ CREATE TABLE IF NOT EXISTS datasets (
 );
 
 -- Where a dataset's entries live: one part per file (one for single-file datasets).
+-- Levels (several tiers) also hold "links": the other tiers' parts, each with the tier's name and
+-- the part_index of the row part it is aligned with.
 CREATE TABLE IF NOT EXISTS dataset_parts (
     dataset_id   BIGINT,
-    part_index   INTEGER,     -- parts in global entry order
+    part_index   INTEGER,     -- parts in global entry order (links: the row part's index)
     file_id      BIGINT,
     object_path  VARCHAR,
     entry_offset BIGINT,      -- global entry number of the part's first entry
     entries      BIGINT,
     boundaries   BIGINT[],    -- local first entries of clusters/chunks
-    channel      VARCHAR      -- per-channel tables: the channel id
+    channel      VARCHAR,     -- per-channel tables: the channel id
+    tier         VARCHAR      -- levels: NULL for row parts, the tier's name for links
 );
+-- catalogs written before levels existed gain the column
+ALTER TABLE dataset_parts ADD COLUMN IF NOT EXISTS tier VARCHAR;
 
 -- Every column of every dataset, readable or not.
 CREATE TABLE IF NOT EXISTS columns (
@@ -59,4 +64,23 @@ CREATE TABLE IF NOT EXISTS columns (
     uncompressed_bytes BIGINT,
     readable           BOOLEAN,
     reason             VARCHAR
+);
+
+-- Zone maps: per column, per zone (cluster, chunk, row block) of one object in one file, what the
+-- values are bounded by (flight_server/core/zones.py). Cut planning skips zones no entry of which can
+-- pass; SQL answers count/min/max from them. Rows go with their file (file_id changes on re-index).
+CREATE TABLE IF NOT EXISTS zone_maps (
+    file_id      BIGINT,
+    object_path  VARCHAR,
+    column_name  VARCHAR,
+    starts       BIGINT[],    -- local entries [starts[i], stops[i]) of zone i
+    stops        BIGINT[],
+    mins         DOUBLE[],    -- over non-null, non-NaN values (lists: elements); NULL: none
+    maxs         DOUBLE[],
+    nulls        BIGINT[],    -- null entries (lists: null lists)
+    nans         BIGINT[],
+    value_nulls  BIGINT[],    -- lists: null elements
+    min_lens     BIGINT[],    -- lists: shortest / longest non-null list
+    max_lens     BIGINT[],
+    exact        BOOLEAN[]    -- mins/maxs are the values (not integers rounded outward to a float)
 );

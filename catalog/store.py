@@ -21,6 +21,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 
 from .errors import CatalogInUse, Conflict, NotFound, not_found
 from .models import ColumnRecord, DatasetRecord, FileRecord, FileUpdate, NewDataset, PartRecord, WorkspaceRecord
+from .zones import ZoneStore
 
 SCHEMA_VERSION = "1"
 
@@ -46,9 +47,11 @@ class Catalog:
             raise
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.closed = False
         self._cache_lock = threading.Lock()
         self.generation = 0
         self._by_name: dict[str, DatasetRecord] | None = None
+        self.zones = ZoneStore(self)
         if not read_only:
             ddl = resources.files("arrowroot.catalog").joinpath("schema.sql").read_text()
             self._conn.execute(ddl)
@@ -77,12 +80,17 @@ class Catalog:
         return cur
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection, after any write in progress (the zone-map collector writes from
+        its own thread); writes asked for later are dropped."""
+        with self._write_lock:
+            self.closed = True
+            self._conn.close()
 
     def _changed(self) -> None:
         with self._cache_lock:
             self.generation += 1
             self._by_name = None
+        self.zones.clear()
 
     # ------------------------------------------------------------ files
 
@@ -177,6 +185,7 @@ class Catalog:
             "SELECT DISTINCT dataset_id FROM dataset_parts WHERE file_id IN (SELECT unnest(?::BIGINT[]))",
             [file_ids]).fetchall()]
         self._delete_datasets(cur, ids)
+        self.zones.drop_files(cur, file_ids)
         cur.execute("DELETE FROM files WHERE file_id IN (SELECT unnest(?::BIGINT[]))", [file_ids])
         return len(file_ids)
 
@@ -197,7 +206,8 @@ class Catalog:
         taken = [r[0] for r in cur.execute(
             "SELECT dataset_id FROM datasets WHERE name IN (SELECT unnest(?::VARCHAR[]))", [names]).fetchall()]
         self._delete_datasets(cur, taken)
-        missing = sorted({p[0] for d in datasets for p in d.parts} - set(file_ids))
+        missing = sorted(({p[0] for d in datasets for p in d.parts} | {k[2] for d in datasets for k in d.links})
+                         - set(file_ids))
         if missing:
             file_ids.update(dict(cur.execute(
                 "SELECT path, file_id FROM files WHERE path IN (SELECT unnest(?::VARCHAR[]))", [missing]).fetchall()))
@@ -210,17 +220,27 @@ class Catalog:
              [d.schema for d in datasets], [json.dumps(d.attributes, default=str) for d in datasets],
              [d.origin for d in datasets]],
         )
-        parts: list[list] = [[] for _ in range(8)]
+        parts: list[list] = [[] for _ in range(9)]
         cols: list[list] = [[] for _ in range(10)]
         for dataset_id, ds in zip(ids, datasets):
             offset = 0
+            offsets = []
             for i, (fpath, obj, entries, boundaries, channel) in enumerate(ds.parts):
                 if fpath not in file_ids:
                     raise NotFound(f"dataset {ds.name!r} refers to unknown file {fpath!r}")
-                row = [dataset_id, i, file_ids[fpath], obj, offset, entries, [int(b) for b in boundaries], channel]
+                row = [dataset_id, i, file_ids[fpath], obj, offset, entries, [int(b) for b in boundaries], channel,
+                       None]
                 for acc, value in zip(parts, row):
                     acc.append(value)
+                offsets.append(offset)
                 offset += entries
+            for i, tier, fpath, obj, entries, boundaries, channel in ds.links:
+                if fpath not in file_ids:
+                    raise NotFound(f"dataset {ds.name!r} refers to unknown file {fpath!r}")
+                row = [dataset_id, i, file_ids[fpath], obj, offsets[i], entries, [int(b) for b in boundaries],
+                       channel, tier]
+                for acc, value in zip(parts, row):
+                    acc.append(value)
             for i, c in enumerate(ds.columns):
                 row = [dataset_id, i, c.name, c.arrow_type, c.source_type, [int(x) for x in c.shape],
                        c.compressed_bytes, c.uncompressed_bytes, c.readable, c.reason]
@@ -228,9 +248,10 @@ class Catalog:
                     acc.append(value)
         if parts[0]:
             cur.execute(
-                "INSERT INTO dataset_parts SELECT unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]),"
+                "INSERT INTO dataset_parts (dataset_id, part_index, file_id, object_path, entry_offset, entries,"
+                " boundaries, channel, tier) SELECT unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]),"
                 " unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::BIGINT[][]),"
-                " unnest(?::VARCHAR[])", parts)
+                " unnest(?::VARCHAR[]), unnest(?::VARCHAR[])", parts)
         if cols[0]:
             cur.execute(
                 "INSERT INTO columns SELECT unnest(?::BIGINT[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]),"
@@ -271,21 +292,23 @@ class Catalog:
             cols.setdefault(r[0], []).append(
                 ColumnRecord(r[1], r[2], r[3], tuple(r[4] or ()), r[5], r[6], bool(r[7]), r[8] or ""))
         parts: dict[int, list[PartRecord]] = {}
+        links: dict[int, list[PartRecord]] = {}
         for r in cur.execute(
             "SELECT p.dataset_id, p.file_id, f.path, p.object_path, p.entry_offset, p.entries, p.boundaries,"
-            " f.size, f.mtime, p.channel, f.keys FROM dataset_parts p JOIN files f USING (file_id)"
-            " ORDER BY p.dataset_id, p.part_index"
+            " f.size, f.mtime, p.channel, f.keys, p.tier, p.part_index FROM dataset_parts p JOIN files f"
+            " USING (file_id) ORDER BY p.dataset_id, p.part_index, p.tier NULLS FIRST, p.channel, p.object_path"
         ).fetchall():
-            parts.setdefault(r[0], []).append(
+            (parts if r[11] is None else links).setdefault(r[0], []).append(
                 PartRecord(r[1], r[2], r[3], r[4], r[5], tuple(r[6] or (0,)), r[7], r[8], r[9],
-                           json.loads(r[10]) if r[10] else {}))
+                           json.loads(r[10]) if r[10] else {}, r[11], r[12] if r[11] is not None else -1))
         out: dict[str, DatasetRecord] = {}
         for r in cur.execute(
             "SELECT dataset_id, name, kind, format, entries, schema, attributes, origin FROM datasets"
             " ORDER BY name"
         ).fetchall():
             rec = DatasetRecord(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), json.loads(r[6]) if r[6] else {},
-                                r[7], tuple(parts.get(r[0], ())), tuple(cols.get(r[0], ())))
+                                r[7], tuple(parts.get(r[0], ())), tuple(cols.get(r[0], ())),
+                                tuple(links.get(r[0], ())), self.zones)
             out[rec.name] = rec
         with self._cache_lock:
             if self.generation == generation:

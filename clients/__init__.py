@@ -1,8 +1,9 @@
 """The arrowroot Python client (depends only on pyarrow and the protos)."""
 
-from .client import Client
+from .client import Client, IncompleteKeysWarning
 from .errors import (AlreadyExists, ArrowrootError, Cancelled, InvalidRequest, NotFound, PermissionDenied,
                      ResourceExhausted, ServerError, TimedOut, Unauthenticated, Unavailable, Unimplemented)
 
-__all__ = ["Client", "AlreadyExists", "ArrowrootError", "Cancelled", "InvalidRequest", "NotFound", "PermissionDenied",
+__all__ = ["Client", "IncompleteKeysWarning",
+           "AlreadyExists", "ArrowrootError", "Cancelled", "InvalidRequest", "NotFound", "PermissionDenied",
            "ResourceExhausted", "ServerError", "TimedOut", "Unauthenticated", "Unavailable", "Unimplemented"]

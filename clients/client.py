@@ -47,6 +47,18 @@ def skipped_message(dataset: str, skipped: list[dict]) -> str:
     return f"{dataset}: {len(skipped)} column(s) left out, they cannot be read: {shown}{more}"
 
 
+class IncompleteKeysWarning(UserWarning):
+    """A level read left out file keys (or channels) that lack a tier (``allow_missing`` reads them)."""
+
+
+def left_out_message(dataset: str, left: dict) -> str:
+    examples = "; ".join(f"{e.get('key')} lacks {', '.join(e.get('missing') or [])}"
+                         + (f" ({e['channels']} channel(s))" if e.get("channels") else "")
+                         for e in (left.get("examples") or [])[:5])
+    return (f"{dataset}: {left.get('parts')} table(s) ({left.get('entries')} entries) left out, their key lacks a "
+            f"tier: {examples}; read with allow_missing=True to get them with nulls")
+
+
 # Errors after which the next location of an endpoint is tried: the node is down or
 # unreachable. Anything else (bad ticket, file changed, ...) is the server's answer.
 _RETRY_ELSEWHERE = (Unavailable, fl.FlightTimedOutError, ConnectionError)
@@ -73,10 +85,14 @@ def _request(
     fill_gaps: bool = False,
     dq: str | None = None,
     compression: str | None = None,
+    hit_where: str | None = None,
+    mode: str | None = None,
+    orientation: str | None = None,
 ) -> pb.ReadRequest:
     """A ReadRequest from the client's keywords, also in uproot's spellings: ``entry_start``/
     ``entry_stop`` or ``entries=slice(a, b)`` for ``entries=(a, b)``, ``filter_name`` (a glob or a
-    list of them) for ``columns``, ``cut`` for ``where``."""
+    list of them) for ``columns``, ``cut`` for ``where``. Event levels: ``hit_where`` (a cut on each
+    hit), ``mode`` ("any"/"only", pygama's build_entry_list modes), ``orientation`` ("evt"/"hit")."""
     msg = pb.ReadRequest(dataset=dataset)
     if filter_name is not None:
         if columns:
@@ -135,6 +151,12 @@ def _request(
     msg.allow_missing = allow_missing
     if compression:
         msg.compression = compression
+    if hit_where:
+        msg.hit_where = hit_where
+    if mode:
+        msg.mode = mode
+    if orientation:
+        msg.orientation = orientation
     return msg
 
 
@@ -294,8 +316,15 @@ class Client:
         ``path``, one column per file key (typed: run numbers as integers, timestamps as
         timestamps), ``entries``, ``size`` and, for per-channel datasets, ``channels``.
 
+        A level (``l200/hit``, ``l200/evt``) has one row per file key instead: the keys, one
+        boolean column per tier (is its file there; pygama's ``file_status`` bits, also as the
+        integer ``file_status``), ``<tier>_file`` and ``<tier>_size``, ``entries``, ``complete``,
+        ``missing`` (the tiers a key lacks: such keys are left out of reads unless
+        ``allow_missing``) and ``misaligned``.
+
         ``where`` is a file-key filter (``"run >= 10 and type == 'cal'"``), the same
-        language as ``read(..., files=...)``.
+        language as ``read(..., files=...)``; on a level it may use the tier columns too
+        (``"not complete"``, ``"file_status == 7"``).
         """
         body = {"dataset": dataset}
         if where:
@@ -320,6 +349,9 @@ class Client:
         skipped = notes(info).get("skipped_columns")
         if skipped:
             warnings.warn(skipped_message(dataset, skipped), UnreadableColumnsWarning, stacklevel=2)
+        left = notes(info).get("left_out")
+        if left:
+            warnings.warn(left_out_message(dataset, left), IncompleteKeysWarning, stacklevel=2)
         return self.read_info(info)
 
     def read_info(self, info: fl.FlightInfo) -> pa.RecordBatchReader:
@@ -493,8 +525,20 @@ class Client:
              **kwargs: Any) -> Any:
         """Read into one object: ``library`` is "pa" (pyarrow.Table), "pd" (pandas; jagged columns as
         awkward-pandas columns, as uproot gives them),
-        "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot."""
-        table = self.read_batches(dataset, columns, entries, **kwargs).read_all()
+        "pl" (polars), "ak" (awkward) or "np" (dict of numpy arrays), as in uproot.
+
+        Levels read like pygama's DataLoader: ``read("l200/hit", ["cuspEmax_ctc_cal", "AoE"],
+        where="cuspEmax_ctc_cal > 25 and AoE > -3", files="run >= 10", channels=[1084803])`` is one
+        row per hit; ``read("l200/evt", ..., hit_where=..., mode="any", where="not muon_veto")`` one row
+        per event (hit columns as lists), or per hit with ``orientation="hit"``."""
+        info = self.flight_info(dataset, columns, entries, **kwargs)
+        skipped = notes(info).get("skipped_columns")
+        if skipped:
+            warnings.warn(skipped_message(dataset, skipped), UnreadableColumnsWarning, stacklevel=2)
+        left = notes(info).get("left_out")
+        if left:
+            warnings.warn(left_out_message(dataset, left), IncompleteKeysWarning, stacklevel=2)
+        table = self.read_info(info).read_all()
         return convert(table, library)
 
     # ------------------------------------------------------------ workspace
@@ -531,15 +575,30 @@ class Client:
                 writer.close()
         return json.loads(answer.to_pybytes()) if answer is not None else {}
 
-    def skim(self, name: str, parent: str, where: str, *, materialize: bool = False,
+    def skim(self, name: str, parent: str, where: str = "", *, materialize: bool = False,
              columns: Sequence[str] | None = None, mode: str = "create",
-             metadata: dict[str, str] | None = None) -> dict:
+             metadata: dict[str, str] | None = None, files: str | None = None,
+             channels: Sequence[str | int] | None = None, hit_where: str | None = None,
+             hit_mode: str | None = None) -> dict:
         """Keep the entries of ``parent`` passing ``where`` as ``name``: only their entry
-        numbers are stored (reads go to the parent's files), or a copy with ``materialize``."""
+        numbers are stored (reads go to the parent's files), or a copy with ``materialize``.
+
+        On a level this is pygama's ``build_entry_list``, kept on the server and shared: ``files``
+        and ``channels`` select as in ``read``; on an event level ``hit_where`` and ``hit_mode``
+        ("any"/"only") select hits, the skim keeps the event numbers and reading it gives the same
+        events with the same hits."""
         body: dict[str, Any] = {"dataset": name, "parent": parent, "where": where, "materialize": materialize,
                                 "mode": mode, "metadata": dict(metadata or {})}
         if columns:
             body["columns"] = list(columns)
+        if files:
+            body["files"] = files
+        if channels:
+            body["channels"] = [str(c) for c in channels]
+        if hit_where:
+            body["hit_where"] = hit_where
+        if hit_mode:
+            body["hit_mode"] = hit_mode
         return self.action("skim", body)
 
     def lineage(self, name: str) -> list[dict]:

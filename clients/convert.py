@@ -66,34 +66,6 @@ def _to_pandas(table: pa.Table) -> Any:
     return df[table.column_names]
 
 
-def _nested(t: pa.DataType) -> bool:
-    return pa.types.is_nested(t) or pa.types.is_dictionary(t)
-
-
-def csv_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema :func:`csv_ready` produces: nested columns become strings."""
-    return pa.schema([pa.field(f.name, pa.string(), metadata=f.metadata) if _nested(f.type) else f for f in schema],
-                     metadata=schema.metadata)
-
-
-def csv_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A batch CSV can hold: list, fixed-size-list and struct cells become JSON text
-    (``[1.5, 2.0]``, ``{"fX": 1.0, "fY": 2.0}``; null stays an empty cell), flat columns stay as they are.
-    CSV has no nested cells; JSON is what a script (or ``json.loads``) reads back."""
-    import json
-
-    if not any(_nested(f.type) for f in batch.schema):
-        return batch
-    arrays = []
-    for field, column in zip(batch.schema, batch.columns):
-        if _nested(field.type):
-            values = [None if v is None else json.dumps(v, default=str, allow_nan=True) for v in column.to_pylist()]
-            arrays.append(pa.array(values, pa.string()))
-        else:
-            arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=csv_schema(batch.schema))
-
-
 def convert(table: pa.Table, library: str = "pa") -> Any:
     """Convert a table; unknown library names list the known ones."""
     name = LIBRARIES.get(library)

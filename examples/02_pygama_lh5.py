@@ -32,6 +32,8 @@ import os
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from arrowroot.clients import Client
 
@@ -106,6 +108,27 @@ ax.set_ylabel("counts / 5 keV")
 ax.set_yscale("log")
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# ## Tiers and events: levels
+#
+# A production has more tiers than `dsp`: `raw`, `dsp` and `hit` are entry-aligned per channel, and the
+# time-coincidence map (`tcm`, from pygama's `build_tcm`) groups the hits of all channels into events,
+# with an `evt` tier per event. The server's `arrowroot.toml` declares them as **levels**, like pygama's
+# `DataLoader` config: `l200/hit` (one row per hit, columns of every tier; a name in two tiers is
+# qualified, `dsp.trapEmax`) and `l200/evt` (one row per event, hit columns as lists). The join and the
+# cuts run on the server; a cut may use columns of several tiers.
+
+# %%
+hits = client.read("l200/hit", ["cuspEmax_ctc_cal", "AoE", "channel"],
+                   where="cuspEmax_ctc_cal > 100 and abs(AoE) < 3", library="pd")
+events = client.read("l200/evt", ["cuspEmax_ctc_cal", "channel", "multiplicity"], hit_where="cuspEmax_ctc_cal > 100",
+                     mode="only", where="muon_veto == False")
+kept = pa.compute.list_value_length(events["channel"]).to_numpy()
+print(f"{len(hits)} hits pass a cut on the hit and dsp tiers; "
+      f"{events.num_rows} events without muon veto have hits above 100 keV")
+print(f"hits kept per event: {np.bincount(kept)[1:].tolist()} (of multiplicities "
+      f"{np.bincount(events['multiplicity'].to_numpy())[1:].tolist()})")
 
 # %%
 client.close()

@@ -9,7 +9,10 @@ writes
 * ``lh5/{type}/{period}/r{run}/l200-{period}-r{run}-{type}-{timestamp}-tier_dsp.lh5``: a small
   LEGEND-style pygama tier (two channels per file, one ``dsp`` table per channel), written with
   h5py alone, and an ``arrowroot.toml`` that declares them as one dataset, ``l200/dsp``, with typed
-  file keys.
+  file keys;
+* ``legend/{tier}/phy/{period}/{run}/...-tier_{tier}.lh5``: a small production of all tiers (raw,
+  dsp, hit, a TCM as pygama's ``build_tcm`` writes it, evt), declared as the levels ``l200/hit``
+  and ``l200/evt`` (``write_levels``; h5py alone, so the Docker sample needs no pygama).
 
 The notebooks never call this themselves: ``tests/test_notebooks.py`` calls :func:`write_all`
 on a temporary directory and serves it; in the Docker setup the ``sample-data`` service
@@ -95,11 +98,111 @@ def write_lh5(root: str | Path, seed: int = 5, per_file: int = 400) -> Path:
     return root
 
 
+LEVEL_CHANNELS = (1084803, 1084804, 1121600)
+LEVEL_KEYS = (("p03", "r000", "20230311T120000Z"), ("p03", "r001", "20230312T080000Z"))
+LEVELS_TOML = """
+# written by examples/sample_data.py: the LEGEND levels, as pygama's DataLoader configures them
+[[level]]
+name = "l200/hit"
+tiers = ["raw", "dsp", "hit"]
+files = "legend/{tier}/*/*/*/*-tier_{tier}.lh5"
+object = "ch{ch}/{tier}"
+keys = "{exp}-{period}-{run}-{type}-{timestamp}-tier_{tier}.lh5"
+
+[[level]]
+name = "l200/evt"
+hits = "l200/hit"
+tiers = ["tcm", "evt"]
+files = "legend/{tier}/*/*/*/*-tier_{tier}.lh5"
+keys = "{exp}-{period}-{run}-{type}-{timestamp}-tier_{tier}.lh5"
+[level.tier.tcm]
+object = "hardware_tcm_1"
+[level.tier.evt]
+object = "evt"
+"""
+
+
+def _table(parent: h5py.Group, name: str, columns: dict[str, np.ndarray], units: dict[str, str] | None = None) -> None:
+    """An LH5 ``table``: flat columns (bools stored as uint8, as legend-lh5io does) and lists
+    (``array<1>{array<1>{real}}``: cumulative_length + flattened_data), given as (lengths, values)."""
+    g = parent.create_group(name)
+    g.attrs["datatype"] = "table{" + ",".join(columns) + "}"
+    for col, data in columns.items():
+        if isinstance(data, tuple):
+            lengths, values = data
+            v = g.create_group(col)
+            v.attrs["datatype"] = "array<1>{array<1>{real}}"
+            _column(v, "cumulative_length", np.cumsum(lengths).astype(np.uint32))
+            _column(v, "flattened_data", values)
+        elif data.dtype == bool:
+            d = g.create_dataset(col, data=data.astype(np.uint8))
+            d.attrs["datatype"] = "array<1>{bool}"
+        else:
+            _column(g, col, data, (units or {}).get(col))
+
+
+def write_levels(root: str | Path, seed: int = 11, events: int = 2000) -> Path:
+    """A small LEGEND production as pygama writes it (h5py only): per file key, the raw, dsp and
+    hit tiers (one table per channel), the TCM (per event, the table key and row of each hit, as
+    pygama's ``build_tcm`` writes it) and an evt tier; plus the levels in arrowroot.toml."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for period, run, ts in LEVEL_KEYS:
+        paths = {}
+        for tier in ("raw", "dsp", "hit", "tcm", "evt"):
+            folder = root / "legend" / tier / "phy" / period / run
+            folder.mkdir(parents=True, exist_ok=True)
+            paths[tier] = folder / f"l200-{period}-{run}-phy-{ts}-tier_{tier}.lh5"
+        fired = rng.random((events, len(LEVEL_CHANNELS))) < 0.5
+        fired[~fired.any(axis=1), 0] = True                     # every event has a hit
+        rows = np.cumsum(fired, axis=0) - 1                     # each hit's row in its channel's table
+        t_event = np.cumsum(rng.exponential(0.5, events))
+        files = {t: h5py.File(paths[t], "w") for t in ("raw", "dsp", "hit")}
+        for f in files.values():
+            f.attrs["datatype"] = "struct{" + ",".join(f"ch{c}" for c in LEVEL_CHANNELS) + "}"
+        for j, ch in enumerate(LEVEL_CHANNELS):
+            n = int(fired[:, j].sum())
+            energy = np.where(rng.random(n) < 0.3, rng.choice(LINES_KEV, n) + rng.normal(0.0, 1.5, n),
+                              rng.exponential(500.0, n)).astype(np.float32)
+            for t, f in files.items():
+                g = f.create_group(f"ch{ch}")
+                g.attrs["datatype"] = f"struct{{{t}}}"
+            _table(files["raw"][f"ch{ch}"], "raw", {
+                "timestamp": t_event[fired[:, j]] + rng.normal(0.0, 1e-6, n),
+                "daqenergy": (energy * 8).astype(np.int32), "channel": np.full(n, ch, dtype=np.uint32)},
+                {"timestamp": "s"})
+            _table(files["dsp"][f"ch{ch}"], "dsp", {
+                "trapEmax": (energy * 1.02).astype(np.float32), "AoE": rng.normal(0.0, 2.0, n),
+                "tp_0_est": rng.normal(48000.0, 80.0, n).astype(np.float32)}, {"tp_0_est": "ns"})
+            _table(files["hit"][f"ch{ch}"], "hit", {
+                "cuspEmax_ctc_cal": energy, "trapEmax": (energy * 0.998).astype(np.float32),
+                "is_valid_0vbb": rng.random(n) < 0.9}, {"cuspEmax_ctc_cal": "keV"})
+        for f in files.values():
+            f.close()
+        counts = fired.sum(axis=1)
+        keys = np.broadcast_to(np.asarray(LEVEL_CHANNELS, dtype=np.int64), fired.shape)[fired]
+        with h5py.File(paths["tcm"], "w") as f:
+            f.attrs["datatype"] = "struct{hardware_tcm_1}"
+            _table(f, "hardware_tcm_1", {"row_in_table": (counts, rows[fired].astype(np.int64)),
+                                         "table_key": (counts, keys)})
+            f["hardware_tcm_1"].attrs["tables"] = str([f"ch{c}/raw" for c in LEVEL_CHANNELS])
+            f["hardware_tcm_1"].attrs["hash_func"] = r"\d+"
+        with h5py.File(paths["evt"], "w") as f:
+            f.attrs["datatype"] = "struct{evt}"
+            _table(f, "evt", {"multiplicity": counts.astype(np.int32), "muon_veto": rng.random(events) < 0.1})
+    toml = root / "arrowroot.toml"
+    text = toml.read_text() if toml.exists() else ""
+    if 'name = "l200/hit"' not in text:
+        toml.write_text(text + LEVELS_TOML)
+    return root
+
+
 def write_all(root: str | Path) -> Path:
     """Everything the three example notebooks read, under ``root``."""
     from arrowroot.flight_server.cli.demo import write_sample_files
 
     write_sample_files(root)
+    write_levels(root)
     return write_lh5(root)
 
 

@@ -17,7 +17,7 @@ class AxisSlice(_message.Message):
     def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq", "compression", "follow", "resume")
+    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq", "compression", "follow", "resume", "hit_where", "mode", "orientation")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ENTRY_START_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,9 @@ class ReadRequest(_message.Message):
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    HIT_WHERE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     entry_start: int
@@ -60,10 +63,35 @@ class ReadRequest(_message.Message):
     compression: str
     follow: bool
     resume: str
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ..., compression: _Optional[str] = ..., follow: _Optional[bool] = ..., resume: _Optional[str] = ...) -> None: ...
+    hit_where: str
+    mode: str
+    orientation: str
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ..., compression: _Optional[str] = ..., follow: _Optional[bool] = ..., resume: _Optional[str] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ...) -> None: ...
+
+class TierRead(_message.Message):
+    __slots__ = ("tier", "path", "size", "mtime", "object_path", "entries", "channels", "absent", "absent_channels")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_PATH_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    path: str
+    size: int
+    mtime: float
+    object_path: str
+    entries: _containers.RepeatedScalarFieldContainer[int]
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    absent: _containers.RepeatedScalarFieldContainer[str]
+    absent_channels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tier: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., object_path: _Optional[str] = ..., entries: _Optional[_Iterable[int]] = ..., channels: _Optional[_Iterable[str]] = ..., absent: _Optional[_Iterable[str]] = ..., absent_channels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PartRead(_message.Message):
-    __slots__ = ("path", "size", "mtime", "object_path", "entry_offset", "start", "stop", "boundaries", "channel", "absent", "time0", "time0_ns", "fill")
+    __slots__ = ("path", "size", "mtime", "object_path", "entry_offset", "start", "stop", "boundaries", "channel", "absent", "time0", "time0_ns", "fill", "tiers")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MTIME_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +105,7 @@ class PartRead(_message.Message):
     TIME0_FIELD_NUMBER: _ClassVar[int]
     TIME0_NS_FIELD_NUMBER: _ClassVar[int]
     FILL_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
     path: str
     size: int
     mtime: float
@@ -90,10 +119,23 @@ class PartRead(_message.Message):
     time0: float
     time0_ns: int
     fill: int
-    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., object_path: _Optional[str] = ..., entry_offset: _Optional[int] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., boundaries: _Optional[_Iterable[int]] = ..., channel: _Optional[str] = ..., absent: _Optional[_Iterable[str]] = ..., time0: _Optional[float] = ..., time0_ns: _Optional[int] = ..., fill: _Optional[int] = ...) -> None: ...
+    tiers: _containers.RepeatedCompositeFieldContainer[TierRead]
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., object_path: _Optional[str] = ..., entry_offset: _Optional[int] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., boundaries: _Optional[_Iterable[int]] = ..., channel: _Optional[str] = ..., absent: _Optional[_Iterable[str]] = ..., time0: _Optional[float] = ..., time0_ns: _Optional[int] = ..., fill: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[TierRead, _Mapping]]] = ...) -> None: ...
+
+class LevelColumn(_message.Message):
+    __slots__ = ("column", "tier", "source", "role")
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    tier: str
+    source: str
+    role: str
+    def __init__(self, column: _Optional[str] = ..., tier: _Optional[str] = ..., source: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "request_id", "growing")
+    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "request_id", "level", "level_columns", "hit_where", "mode", "orientation", "tcm_layout", "drop_empty", "growing")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +158,13 @@ class Task(_message.Message):
     TIME_RATE_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    HIT_WHERE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ORIENTATION_FIELD_NUMBER: _ClassVar[int]
+    TCM_LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    DROP_EMPTY_FIELD_NUMBER: _ClassVar[int]
     GROWING_FIELD_NUMBER: _ClassVar[int]
     version: int
     dataset: str
@@ -139,8 +188,15 @@ class Task(_message.Message):
     time_rate: float
     compression: str
     request_id: str
+    level: str
+    level_columns: _containers.RepeatedCompositeFieldContainer[LevelColumn]
+    hit_where: str
+    mode: str
+    orientation: str
+    tcm_layout: str
+    drop_empty: bool
     growing: bool
-    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., request_id: _Optional[str] = ..., growing: _Optional[bool] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., request_id: _Optional[str] = ..., level: _Optional[str] = ..., level_columns: _Optional[_Iterable[_Union[LevelColumn, _Mapping]]] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ..., tcm_layout: _Optional[str] = ..., drop_empty: _Optional[bool] = ..., growing: _Optional[bool] = ...) -> None: ...
 
 class FollowTicket(_message.Message):
     __slots__ = ("version", "request", "principal", "expires", "request_id", "signature")

@@ -23,8 +23,8 @@ from google.protobuf.message import DecodeError
 PACKAGE = "arrow.flight.protocol.sql"
 TYPE_URL_PREFIX = f"type.googleapis.com/{PACKAGE}."
 
-#: Commands the server serves. The rest of the registry is only recognised, so the server can
-#: answer UNIMPLEMENTED with the command's name instead of "not a Flight SQL command".
+#: Commands and action bodies the server serves. The rest of the registry is only recognised, so
+#: the server can answer UNIMPLEMENTED with the command's name instead of "not a Flight SQL command".
 SUPPORTED = frozenset(
     {
         "CommandStatementQuery",
@@ -39,8 +39,15 @@ SUPPORTED = frozenset(
         "CommandGetDbSchemas",
         "CommandGetTables",
         "CommandGetTableTypes",
+        "CommandGetXdbcTypeInfo",
+        "CommandGetPrimaryKeys",
+        "CommandGetExportedKeys",
+        "CommandGetImportedKeys",
+        "CommandGetCrossReference",
         "CommandStatementIngest",
         "DoPutUpdateResult",
+        "ActionCancelQueryRequest",
+        "ActionCancelQueryResult",
     }
 )
 
@@ -69,6 +76,17 @@ ENUMS: dict[str, type[enum.IntEnum]] = {
 
 globals().update(MESSAGES)
 globals().update(ENUMS)
+
+#: Flight's own messages (flight.proto, package arrow.flight.protocol): among them the bodies and
+#: results of CancelFlightInfo and the session-option actions, sent without an Any wrapper.
+_ACTIONS_FILE = POOL.FindFileByName("flight.proto")
+FLIGHT_MESSAGES: dict[str, type[message.Message]] = {
+    name: message_factory.GetMessageClass(desc) for name, desc in _ACTIONS_FILE.message_types_by_name.items()
+}
+FLIGHT_ENUMS: dict[str, type[enum.IntEnum]] = {
+    name: enum.IntEnum(name, {v.name: v.number for v in desc.values})
+    for name, desc in _ACTIONS_FILE.enum_types_by_name.items()
+}
 
 
 def type_url(msg_or_name: message.Message | str) -> str:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# The servers under test run in this process and keep HDF5/LH5 files open without file locking (as a
+# server should: it never blocks a writer); HDF5 refuses to open a file twice in one process with
+# different locking flags, so the tests' own h5py/pygama opens use the same setting. Set before h5py loads.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
 import json
 import threading
 from collections.abc import Iterator

@@ -85,3 +85,29 @@ def test_mid_stream_failure_is_a_clear_error(serve, broken_mid_file, tmp_path):
     assert r.returncode == 1 and "cannot read the data" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert out.read_bytes() == b"keep me"
     assert not list(tmp_path.glob(".adc.parquet.*"))
+
+
+def test_the_one_csv_cell_converter_holds_every_cell_type():
+    """CLI get, sql -o and HTTP downloads share export.formats.csv_batch: nested cells of any type
+    (timestamps, NaN, structs) become JSON text and dictionary columns their values."""
+    import datetime
+    import json
+
+    import pyarrow as pa
+
+    from arrowroot.flight_server.export.formats import csv_batch, csv_schema
+
+    b = pa.record_batch({
+        "when": pa.array([[datetime.datetime(2020, 1, 1, 12)], None]),
+        "pt": pa.array([[1.5, float("nan")], []]),
+        "p": pa.array([{"fX": 1.0, "fY": 2.0}, None]),
+        "tag": pa.array(["a", "b"]).dictionary_encode(),
+        "n": pa.array([1, 2]),
+    })
+    out = csv_batch(b, csv_schema(b.schema))
+    assert out.schema.field("tag").type == pa.string() and out.schema.field("n").type == pa.int64()
+    rows = out.to_pylist()
+    assert rows[0]["when"] == '["2020-01-01 12:00:00"]' and rows[1]["when"] is None
+    assert json.loads(rows[0]["pt"])[0] == 1.5 and rows[0]["pt"].endswith("NaN]")
+    assert json.loads(rows[0]["p"]) == {"fX": 1.0, "fY": 2.0}
+    assert [r["tag"] for r in rows] == ["a", "b"]

@@ -31,7 +31,7 @@ from arrowroot.flight_server.cli.demo import write_sample_files
 from arrowroot.flight_server.web import WebServer
 
 from tests.conftest import start_server
-from tests.test_nodes import BIG, Proc, write_big
+from tests.test_nodes import Proc
 from tests.test_timeseries_scan import GPS, write_gwosc
 
 EV = "hep/events.root:events"
@@ -52,7 +52,6 @@ class Doors:
 @pytest.fixture(scope="module")
 def doors(tmp_path_factory):
     root = write_sample_files(tmp_path_factory.mktemp("doors"))
-    write_big(root)  # 16 MB per read: more than gRPC buffers, so an unread stream really stalls
     (root / "H1").mkdir()
     for t0 in (GPS, GPS + DUR, GPS + 3 * DUR):          # a gap of one file between the 2nd and 3rd
         write_gwosc(root / "H1" / f"H-H1_GWOSC_4KHZ_R1-{t0}-{DUR}.hdf5", t0, DUR, RATE)
@@ -310,6 +309,8 @@ def bounded(doors, tmp_path_factory):
     that opening the four stalled streams on a loaded machine does not already time the first out)."""
     key = tmp_path_factory.mktemp("key2") / "key"
     key.write_text("another shared secret, for the bounded pair\n")
+    with h5py.File(doors.root / "huge.h5", "w") as f:  # 96 MB: more than a loopback connection buffers
+        f.create_dataset("x", data=np.arange(12_000_000, dtype=np.float64))
     server = start_server(doors.root, index=False, ticket_key_file=key, max_streams=4,
                           stream_idle_timeout=5.0, catalog=doors.root / ".arrowroot" / "bounded.duckdb")
     server.server.indexer.run()
@@ -328,7 +329,7 @@ def test_stalled_streams_bounded_alike(bounded, where):
     coordinator, node = bounded
     location = coordinator if where == "coordinator" else node.location
     c = fl.connect(coordinator)
-    req = {"dataset": BIG, "batch_rows": 16384}  # 16 MB in small batches: outlives gRPC's buffers
+    req = {"dataset": "huge.h5:x", "batch_rows": 65536}  # 96 MB: outlives gRPC's and the kernel's buffers
     info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(req)))
     client = fl.connect(location)
     stalled = []

@@ -401,7 +401,7 @@ def _throughput(text: str, batch: pa.RecordBatch, repeat: int = 5) -> float:
 
 def test_throughput_one_million_entries() -> None:
     """Vectorised evaluation: 1M entries must take well under a second (measured: see the
-    module docstring of expr.py / the PR); a loose bound so that slow CI machines pass."""
+    docstring of lang/cuts.py); a loose bound so that slow CI machines pass."""
     n = 1_000_000
     rng = np.random.default_rng(0)
     counts = rng.poisson(3, n)

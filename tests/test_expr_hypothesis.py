@@ -4,7 +4,7 @@ a reference evaluator written independently here.
 The strategies build every expression twice at once: as text for expr.parse, and as a plain
 Python function of one entry (a dict of Python scalars / lists, None for null) that follows
 the documented semantics -- Kleene logic, null propagation, too-short index -> null, nulls
-skipped by count/sum/min/max/mean, null never passes.  Nothing from expr.py is reused.
+skipped by count/sum/min/max/mean, null never passes.  Nothing from lang/cuts.py is reused.
 """
 
 from __future__ import annotations

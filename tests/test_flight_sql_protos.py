@@ -194,7 +194,7 @@ def test_nested_enums_match_spec() -> None:
 
 
 def test_binpb_is_fresh(tmp_path: Path) -> None:
-    """The committed descriptor set must be what flight_sql.proto compiles to."""
+    """The committed descriptor set must be what flight_sql.proto and flight.proto compile to."""
     pytest.importorskip("grpc_tools")
     out = tmp_path / "fresh.binpb"
     subprocess.run(
@@ -206,6 +206,7 @@ def test_binpb_is_fresh(tmp_path: Path) -> None:
             "--include_imports",
             f"--descriptor_set_out={out}",
             str(PROTOS / "flight_sql.proto"),
+            str(PROTOS / "flight.proto"),
         ],
         check=True,
     )

@@ -78,4 +78,4 @@ def test_the_script_runs_as_a_command(sample_server, tmp_path: Path) -> None:
                           "-c", "nMuon", "--stubs", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "nMuon: " in out.stdout
-    assert (tmp_path / "Flight_pb2_grpc.py").exists()
+    assert (tmp_path / "flight_pb2_grpc.py").exists()

@@ -1,17 +1,20 @@
-"""Direct HDF5 reads (bytes from the file straight into Arrow buffers; deflate chunks inflated
-in threads) give exactly what h5py reads, for every layout they take and the ones they leave
-to h5py."""
+"""Direct HDF5 reads (bytes from the file straight into Arrow buffers; chunks decoded in threads
+by GIL-free decoders) give exactly what h5py reads, for every layout and filter they take — files
+written by h5py + hdf5plugin — and the ones they leave to h5py."""
 
 from __future__ import annotations
 
 import threading
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from arrowroot.flight_server.sources.hdf5 import Hdf5Source, _Layout
+from arrowroot.flight_server.sources import hdf5_direct
+from arrowroot.flight_server.sources.hdf5 import Hdf5Source
+from arrowroot.flight_server.sources.hdf5_direct import Layout
 
 N = 10_007  # not a multiple of any chunk size: the last chunk is partial
 
@@ -29,8 +32,26 @@ LAYOUTS = {
     "gzip_shuffle_image": ("<f8", (3, 2), {"chunks": (100, 3, 2), "compression": "gzip", "shuffle": True}, True),
     "gzip_i1": ("<i1", (), {"chunks": (4096,), "compression": "gzip", "shuffle": True}, True),
     "gzip_f2": ("<f2", (), {"chunks": (600,), "compression": "gzip"}, True),
+    # chunked along the other axes too: chunks decoded whole, their boxes copied into place
+    "chunks_cut_rows": ("<f4", (8,), {"chunks": (100, 3)}, True),
+    "chunks_cut_image_gzip": ("<u2", (6, 5), {"chunks": (64, 4, 2), "compression": "gzip", "shuffle": True}, True),
+    # hdf5plugin's filters, decoded without HDF5 (and without the GIL)
+    "bitshuffle_lz4_u2": ("<u2", (), {"chunks": (1000,), **hdf5plugin.Bitshuffle(cname="lz4")}, True),
+    "bitshuffle_lz4_image": ("<u4", (6, 5), {"chunks": (50, 6, 5), **hdf5plugin.Bitshuffle(cname="lz4")}, True),
+    "bitshuffle_lz4_blocks": ("<i8", (), {"chunks": (3001,), **hdf5plugin.Bitshuffle(nelems=256, cname="lz4")}, True),
+    "bitshuffle_zstd_f4": ("<f4", (), {"chunks": (1000,), **hdf5plugin.Bitshuffle(cname="zstd")}, True),
+    "bitshuffle_none_be_i4": (">i4", (), {"chunks": (999,), **hdf5plugin.Bitshuffle(cname="none")}, True),
+    "bitshuffle_cut_image": ("<u2", (6, 5), {"chunks": (40, 3, 5), **hdf5plugin.Bitshuffle(cname="lz4")}, True),
+    "blosc_lz4_shuffle_f8": ("<f8", (), {"chunks": (1000,), **hdf5plugin.Blosc(cname="lz4", shuffle=1)}, True),
+    "blosc_zstd_bitshuffle_i2": ("<i2", (), {"chunks": (700,),
+                                             **hdf5plugin.Blosc(cname="zstd", shuffle=2, clevel=5)}, True),
+    "blosc_blosclz_image": ("<f4", (3, 2), {"chunks": (128, 3, 2), **hdf5plugin.Blosc(cname="blosclz")}, True),
+    "zstd_u8": ("<u8", (), {"chunks": (1000,), **hdf5plugin.Zstd(clevel=3)}, True),
+    "zstd_shuffle_f4": ("<f4", (), {"chunks": (555,), "shuffle": True, **hdf5plugin.Zstd()}, True),
+    "lz4_i4": ("<i4", (), {"chunks": (1000,), **hdf5plugin.LZ4()}, True),
+    "lz4_small_blocks_f8": ("<f8", (), {"chunks": (2000,), **hdf5plugin.LZ4(nbytes=1024)}, True),
+    "lz4_cut_image": ("<i1", (6, 5), {"chunks": (100, 2, 5), **hdf5plugin.LZ4()}, True),
     # left to h5py
-    "chunks_cut_rows": ("<f4", (8,), {"chunks": (100, 4)}, False),
     "fletcher32": ("<i4", (), {"chunks": (1000,), "fletcher32": True}, False),
     "lzf": ("<i4", (), {"chunks": (1000,), "compression": "lzf"}, False),
     "scaleoffset": ("<i4", (), {"chunks": (1000,), "scaleoffset": 0}, False),
@@ -63,6 +84,9 @@ def direct_file(tmp_path_factory):
         # Chunks never written (h5py supplies the fill value) and one compressed chunk left raw.
         sparse = g.create_dataset("sparse", shape=(N,), dtype="<f4", chunks=(1000,), fillvalue=-1.5)
         sparse[2000:3000] = 7.0
+        # a random-looking stretch LZ4 cannot shrink (its blocks are stored as they are)
+        raw = g.create_dataset("lz4_incompressible", shape=(N,), dtype="<u8", chunks=(3000,), **hdf5plugin.LZ4(nbytes=4096))
+        raw[:] = rng.integers(0, 2**63, N, dtype=np.uint64)
         partly = g.create_dataset("partly_filtered", shape=(N,), dtype="<i4", chunks=(N,), compression="gzip")
         partly.id.write_direct_chunk((0,), np.arange(N, dtype="<i4").tobytes(), filter_mask=1)
     return path
@@ -80,7 +104,7 @@ def _compare(table: pa.Table, f: h5py.File, start: int, stop: int) -> None:
 
 
 def test_direct_reads_equal_h5py(direct_file):
-    names = [*LAYOUTS, "interleaved_a", "interleaved_b", "sparse", "partly_filtered"]
+    names = [*LAYOUTS, "interleaved_a", "interleaved_b", "sparse", "partly_filtered", "lz4_incompressible"]
     reader = Hdf5Source().open(str(direct_file), "t", "hdf5.table")
     try:
         with h5py.File(direct_file) as f:
@@ -97,7 +121,7 @@ def test_direct_reads_equal_h5py(direct_file):
 def test_which_layouts_are_read_directly(direct_file):
     with h5py.File(direct_file) as f:
         for name, (_, _, _, direct) in LAYOUTS.items():
-            assert (_Layout.of(f["t"][name]) is not None) == direct, name
+            assert (Layout.of(f["t"][name]) is not None) == direct, name
 
 
 def test_direct_reads_land_in_arrow_memory(direct_file):
@@ -141,9 +165,7 @@ def test_single_dataset_and_slices(direct_file):
 
 def test_large_plain_reads_spread_over_threads(tmp_path):
     """Reads of several MiB go through the thread pool: still h5py's values, in order."""
-    from arrowroot.flight_server.sources import hdf5
-
-    rows = hdf5.PARALLEL_BYTES // 8 + 12_345
+    rows = hdf5_direct.PARALLEL_BYTES // 8 + 12_345
     rng = np.random.default_rng(5)
     with h5py.File(tmp_path / "big.h5", "w") as f:
         f.create_dataset("t/a", data=rng.normal(size=rows), chunks=(65_536,))
@@ -185,3 +207,41 @@ def _read_in_child(path: str, queue) -> None:
     reader = Hdf5Source().open(path, "t", "hdf5.table")
     table = reader.read(["gzip_i8", "gzip_shuffle_f4"], 0, N)
     queue.put(table.num_rows)
+
+
+def test_a_damaged_chunk_is_a_clear_error_not_a_crash(tmp_path):
+    """Block sizes in a Bitshuffle-LZ4 chunk that run past its end: bitshuffle's decoder (HDF5's
+    too) would trust them and read beyond the buffer; the direct reader checks the framing first."""
+    from arrowroot.flight_server.sources.base import SourceError
+
+    path = tmp_path / "damaged.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("frames", data=np.arange(4096, dtype="<u2").reshape(4, 1024), chunks=(1, 1024),
+                              **hdf5plugin.Bitshuffle(cname="lz4"))
+        good = ds.id.read_direct_chunk((0, 0))[1]
+        bad = bytearray(good)
+        bad[12:16] = (1 << 30).to_bytes(4, "big")           # the first block claims 1 GiB
+        ds.id.write_direct_chunk((2, 0), bytes(bad))
+    reader = Hdf5Source().open(str(path), "frames", "hdf5.dataset")
+    try:
+        got = reader.read(["frames"], 0, 2).column(0).combine_chunks().flatten().to_numpy()
+        np.testing.assert_array_equal(got, np.arange(2048, dtype=np.uint16))
+        with pytest.raises(SourceError, match="damaged"):
+            reader.read(["frames"], 0, 4)
+    finally:
+        reader.close()
+
+
+def test_decoders_run_outside_the_gil():
+    """The decoders are C functions called through ctypes.CDLL, which releases the GIL for each
+    call (a PyDLL would not); they come from hdf5plugin's own libraries."""
+    import ctypes
+
+    from arrowroot.flight_server.sources import hdf5_codecs as codecs
+
+    functions = [codecs._bshuf(codecs._BSHUF_LZ4), codecs._bshuf(codecs._BSHUF_ZSTD), *codecs._blosc(),
+                 *codecs._zstd(), codecs._lz4()]
+    assert all(fn is not None for fn in functions)
+    for lib in ("bshuf", "blosc", "zstd", "lz4"):
+        found = codecs._library(lib)
+        assert type(found) is ctypes.CDLL and hdf5plugin.PLUGIN_PATH in found._name

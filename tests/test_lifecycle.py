@@ -30,7 +30,8 @@ from arrowroot.flight_server.server.node import NodeServer
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 BIG = "big/wide.root:t"
-ROWS = 1_000_000
+ROWS = 5_000_000  # 80 MB in one endpoint: more than gRPC and a loopback socket buffer (32 MB) hold
+ENDPOINT = 256 << 20  # bytes: the whole table is one endpoint
 
 
 def health(port: int, service: str = "") -> int:
@@ -57,7 +58,7 @@ def arrowroot_cmd() -> list[str]:
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_sample_files(tmp_path_factory.mktemp("lifecycle"), entries=2000)
     (root / "big").mkdir()
-    with uproot.recreate(root / "big" / "wide.root", compression=None) as f:  # 16 MB: far more than gRPC buffers
+    with uproot.recreate(root / "big" / "wide.root", compression=None) as f:
         f.mktree("t", {"i": "int64", "x": "float64"})
         for start in range(0, ROWS, ROWS // 4):
             i = np.arange(start, start + ROWS // 4, dtype=np.int64)
@@ -69,7 +70,7 @@ class Serve:
     """``arrowroot serve`` in a subprocess; its stdout lines name the Flight and health ports."""
 
     def __init__(self, root: Path, log: Path, *args: str) -> None:
-        env = {**os.environ, "ARROWROOT_BATCH_ROWS": "10000"}
+        env = {**os.environ, "ARROWROOT_BATCH_ROWS": "10000", "ARROWROOT_ENDPOINT_BYTES": str(ENDPOINT)}
         self.proc = subprocess.Popen(arrowroot_cmd() + ["serve", str(root), "--port", "0", "--health-port", "0",
                                                         *args], stdout=subprocess.PIPE, stderr=open(log, "w"),
                                      text=True, env=env)
@@ -98,7 +99,7 @@ def _wait_indexed(location: str, name: str) -> None:
 
 
 def test_health_serving_then_not_serving_while_draining(data: Path, tmp_path: Path) -> None:
-    server = ArrowrootServer(Settings(root=data, port=0, health_port=0, batch_rows=10_000,
+    server = ArrowrootServer(Settings(root=data, port=0, health_port=0, batch_rows=10_000, endpoint_bytes=ENDPOINT,
                                       catalog=tmp_path / "catalog.duckdb"))
     server.indexer.run()
     threading.Thread(target=server.serve, daemon=True).start()
@@ -151,7 +152,7 @@ def test_a_node_is_not_serving_while_its_coordinator_is_lost(data: Path, tmp_pat
 
 
 def test_sigterm_drains_open_streams_within_the_deadline(data: Path, tmp_path: Path) -> None:
-    s = Serve(data, tmp_path / "serve.log", "--drain-seconds", "2")
+    s = Serve(data, tmp_path / "serve.log", "--drain-seconds", "5")
     try:
         _wait_indexed(s.location, BIG)
         slow, fast = Client(s.location), Client(s.location)
@@ -171,7 +172,7 @@ def test_sigterm_drains_open_streams_within_the_deadline(data: Path, tmp_path: P
         try:
             while True:
                 got += slow_reader.read_chunk().data.num_rows
-                time.sleep(0.1)  # a slow client: 100 batches would take 10 s, the deadline is 2 s
+                time.sleep(0.1)  # a slow client: 500 batches would take 50 s, the deadline is 5 s
         except StopIteration:
             pass
         except fl.FlightError as exc:
@@ -180,7 +181,7 @@ def test_sigterm_drains_open_streams_within_the_deadline(data: Path, tmp_path: P
         assert isinstance(error, fl.FlightUnavailableError), error
         assert "shutting down" in str(error)
         assert s.proc.wait(15) == 0
-        assert time.monotonic() - t0 < 2 + 8
+        assert time.monotonic() - t0 < 5 + 8
         log = s.log.read_text()
         assert "Traceback" not in log
         assert "streams cut" in log
@@ -231,6 +232,7 @@ def test_a_node_hands_its_endpoints_over_before_it_stops(data: Path, tmp_path: P
     key = tmp_path / "key"
     key.write_text("s" * 32)
     coord = ArrowrootServer(Settings(root=data, port=0, ticket_key_file=key, node_ttl=30.0, batch_rows=10_000,
+                                     endpoint_bytes=ENDPOINT,
                                      catalog=tmp_path / "catalog.duckdb"))
     coord.indexer.run()
     threading.Thread(target=coord.serve, daemon=True).start()

@@ -37,10 +37,18 @@ def test_readme_has_snippets():
 
 @pytest.fixture
 def readme_server(serve, tmp_path):
-    """The sample files in a fresh directory (the snippets write workspace datasets)."""
+    """The sample files in a fresh directory (the snippets write workspace datasets), with the LEGEND
+    levels of examples/sample_data.py (the README's LEGEND section reads them)."""
+    import sys
+
     from arrowroot.flight_server.cli.demo import write_sample_files
 
-    return serve(write_sample_files(tmp_path / "data"))
+    sys.path.insert(0, str(README.parent / "examples"))
+    try:
+        from sample_data import write_levels
+    finally:
+        sys.path.remove(str(README.parent / "examples"))
+    return serve(write_levels(write_sample_files(tmp_path / "data")))
 
 
 def test_snippets_run_in_order(readme_server):

@@ -1,7 +1,7 @@
 """Read an arrowroot dataset with plain gRPC (grpcio) and pyarrow's IPC reader — no Flight library.
 
 The template for a client in any language that has gRPC and an Arrow IPC reader: generate stubs
-from ``Flight.proto`` (beside this file), then
+from ``protos/flight.proto`` (the Flight service, shared with the Node.js client), then
 
 1. ``GetFlightInfo`` with a command descriptor holding the read request as JSON
    (``{"dataset": ..., "columns": [...]}``: the canonical JSON of arrowroot's ReadRequest);
@@ -36,14 +36,16 @@ from typing import Any
 import grpc
 import pyarrow as pa
 
-PROTO = Path(__file__).with_name("Flight.proto")
+import arrowroot.protos
+
+PROTO = Path(arrowroot.protos.__file__).with_name("flight.proto")  # the one Flight.proto, shared with the Node.js client
 REUSE = "arrow-flight-reuse-connection://?"
 CONTINUATION = b"\xff\xff\xff\xff"
 MAX_MESSAGE = 64 << 20  # one record batch may be large
 
 
 def generate(out_dir: str | Path) -> tuple[ModuleType, ModuleType]:
-    """Run ``grpc_tools.protoc`` on Flight.proto into ``out_dir``; return (Flight_pb2, Flight_pb2_grpc)."""
+    """Run ``grpc_tools.protoc`` on flight.proto into ``out_dir``; return (flight_pb2, flight_pb2_grpc)."""
     import grpc_tools
 
     out = Path(out_dir)
@@ -53,7 +55,7 @@ def generate(out_dir: str | Path) -> tuple[ModuleType, ModuleType]:
                     f"--python_out={out}", f"--grpc_python_out={out}", PROTO.name], check=True)
     sys.path.insert(0, str(out))
     try:
-        return importlib.import_module("Flight_pb2"), importlib.import_module("Flight_pb2_grpc")
+        return importlib.import_module("flight_pb2"), importlib.import_module("flight_pb2_grpc")
     finally:
         sys.path.remove(str(out))
 

@@ -27,7 +27,7 @@ import { decompress as zstdDecompress } from 'fzstd';
 import lz4 from 'lz4js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PROTO = path.join(HERE, 'proto', 'flight.proto');
+const PROTO = path.join(HERE, '..', '..', 'protos', 'flight.proto');  // the one Flight.proto of the project
 const REUSE_CONNECTION = 'arrow-flight-reuse-connection:'; // any URI of this scheme: the same connection
 const CONTINUATION = 0xffffffff;
 

@@ -178,6 +178,13 @@ def main() -> None:
 @click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
 @click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
+@click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
+@click.option("--no-zone-maps", "zone_maps", flag_value=False, default=None,
+              help="Do not use zone maps (cuts read every cluster; SQL count/min/max scan).")
+@click.option("--zone-index-mb", type=click.FloatRange(min=0),
+              help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut) [32].")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Shared ticket key: data nodes given the same file serve this server's tickets.")
 @click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
@@ -194,7 +201,8 @@ def main() -> None:
 @ops_options
 def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
           endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
-          sql_timeout: float, cache_mb: float | None, key_file: Path | None, nodes: str | None,
+          sql_timeout: float, cache_mb: float | None, cache_dir: Path | None, cache_dir_mb: float | None,
+          zone_maps: bool | None, zone_index_mb: float | None, key_file: Path | None, nodes: str | None,
           http_port: int | None, http_max_mb: float | None,
           verbose: int, log_format: str, **auth: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
@@ -207,6 +215,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
                             endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
                             chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
                             sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
+                            cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, zone_maps=zone_maps,
+                            zone_index_mb=zone_index_mb,
                             ticket_key_file=key_file, nodes=nodes, http_port=http_port,
                             http_max_bytes=int(http_max_mb * MiB) if http_max_mb is not None else None, **auth)
         server = ArrowrootServer(settings)
@@ -239,6 +249,9 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
 @click.option("--advertise", help="Location clients use to reach this node [grpc://HOST:PORT].")
 @click.option("--id", "node_id", help="Node name in the coordinator's list [hostname:port].")
 @click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
+@click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
 @click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM server certificate (chain): serve grpc+tls://.")
@@ -248,7 +261,8 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
               help="Access-log lines as text or as one JSON object per line (for log shippers).")
 @ops_options
 def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
-         advertise: str | None, node_id: str | None, cache_mb: float | None, compression: str | None,
+         advertise: str | None, node_id: str | None, cache_mb: float | None, cache_dir: Path | None,
+         cache_dir_mb: float | None, compression: str | None,
          tls_cert: Path | None, tls_key: Path | None, verbose: int, log_format: str, **ops: object) -> None:
     """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
     from arrowroot.flight_server.core.settings import from_env
@@ -256,7 +270,8 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
 
     _logging(verbose, log_format)
     settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
-                        compression=compression, tls_cert=tls_cert, tls_key=tls_key, **ops)
+                        cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, compression=compression,
+                        tls_cert=tls_cert, tls_key=tls_key, **ops)
     with startup("node", host, port):
         server = NodeServer(settings, node_id=node_id, advertise=advertise)
     joined = ""
@@ -278,10 +293,13 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+@click.option("--zone-index-mb", type=click.FloatRange(min=0),
+              help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut) [32].")
 @click.option("--path", "sub", help="Only this sub-path of DIRECTORY.")
 @click.option("--show-internal", is_flag=True, default=None,
               help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
-def index(directory: Path, catalog: Path | None, sub: str | None, show_internal: bool | None) -> None:
+def index(directory: Path, catalog: Path | None, zone_index_mb: float | None, sub: str | None,
+          show_internal: bool | None) -> None:
     """Index DIRECTORY into its catalog without serving (with a progress bar)."""
     from rich.progress import Progress
 
@@ -291,7 +309,7 @@ def index(directory: Path, catalog: Path | None, sub: str | None, show_internal:
     from arrowroot.flight_server.index.indexer import Indexer
 
     with startup("index"):
-        settings = from_env(directory, catalog=catalog, show_internal=show_internal)
+        settings = from_env(directory, catalog=catalog, show_internal=show_internal, zone_index_mb=zone_index_mb)
         cat = Catalog(settings.catalog_path)
     with Progress(transient=True) as progress:
         bar = progress.add_task("indexing", total=None)
@@ -299,7 +317,11 @@ def index(directory: Path, catalog: Path | None, sub: str | None, show_internal:
         def update(path: str, done: int, total: int) -> None:
             progress.update(bar, completed=done, total=total, description=f"indexing {path[-40:]}")
 
-        report = Indexer(settings.root, cat, show_internal=settings.show_internal).run(sub, progress=update)
+        indexer = Indexer(settings.root, cat, show_internal=settings.show_internal,
+                          zone_index_bytes=int(settings.zone_index_mb * (1 << 20)))
+        report = indexer.run(sub, progress=update)
+        progress.update(bar, description="zone maps")
+        indexer.zones.wait(timeout=24 * 3600)   # the catalog is complete when the command ends
     click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
                f"{report.unchanged} unchanged, {len(report.errors)} errors "
                f"({len(cat.datasets())} datasets in {settings.catalog_path})")

@@ -29,6 +29,10 @@ class ReadSpec:
     compression: str = ""          # IPC body codec asked for: "" (server default), "none", "lz4", "zstd"
     follow: bool = False           # keep the stream open and send new entries (service/follow.py)
     resume: str = ""               # a follow's resume token: continue where an earlier stream stopped
+    # Event levels (datasets/levels.py): the cut on each hit, "any" | "only", "" | "hit" (a row per hit)
+    hit_where: str = ""
+    mode: str = ""
+    orientation: str = ""
 
     @property
     def by_time(self) -> bool:
@@ -39,6 +43,10 @@ class ReadSpec:
 
 #: IPC body codecs a client may ask for ("" = the server's default)
 COMPRESSIONS = ("", "none", "lz4", "zstd")
+#: event levels: how a hit cut selects hits (pygama DataLoader's build_entry_list modes), and the
+#: orientations of the answer ("evt": a row per event, "hit": a row per hit)
+MODES = ("any", "only")
+ORIENTATIONS = ("evt", "hit")
 
 
 def dataset_name(text: str) -> str:

@@ -41,13 +41,18 @@ class Settings:
     stream_idle_timeout: float = 120.0       # seconds a stream may wait for its client to read
     links_outside_root: bool = False         # index symlinks whose target is outside root (default: refuse)
     sql_timeout: float = 300.0               # seconds a Flight SQL query may run
-    sql_memory_limit: str = "2GB"            # DuckDB memory_limit; a sandbox worker is killed past it + 384 MiB
+    sql_memory_limit: str = "2GB"            # DuckDB memory_limit; a SQL worker's address space is capped at it + 1 GiB
+    sql_workers: int = 4                     # SQL worker processes (queries running at once; more wait for one)
     # Tickets: self-contained signed read tasks (server/tickets.py).
     ticket_ttl: float = 3600.0               # seconds a ticket from GetFlightInfo stays valid
     ticket_key_file: Path | None = None      # file holding the shared signing secret (data nodes share it);
                                              # else $ARROWROOT_TICKET_KEY; else a random per-process key
     # Scale-out (server/membership.py, server/node.py) and the column-chunk cache (execute/cache.py).
     cache_mb: float = 512.0                  # decoded column chunks kept in memory, MiB (0 disables)
+    cache_dir: Path | None = None            # also keep decoded chunks here (local disk; survives restarts)
+    cache_dir_mb: float = 4096.0             # ... at most this many MiB
+    zone_maps: bool = True                   # skip zones a cut cannot pass; count/min/max from them (catalog)
+    zone_index_mb: float = 32.0              # files up to this size get zone maps while indexed (others: lazily)
     nodes: str = ""                          # static data-node locations, comma-separated (grpc://h:8816,...)
     node_ttl: float = 3.0                    # seconds without a heartbeat/health answer before a node is dropped
     # Authentication and TLS (server/auth.py). auth None: on exactly when the catalog has users or grants.

@@ -16,6 +16,39 @@ from arrowroot.flight_server.core.timeranges import time_type
 
 ENTRY_COLUMN = "entry"
 TIME_COLUMN = "time"
+HIT_ENTRY_COLUMN = "hit_entry"   # event levels read by hit: the hit's entry in its channel's table
+
+
+@dataclass(frozen=True)
+class TierRead:
+    """One tier's table(s) of a level part (see protos/arrowroot.proto, TierRead)."""
+
+    tier: str
+    path: str                      # relative to the served root
+    size: int                      # file identity, checked before reading
+    mtime: float
+    object_path: str               # "{ch}" stands for each of ``channels``
+    entries: tuple[int, ...] = ()  # entries of the table (one per channel when ``channels``)
+    channels: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()            # event levels: source columns a table lacks ...
+    absent_channels: tuple[str, ...] = ()   # ... and the channel each applies to ("" = all)
+
+    def object_of(self, channel: str | None) -> str:
+        return self.object_path.replace("{ch}", channel) if channel is not None else self.object_path
+
+    def part(self, channel: str | None = None, entries: int = 0) -> "PartRead":
+        """This tier's table as a PartRead (what the reader cache opens and checks)."""
+        return PartRead(self.path, self.size, self.mtime, self.object_of(channel), 0, 0, entries, (), channel)
+
+
+@dataclass(frozen=True)
+class LevelColumn:
+    """Levels: where a column of the read schema comes from."""
+
+    column: str
+    tier: str
+    source: str
+    role: str = ""                 # event levels: "hit" (a list of the event's hits) or "event"
 
 
 @dataclass(frozen=True)
@@ -35,6 +68,7 @@ class PartRead:
     time0: float = 0.0                 # time reads: time of local entry 0 (seconds) ...
     time0_ns: int = 0                  # ... and as integer ns (UTC time columns)
     fill: int = 0                      # time reads with fill_gaps: this many null rows, no file
+    tiers: tuple[TierRead, ...] = ()   # levels: every tier's table this part reads
 
     @property
     def global_start(self) -> int:
@@ -68,6 +102,13 @@ class ReadTask:
     time_scale: str = ""           # with_time: "gps" (float64 seconds) or "utc" (timestamp[ns]) time column
     time_rate: float = 0.0         # time reads: samples per second
     compression: str = ""          # IPC body codec: "" (the serving node's default), "none", "lz4", "zstd"
+    level: str = ""                # levels: "hit" (aligned tiers) or "event" (through the TCM)
+    level_columns: tuple[LevelColumn, ...] = ()
+    hit_where: str = ""            # event levels: the cut on each hit ...
+    mode: str = ""                 # ... "any" | "only" ...
+    orientation: str = ""          # ... "" (a row per event) | "hit" (a row per hit) ...
+    tcm_layout: str = ""           # ... the TCM's column names ("table_key" or "array_id") ...
+    drop_empty: bool = False       # ... and whether events left without hits are dropped
     request_id: str = ""           # the planning call's id (its DoGets log it too)
     growing: bool = False          # live data: files may have grown since planning (readers.check)
 
@@ -95,6 +136,12 @@ class ReadTask:
     def output_schema(self) -> pa.Schema:
         """What the stream carries: the output columns (sliced), the entry column first if asked."""
         fields = [sliced_field(self.read_schema.field(c), self.slices) for c in self.columns]
+        if self.orientation == "hit":  # event levels, a row per hit: hit columns are scalars
+            hits = {c.column for c in self.level_columns if c.role == "hit"}
+            fields = [f.with_type(f.type.value_type) if f.name in hits else f for f in fields]
+            fields[:0] = [pa.field(ENTRY_COLUMN, pa.int64(), nullable=False),
+                          pa.field(HIT_ENTRY_COLUMN, pa.int64(), nullable=False)]
+            return pa.schema(fields, metadata=self.read_schema.metadata)
         if self.time_scale:
             fields.insert(0, pa.field(TIME_COLUMN, time_type(self.time_scale), nullable=False))
         if self.with_entry_numbers:

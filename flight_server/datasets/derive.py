@@ -23,6 +23,7 @@ from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_FINGERPR
                                                      ATTR_TIMESERIES_DQ, ATTR_TIMESERIES_PARTS, CONFIG_NAME,
                                                      TIMESERIES_KEY,
                                                      load_config)
+from arrowroot.flight_server.datasets.levels import derive_levels
 from arrowroot.flight_server.lang import filekeys
 
 log = logging.getLogger("arrowroot.multifile")
@@ -363,6 +364,13 @@ def derive(catalog: Catalog, root: Path) -> DeriveReport:
         if drift:
             report.drift.append(drift)
 
+    levels: list[NewDataset] = []
+    if config is not None and config.levels:
+        levels, level_report = derive_levels(config.levels, by_path, schemas, unify, natural_key, taken)
+        report.errors.extend(level_report.errors)
+        for p, k in level_report.keys.items():
+            new_keys[p] = {**new_keys.get(p, {}), **k}
+
     if config is None or config.folder_datasets:
         groups: dict[tuple[str, str, str, str, str], list[DatasetRecord]] = {}
         for p, recs in by_path.items():
@@ -395,13 +403,13 @@ def derive(catalog: Catalog, root: Path) -> DeriveReport:
         catalog.set_file_keys({**changed_keys, **stale})
         report.written = True
     existing = catalog.datasets()
-    for origin, wanted in (("declared", declared), ("folder", folder)):
+    for origin, wanted in (("declared", declared), ("folder", folder), ("level", levels)):
         have = sorted(d.attributes.get(ATTR_FINGERPRINT, "") for d in existing if d.origin == origin)
         want = sorted(d.attributes[ATTR_FINGERPRINT] for d in wanted)
         if have != want:
             catalog.replace_derived(origin, wanted)
             report.written = True
-    report.datasets = len(declared) + len(folder)
+    report.datasets = len(declared) + len(folder) + len(levels)
     # logged when the derived datasets change, not at every start (the report keeps it all)
     for d in report.not_merged if report.written else ():
         log.info("%s: %d files not merged into one dataset: %s", d["dataset"], d["files"], d["reason"])

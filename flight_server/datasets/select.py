@@ -17,6 +17,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.datasets.config import ATTR_CHANNEL, ATTR_KEYS, ATTR_MISSING
 from arrowroot.flight_server.datasets.derive import natural_key
+from arrowroot.flight_server.datasets.levels import level_info, list_level_files
 from arrowroot.flight_server.lang import filekeys
 
 
@@ -120,12 +121,16 @@ def _resolve(spec: ReadSpec, entries: int) -> tuple[int, int]:
     return start, max(start, stop)
 
 
-def select_ranges(spec: ReadSpec, rec: DatasetRecord,
-                  columns: Sequence[str] = ()) -> tuple[int, int, list[tuple[PartRecord, int, int]]]:
+def select_ranges(spec: ReadSpec, rec: DatasetRecord, columns: Sequence[str] = (),
+                  eligible: np.ndarray | None = None) -> tuple[int, int, list[tuple[PartRecord, int, int]]]:
     """(start, stop, pieces): the request's entry range counted within its selection and the
-    (part, global start, global stop) pieces it covers, in order. Checks missing columns."""
+    (part, global start, global stop) pieces it covers, in order. Checks missing columns.
+    ``eligible`` (one bool per part) leaves parts out before entries are counted (levels: the
+    incomplete ones)."""
     idx = index_of(rec)
     chosen = _selected_parts(spec, rec, idx)
+    if eligible is not None and not eligible.all():
+        chosen = [i for i in (range(len(rec.parts)) if chosen is None else chosen) if eligible[i]]
     parts = rec.parts
     pieces: list[tuple[PartRecord, int, int]] = []
     if chosen is None:
@@ -170,7 +175,10 @@ def select_ranges(spec: ReadSpec, rec: DatasetRecord,
 
 def list_files(rec: DatasetRecord, where: str | None, channels: Sequence[str] = ()) -> pa.Table:
     """One row per file of the dataset passing ``where``: path, key columns, entries, size
-    (and the channels present, for per-channel datasets), in dataset order."""
+    (and the channels present, for per-channel datasets), in dataset order. A level has one row
+    per file key with each tier's file, size and presence (``datasets/levels.py``)."""
+    if level_info(rec) is not None:
+        return list_level_files(rec, where)
     idx = index_of(rec)
     spec = ReadSpec(dataset=rec.name, files=where or "", channels=tuple(channels))
     chosen = _selected_parts(spec, rec, idx)

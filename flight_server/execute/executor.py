@@ -16,14 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from arrowroot.flight_server.core.batches import split_batches
 from arrowroot.flight_server.core.errors import Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
-from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
+from arrowroot.flight_server.core.task import ENTRY_COLUMN, HIT_ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.core.timeranges import time_type
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
+from arrowroot.flight_server.sources.levels import TIER_KIND, AlignedReader, EventReader, hit_schema
 from arrowroot.flight_server.sources import Reader
 
 
@@ -85,6 +87,49 @@ class Execution:
         self.cut: Cut | None = compile_cut(task.where, task.read_schema) if task.where.strip() else None
         names = task.read_schema.names
         self.cut_columns = tuple(n for n in names if self.cut is not None and n in self.cut.columns)
+        self.hit_cut: Cut | None = None
+        if task.level == "event" and task.hit_where.strip():
+            self.hit_cut = compile_hit_cut(task.hit_where,
+                                           hit_schema({c.column: c for c in task.level_columns}, task.read_schema))
+        #: rows are not one per entry read: a cut, events dropped for lack of hits, or a row per hit
+        self.selective = self.cut is not None or task.drop_empty or task.orientation == "hit"
+        #: levels: the tier tables this task holds, (path, object) → (reader, its pin in the reader cache)
+        self._tables: dict[tuple[str, str], tuple[Reader, tuple]] = {}
+        self._readers: ReaderCache | None = None
+
+    def close(self) -> None:
+        """Let go of the tier tables a level task held (the reader cache may close them again)."""
+        tables, self._tables = self._tables, {}
+        for _, pin in tables.values():
+            assert self._readers is not None
+            self._readers.release(pin)
+
+    def reader(self, readers: ReaderCache, part: PartRead) -> Reader:
+        """The reader of one part: the file's object, or a level's tiers (``levels/``)."""
+        task = self.task
+        if not task.level:
+            reader = readers.get(part, task.format, task.kind, task.growing)
+            if getattr(reader, "wants_cut_compiler", False):  # a skim of an event level: its stored hit cut
+                reader.compile_cut = compile_hit_cut  # type: ignore[attr-defined]
+            return reader
+
+        self._readers = readers
+
+        def open_tier(tier, channel, entries):  # each tier file's identity is checked when it is opened
+            key = (tier.path, tier.object_of(channel))
+            got = self._tables.get(key)
+            if got is None:
+                got = self._tables[key] = readers.acquire(tier.part(channel, entries), task.format, TIER_KIND)
+            return got[0]
+
+        if task.level == "hit":
+            columns = {c.column: (c.tier, c.source) for c in task.level_columns}
+            return AlignedReader([(t, None, t.entries[0] if t.entries else 0) for t in part.tiers], columns, open_tier)
+        channel = next((c.column for c in task.level_columns if c.role == "hit" and not c.tier), "")
+        hit_tiers = sorted({c.tier for c in task.level_columns if c.role == "hit" and c.tier}
+                           | {t.tier for t in part.tiers[1:] if t.channels})
+        return EventReader(part, {c.column: c for c in task.level_columns}, task.read_schema, open_tier, hit_tiers,
+                           task.tcm_layout, self.hit_cut, task.mode, channel)
 
     def chunks(self) -> list[tuple[PartRead, int, int]]:
         """(part, local start, local stop) reads that make up the task, cluster-aligned."""
@@ -138,6 +183,8 @@ class Execution:
         """
         task = self.task
         first = part.entry_offset + a
+        if task.level == "event":
+            return self.read_events(reader, part, a, b)
         if part.fill:  # a gap of a time read, filled: null rows, no file
             nulls = [pa.nulls(b - a, self.schema.field(c).type) for c in task.columns]
             return Chunk(pa.Table.from_arrays(nulls, names=list(task.columns)), first, 0, None, part, a)
@@ -162,6 +209,44 @@ class Execution:
         columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in task.columns]
         return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed, part, a)
 
+    def read_events(self, reader: Reader, part: PartRead, a: int, b: int) -> Chunk:
+        """Events [a, b) of an event level: the cut's columns (and the hits' channels, when events
+        without a kept hit are dropped) first, then the other columns of the passing events only."""
+        task = self.task
+        assert isinstance(reader, EventReader)
+        first = part.entry_offset + a
+        channel = reader.channel_column
+        phase1 = list(dict.fromkeys([*self.cut_columns, *([channel] if task.drop_empty else [])]))
+        passed = None
+        head = None
+        if phase1:
+            head = reader.read(phase1, a, b)
+            mask = self.cut.mask(head).to_numpy(zero_copy_only=False) if self.cut is not None \
+                else np.ones(b - a, dtype=bool)
+            mask = np.asarray(mask, dtype=bool)
+            if task.drop_empty:
+                mask &= pc.list_value_length(head.column(channel)).to_numpy(zero_copy_only=False) > 0
+            passed = np.flatnonzero(mask)
+            if len(passed) == 0:
+                return Chunk(None, first, b - a, passed, part, a)
+        want = list(task.columns) + ([HIT_ENTRY_COLUMN] if task.orientation == "hit" else [])
+        rest = [c for c in want if head is None or c not in head.column_names]
+        got = reader.read_events(rest, a, b, passed) if rest else None
+        keep = pa.array(passed) if passed is not None and len(passed) != b - a else None
+        arrays = []
+        for c in want:
+            if got is not None and c in got.column_names:
+                arrays.append(got.column(c))
+            else:
+                col = head.column(c)  # type: ignore[union-attr]
+                arrays.append(col.take(keep) if keep is not None else col)
+        table = pa.Table.from_arrays(arrays, names=want)
+        if task.orientation == "hit":
+            numbers = first + (passed if passed is not None else np.arange(b - a, dtype=np.int64))
+            table = explode_hits(table, numbers, {c.column for c in task.level_columns if c.role == "hit"})
+            return Chunk(table, first, b - a, None, part, a)
+        return Chunk(table, first, b - a, passed if passed is not None and len(passed) != b - a else None, part, a)
+
     def time_column(self, chunk: Chunk, rows: int) -> pa.Array:
         """The ``time`` of a chunk's rows: the part's time of local entry 0 plus index / rate."""
         part, rate = chunk.part, self.task.time_rate
@@ -172,6 +257,31 @@ class Execution:
             ns = part.time0_ns + np.round(index * (1e9 / rate)).astype(np.int64)
             return pa.array(ns, type=time_type("utc"))
         return pa.array(part.time0 + index / rate, type=pa.float64())
+
+
+def compile_hit_cut(text: str, schema: pa.Schema) -> Cut:
+    """An event level's hit cut, compiled on the hit columns (InvalidRequest says what is wrong)."""
+    try:
+        return parse(text, schema)
+    except ExprError as exc:
+        raise InvalidRequest(f"hit_where: {exc}") from None
+
+
+def explode_hits(table: pa.Table, events: np.ndarray, hit_columns: set[str]) -> pa.Table:
+    """Event rows → hit rows (pygama's ``orientation="hit"``): list columns flattened, event columns
+    repeated per hit, the event's entry number first, then the hit's entry in its table."""
+    hit_entry = table.column(HIT_ENTRY_COLUMN).combine_chunks()
+    counts = pc.list_value_length(hit_entry).to_numpy(zero_copy_only=False).astype(np.int64)
+    parents = pa.array(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
+    arrays = [pa.array(np.repeat(np.asarray(events, dtype=np.int64), counts)), pc.list_flatten(hit_entry)]
+    names = [ENTRY_COLUMN, HIT_ENTRY_COLUMN]
+    for name in table.column_names:
+        if name == HIT_ENTRY_COLUMN:
+            continue
+        col = table.column(name).combine_chunks()
+        arrays.append(pc.list_flatten(col) if name in hit_columns else col.take(parents))
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def _entries(part: PartRead, a: int, b: int) -> str:
@@ -203,7 +313,7 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 if gone():
                     ahead.put(Cancelled("the request was cancelled"))
                     return
-                reader = None if part.fill else readers.get(part, task.format, task.kind, task.growing)
+                reader = None if part.fill else ex.reader(readers, part)
                 try:
                     chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
                 except (SourceError, OSError) as exc:  # the file broke, or went away under us
@@ -214,7 +324,7 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                         raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
                     raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
                                       f"{type(exc).__name__}") from exc
-                if ex.cut is None and chunk.table is not None and chunk.table.num_rows != b - a:
+                if not ex.selective and chunk.table is not None and chunk.table.num_rows != b - a:
                     readers.check(part, task.growing)
                     raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
                                       f"not {b - a}; the file may have changed")
@@ -264,8 +374,8 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
             for batch in split_batches(table, task.batch_rows, task.batch_bytes):
                 stats.rows += batch.num_rows
                 stats.bytes += batch.nbytes
-                yield (batch, stats.metadata()) if ex.cut is not None else batch
-        if ex.cut is not None:
+                yield (batch, stats.metadata()) if ex.selective else batch
+        if ex.selective:
             yield pa.RecordBatch.from_pylist([], schema=out_schema), stats.metadata()
     finally:
         stop.set()
@@ -275,3 +385,6 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 ahead.get_nowait()
         except queue.Empty:
             pass
+        if task.level:  # the tier tables are the task's own: close them once the producer is done
+            worker.join(timeout=30)
+            ex.close()

@@ -105,7 +105,8 @@ def _limit(total: int, max_bytes: int) -> None:
 
 
 def _is_nested(t: pa.DataType) -> bool:
-    return pa.types.is_nested(t)
+    """Cells CSV cannot hold as they are: lists, N-D cells, structs (and dictionary-encoded values)."""
+    return pa.types.is_nested(t) or pa.types.is_dictionary(t)
 
 
 def _leaf(t: pa.DataType) -> pa.DataType:
@@ -120,10 +121,16 @@ def csv_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def csv_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The one CSV cell converter (CLI ``get``, ``sql -o``, HTTP downloads): nested cells become JSON
+    text (``[1.5, 2.0]``, ``{"fX": 1.0}``; NaN as ``NaN``, timestamps and decimals as their text; null stays
+    an empty cell), so a script reads them back with ``json.loads``."""
     cols = []
     for col, f in zip(batch.columns, batch.schema):
-        if _is_nested(f.type):
-            cols.append(pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string()))
+        if pa.types.is_dictionary(f.type):
+            cols.append(col.cast(f.type.value_type).cast(pa.string()))
+        elif _is_nested(f.type):
+            cols.append(pa.array([None if v is None else json.dumps(v, default=str, allow_nan=True)
+                                  for v in col.to_pylist()], pa.string()))
         else:
             cols.append(col)
     return pa.RecordBatch.from_arrays(cols, schema=schema)
@@ -175,17 +182,19 @@ def _write_file(name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
 
 
 def encode(fmt: Format, schema: pa.Schema, batches: Iterable[pa.RecordBatch], max_bytes: int = 0,
-           object_name: str = "") -> Iterator[bytes]:
-    """The bytes of ``batches`` in ``fmt``, piece by piece."""
+           object_name: str = "", compression: str = "") -> Iterator[bytes]:
+    """The bytes of ``batches`` in ``fmt``, piece by piece; ``compression`` (``lz4``, ``zstd``)
+    compresses Arrow and Feather record-batch bodies."""
     if fmt.name in FILE_FORMATS:
         yield from _via_file(fmt.name, schema, batches, max_bytes, object_name)
         return
     sink = _Sink()
     out_schema = csv_schema(schema) if fmt.name == "csv" else schema
+    ipc = pa.ipc.IpcWriteOptions(compression=compression or None)
     if fmt.name == "arrow":
-        writer = pa.ipc.new_stream(sink, schema)
+        writer = pa.ipc.new_stream(sink, schema, options=ipc)
     elif fmt.name == "feather":
-        writer = pa.ipc.new_file(sink, schema)
+        writer = pa.ipc.new_file(sink, schema, options=ipc)
     elif fmt.name == "parquet":
         # dictionary encoding of floats costs ~4x the write time and rarely pays: only for the rest
         keep = [f.name for f in schema if not pa.types.is_floating(_leaf(f.type))]

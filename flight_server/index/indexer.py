@@ -20,11 +20,13 @@ from pathlib import Path
 from arrowroot.catalog.models import ColumnRecord, FileUpdate, NewDataset
 from arrowroot.catalog.store import Catalog
 
+from arrowroot.flight_server.core.files import matches
 from arrowroot.flight_server.core.errors import InvalidRequest, quote
 from arrowroot.flight_server.datasets.config import CONFIG_NAME, load_config
 from arrowroot.flight_server.datasets.derive import derive
 from arrowroot.flight_server.sources import DatasetInfo, detect, timeseries
 from arrowroot.flight_server.sources.base import without_paths
+from arrowroot.flight_server.index.zones import FORMATS, SKIP_KINDS, ZONE_INDEX_BYTES, Job, ZoneCollector, zone_columns
 
 log = logging.getLogger("arrowroot.indexer")
 
@@ -80,9 +82,12 @@ class Indexer:
     """Indexes ``root`` into ``catalog``; one run at a time, callable from any thread."""
 
     def __init__(self, root: Path, catalog: Catalog, show_internal: bool = False, *,
-                 links_outside_root: bool = False):
+                 links_outside_root: bool = False, zone_index_bytes: int = ZONE_INDEX_BYTES):
         self.root = Path(root)
         self.catalog = catalog
+        #: zone maps: collected while indexing files up to this size, lazily (first cut read) for others
+        self.zone_index_bytes = zone_index_bytes
+        self.zones = ZoneCollector(self.root, catalog)
         #: list the internals of file libraries too (PyTables' index arrays, zero-column objects)
         self.show_internal = show_internal
         #: follow symbolic links whose target is outside the root (default: only links inside it)
@@ -262,7 +267,7 @@ class Indexer:
         updates: list[FileUpdate] = []
         for rel, st in sorted(found.items()):
             rec = known.get(rel)
-            if rec is not None and rec.size == st.st_size and abs(rec.mtime - st.st_mtime) < 1e-6:
+            if rec is not None and matches(st, rec.size, rec.mtime):
                 report.unchanged += 1
                 continue
             update = self.scan_file(rel, st)
@@ -320,7 +325,7 @@ class Indexer:
         todo = []
         for rel, st in on_disk.items():
             rec = in_scope.get(rel)
-            if rec is not None and rec.size == st.st_size and abs(rec.mtime - st.st_mtime) < 1e-6:
+            if rec is not None and matches(st, rec.size, rec.mtime):
                 report.unchanged += 1
                 if rec.status == "error":  # still broken: a warm restart says so too
                     report.errors.append((rel, rec.error or "unknown error"))
@@ -337,6 +342,7 @@ class Indexer:
             batch.append(update)
             if len(batch) >= BATCH_FILES or time.monotonic() - flushed > 1.0:
                 self.catalog.record_files(batch)
+                self._zone_maps(batch)
                 batch, flushed = [], time.monotonic()
             if update.format is None:
                 continue
@@ -347,6 +353,7 @@ class Indexer:
             if update.error:
                 report.errors.append((rel, update.error))
         self.catalog.record_files(batch)
+        self._zone_maps(batch)
         if progress:
             progress("", len(todo), len(todo))
         derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
@@ -358,6 +365,23 @@ class Indexer:
                  sub or str(self.root), report.added, report.updated, report.removed, report.unchanged,
                  len(report.errors), report.seconds)
         return report
+
+    def _zone_maps(self, updates: list[FileUpdate]) -> None:
+        """Queue the zone maps of every zoneable column of the small files just recorded (the
+        collector's thread reads them; ``zones.wait()`` for them to be there)."""
+        import pyarrow as pa
+
+        for u in updates:
+            if u.error or u.format not in FORMATS or u.size > self.zone_index_bytes:
+                continue
+            for ds in u.datasets:
+                if ds.kind in SKIP_KINDS or not ds.entries:
+                    continue
+                columns = tuple(zone_columns(pa.ipc.read_schema(pa.py_buffer(ds.schema))))
+                if columns:
+                    _, obj, entries, boundaries, _ = ds.parts[0]
+                    self.zones.queue(Job(u.path, u.size, u.mtime, u.format, ds.kind, obj, tuple(boundaries), entries,
+                                         columns))
 
     def _configure_timeseries(self, report: IndexReport) -> None:
         """arrowroot.toml's [timeseries.*] site mappings for this run's scans (errors reported)."""

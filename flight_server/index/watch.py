@@ -171,7 +171,7 @@ class Watcher:
         """A file that failed to scan is tried again while it is younger than ``grace``."""
         entry = self._pending.get(rel)
         changed = entry.since if entry is not None else time.monotonic()
-        return time.monotonic() - changed < self.grace or time.time() - st.st_mtime < self.grace
+        return time.monotonic() - changed < self.grace or st.st_mtime > time.time() - self.grace
 
     def _expand(self, rel: str, now: float) -> bool:
         """A directory moved or created with files in it: each file goes through the rules on its own

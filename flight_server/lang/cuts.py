@@ -699,7 +699,7 @@ class _Compiler:
         handler = {
             ast.BoolOp: self.c_boolop, ast.BinOp: self.c_binop, ast.UnaryOp: self.c_unary,
             ast.Compare: self.c_compare, ast.Call: self.c_call, ast.Name: self.c_name,
-            ast.Constant: self.c_constant, ast.Subscript: self.c_subscript,
+            ast.Constant: self.c_constant, ast.Subscript: self.c_subscript, ast.Attribute: self.c_attribute,
         }.get(type(node))
         if handler is None:
             msg = _FORBIDDEN.get(type(node), f"{type(node).__name__} is not allowed in a cut")
@@ -727,6 +727,21 @@ class _Compiler:
                 type(Ellipsis): "..."}.get(type(v), type(v).__name__)
         raise self.err(node, f"{kind} not allowed in a cut")
 
+    def c_attribute(self, node: ast.Attribute) -> _Node:
+        """``dsp.trapEmax``: a column whose name has dots (a level's tier-qualified column) may be
+        written without backquotes; any other attribute access stays forbidden."""
+        parts = [node.attr]
+        inner: ast.AST = node.value
+        while isinstance(inner, ast.Attribute):
+            parts.append(inner.attr)
+            inner = inner.value
+        if isinstance(inner, ast.Name) and inner.id not in self.src.backquoted:
+            name = ".".join([inner.id, *reversed(parts)])
+            dotted = self.field_counts.get(name) or any("." in n for n in self.field_counts)
+            if dotted and "__" not in name:
+                return self._column(node, name, name)
+        raise self.err(node, _FORBIDDEN[ast.Attribute])
+
     def c_name(self, node: ast.Name) -> _Node:
         ident = node.id
         if ident in self.src.backquoted:
@@ -739,6 +754,9 @@ class _Compiler:
                 raise self.err(node, "names starting or ending with '__' are not allowed "
                                "(use backquotes for such a column name)")
             name = ident
+        return self._column(node, name, ident)
+
+    def _column(self, node: ast.AST, name: str, ident: str) -> _Node:
         count = self.field_counts.get(name, 0)
         if count == 0:
             if ident == name and name in FUNCTIONS:

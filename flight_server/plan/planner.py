@@ -11,33 +11,32 @@ requested columns.
 
 from __future__ import annotations
 
-import functools
 
 import json
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
-from arrowroot.catalog.errors import not_found
 from arrowroot.catalog.models import DatasetRecord, PartRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.core.shapes import META_PARENT, sliced_field
+from arrowroot.flight_server.core.shapes import sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
-from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, column_text, no_columns_text, with_reasons,
-                                                    without_reasons)
+from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, no_columns_text, without_reasons)
 from arrowroot.flight_server.core.timeranges import (Gap, members_of, plan_time, time_type,
                                                       to_scale)
 from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_MISSING, ATTR_TIMESERIES_DQ,
                                                      ATTR_TIMESERIES_PARTS,
                                                      TIMESERIES_KEY)
+from arrowroot.flight_server.datasets.levels import level_info
 from arrowroot.flight_server.datasets.select import select_ranges
 from arrowroot.flight_server.lang.dq import dq_segments
-from arrowroot.flight_server.lang import glob
 from arrowroot.flight_server.lang.cuts import Cut, ExprError, parse
+from arrowroot.flight_server.plan.columns import bytes_per_entry, dataset_schema, resolve_columns
+from arrowroot.flight_server.plan.levels import plan_level
+from arrowroot.flight_server.plan.zones import skip_zones
 
-GLOB_CHARS = set("*?[")
 META_TIMESERIES = b"arrowroot.timeseries"
 MAX_FILL_ROWS = 1 << 31
 
@@ -82,60 +81,36 @@ class Plan:
 
     @property
     def total_bytes(self) -> int:
-        return -1 if self.cut is not None else int(self.total_records * self.bytes_per_entry)
+        rows = self.total_records
+        return -1 if self.cut is not None or rows < 0 else int(rows * self.bytes_per_entry)
+
+    def head(self, n: int) -> "Plan | None":
+        """The first ``n`` entries of this plan without planning again (previews, capped plots), or
+        None where rows are not entries (a cut, a time read with filled gaps, a level): plan those
+        with an entry range instead."""
+        if self.cut is not None or self.rows is not None or any(p.tiers or p.fill for t in self.tasks
+                                                                 for p in t.parts):
+            return None
+        if n >= self.entries:
+            return self
+        tasks: list[ReadTask] = []
+        left = n
+        for task in self.tasks:
+            parts = []
+            for p in task.parts:
+                if left <= 0:
+                    break
+                take = min(left, p.stop - p.start)
+                stop = p.start + take
+                parts.append(replace(p, stop=stop, boundaries=tuple(x for x in p.boundaries if x < stop)))
+                left -= take
+            if parts:
+                tasks.append(task.with_parts(tuple(parts)))
+            if left <= 0:
+                break
+        return replace(self, tasks=tuple(tasks), entry_stop=self.entry_start + n)
 
 
-@functools.lru_cache(maxsize=4096)
-def _schema_of(data: bytes) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(data))
-
-
-def dataset_schema(rec: DatasetRecord) -> pa.Schema:
-    """The readable columns, decoded once per catalog record (keyed by its IPC bytes); the unreadable
-    ones with their reasons in the metadata (``core/unreadable``), for doors that see only schemas (SQL)."""
-    unreadable = tuple((c.name, c.reason) for c in rec.columns if not c.readable)
-    return _with_reasons(rec.schema, unreadable)
-
-
-@functools.lru_cache(maxsize=4096)
-def _with_reasons(data: bytes, unreadable: tuple[tuple[str, str], ...]) -> pa.Schema:
-    return with_reasons(_schema_of(data), list(unreadable)) if unreadable else _schema_of(data)
-
-
-def resolve_columns(requested: tuple[str, ...], rec: DatasetRecord, schema: pa.Schema) -> tuple[str, ...]:
-    """Exact names first, then shell globs; unreadable columns only when named exactly.
-    Parent branches (records of their leaves) only when named exactly, too."""
-    readable = [f.name for f in schema if META_PARENT not in (f.metadata or {})]
-    if not requested:
-        return tuple(readable)
-    everything = {c.name: c for c in rec.columns}
-    out: list[str] = []
-    for want in requested:
-        if want in everything:
-            col = everything[want]
-            if not col.readable or want not in schema.names:
-                raise InvalidRequest(f"columns: {column_text(want, col.reason)}")
-            matches = [want]
-        elif GLOB_CHARS & set(want):
-            pattern = glob.compile(want)  # linear; at most glob.MAX_PATTERN characters
-            matches = [n for n in readable if pattern.match(n)]
-            if not matches:
-                raise not_found(f"column matching the pattern (in {rec.name!r})", want, readable)
-        else:
-            raise not_found(f"column in {rec.name!r}", want, readable)
-        out.extend(m for m in matches if m not in out)
-    return tuple(out)
-
-
-def bytes_per_entry(rec: DatasetRecord, columns: tuple[str, ...]) -> float:
-    total = 0.0
-    for name in columns:
-        col = rec.column(name)
-        if col is not None and col.uncompressed_bytes and rec.entries:
-            total += col.uncompressed_bytes / rec.entries
-        else:
-            total += 8.0
-    return max(total, 1.0)
 
 
 def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tuple[str, ...]) -> PartRead:
@@ -152,6 +127,12 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
 
     ``slices_supported``: whether the dataset's source reads per-axis slices (the source's
     capability, asked by the caller)."""
+    if level_info(rec) is not None:  # a level: several tiers, or events through a TCM (plan/levels.py)
+        columns, out_schema, start, stop, tasks, per_entry, cut, notes, rows = plan_level(
+            spec, rec, limits, principal, expires, request_id)
+        return Plan(rec, spec, columns, out_schema, start, stop, tasks, per_entry, cut, notes, rows)
+    if spec.hit_where or spec.mode or spec.orientation:
+        raise InvalidRequest(f"hit_where/mode/orientation: apply to event levels; {rec.name!r} is not one")
     if spec.slices and not slices_supported:
         raise InvalidRequest("slices: apply to HDF5 N-D datasets only; use entry_start/entry_stop for entries")
     schema = without_reasons(dataset_schema(rec))
@@ -216,6 +197,10 @@ def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), pri
         local = tuple(part.entry_offset + x for x in part.boundaries)
         for x, y in split_range(a, b, local, rows, split_above=4 * rows):
             tasks.append(template.with_parts((_part_read(rec, part, x, y, absent),)))
+    if cut is not None:  # zones where no entry can pass are not read (plan/zones.py)
+        tasks, skipped = skip_zones(tasks, rec, spec.where, schema)
+        if skipped:
+            notes["zone_skipped"] = skipped
     return Plan(rec, spec, columns, out_schema, start, stop, tuple(tasks), per_entry, cut, notes)
 
 

@@ -92,28 +92,32 @@ class ArrowrootServer(fl.FlightServerBase):
         return self.datasets_door.list_flights(context, criteria)
 
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
-        if self.sql.claims(descriptor):
+        command = self.sql.command(descriptor)  # parsed once, handed to the door
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.get_flight_info(context, descriptor)
+            return self.sql.get_flight_info(context, descriptor, command)
         return self.datasets_door.get_flight_info(context, descriptor)
 
     def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
-        if self.sql.claims(descriptor):
+        command = self.sql.command(descriptor)  # parsed once, handed to the door
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.get_schema(context, descriptor)
+            return self.sql.get_schema(context, descriptor, command)
         return self.datasets_door.get_schema(context, descriptor)
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        if self.sql.claims(ticket):
+        command = self.sql.command(ticket)  # parsed once, handed to the door
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.do_get(context, ticket)
+            return self.sql.do_get(context, ticket, command)
         return self.datasets_door.do_get(context, ticket)
 
     def do_put(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor,
                reader: fl.MetadataRecordBatchReader, writer: fl.FlightMetadataWriter) -> None:
-        if self.sql.claims(descriptor):
+        command = self.sql.command(descriptor)
+        if command is not None:
             self._door(context, "flight_sql")
-            return self.sql.do_put(context, descriptor, reader, writer)
+            return self.sql.do_put(context, descriptor, reader, writer, command)
         self._door(context, "workspace")
         return self.workspace_api.do_put(context, descriptor, reader, writer)
 
@@ -144,6 +148,7 @@ class ArrowrootServer(fl.FlightServerBase):
         if self.ctx.membership is not None:
             self.ctx.membership.stop()
         self.service.follows.stop()
+        self.sql.close()  # running SQL stops and nobody waits for a SQL worker: shutdown never hangs on one
         super().shutdown()
         self.ctx.close()
         self.ops.close()

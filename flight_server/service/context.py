@@ -16,7 +16,7 @@ from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.settings import Settings
-from arrowroot.flight_server.execute.cache import ChunkCache
+from arrowroot.flight_server.execute.cache import chunk_cache
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
 from arrowroot.flight_server.index.watch import Watcher
@@ -70,7 +70,9 @@ class ServerContext:
         ctx.access = Access(catalog, settings, outside_issuers=external is not None)
         ctx.auth = Authenticator(ctx.access, settings.token_ttl, external)
         ctx.indexer = Indexer(settings.root, catalog, show_internal=settings.show_internal,
-                              links_outside_root=settings.links_outside_root)
+                              links_outside_root=settings.links_outside_root,
+                              zone_index_bytes=int(settings.zone_index_mb * (1 << 20)))
+        catalog.zones.enabled = settings.zone_maps   # zone maps (plan/zones.py): --no-zone-maps turns them off
         if keys.shared:
             ctx.membership = Membership(keys.key("membership"), ttl=settings.node_ttl,
                                         interval=max(0.2, settings.node_ttl / 3), probe=probe)
@@ -115,7 +117,7 @@ class ServerContext:
         metrics = Metrics(role, enabled=settings.metrics)
         ctx = cls(settings=settings, role=role, keys=keys, metrics=metrics,
                   tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),
-                  readers=ReaderCache(settings.root, chunks=ChunkCache(settings.cache_bytes)),
+                  readers=ReaderCache(settings.root, chunks=chunk_cache(settings)),
                   streams=StreamSlots(settings.max_streams, settings.max_streams_per_principal,
                                       settings.stream_idle_timeout),
                   served=Counters(),

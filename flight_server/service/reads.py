@@ -70,6 +70,8 @@ class Reads:
             for part in task.parts:
                 if not part.fill:  # filled gaps of time reads read no file
                     self.readers.check(part, task.growing)
+                for tier in {t.path: t for t in part.tiers if t.path != part.path}.values():
+                    self.readers.check(tier.part())  # a level's other tier files
         except FileChanged as exc:
             self._changed(exc)
             raise

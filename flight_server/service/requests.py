@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from arrowroot.flight_server.core.errors import InvalidRequest, quote
-from arrowroot.flight_server.core.request import COMPRESSIONS, ReadSpec
+from arrowroot.flight_server.core.request import COMPRESSIONS, MODES, ORIENTATIONS, ReadSpec
 from arrowroot.flight_server.core.timeranges import parse_iso
 from arrowroot.protos import arrowroot_pb2 as pb
 
@@ -68,7 +68,16 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
     if compression not in COMPRESSIONS:
         raise InvalidRequest(f"compression: {quote(msg.compression)} is not one of 'none', 'lz4', 'zstd' "
                              "(or empty for the server's default)")
+    mode = msg.mode.strip().lower()
+    if mode and mode not in MODES:
+        raise InvalidRequest(f"mode: {quote(msg.mode)} is not 'any' or 'only' (how a hit cut selects the hits of "
+                             "an event)")
+    orientation = msg.orientation.strip().lower()
+    if orientation and orientation not in ORIENTATIONS:
+        raise InvalidRequest(f"orientation: {quote(msg.orientation)} is not 'evt' (a row per event) or 'hit' "
+                             "(a row per hit)")
     return ReadSpec(
+        hit_where=msg.hit_where, mode=mode, orientation="" if orientation == "evt" else orientation,
         time_start=time_start, time_stop=time_stop, with_time=msg.with_time, fill_gaps=msg.fill_gaps, dq=msg.dq,
         dataset=msg.dataset,
         columns=tuple(msg.columns),

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.request import COMPRESSIONS
-from arrowroot.flight_server.core.task import PartRead, ReadTask
+from arrowroot.flight_server.core.task import LevelColumn, PartRead, ReadTask, TierRead
 from arrowroot.flight_server.service.requests import slices_from_message, slices_to_message
 from arrowroot.protos import arrowroot_pb2 as pb
 
@@ -70,7 +70,16 @@ def _part_message(p: PartRead) -> pb.PartRead:
                       absent=list(p.absent), time0=p.time0, time0_ns=p.time0_ns, fill=p.fill)
     if p.channel is not None:
         msg.channel = p.channel
+    for t in p.tiers:
+        msg.tiers.append(pb.TierRead(tier=t.tier, path=t.path, size=t.size, mtime=t.mtime, object_path=t.object_path,
+                                     entries=list(t.entries), channels=list(t.channels), absent=list(t.absent),
+                                     absent_channels=list(t.absent_channels)))
     return msg
+
+
+def _tier(t: pb.TierRead) -> TierRead:
+    return TierRead(t.tier, t.path, t.size, t.mtime, t.object_path, tuple(t.entries), tuple(t.channels),
+                    tuple(t.absent), tuple(t.absent_channels))
 
 
 def _shared_message(t: ReadTask) -> pb.Task:
@@ -79,7 +88,11 @@ def _shared_message(t: ReadTask) -> pb.Task:
                   with_entry_numbers=t.with_entry_numbers, channel_column=t.channel_column or "", cast=t.cast,
                   batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
                   principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate,
-                  compression=t.compression, request_id=t.request_id, growing=t.growing)
+                  compression=t.compression, request_id=t.request_id, level=t.level, hit_where=t.hit_where,
+                  mode=t.mode, orientation=t.orientation, tcm_layout=t.tcm_layout, drop_empty=t.drop_empty,
+                  growing=t.growing)
+    msg.level_columns.extend(pb.LevelColumn(column=c.column, tier=c.tier, source=c.source, role=c.role)
+                             for c in t.level_columns)
     slices_to_message(t.slices, msg.slices)
     return msg
 
@@ -132,7 +145,7 @@ class TicketSigner:
             raise InvalidRequest("ticket: malformed schema; use a ticket from get_flight_info unchanged") from None
         parts = tuple(PartRead(p.path, p.size, p.mtime, p.object_path, p.entry_offset, p.start, p.stop,
                                tuple(p.boundaries), p.channel if p.HasField("channel") else None, tuple(p.absent),
-                               p.time0, p.time0_ns, p.fill)
+                               p.time0, p.time0_ns, p.fill, tuple(_tier(t) for t in p.tiers))
                       for p in msg.parts)
         for p in parts:
             if not 0 <= p.start <= p.stop or p.fill < 0 or (p.fill and p.stop - p.start != p.fill):
@@ -141,10 +154,16 @@ class TicketSigner:
             raise InvalidRequest("ticket: bad time scale")
         if msg.compression not in COMPRESSIONS:
             raise InvalidRequest("ticket: unknown compression; ask for a new FlightInfo")
+        if msg.level not in ("", "hit", "event") or msg.mode not in ("", "any", "only") \
+                or msg.orientation not in ("", "hit"):
+            raise InvalidRequest("ticket: unknown level read; ask for a new FlightInfo")
         return ReadTask(dataset=msg.dataset, format=msg.format, kind=msg.kind, read_schema=schema,
                         columns=tuple(msg.columns), parts=parts, where=msg.where,
                         slices=slices_from_message(msg.slices), with_entry_numbers=msg.with_entry_numbers,
                         channel_column=msg.channel_column or None, cast=msg.cast, batch_rows=msg.batch_rows,
                         batch_bytes=msg.batch_bytes, chunk_rows=msg.chunk_rows, principal=msg.principal,
                         expires=msg.expires, time_scale=msg.time_scale, time_rate=msg.time_rate,
-                        compression=msg.compression, request_id=msg.request_id[:64], growing=msg.growing)
+                        compression=msg.compression, request_id=msg.request_id[:64], level=msg.level,
+                        level_columns=tuple(LevelColumn(c.column, c.tier, c.source, c.role) for c in msg.level_columns),
+                        hit_where=msg.hit_where, mode=msg.mode, orientation=msg.orientation,
+                        tcm_layout=msg.tcm_layout, drop_empty=msg.drop_empty, growing=msg.growing)

@@ -20,6 +20,7 @@ from arrowroot.catalog.models import DatasetRecord
 from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 from arrowroot.flight_server.core.request import ReadSpec
 from arrowroot.flight_server.lang.cuts import ExprError, parse
+from arrowroot.flight_server.plan.levels import level_selection, skim_meta
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.workspace import names
@@ -30,7 +31,8 @@ log = logging.getLogger("arrowroot.workspace")
 ACTIONS = {
     "skim": 'Keep the entries of a dataset that pass a cut: body {"dataset": "home/<you>/name", "parent": '
             '"...", "where": "...", "materialize": false, "columns": [...], "mode": "create"|"replace", '
-            '"metadata": {}}; stores only the passing entry numbers (or, with materialize, a copy).',
+            '"metadata": {}}; stores only the passing entry numbers (or, with materialize, a copy). Levels also '
+            'take "files", "channels", "hit_where" and "hit_mode" ("any"|"only").',
     "lineage": 'Provenance of a workspace dataset and its ancestors: body {"dataset": "..."}.',
     "delete": 'Delete one of your workspace datasets: body {"dataset": "..."}.',
     "rename": 'Rename one of your workspace datasets: body {"dataset": "...", "to": "..."}.',
@@ -157,7 +159,8 @@ class WorkspaceService:
         parent_name, where = args.get("parent"), args.get("where")
         if not isinstance(parent_name, str) or not parent_name:
             raise InvalidRequest("skim.parent: the dataset to skim is required")
-        if not isinstance(where, str) or not where.strip():
+        selection = level_selection(args)  # levels: files, channels, hit_where, hit_mode (plan/levels.py)
+        if not isinstance(where, str) or not (where.strip() or selection):
             raise InvalidRequest("skim.where: a cut is required, e.g. \"nMuon >= 2\"")
         materialize = args.get("materialize", False)
         if not isinstance(materialize, bool):
@@ -174,7 +177,7 @@ class WorkspaceService:
         is_overlay = parent.format == OVERLAY_FORMAT
         if materialize:
             spec = ReadSpec(dataset=parent_name, columns=tuple(columns), where=where,
-                            with_entry_numbers=not is_overlay)
+                            with_entry_numbers=not is_overlay, **selection)
             plan = self.service.plan(caller, spec)
             up = self.workspace.begin(name, owner, mode, plan.schema.remove_metadata(), None, metadata,
                                       kind="materialized", cut=where)
@@ -189,16 +192,18 @@ class WorkspaceService:
         else:
             schema = self.service.schema(parent)
             try:
-                cut = parse(where, schema)
+                cut = parse(where, schema) if where.strip() else None
             except ExprError as exc:
                 raise InvalidRequest(f"where: {exc}") from None
             if is_overlay:
-                spec = ReadSpec(dataset=parent_name, columns=(ENTRY,), where=where)
+                spec = ReadSpec(dataset=parent_name, columns=(ENTRY,), where=where, **selection)
             else:
-                first = next((n for n in schema.names if n in cut.columns), schema.names[0])
-                spec = ReadSpec(dataset=parent_name, columns=(first,), where=where, with_entry_numbers=True)
+                first = next((n for n in schema.names if cut is not None and n in cut.columns), schema.names[0])
+                spec = ReadSpec(dataset=parent_name, columns=(first,), where=where, with_entry_numbers=True,
+                                **selection)
             plan = self.service.plan(caller, spec)
-            up = self.workspace.begin_skim(name, owner, parent, where, metadata, mode)
+            up = self.workspace.begin_skim(name, owner, parent, where, metadata, mode,
+                                           level=skim_meta(parent, spec, plan.tasks))
             try:
                 for batch in self.service.run(plan):
                     entries = batch.column(ENTRY).to_numpy()

@@ -15,6 +15,7 @@ Both come from the project's one error tree (``core/errors.py``).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from arrowroot.flight_server.core.shapes import (META_SHAPE, META_SOURCE_TYPE, f
                                                  normalise_slices, sliced_shape)
 
 __all__ = ["META_SHAPE", "META_SOURCE_TYPE", "ColumnInfo", "ColumnUnreadable", "DatasetInfo", "Reader", "Source",
-           "SourceError", "fixed_shape_type", "normalise_slices", "sliced_shape"]
+           "SourceError", "Units", "fixed_shape_type", "normalise_slices", "sliced_shape"]
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,43 @@ class DatasetInfo:
         return pa.schema(fields, metadata=meta)
 
 
+@dataclass(frozen=True)
+class Units:
+    """How a column is stored along its entries: the pieces one decodes at a time (a ROOT
+    cluster, a block of whole HDF5 chunks). The column-chunk cache keys on them, so reads of any
+    range, by anyone, share decoded pieces. Either explicit piece starts (``starts``, first 0) or
+    a regular grid of ``step`` entries."""
+
+    entries: int
+    starts: tuple[int, ...] = ()
+    step: int = 0
+
+    def covering(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """The pieces [s, e) that overlap [start, stop), in order (clipped to the entries)."""
+        start, stop = max(0, start), min(stop, self.entries)
+        if stop <= start:
+            return []
+        if self.step > 0:
+            first = start // self.step * self.step
+            return [(s, min(s + self.step, self.entries)) for s in range(first, stop, self.step)]
+        edges = list(self.starts) + [self.entries]
+        i = max(0, bisect.bisect_right(edges, start) - 1)
+        out = []
+        while i < len(edges) - 1 and edges[i] < stop:
+            if edges[i + 1] > edges[i]:
+                out.append((edges[i], edges[i + 1]))
+            i += 1
+        return out
+
+
 class Reader(ABC):
     """An open object in a file, ready to serve reads of entry ranges."""
 
     entries: int
+
+    def units(self, column: str) -> Units | None:
+        """How ``column`` is stored (None: no natural pieces; the cache keys exact ranges)."""
+        return None
 
     @abstractmethod
     def read(

@@ -23,7 +23,6 @@ import json
 import os
 import threading
 import re
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +30,6 @@ import h5py
 import hdf5plugin  # noqa: F401 - registers Blosc(2), Bitshuffle, LZ4, Zstd, BZip2... with HDF5
 import numpy as np
 import pyarrow as pa
-
-from arrowroot.flight_server.core.readpool import ReadPool
 
 from . import timeseries
 from arrowroot.flight_server.core.errors import InvalidRequest
@@ -44,14 +41,17 @@ from .base import (
     Reader,
     Source,
     SourceError,
+    Units,
     fixed_shape_type,
     normalise_slices,
     without_paths,
 )
+from .hdf5_direct import Column, read_direct
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_BOUNDARIES = 1024
 MAX_ATTRIBUTE_ITEMS = 1000
+UNIT_BYTES = 8 << 20    # uncompressed bytes of one cached piece (whole chunks, at least one)
 
 
 # ---------------------------------------------------------------- filters
@@ -438,6 +438,10 @@ class Hdf5Reader(Reader):
         try:
             self._file = open_h5(path)
             self._shared = _SWMR.owns(self._file)   # written in SWMR mode right now (_SwmrFiles)
+            # ... and then not through the column-chunk cache: a flush may fill rows of a chunk already
+            # allocated without moving the file's size (and within its mtime's tick), so the file's
+            # identity would not tell a cached piece from the new bytes
+            self.cacheable = not self._shared
             self._obj = _SWMR.node(self._file, object_path) if self._shared else self._file[object_path]
         except Exception as exc:
             raise SourceError(f"{os.path.basename(path)}: cannot open {object_path!r}: "
@@ -452,23 +456,43 @@ class Hdf5Reader(Reader):
             shapes = [int(v.shape[0]) for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim]
             self.entries = min(shapes) if self._shared else shapes[0]  # SWMR: the rows every column has
         self._fd = os.open(path, os.O_RDONLY)
-        self._columns: dict[str, _Column] = {}
+        self._columns: dict[str, Column] = {}
+        self._units: dict[str, Units] = {}
 
-    def _column(self, name: str) -> _Column:
+    def units(self, column: str) -> Units | None:
+        """Blocks of whole chunks along the first axis (about UNIT_BYTES each), or of rows of a
+        contiguous dataset: what the column-chunk cache keys on."""
+        found = self._units.get(column)
+        if found is None:
+            obj = self._obj
+            ds = obj if isinstance(obj, h5py.Dataset) else obj[column]
+            if not isinstance(ds, h5py.Dataset) or ds.ndim == 0:
+                return None
+            row_bytes = max(1, int(ds.dtype.itemsize * np.prod(ds.shape[1:], dtype=np.int64)))
+            chunk = int(ds.chunks[0]) if ds.chunks else 1
+            rows = chunk * max(1, UNIT_BYTES // (chunk * row_bytes))
+            found = self._units[column] = Units(self.entries, step=rows)
+        return found
+
+    def _column(self, name: str) -> Column:
         """What a read of one column needs, looked up once per reader (h5py calls cost µs each)."""
         col = self._columns.get(name)
         if col is None:
-            if self._shared:
+            if self._shared:  # one refreshed handle per object (_SwmrFiles)
                 ds = _SWMR.node(self._file, self._obj.name if isinstance(self._obj, h5py.Dataset)
                                 else f"{self._obj.name}/{name}")
             else:
                 ds = self._obj if isinstance(self._obj, h5py.Dataset) else self._obj[name]
-            col = self._columns[name] = _Column(ds)
+            try:
+                arrow_type = column_type(ds.dtype, tuple(int(n) for n in ds.shape[1:])) if ds.ndim else None
+            except ColumnUnreadable:
+                arrow_type = None
+            col = self._columns[name] = Column(ds, arrow_type)
         elif self._shared:
             _SWMR.node(self._file, col.ds.name)  # refreshed: as of the writer's last flush
         return col
 
-    def _read_dataset(self, col: _Column, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
+    def _read_dataset(self, col: Column, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
         ds = col.ds
         if col.ndim == 0:
             return np.asarray(ds[()]).reshape(1)[start:stop]
@@ -497,7 +521,7 @@ class Hdf5Reader(Reader):
                 cols = [self._column(name) for name in columns]
                 # a file written in SWMR mode right now: HDF5's own reads follow its chunk index as the
                 # writer flushes it; the direct path's view of the index can be stale
-                direct = (_read_direct(self._fd, cols, entry_start, entry_stop)
+                direct = (read_direct(self._fd, cols, entry_start, entry_stop)
                           if not slices and not self._shared else None)
                 for i, col in enumerate(cols):
                     if direct is not None and direct[i] is not None:
@@ -519,213 +543,6 @@ class Hdf5Reader(Reader):
     def close(self) -> None:
         close_h5(self._file)
         os.close(self._fd)
-
-
-# ---------------------------------------------------------------- direct reads
-#
-# h5py reads under one global lock, into numpy memory that is fresh (page-faulted) on every
-# read, and decompresses on one core. For the common layouts below the reader bypasses it:
-# the bytes go from the page cache straight into Arrow-owned buffers (``os.preadv``, which
-# releases the GIL; the Arrow pool reuses its pages), and deflate chunks are inflated in a
-# thread pool (zlib releases the GIL), so a server uses every core. Anything else, or any
-# doubt (a chunk never written, a filter skipped for one chunk, a short file), goes to h5py.
-
-_DEFLATE, _SHUFFLE = 1, 2
-PARALLEL_BYTES = 4 << 20   # plain reads at least this large are spread over the threads too
-MAX_CACHED_CHUNKS = 65_536  # chunk locations remembered per dataset
-# Small reads go first (core/readpool.py): a small read does not wait behind large ones.
-_POOL = ReadPool(max(2, os.cpu_count() or 2), name="hdf5-inflate")
-
-
-# (file offset, bytes to read, first row in the output, rows)
-Piece = tuple[int, int, int, int]
-
-
-class _Fallback(Exception):
-    """A direct read cannot proceed: h5py reads this column instead."""
-
-
-class _Column:
-    """One dataset as a reader uses it: its h5py object, shape, type and direct-read layout."""
-
-    def __init__(self, ds: h5py.Dataset):
-        self.ds = ds
-        self.dtype = ds.dtype
-        self.shape = tuple(int(n) for n in ds.shape)
-        self.ndim = len(self.shape)
-        self.layout = _Layout.of(ds)
-        self.arrow_type = column_type(self.dtype, self.shape[1:]) if self.layout is not None else None
-
-
-class _Layout:
-    """Where a numeric dataset's rows lie in the file: contiguous, or chunked along the first
-    axis only, unfiltered or deflate-compressed (optionally shuffled)."""
-
-    def __init__(self, ds: h5py.Dataset, offset: int, chunk_rows: int, row_bytes: int,
-                 deflate: bool, shuffle: bool):
-        self.dsid = ds.id
-        self.rank = ds.ndim
-        self.offset = offset            # contiguous: byte offset of row 0
-        self.chunk_rows = chunk_rows    # chunked: rows per chunk (0: contiguous)
-        self.row_bytes = row_bytes
-        self.itemsize = ds.dtype.itemsize
-        self.deflate = deflate
-        self.shuffle = shuffle
-        self.swap = not ds.dtype.isnative and ds.dtype.itemsize > 1
-        self._chunks: dict[int, tuple[int, int]] = {}   # chunk index → (file offset, stored size)
-
-    @classmethod
-    def of(cls, ds: h5py.Dataset) -> _Layout | None:
-        try:
-            if ds.is_virtual or ds.external or ds.dtype.kind not in "iuf" or ds.dtype.names or ds.ndim == 0:
-                return None
-            element = element_type(ds.dtype)  # enums (strings) and odd floats are h5py's
-            if not (pa.types.is_integer(element) or pa.types.is_floating(element)):
-                return None
-            row_bytes = int(ds.dtype.itemsize * np.prod(ds.shape[1:], dtype=np.int64))
-            codes = [code for code, _ in filters(ds)]
-            deflate = codes in ([_DEFLATE], [_SHUFFLE, _DEFLATE])
-            if codes and not deflate:
-                return None
-            if ds.chunks is None:
-                offset = ds.id.get_offset()
-                return None if offset is None or deflate else cls(ds, int(offset), 0, row_bytes, False, False)
-            if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]) or row_bytes == 0:
-                return None  # chunks cut the other axes: a row is not contiguous
-            return cls(ds, 0, int(ds.chunks[0]), row_bytes, deflate, deflate and codes[0] == _SHUFFLE)
-        except Exception:  # any doubt: h5py reads it
-            return None
-
-    def chunk(self, k: int) -> tuple[int, int]:
-        """(file offset, stored bytes) of chunk ``k``; _Fallback if never written or partly filtered."""
-        where = self._chunks.get(k)
-        if where is None:
-            info = self.dsid.get_chunk_info_by_coord((k * self.chunk_rows,) + (0,) * (self.rank - 1))
-            if info.byte_offset is None or info.filter_mask:
-                raise _Fallback
-            if len(self._chunks) >= MAX_CACHED_CHUNKS:
-                self._chunks.clear()  # bounded memory; a re-read costs ~5 µs per chunk
-            where = self._chunks[k] = (int(info.byte_offset), int(info.size))
-        return where
-
-    def plan(self, start: int, stop: int) -> list[Piece]:
-        """(file offset, stored bytes, first row in the output, rows) per piece to read; with
-        deflate one piece per chunk (the rows within the chunk start at ``row - k*chunk_rows``),
-        unfiltered pieces that lie end to end in the file merged into one."""
-        if not self.chunk_rows:
-            return [(self.offset + start * self.row_bytes, (stop - start) * self.row_bytes, 0, stop - start)]
-        pieces: list[Piece] = []
-        for k in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
-            file_offset, size = self.chunk(k)
-            lo, hi = max(start, k * self.chunk_rows), min(stop, (k + 1) * self.chunk_rows)
-            if self.deflate:
-                pieces.append((file_offset, size, lo - start, hi - lo))
-                continue
-            file_offset += (lo - k * self.chunk_rows) * self.row_bytes
-            nbytes = (hi - lo) * self.row_bytes
-            if pieces and pieces[-1][0] + pieces[-1][1] == file_offset:
-                f0, n0, r0, rows0 = pieces[-1]
-                pieces[-1] = (f0, n0 + nbytes, r0, rows0 + hi - lo)
-            else:
-                pieces.append((file_offset, nbytes, lo - start, hi - lo))
-        return pieces
-
-    def inflate(self, fd: int, piece: Piece, start: int, out: memoryview) -> None:
-        """Read one deflate chunk's bytes, inflate and unshuffle them into their rows of ``out``."""
-        file_offset, size, row, rows = piece
-        raw = os.pread(fd, size, file_offset)
-        if len(raw) != size:
-            raise _Fallback
-        try:
-            data = zlib.decompress(raw, bufsize=self.chunk_rows * self.row_bytes)
-        except zlib.error:
-            raise _Fallback from None  # let h5py report it
-        if len(data) != self.chunk_rows * self.row_bytes:
-            raise _Fallback
-        skip = (start + row) % self.chunk_rows * self.row_bytes
-        dest = out[row * self.row_bytes: (row + rows) * self.row_bytes]
-        if self.shuffle and self.itemsize > 1:
-            planes = np.frombuffer(data, np.uint8).reshape(self.itemsize, -1)
-            elements = planes[:, skip // self.itemsize: (skip + len(dest)) // self.itemsize]
-            np.frombuffer(dest, np.uint8).reshape(-1, self.itemsize)[...] = elements.T
-        else:
-            dest[:] = memoryview(data)[skip: skip + len(dest)]
-
-    def read_plain(self, fd: int, piece: Piece, out: memoryview) -> None:
-        file_offset, nbytes, row, _ = piece
-        if os.preadv(fd, [out[row * self.row_bytes: row * self.row_bytes + nbytes]], file_offset) != nbytes:
-            raise _Fallback  # a short file: let h5py report it
-
-
-def _read_direct(fd: int, cols: Sequence[_Column], start: int, stop: int) -> list[pa.Array | None] | None:
-    """Columns read straight into Arrow buffers (None where h5py must read); deflate chunks of
-    all columns are inflated in parallel."""
-    if not any(c.layout is not None for c in cols) or stop <= start:
-        return None
-    n = stop - start
-    buffers: list[pa.Buffer | None] = []
-    views: list[memoryview | None] = []
-    jobs: list[tuple[int, _Layout, Piece]] = []
-    for i, col in enumerate(cols):
-        layout = col.layout
-        try:
-            pieces = layout.plan(start, stop) if layout is not None else None
-        except _Fallback:
-            pieces = None
-        if layout is None or pieces is None:
-            buffers.append(None)
-            views.append(None)
-            continue
-        buf = pa.allocate_buffer(n * layout.row_bytes)
-        buffers.append(buf)
-        views.append(memoryview(buf).cast("B"))
-        jobs.extend((i, layout, p) for p in pieces)
-
-    def run(job: tuple[int, _Layout, Piece]) -> int | None:
-        i, layout, piece = job
-        view = views[i]
-        assert view is not None
-        try:
-            if layout.deflate:
-                layout.inflate(fd, piece, start, view)
-            else:
-                layout.read_plain(fd, piece, view)
-        except _Fallback:
-            return i
-        return None
-
-    inflating = sum(1 for _, layout, _ in jobs if layout.deflate)
-    nbytes = sum(len(v) for v in views if v is not None)
-    if inflating > 1 or (len(jobs) > 1 and nbytes >= PARALLEL_BYTES):
-        results = list(_POOL.map(run, jobs, nbytes=nbytes))
-    else:
-        results = [run(job) for job in jobs]
-    failed = {i for i in results if i is not None}
-    arrays: list[pa.Array | None] = []
-    for i, (col, buf, view) in enumerate(zip(cols, buffers, views)):
-        if view is not None:
-            view.release()
-        if buf is None or col.layout is None or i in failed:
-            arrays.append(None)
-            continue
-        if col.layout.swap:
-            np.frombuffer(buf, col.dtype).byteswap(inplace=True)
-        arrays.append(_from_buffer(buf, col.arrow_type, n))
-    return arrays
-
-
-def _from_buffer(buf: pa.Buffer, arrow_type: pa.DataType, n: int) -> pa.Array:
-    """An Arrow array of ``arrow_type`` over ``buf`` (native-order values, rows × shape)."""
-    sizes: list[int] = []
-    inner = arrow_type
-    while pa.types.is_fixed_size_list(inner):
-        sizes.append(inner.list_size)
-        inner = inner.value_type
-    count = n * int(np.prod(sizes, dtype=np.int64))
-    flat = pa.Array.from_buffers(inner, count, [None, buf])
-    for size in reversed(sizes):
-        flat = pa.FixedSizeListArray.from_arrays(flat, size)
-    return flat
 
 
 # PyTables hides nodes whose name starts with _i_ (a table's index: TINDEX groups of sorted

@@ -232,14 +232,23 @@ class Lh5Reader(Reader):
         except Exception as exc:
             raise SourceError(f"{os.path.basename(path)}: cannot open {object_path!r}: "
                               f"{without_paths(str(exc), path)}") from exc
-        self._nodes: dict[str, Node] = {}
+        # nodes are built when a column is first read: opening a wide table (a raw tier with waveforms)
+        # to read two columns should not inspect all of them (levels open many tables per read)
+        self._nodes: dict[str, Node | None] = {}
+        self.entries = 0
         for key in self._group:
+            node = self._node(key)
+            if node is not None:
+                self.entries = _entries(self._group[key], node)
+                break
+
+    def _node(self, name: str) -> Node | None:
+        if name not in self._nodes:
             try:
-                self._nodes[key] = build_node(self._group[key], key)[0]
+                self._nodes[name] = build_node(self._group[name], name)[0] if name in self._group else None
             except ColumnUnreadable:
-                continue
-        first = next(iter(self._nodes.items()), None)
-        self.entries = _entries(self._group[first[0]], first[1]) if first else 0
+                self._nodes[name] = None
+        return self._nodes[name]
 
     def read(self, columns: Sequence[str], entry_start: int, entry_stop: int, slices: Sequence[slice] = ()) -> pa.Table:
         if slices:
@@ -248,7 +257,7 @@ class Lh5Reader(Reader):
             raise InvalidRequest("read needs at least one column")
         arrays = []
         for name in columns:
-            node = self._nodes.get(name)
+            node = self._node(name)
             if node is None:
                 raise KeyError(f"{os.path.basename(self._file.filename)}:{self._group.name}: no readable column {name!r}")
             try:

@@ -29,7 +29,10 @@ import numpy as np
 import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.files import change
+from arrowroot.flight_server.core.task import LevelColumn, PartRead, TierRead
 from arrowroot.flight_server.sources import source_for
+from arrowroot.flight_server.sources.levels import TIER_KIND, AlignedReader, EventReader
 from arrowroot.flight_server.sources.base import Reader, Source, SourceError
 from arrowroot.flight_server.sources.parquet import ParquetReader
 
@@ -66,29 +69,63 @@ class OverlayReader(Reader):
         for p in self.parts:
             p["abs"] = os.path.normpath(os.path.join(here, p["path"]))
         self.offsets = np.array([p["offset"] for p in self.parts], dtype=np.int64)
+        self.level: dict[str, Any] | None = base.get("level")
+        #: a skim of an event level stores its hit cut as text: the executor hands over the cut compiler
+        self.wants_cut_compiler = bool(self.level and self.level.get("hit_where"))
+        self.compile_cut: Any = None
         self._readers: dict[int, Reader] = {}
+        self._tier_readers: list[Reader] = []
         self._lock = threading.Lock()
 
     # -------------------------------------------------------- base files
 
     def _base_reader(self, i: int) -> Reader:
         p = self.parts[i]
-        try:
-            st = os.stat(p["abs"])
-        except FileNotFoundError:
-            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was deleted; "
-                                 "re-run it, or make it with materialize=true to pin a copy") from None
-        if st.st_size != p["size"] or abs(st.st_mtime - p["mtime"]) > 1e-6:
-            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was "
-                                 "modified; re-run it, or make it with materialize=true to pin a copy")
+        _, changed = change(p["abs"], p["size"], p["mtime"])
+        if changed:
+            raise InvalidRequest(f"parent changed since this was made: a file of {self.base_name!r} was {changed}; "
+                                 "re-run it, or make it with materialize=true to pin a copy")
         with self._lock:
             r = self._readers.get(i)
         if r is None:
-            r = source_for(self.format).open(p["abs"], p["object"], self.kind)
+            r = self._level_reader(i) if self.level else source_for(self.format).open(p["abs"], p["object"], self.kind)
             with self._lock:
                 self._readers.setdefault(i, r)
                 r = self._readers[i]
         return r
+
+    def _level_reader(self, i: int) -> Reader:
+        """A level base's part: its tiers' tables (and, for events, the skim's hit selection)."""
+        lv = self.level
+        assert lv is not None
+        p = self.parts[i]
+        here = os.path.dirname(self.path)
+        tiers = tuple(TierRead(t["tier"], os.path.normpath(os.path.join(here, t["path"])), t["size"], t["mtime"],
+                               t["object_path"], tuple(t["entries"]), tuple(t["channels"]), tuple(t["absent"]),
+                               tuple(t["absent_channels"]))
+                      for t in lv["parts"].get(f"{p['member']}:{p.get('channel') or ''}", ()))
+        if not tiers:
+            raise SourceError(f"{os.path.basename(self.path)}: no tables recorded for {p['member']}")
+
+        def open_tier(tier: TierRead, channel: str | None, entries: int) -> Reader:
+            if change(tier.path, tier.size, tier.mtime)[1]:
+                raise InvalidRequest(f"parent changed since this was made: a {tier.tier} file of {self.base_name!r} "
+                                     "was modified or deleted; re-run it, or make it with materialize=true to pin a copy")
+            r = source_for(self.format).open(tier.path, tier.object_of(channel), TIER_KIND)
+            with self._lock:
+                self._tier_readers.append(r)
+            return r
+
+        columns = {c[0]: LevelColumn(c[0], c[1], c[2], c[3]) for c in lv["columns"]}
+        if lv["kind"] == "hit":
+            return AlignedReader([(t, None, t.entries[0] if t.entries else 0) for t in tiers],
+                                 {k: (c.tier, c.source) for k, c in columns.items()}, open_tier,
+                                 {k: self.schema.field(k).type for k in columns if k in self.schema.names})
+        part = PartRead(tiers[0].path, tiers[0].size, tiers[0].mtime, tiers[0].object_path, p["offset"], 0,
+                        p["entries"], (), None, (), tiers=tiers)
+        return EventReader(part, columns, self.schema, open_tier, lv.get("hit_tiers") or [], lv.get("tcm_layout", ""),
+                           lv.get("hit_where") or None, lv.get("mode") or "only", lv.get("channel_column", "channel"),
+                           self.compile_cut)
 
     def _read_part(self, i: int, columns: list[str], local: np.ndarray) -> pa.Table:
         """``columns`` at sorted local entries of base part ``i``, reading only selected clusters."""
@@ -181,9 +218,10 @@ class OverlayReader(Reader):
     def close(self) -> None:
         self.own.close()
         with self._lock:
-            for r in self._readers.values():
+            for r in [*self._readers.values(), *self._tier_readers]:
                 r.close()
             self._readers.clear()
+            self._tier_readers.clear()
 
 
 class OverlaySource(Source):

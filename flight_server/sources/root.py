@@ -26,7 +26,7 @@ from uproot.interpretation.objects import AsStridedObjects
 from arrowroot.flight_server.core.readpool import ReadPool
 from arrowroot.flight_server.core.shapes import META_PARENT
 
-from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError
+from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, Units
 from .root_hist import HISTOGRAM_KINDS, HistogramReader, histogram_kind, scan_histogram
 from .root_keys import get_object
 from .root_objects import clean_objects
@@ -177,6 +177,20 @@ class RootReader(Reader):
         if kind == "rntuple":
             with self._lock:
                 _settle_rntuple(self._obj)
+        self._units: Units | None = None
+
+    def units(self, column: str) -> Units | None:
+        """Clusters: every branch has a basket boundary there, so a cluster is whole baskets."""
+        if self._units is None:
+            try:
+                if self._paths is not None:
+                    starts = tuple(int(x) for x in self._obj.common_entry_offsets())[:-1]
+                else:
+                    starts = tuple(int(c.num_first_entry) for c in self._obj.cluster_summaries)
+            except Exception:  # no cluster information: cache exact ranges
+                return None
+            self._units = Units(self.entries, starts or (0,))
+        return self._units
 
     def column_array(self, name: str, start: int, stop: int) -> pa.Array:
         """One column over [start, stop) as wire Arrow; raises ColumnUnreadable, never

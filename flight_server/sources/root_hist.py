@@ -99,6 +99,9 @@ def _attributes(name: str, h) -> dict[str, Any]:
         labels = _labels(axis)
         if labels:
             attrs[f"{a}_labels"] = labels
+    value_axis = ("fXaxis", "fYaxis", "fZaxis")[len(h.axes)] if len(h.axes) < 3 else None
+    if value_axis and h.has_member(value_axis):  # TH1's y / TH2's z axis title ("Events / 0.1 GeV")
+        attrs["value_title"] = str(h.member(value_axis).member("fTitle") or "")
     return attrs
 
 

@@ -1,15 +1,22 @@
-"""Worker processes that bind, plan and (for queries reading no dataset) run DuckDB queries.
+"""Worker processes that bind, plan and execute DuckDB queries (``sandbox_worker.py``).
 
-DuckDB folds constant expressions while binding: that work escapes ``memory_limit`` and cannot
-be interrupted. In a worker process it can be stopped: the server watches each job's deadline
-and the worker's resident memory, and kills the worker when either is passed (the job then
-fails with TimeoutError or MemoryError and a fresh worker takes its place). A worker serves
-one job at a time, with a fresh DuckDB database per job; idle workers are kept for reuse.
+Each worker's address space is capped (``RLIMIT_AS``), so a query that grows past its memory
+bound fails inside the worker, and the server kills a worker at its job's deadline, on cancel or
+at shutdown; a fresh worker takes its place. A worker serves one job at a time, each on a fresh connection
+to the worker's DuckDB database (what a job made is dropped after it); workers that ended their
+last job cleanly are kept for reuse.
+
+Slots: at most ``max_workers`` jobs run at once. A :class:`Job` owns its slot from the moment it
+is granted until :meth:`Job.close`, which releases it exactly once, whoever calls it first — the
+job's reader when the results are done or failed, the stream that dropped it, the job's own
+watcher at the deadline (so even a job nobody closes gives its slot back by then), or the pool at
+shutdown, which also wakes everybody waiting for a slot instead of letting them wait.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import signal
@@ -17,51 +24,85 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
-from arrowroot.flight_server.core.errors import ResourceExhausted
+from arrowroot.flight_server.core.errors import ResourceExhausted, Unavailable
 
 from arrowroot.flight_server.sql import sandbox_worker as wire
 
-__all__ = ["Sandbox", "SandboxError", "sandbox"]
+__all__ = ["Sandbox", "SandboxError", "WorkerGone", "Job", "sandbox"]
 
 WORKER = Path(wire.__file__)
 POLL_S = 0.02
 PAGE = os.sysconf("SC_PAGE_SIZE")
+#: a worker whose resident memory is above this after a job is not kept (allocators keep freed memory)
+KEEP_RSS = 768 << 20
+#: what a worker's environment adds: few malloc arenas (each reserves 64 MiB of address space
+#: per thread otherwise) and Arrow on the system allocator (jemalloc/mimalloc reserve large
+#: regions up front), so the address-space cap bounds memory actually used
+PIPE_BYTES = 4 << 20
+WORKER_ENV = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 
 class SandboxError(Exception):
-    """A DuckDB error from the worker: ``kind`` is permission | interrupt | memory | value."""
+    """A DuckDB error from the worker: ``kind`` is permission | interrupt | memory | scan | value."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process, from /proc (0 when it is gone)."""
+class WorkerGone(Exception):
+    """The worker process ended mid-job; ``reason`` says why (timeout, cancel, memory, shutdown, crash)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+def _statm(pid: int) -> tuple[int, int]:
+    """(virtual, resident) bytes of a process, from /proc (0, 0 when it is gone)."""
     try:
         with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
+            size, rss = f.read().split()[:2]
+        return int(size) * PAGE, int(rss) * PAGE
+    except (OSError, ValueError):
+        return 0, 0
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 when it is gone)."""
+    return _statm(pid)[1]
+
+
+def _widen(pipe: object) -> None:
+    """Give a pipe the system's largest buffer (1 MiB by default, 64 KiB otherwise): a batch
+    then crosses in one write instead of 16 hand-offs between the processes."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            size = int(f.read())
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, min(size, PIPE_BYTES))
+    except (OSError, ValueError, AttributeError):
+        pass  # not Linux, or not allowed: the default size works, only slower
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, as_bytes: int, database: tuple[str, int] | None = None) -> None:
+        args = [str(as_bytes)] + ([database[0], str(database[1])] if database else [])
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER)],
+            [sys.executable, "-I", str(WORKER), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, **WORKER_ENV},
             start_new_session=True,  # a Ctrl-C to the server does not hit the worker mid-frame
         )
-        self.peak = 0
-        # The worker says it is ready once duckdb and pyarrow are imported (~0.3 s), so
-        # that start-up never counts against a query's deadline.
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            _widen(pipe)
+        # The worker says it is ready once duckdb and pyarrow are imported and its database is
+        # open (~0.3 s), so that start-up never counts against a query's deadline.
         frame = wire.read_frame(self.proc.stdout)
         if frame is None or frame[0] != b"K":
             self.kill()
@@ -85,39 +126,62 @@ class _Worker:
 
 
 class Job:
-    """One job on one worker; a watcher thread kills the worker on deadline, memory or cancel."""
+    """One job on one worker, owning the worker's slot until :meth:`close` (exactly once)."""
 
-    def __init__(self, pool: Sandbox, worker: _Worker, deadline: float, max_rss: int) -> None:
-        self.pool, self.worker = pool, worker
-        self.deadline, self.max_rss = deadline, max_rss
+    def __init__(self, pool: Sandbox, worker: _Worker, deadline: float) -> None:
+        self.pool, self.worker, self.deadline = pool, worker, deadline
+        self.started = time.monotonic()
         self.reason: str | None = None
-        self._done = threading.Event()
+        self.peak_vm = 0
+        self._closed = False
         self._state = threading.Lock()
+        self._stop = threading.Event()
         self._watch = threading.Thread(target=self._watch_loop, name="sql-sandbox-watch", daemon=True)
         self._watch.start()
 
     def _watch_loop(self) -> None:
         pid = self.worker.proc.pid
-        while not self._done.wait(POLL_S):
-            rss = rss_bytes(pid)
-            self.worker.peak = max(self.worker.peak, rss)
-            if rss > self.max_rss:
-                self.stop("memory")
-            elif time.monotonic() > self.deadline:
+        while not self._stop.wait(POLL_S):
+            self.peak_vm = max(self.peak_vm, _statm(pid)[0])
+            if time.monotonic() > self.deadline:
                 self.stop("timeout")
+                self.close()  # the slot comes back at the deadline even if nobody reads on
+                return
 
     @property
-    def done(self) -> bool:
-        return self._done.is_set()
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job started on its worker."""
+        return time.monotonic() - self.started
+
+    @property
+    def stopped(self) -> bool:
+        """Killed (deadline, cancel, shutdown) or closed: scans feeding it may stop."""
+        return self.reason is not None or self._closed
 
     def stop(self, reason: str) -> None:
-        """Kill the worker (the reading side then sees end of stream and reports ``reason``)."""
+        """Kill the worker (thread-safe); the reading side then sees end of stream and reports ``reason``."""
         with self._state:
-            if self._done.is_set():
-                return
             if self.reason is None:
                 self.reason = reason
+        self.worker.kill()
+
+    def close(self, reusable: bool = False) -> None:
+        """End the job: its slot is released here, once. The worker goes back to the pool only
+        when ``reusable`` (it answered its last frame and is alive), else it is killed."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        if not reusable or self.reason is not None:
             self.worker.kill()
+        self.pool._done(self)
+
+    # ------------------------------------------------------------ frames
 
     def send(self, header: dict, tables: dict[str, pa.Table], params: pa.Table | None) -> None:
         header = dict(header, tables=list(tables), params=params is not None)
@@ -130,86 +194,130 @@ class Job:
                 wire.write_frame(out, b"P", _ipc(params))
             out.flush()
         except (OSError, ValueError):
-            self.fail()
+            raise self._gone() from None
+
+    def reply(self, kind: bytes, data: bytes | memoryview | pa.Buffer = b"") -> None:
+        """Answer a scan request of the worker."""
+        out = self.worker.proc.stdin
+        try:
+            wire.write_frame(out, kind, data)
+            out.flush()
+        except (OSError, ValueError):
+            raise self._gone() from None
 
     def receive(self) -> tuple[bytes, bytes]:
+        """The worker's next frame; an ``E`` frame raises :class:`SandboxError`, a worker that
+        went away :class:`WorkerGone` with the reason."""
         try:
             frame = wire.read_frame(self.worker.proc.stdout)
         except (OSError, ValueError):
             frame = None
         if frame is None:
-            self.fail()
+            raise self._gone()
         kind, data = frame
         if kind == b"E":
             err = json.loads(data)
-            self.finish()
             raise SandboxError(err.get("kind", "value"), err.get("message", "query failed"))
         return kind, data
 
-    def fail(self) -> None:
-        """The worker went away: say why (deadline, memory, cancel, or a crash)."""
-        reason = self.reason or "crash"
+    def _gone(self) -> WorkerGone:
         self.worker.kill()
-        self.finish()
-        if reason == "timeout":
-            raise TimeoutError("deadline")
-        if reason == "memory":
-            raise MemoryError(f"the query needed more than {self.max_rss >> 20} MiB of memory")
-        if reason == "cancel":
-            raise SandboxError("interrupt", "query cancelled")
-        raise SandboxError("value", "the SQL worker stopped unexpectedly")
-
-    def finish(self) -> None:
-        with self._state:
-            if self._done.is_set():
-                return
-            self._done.set()
-        self.pool._release(self.worker)
+        reason = self.reason
+        code = self.worker.proc.returncode
+        if reason is None:
+            # killed by nobody here: the kernel (out of address space) or a crash
+            near = self.pool.as_bytes and self.peak_vm >= 0.85 * self.pool.as_bytes
+            reason = "memory" if near else "crash"
+        return WorkerGone(reason, f"exit status {code}")
 
 
 class Sandbox:
     """A small pool of worker processes (started on demand, reused while healthy).
 
-    At most ``max_workers`` jobs run at once; more wait for a free worker (starting a worker
-    costs ~0.3 s of CPU, so a burst of queries must not start one each)."""
+    At most ``max_workers`` jobs run at once; more wait for a free slot up to their deadline
+    (starting a worker costs ~0.3 s of CPU, so a burst of queries must not start one each)."""
 
-    def __init__(self, max_idle: int = 4, max_workers: int = 4) -> None:
-        self.max_idle, self.max_workers = max_idle, max_workers
+    def __init__(self, as_bytes: int = 0, max_workers: int = 4, max_idle: int | None = None,
+                 database: tuple[str, int] | None = None) -> None:
+        self.as_bytes, self.max_workers = as_bytes, max_workers
+        #: (memory_limit, threads) of the database a new worker opens before its first job
+        self.database = database
+        self.max_idle = max_workers if max_idle is None else max_idle
         self._idle: list[_Worker] = []
-        self._busy = 0
+        self._jobs: set[Job] = set()
+        self._held = 0  # slots granted and not yet given back
         self._lock = threading.Condition()
         self._closed = False
         atexit.register(self.close)
 
-    def _get(self, wait_s: float) -> _Worker:
-        deadline = time.monotonic() + wait_s
+    @property
+    def busy(self) -> int:
+        """Slots held by jobs now (operators, tests)."""
         with self._lock:
-            while self._busy >= self.max_workers:
+            return self._held
+
+    def start(self, header: dict, tables: dict[str, pa.Table], params: pa.Table | None,
+              timeout_s: float) -> Job:
+        """A job on a free worker, its frames sent, to finish within ``timeout_s``. Raises
+        ResourceExhausted when no slot frees up within ``timeout_s``, Unavailable when the pool
+        is shutting down."""
+        worker = self._grant(time.monotonic() + timeout_s)
+        try:
+            if worker is None:
+                worker = _Worker(self.as_bytes, self.database)
+            # starting a worker (~0.3 s) does not count against the job's time
+            job = Job(self, worker, time.monotonic() + timeout_s)
+        except BaseException:
+            self._give_back()
+            if worker is not None:
+                worker.kill()
+            raise
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._jobs.add(job)
+        if closed:
+            job.close()
+            raise Unavailable("the server is stopping; SQL is not accepting queries")
+        try:
+            job.send(header, tables, params)
+        except BaseException:
+            job.close()
+            raise
+        return job
+
+    def _grant(self, deadline: float) -> _Worker | None:
+        """Take a slot and an idle worker if there is one (None: start one)."""
+        with self._lock:
+            while self._held >= self.max_workers and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ResourceExhausted(f"all {self.max_workers} SQL workers are busy; retry shortly")
                 self._lock.wait(left)
-            self._busy += 1
+            if self._closed:
+                raise Unavailable("the server is stopping; SQL is not accepting queries")
+            self._held += 1
             while self._idle:
                 w = self._idle.pop()
                 if w.alive():
                     return w
-        try:
-            return _Worker()
-        except BaseException:
-            self._done_with_slot()
-            raise
+                w.kill()
+        return None
 
-    def _done_with_slot(self) -> None:
+    def _give_back(self) -> None:
         with self._lock:
-            self._busy -= 1
+            self._held -= 1
             self._lock.notify()
 
-    def _release(self, worker: _Worker, busy: bool = True) -> None:
-        if busy:
-            self._done_with_slot()
+    def _done(self, job: Job) -> None:
+        """A job closed (called once per job): its slot frees, its worker is kept if still fit."""
+        worker = job.worker
+        keep = worker.alive() and rss_bytes(worker.proc.pid) < KEEP_RSS
         with self._lock:
-            if worker.alive() and not self._closed and len(self._idle) < self.max_idle:
+            self._jobs.discard(job)
+            self._held -= 1
+            self._lock.notify()
+            if keep and not self._closed and len(self._idle) < self.max_idle:
                 self._idle.append(worker)
                 return
             refill = not self._idle and not self._closed
@@ -223,55 +331,27 @@ class Sandbox:
             if self._idle or self._closed:
                 return
         try:
-            w = _Worker()
+            w = _Worker(self.as_bytes, self.database)
         except (OSError, SandboxError):
             return
-        self._release(w, busy=False)
+        with self._lock:
+            if not self._closed and len(self._idle) < self.max_idle:
+                self._idle.append(w)
+                return
+        w.kill()
 
     def close(self) -> None:
+        """Stop: kill every worker, end every job, wake everybody waiting for a slot."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            jobs = list(self._jobs)
+            self._lock.notify_all()
         for w in idle:
             w.kill()
-
-    def start(self, header: dict, tables: dict[str, pa.Table], params: pa.Table | None,
-              timeout_s: float, max_rss: int) -> Job:
-        job = Job(self, self._get(timeout_s), time.monotonic() + timeout_s, max_rss)
-        job.send(header, tables, params)
-        return job
-
-    def call(self, header: dict, tables: dict[str, pa.Table], params: pa.Table | None,
-             timeout_s: float, max_rss: int) -> dict:
-        """Run a job that answers with one JSON result (plan)."""
-        job = self.start(header, tables, params, timeout_s, max_rss)
-        _, data = job.receive()
-        job.finish()
-        return json.loads(data)
-
-
-def read_run(job: Job) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The result schema of a ``run`` job, and its batches (the job ends with the iterator)."""
-    kind, data = job.receive()
-    if kind == b"R":  # no rows and no schema cannot happen; be defensive
-        job.finish()
-        raise SandboxError("value", "the query produced no result schema")
-    schema = pa.ipc.read_schema(pa.py_buffer(data))
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            while True:
-                kind, data = job.receive()
-                if kind == b"R":
-                    job.finish()
-                    return
-                yield pa.ipc.read_record_batch(pa.py_buffer(data), schema)
-        finally:
-            if not job.done:  # abandoned mid-stream: the worker is in an unknown state
-                job.stop("cancel")
-                job.finish()
-
-    return schema, batches()
+        for job in jobs:
+            job.stop("shutdown")
+            job.close()
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -281,14 +361,16 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-_SANDBOX: Sandbox | None = None
+_SANDBOXES: dict[tuple, Sandbox] = {}
 _SANDBOX_LOCK = threading.Lock()
 
 
-def sandbox() -> Sandbox:
-    """The process-wide worker pool."""
-    global _SANDBOX
+def sandbox(as_bytes: int = 0, max_workers: int = 4, database: tuple[str, int] | None = None) -> Sandbox:
+    """A process-wide worker pool for one cap, size and database setting (engines without a pool
+    of their own; a server owns its pool)."""
+    key = (as_bytes, max_workers, database)
     with _SANDBOX_LOCK:
-        if _SANDBOX is None:
-            _SANDBOX = Sandbox()
-        return _SANDBOX
+        pool = _SANDBOXES.get(key)
+        if pool is None or pool._closed:
+            pool = _SANDBOXES[key] = Sandbox(as_bytes, max_workers, database=database)
+        return pool

@@ -20,13 +20,15 @@ from arrowroot.flight_server.plan.planner import Plan
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.errors import message_of, status_of
+from arrowroot.flight_server.service.find import find as _find
 from arrowroot.flight_server.service.requests import decode_command
 from arrowroot.flight_server.service.service import Service
+from arrowroot.flight_server.service.workspace import WorkspaceService
 
 log = logging.getLogger("arrowroot.http")
 
 __all__ = ["Caller", "datasets", "all_visible", "dataset", "schema_of", "spec", "plan", "read_batches", "files",
-           "Failure", "failure"]
+           "Failure", "failure", "find", "lineage"]
 
 
 def datasets(service: Service, caller: Caller, criteria: dict[str, Any] | None = None) -> list[Any]:
@@ -67,6 +69,21 @@ def read_batches(service: Service, read: Plan | ReadSpec, caller: Caller, record
 def files(service: Service, caller: Caller, name: str) -> pa.Table:
     """The files of a dataset with their keys (the ``files`` action)."""
     return service.action(caller, "files", {"dataset": name})
+
+
+def find(service: Service, caller: Caller, text: str, criteria: dict[str, Any] | None = None) -> list[Any]:
+    """The search box: the datasets matching ``criteria`` whose names, titles or attributes hold
+    every word of ``text`` (a glob when it has glob characters), exact matches first."""
+    return _find(service.search(caller, criteria or None), text)
+
+
+def lineage(service: Service, caller: Caller, name: str) -> list[dict[str, Any]]:
+    """A workspace dataset's provenance and its ancestors' (nearest first, current names); [] for
+    datasets that are not in a workspace."""
+    if service.ctx.workspace is None or service.ctx.catalog is None:
+        return []
+    chain = WorkspaceService(service).action(caller, "lineage", {"dataset": name})["lineage"]
+    return chain if chain and chain[0].get("kind") not in ("source", "missing") else []
 
 
 @dataclass(frozen=True)

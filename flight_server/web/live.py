@@ -23,11 +23,14 @@ import pyarrow as pa
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.requests import decode_command
+from arrowroot.flight_server.service.errors import status_of
 from arrowroot.flight_server.service.service import Service
+from arrowroot.flight_server.web.middleware import disconnected, record_of
+from arrowroot.flight_server.web.query import selection
 
 FORMATS = {"sse": "text/event-stream", "arrow": "application/vnd.apache.arrow.stream"}
 
@@ -58,12 +61,18 @@ def follow(service: Service, caller: Caller, request: Request, selection: dict[s
 
     def sse() -> Iterator[bytes]:
         yield b"retry: 1000\n\n"
-        for m in messages:
-            token = m.meta.get("resume")
-            if m.batch.num_rows:
-                yield _sse("rows", json.dumps({"rows": m.batch.to_pylist()}, default=str), token)
-            else:
-                yield _sse("heartbeat", json.dumps({k: v for k, v in m.meta.items() if k != "resume"}), token)
+        try:
+            for m in messages:
+                token = m.meta.get("resume")
+                if m.batch.num_rows:
+                    yield _sse("rows", json.dumps({"rows": m.batch.to_pylist()}, default=str), token)
+                else:
+                    yield _sse("heartbeat", json.dumps({k: v for k, v in m.meta.items() if k != "resume"}), token)
+        except ArrowrootError as exc:  # after the headers: the status goes in a last event (no path, no trace)
+            row = status_of(exc)
+            record.status = row.grpc
+            yield _sse("error", json.dumps({"status": row.http, "error": row.grpc.lower(), "message": str(exc)}),
+                       None)
 
     def arrow() -> Iterator[bytes]:
         buf = io.BytesIO()
@@ -79,4 +88,12 @@ def follow(service: Service, caller: Caller, request: Request, selection: dict[s
     return StreamingResponse(sse() if fmt == "sse" else arrow(), media_type=FORMATS[fmt], headers=headers)
 
 
-__all__ = ["follow", "FORMATS"]
+def endpoint(door: Any) -> Callable[[Request], StreamingResponse]:
+    """The route's handler over the HTTP door (``web/door.py``: who calls, the error table)."""
+    def handler(request: Request) -> StreamingResponse:
+        sel = selection(request.path_params["name"], request.query_params)
+        return follow(door.service, door.caller(request), request, sel, record_of(request), disconnected(request))
+    return handler
+
+
+__all__ = ["follow", "endpoint", "FORMATS"]

@@ -27,6 +27,8 @@ ERRORS = {
 }
 
 SEARCH = [
+    _q("q", "Search box: words matched anywhere in names, titles, attributes and columns (all must match), "
+            "exact matches first; a glob when it has * ? ["),
     _q("name", "Shell glob on dataset names, e.g. hep/*"),
     _q("format", "root, hdf5 or lh5"),
     _q("kind", "ttree, hdf5.table, hdf5.dataset, lh5.table, ..."),
@@ -52,6 +54,24 @@ SELECTION = [
     _q("with_entry_numbers", "Add the dataset-wide entry number as a first column (true/false)", {"type": "boolean"}),
     _q("allow_missing", "Multi-file datasets: read columns some files lack as nulls instead of failing",
        {"type": "boolean"}),
+    _q("time_last", "Time series: the last N seconds of the coverage (instead of time_start/time_stop)",
+       {"type": "number"}),
+    _q("dq", "Time series: keep only the time where this data-quality expression holds, e.g. DATA & CBC_CAT1"),
+]
+
+VIEW = [
+    _q("view", "histogram (ROOT TH1/TH2/TH3/TProfile), series (time or entry axis, min/max per pixel), plane "
+               "(N-D arrays), column (histogram of a column), scatter (two columns)",
+       {"type": "string", "enum": ["histogram", "series", "plane", "column", "scatter"]}),
+    _q("column", "series, plane, column: the column"),
+    _q("x", "scatter: the column on x"), _q("y", "scatter: the column on y"),
+    _q("pixels", "series: the plot's width in pixels (10-4000, default 1000)", {"type": "integer"}),
+    _q("plane", "plane: one index or ':' per axis, entries first, two ':' (e.g. 7,:,:)"),
+    _q("axis", "histogram (TH3): the axis sliced, x, y or z"),
+    _q("index", "histogram (TH3): the bin along it, 1..n", {"type": "integer"}),
+    _q("bins", "column: number of bins (integers: one per value up to this many)", {"type": "integer"}),
+    _q("lo", "column: lower edge", {"type": "number"}), _q("hi", "column: upper edge", {"type": "number"}),
+    _q("per", "column: 'count' histograms the number of elements per entry of a jagged column"),
 ]
 
 
@@ -83,15 +103,38 @@ def openapi(version: str, formats: list[str]) -> dict[str, Any]:
                 "responses": {"200": {"description": "The dataset",
                                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Dataset"}}}},
                               **{k: ERRORS[k] for k in ("401", "404")}}}},
+            "/api/view/{name}": {"get": {
+                "summary": "One view's numbers, reduced on the server for drawing (the page's plots); "
+                           "/plot/{view}/{name} answers the same view as a PNG",
+                "parameters": [NAME, *VIEW, *SELECTION],
+                "responses": {"200": {"description": "The view as JSON (see the README's web section)",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              **{k: ERRORS[k] for k in ("400", "401", "404")}}}},
             "/api/data/{name}": {"get": {
                 "summary": "A selection of a dataset's data, streamed",
                 "parameters": [NAME, *SELECTION,
                                _q("format", "Output format (default arrow)", {"type": "string", "enum": formats,
-                                                                              "default": "arrow"})],
+                                                                              "default": "arrow"}),
+                               _q("compression", "arrow and feather: compress record batch bodies",
+                                  {"type": "string", "enum": ["none", "lz4", "zstd"]})],
                 "responses": {"200": {"description": "The rows; nested cells are JSON text in CSV and "
                                                      "flattened_data/cumulative_length groups in HDF5",
                                       "content": {MEDIA[f]: {"schema": {"type": "string", "format": "binary"}}
                                                   for f in formats}},
+                              **ERRORS}}},
+            "/api/follow/{name}": {"get": {
+                "summary": "Follow a dataset as it grows (live data): what matches now, then new entries as "
+                           "they are indexed, with heartbeats while idle; never ends by itself",
+                "parameters": [NAME, *SELECTION,
+                               _q("format", "sse: one 'rows' event per batch, its id the resume token; arrow: "
+                                  "one IPC stream, each batch's custom metadata holding 'resume'",
+                                  {"type": "string", "enum": ["sse", "arrow"], "default": "sse"}),
+                               _q("resume", "continue after this resume token (or send Last-Event-ID)",
+                                  {"type": "string"})],
+                "responses": {"200": {"description": "The stream (until the client closes it)",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}},
+                                                  "application/vnd.apache.arrow.stream": {
+                                                      "schema": {"type": "string", "format": "binary"}}}},
                               **ERRORS}}},
         },
         "components": {

@@ -47,6 +47,7 @@ MODES = ("create", "append", "replace")
 ENTRY = "entry"
 OVERLAY_KEY = b"arrowroot.overlay"
 OVERLAY_FORMAT = "overlay"
+LEVEL_KEY = "arrowroot.level"     # a level's dataset attribute (datasets/levels.py)
 ROW_GROUP_ROWS = 131_072
 ROW_GROUP_BYTES = 32 << 20
 SKIM_ROW_GROUP = 1 << 20
@@ -80,6 +81,8 @@ def version_of(rec: DatasetRecord) -> str:
     h = hashlib.sha256()  # not the name: a renamed parent is the same data
     for p in rec.parts:
         h.update(json.dumps([p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
+    for p in sorted(rec.links, key=lambda p: (p.row, p.tier or "", p.path, p.object_path)):  # levels' other tiers
+        h.update(json.dumps([p.tier, p.row, p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
     return h.hexdigest()[:20]
 
 
@@ -415,9 +418,15 @@ class Workspace:
             return Base(base, version_of(base))
         return Base(parent, version_of(parent))
 
-    def overlay_meta(self, base: Base, own: list[str], owner: str) -> dict[str, Any]:
-        """What an overlay file records about its base: enough to read it without the catalog."""
+    def overlay_meta(self, base: Base, own: list[str], owner: str, level: dict[str, Any] | None = None,
+                     level_dir: Path | None = None) -> dict[str, Any]:
+        """What an overlay file records about its base: enough to read it without the catalog.
+        A level base also records its tables and columns (``level``, from the planner; file paths
+        relative to ``level_dir``, the served root by default, are stored relative to the overlay)."""
         rec = base.rec
+        if LEVEL_KEY in rec.attributes and level is None:
+            raise InvalidRequest(f"parent: {rec.name!r} is a level; derived columns on a level are not supported "
+                                 "(skim it, or materialise a skim and derive from that)")
         schema = pa.ipc.read_schema(pa.py_buffer(rec.schema))
         clash = [c for c in own if c in schema.names]
         if clash:
@@ -434,12 +443,15 @@ class Workspace:
                          "version": base.version, "parts": parts, "origin": rec.origin,
                          "schema": base64.b64encode(rec.schema).decode(),
                          "channel_column": rec.attributes.get("channel_column"),
-                         "missing": rec.attributes.get("arrowroot.missing") or {}},
+                         "missing": rec.attributes.get("arrowroot.missing") or {},
+                         **({"level": _level_paths(level, level_dir or self.root, here)} if level else {})},
                 "own": own}
 
     def begin_skim(self, name: str, owner: str, parent: DatasetRecord, cut: str,
-                   metadata: dict[str, str] | None = None, mode: str = "create") -> Upload:
-        """A skim: the stored file holds only the passing base entry numbers (delta-encoded)."""
+                   metadata: dict[str, str] | None = None, mode: str = "create",
+                   level: dict[str, Any] | None = None) -> Upload:
+        """A skim: the stored file holds only the passing base entry numbers (delta-encoded).
+        ``level``: a level parent's tables and hit selection (``plan.levels.skim_meta``)."""
         names.check(name)
         if names.owner_of(name) != owner:
             raise PermissionDenied(f"{name!r} is not in your home namespace {names.home_of(owner)!r}")
@@ -449,7 +461,14 @@ class Workspace:
         if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
             raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
         base = self.base_of(parent)
-        overlay = self.overlay_meta(base, [], owner)
+        level_dir = None
+        if level is None and LEVEL_KEY in base.rec.attributes:  # a skim of a level's skim: its tables
+            entry = self.catalog.workspace_entry(parent.name)
+            if entry is not None:
+                path = self.abs(entry.path)
+                level = json.loads(pq.read_schema(str(path)).metadata[OVERLAY_KEY])["base"].get("level")
+                level_dir = path.parent
+        overlay = self.overlay_meta(base, [], owner, level, level_dir)
         schema = _overlay_schema(pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)]), base.rec)
         up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
                     parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay,
@@ -601,6 +620,14 @@ def provenance_dict(e: WorkspaceRecord) -> dict[str, Any]:
             "parent_version": e.parent_version, "base": e.base, "cut": e.cut, "columns": list(e.columns),
             "bytes": e.bytes, "created_at": e.created_at, "arrowroot_version": e.version,
             "metadata": e.metadata}
+
+
+def _level_paths(level: dict[str, Any], src: Path, here: Path) -> dict[str, Any]:
+    """A level's table paths (relative to ``src``) made relative to the overlay's folder ``here``."""
+    out = dict(level)
+    out["parts"] = {k: [{**t, "path": os.path.relpath(os.path.normpath(os.path.join(src, t["path"])), here)}
+                        for t in tiers] for k, tiers in level["parts"].items()}
+    return out
 
 
 def _check_same_schema(old: pa.Schema, new: pa.Schema) -> None:

@@ -1,0 +1,101 @@
+"""The JSON/Arrow HTTP API: ``/api/datasets`` (search), ``/api/datasets/NAME`` (one dataset),
+``/api/data/NAME`` (the rows, streamed in any export format), ``/api/health``,
+``/api/openapi.json``. Views' JSON is ``views.py``'s."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from arrowroot.flight_server import __version__
+from arrowroot.flight_server.core.errors import InvalidRequest
+from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
+from arrowroot.flight_server.service.errors import status_of
+from arrowroot.flight_server.web import data
+from arrowroot.flight_server.web.door import Door
+from arrowroot.flight_server.web.middleware import disconnected, record_of
+from arrowroot.flight_server.web.openapi import openapi
+from arrowroot.flight_server.web.present import describe
+from arrowroot.flight_server.web.query import criteria, selection
+
+log = logging.getLogger("arrowroot.http")
+COMPRESSIONS = ("", "none", "lz4", "zstd")
+
+
+def series_of(rec: object) -> dict | None:
+    series = getattr(rec, "attributes", {}).get("timeseries")
+    return series if isinstance(series, dict) else None
+
+
+class Api:
+    def __init__(self, door: Door):
+        self.door = door
+
+    def datasets(self, request: Request) -> Response:
+        """list_flights criteria, and ``q``: the search box's words (or a glob), best match first."""
+        door = self.door
+        caller = door.caller(request)
+        q = request.query_params
+        crit = criteria(q)
+        text = (q.get("q") or "").strip()
+        found = data.find(door.service, caller, text, crit) if text else \
+            sorted(data.datasets(door.service, caller, crit), key=lambda d: d.name)
+        total = len(data.all_visible(door.service, caller)) if crit or text else len(found)
+        return JSONResponse({"count": len(found), "total": total, "criteria": crit, "q": text,
+                             "datasets": [describe(d, full=False) for d in found]})
+
+    def dataset(self, request: Request) -> Response:
+        caller = self.door.caller(request)
+        return JSONResponse(describe(data.dataset(self.door.service, caller, request.path_params["name"])))
+
+    def health(self, request: Request) -> Response:
+        door = self.door
+        caller = door.caller(request)
+        indexer = door.service.ctx.indexer
+        return JSONResponse({"status": "ok", "version": __version__,
+                             "datasets": len(data.all_visible(door.service, caller)),
+                             "indexing": bool(indexer.running if indexer else False)})
+
+    def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi(__version__, list(FORMATS)))
+
+    def data(self, request: Request) -> Response:
+        door = self.door
+        caller = door.caller(request)
+        name = request.path_params["name"]
+        q = request.query_params
+        fmt = get_format(q.get("format") or "arrow")
+        compression = (q.get("compression") or "").strip().lower()
+        if compression not in COMPRESSIONS:
+            raise InvalidRequest(f"compression: one of lz4, zstd, none (got {compression[:20]!r})")
+        if compression not in ("", "none") and fmt.name not in ("arrow", "feather"):
+            raise InvalidRequest(f"compression: for arrow and feather downloads only ({fmt.name} has its own)")
+        sel = selection(name, q, series_of(data.dataset(door.service, caller, name)) if q.get("time_last") else None)
+        plan = data.plan(door.service, caller, data.spec(sel))
+        limit = door.options.max_bytes
+        if limit and plan.total_bytes > limit:
+            raise TooLarge(f"the selection is about {plan.total_bytes / (1 << 20):.0f} MiB, over the server's "
+                           f"limit of {limit / (1 << 20):.0f} MiB (--http-max-mb); select fewer columns or entries")
+        record = record_of(request)
+        gone = disconnected(request)
+        pieces = ahead(encode(fmt, plan.schema, data.read_batches(door.service, plan, caller, record, gone), limit,
+                              object_name=name, compression="" if compression == "none" else compression))
+        first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
+        filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
+        headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
+                   "x-arrowroot-rows": str(plan.total_records), "cache-control": "no-store"}
+
+        def body() -> Iterator[bytes]:
+            try:
+                yield first
+                yield from pieces
+            except Exception as exc:  # headers are sent: the client sees a cut connection
+                record.status = status_of(exc).grpc
+                f = data.failure(f"http download {name}", exc, record.request_id)
+                log.warning("http download %s aborted: %s", name, f.message)
+                raise
+
+        return StreamingResponse(body(), media_type=fmt.media_type, headers=headers)
