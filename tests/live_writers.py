@@ -1,7 +1,7 @@
 """Writers that run in their own process for the live-data tests and bench (tests/test_live.py,
 bench/live.py): the field's own libraries writing as an acquisition would.
 
-    python tests/live_writers.py root-files DIR N ROWS PAUSE      a new uproot file per cycle
+    python tests/live_writers.py root-files DIR N ROWS PAUSE [FIRST]  a new uproot file per cycle (FIRST..N-1)
     python tests/live_writers.py root-file FILE FIRST ROWS         one uproot file, entries FIRST..
     python tests/live_writers.py root-grow FILE N ROWS PAUSE      one uproot TTree extended per cycle
     python tests/live_writers.py swmr FILE N ROWS PAUSE           h5py in SWMR mode, a flush per cycle
@@ -21,11 +21,11 @@ import time
 import numpy as np
 
 
-def root_files(d: str, n: int, rows: int, pause: float) -> None:
+def root_files(d: str, n: int, rows: int, pause: float, first: int = 0) -> None:
     import uproot
 
     os.makedirs(d, exist_ok=True)
-    for i in range(n):
+    for i in range(first, n):
         with uproot.recreate(os.path.join(d, f"run{i:05d}.root")) as f:
             f.mktree("events", {"i": "i8", "x": "f8"})
             k = np.arange(i * rows, (i + 1) * rows, dtype="i8")
@@ -105,7 +105,7 @@ def h5_open(path: str) -> None:
 if __name__ == "__main__":
     kind, *args = sys.argv[1:]
     if kind == "root-files":
-        root_files(args[0], int(args[1]), int(args[2]), float(args[3]))
+        root_files(args[0], int(args[1]), int(args[2]), float(args[3]), int(args[4]) if len(args) > 4 else 0)
     elif kind == "root-file":
         root_file(args[0], int(args[1]), int(args[2]))
     elif kind == "root-grow":

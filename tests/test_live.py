@@ -433,3 +433,49 @@ def test_storm_of_new_files_indexed_in_batches(tmp_path):
         assert slowest < 5.0, slowest
     finally:
         r.stop()
+
+
+def test_web_view_live_toggle_appends_to_the_plot(tmp_path):
+    """The dataset page's "live" toggle (real Chromium): new files written by uproot in another
+    process show up in the drawn histogram without a reload."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH")
+    from arrowroot.flight_server.web import WebServer
+
+    runs = tmp_path / "runs"
+    writer("root-files", runs, 2, 10, 0).wait(60)
+    r = live_server(tmp_path)
+    web = WebServer(r.server.service, flight_port=r.server.port).start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{web.url}datasets/runs/%2A.root:events")
+            view = "document.querySelector('#view-column .chart')._arrowroot"
+            page.wait_for_function(f"() => {view} && {view}.view.entries === 20")
+            page.select_option("#view-column select[name=hist]", "i")
+            page.wait_for_function(f"() => {view}.view.column === 'i'")
+            page.check("#view-column input[name=live]")
+            page.wait_for_function("() => +(document.querySelector('#view-column').dataset.liveEvents || 0) >= 1")
+            writer("root-files", runs, 4, 10, 0, 2).wait(60)       # run00002, run00003: i = 20..39
+            page.wait_for_function(f"() => {view}.view.entries === 40")
+            v = page.evaluate(f"{view}.view")
+            assert v["column"] == "i" and v["values"] == 40
+            edges, counts = np.array(v["edges"]), page.evaluate(f"Array.from({view}.plot.data[1])")
+            assert sum(c for c in counts if c) == 40
+            assert np.histogram(np.arange(40), bins=edges)[0].tolist() == [c or 0 for c in counts[:len(edges) - 1]]
+            page.uncheck("#view-column input[name=live]")
+            assert page.evaluate("document.querySelector('#view-column').dataset.live") is None
+            assert not errors, errors
+            browser.close()
+    finally:
+        web.stop()
+        r.stop()
