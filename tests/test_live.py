@@ -127,6 +127,13 @@ def test_follow_uproot_files_per_cycle(tmp_path):
         token = Token.decode(follower.resume_token, "runs/*.root:events")
         assert len(token.counts) <= 2   # the watermark keeps the token small
         follower.close()
+        # resumed at the end: nothing is sent again; an idle stream sends heartbeats (0.3 s here)
+        with c.follow("runs/*.root:events", ["i", "x"], where="i % 2 == 0", resume=follower.resume_token,
+                      heartbeats=True) as idle:
+            t0 = time.monotonic()
+            batch = next(idle)
+            assert batch.num_rows == 0 and idle.heartbeats == 1
+            assert time.monotonic() - t0 >= 0.25
     finally:
         r.stop()
 

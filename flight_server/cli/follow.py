@@ -72,7 +72,8 @@ def follow_to(client: Any, dataset: str, output: Path, columns: list[str] | None
             sink.close()
         if token_file is not None and follower.resume_token:
             _save(token_file, follower.resume_token)
-        click.echo(f"followed {rows} rows; continue with --resume {follower.resume_token}", err=True)
+        if follower.resume_token:
+            click.echo(f"followed {rows} rows; continue with --resume {follower.resume_token}", err=True)
 
 
 __all__ = ["follow_to"]

@@ -17,8 +17,9 @@ asked). The other decides, for each changed path, *when* to index it, and hands 
 
 The indexer's own checks finish the job: a file that changes while it is scanned, or fails to
 scan while it is still young, is tried again later rather than served torn or recorded as broken.
-A storm of new files is indexed in batches of ``batch`` files (one transaction and one derivation
-each), the thread at a lower CPU priority, so reads go on meanwhile. Events can be lost (an
+A storm of new files is indexed in batches (one transaction and one derivation of the multi-file
+datasets each: at least ``batch`` files, at most ~8 batches for what is due at once), the thread at a
+lower CPU priority, so reads go on meanwhile. Events can be lost (an
 inotify queue overflow, a watch limit): a full incremental rescan every ``rescan`` seconds catches
 anything missed.
 """
@@ -252,10 +253,13 @@ class Watcher:
                 self._wake.wait(min(wait, max(0.01, next_rescan - now)) if self.rescan > 0 else wait)
                 self._wake.clear()
                 continue
-            for i in range(0, len(due), self.batch):
+            # each batch ends with a derivation of the multi-file datasets over the whole catalog: a
+            # storm goes in at most ~8 batches of at least ``batch`` files, not thousands of small ones
+            size = max(self.batch, -(-len(due) // 8))
+            for i in range(0, len(due), size):
                 if self._stop.is_set():
                     return
-                self._index(due[i:i + self.batch])
+                self._index(due[i:i + size])
 
     def _index(self, paths: list[str]) -> None:
         started = time.monotonic()
