@@ -100,7 +100,7 @@ def bench_decode(waveforms: int, samples: int, repeats: int) -> None:
                 spec = lh5_encoded.inspect(group, "array_of_encoded_equalsized_arrays<1,1>{real}")
                 one = best(lambda: lh5_encoded.read(group, spec, 0, waveforms, threads=1), repeats)
                 pool = best(lambda: lh5_encoded.read(group, spec, 0, waveforms), repeats)
-            print(f"  source decode: {lh5_encoded.MAX_THREADS} threads {mb / pool:7.0f} MB/s   1 thread "
+            print(f"  source decode: {lh5_encoded._thread_pool().workers} threads {mb / pool:7.0f} MB/s   1 thread "
                   f"{mb / one:7.0f} MB/s   ratio {one / pool:.2f}")
         finally:
             client.close()

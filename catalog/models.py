@@ -137,3 +137,5 @@ class WorkspaceRecord:
     created_at: float = 0.0
     version: str = ""                   # arrowroot version that wrote it
     metadata: dict[str, Any] = field(default_factory=dict)
+    id: str = ""                        # the dataset's identity: kept through renames and replaces
+    parent_id: str | None = None        # the parent's id, when the parent is a workspace dataset

@@ -387,12 +387,12 @@ class Catalog:
     # ------------------------------------------------------------ workspace datasets
 
     _WS_COLUMNS = ("name, owner, kind, path, bytes, parent, parent_version, base, cut, columns, created_at,"
-                   " version, metadata")
+                   " version, metadata, id, parent_id")
 
     @staticmethod
     def _ws_record(r: tuple) -> WorkspaceRecord:
         return WorkspaceRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9] or ()), r[10],
-                               r[11] or "", json.loads(r[12]) if r[12] else {})
+                               r[11] or "", json.loads(r[12]) if r[12] else {}, r[13] or "", r[14])
 
     def workspace_entries(self, owner: str | None = None) -> list[WorkspaceRecord]:
         """Workspace datasets (of one owner), by name."""
@@ -406,6 +406,16 @@ class Catalog:
     def workspace_entry(self, name: str) -> WorkspaceRecord | None:
         r = self.cursor().execute(f"SELECT {self._WS_COLUMNS} FROM workspace WHERE name = ?", [name]).fetchone()
         return self._ws_record(r) if r else None
+
+    def workspace_by_id(self, dataset_id: str) -> WorkspaceRecord | None:
+        r = self.cursor().execute(f"SELECT {self._WS_COLUMNS} FROM workspace WHERE id = ?", [dataset_id]).fetchone()
+        return self._ws_record(r) if r else None
+
+    def workspace_removed(self, dataset_id: str) -> dict[str, Any] | None:
+        """{name, kind, owner, removed_at} of a deleted workspace dataset, by its id."""
+        r = self.cursor().execute("SELECT name, kind, owner, removed_at FROM workspace_removed WHERE id = ? "
+                                  "ORDER BY removed_at DESC LIMIT 1", [dataset_id]).fetchone()
+        return dict(zip(("name", "kind", "owner", "removed_at"), r)) if r else None
 
     def workspace_paths(self) -> set[str]:
         """Files the workspace owns: the indexer leaves them alone."""
@@ -452,9 +462,10 @@ class Catalog:
         return old[0] if old and old[0] != update.path else None
 
     def _insert_ws(self, cur: duckdb.DuckDBPyConnection, e: WorkspaceRecord) -> None:
-        cur.execute(f"INSERT INTO workspace ({self._WS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        cur.execute(f"INSERT INTO workspace ({self._WS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [e.name, e.owner, e.kind, e.path, e.bytes, e.parent, e.parent_version, e.base, e.cut,
-                     list(e.columns), e.created_at, e.version, json.dumps(e.metadata, default=str)])
+                     list(e.columns), e.created_at, e.version, json.dumps(e.metadata, default=str), e.id or None,
+                     e.parent_id])
 
     def drop_workspace(self, name: str) -> str:
         """Forget a workspace dataset; returns its file's path (the caller deletes the file)."""
@@ -462,11 +473,14 @@ class Catalog:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                row = cur.execute("SELECT path FROM workspace WHERE name = ?", [name]).fetchone()
+                row = cur.execute("SELECT path, id, kind, owner FROM workspace WHERE name = ?", [name]).fetchone()
                 if row is None:
                     raise NotFound(f"no workspace dataset named {name!r}")
                 self._drop_files(cur, [row[0]])
                 cur.execute("DELETE FROM workspace WHERE name = ?", [name])
+                if row[1]:  # remembered for the lineage of what was made from it
+                    cur.execute("INSERT INTO workspace_removed VALUES (?, ?, ?, ?, ?)",
+                                [row[1], name, row[2], row[3], time.time()])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

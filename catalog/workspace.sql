@@ -15,5 +15,19 @@ CREATE TABLE IF NOT EXISTS workspace (
     columns         VARCHAR[],
     created_at      DOUBLE,
     version         VARCHAR,
-    metadata        JSON
+    metadata        JSON,
+    id              VARCHAR,      -- stays with the dataset through renames and replaces
+    parent_id       VARCHAR       -- the parent's id when the parent is a workspace dataset
+);
+-- catalogs written before ids: the rows gain them (NULL: lineage falls back to names)
+ALTER TABLE workspace ADD COLUMN IF NOT EXISTS id VARCHAR;
+ALTER TABLE workspace ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
+
+-- What was deleted, and when: lineage says "deleted on DATE" for a parent that is gone.
+CREATE TABLE IF NOT EXISTS workspace_removed (
+    id          VARCHAR,
+    name        VARCHAR,      -- its name when it was deleted
+    kind        VARCHAR,
+    owner       VARCHAR,
+    removed_at  DOUBLE
 );

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as fl
 
+from arrowroot.protos import PUT_COMMIT
 from arrowroot.protos import arrowroot_pb2 as pb
 
 from .bearer import find_token, read_token_file
@@ -260,18 +261,23 @@ class Client:
         ``name`` is a shell glob; ``format=``, ``kind=``, ``has_column=`` and
         ``attributes={...}`` narrow the search.
         """
+        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
+        for info in self.dataset_infos(name, **criteria):
+            rows["name"].append(info.descriptor.path[0].decode())
+            rows["entries"].append(info.total_records)
+            rows["bytes"].append(info.total_bytes)
+            rows["columns"].append(info.schema.names)
+        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
+                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+
+    def dataset_infos(self, name: str | None = None, **criteria: Any) -> Iterator[fl.FlightInfo]:
+        """The FlightInfo of each matching dataset (its schema carries the dataset's attributes as
+        ``arrowroot.attributes`` metadata); the criteria of :meth:`datasets`."""
         if name is not None:
             criteria["name"] = name
         payload = json.dumps(criteria).encode() if criteria else b""
-        rows: dict[str, list] = {"name": [], "entries": [], "bytes": [], "columns": []}
         with translate():
-            for info in self._flight.list_flights(payload, options=self._options()):
-                rows["name"].append(info.descriptor.path[0].decode())
-                rows["entries"].append(info.total_records)
-                rows["bytes"].append(info.total_bytes)
-                rows["columns"].append(info.schema.names)
-        return pa.table(rows, schema=pa.schema([("name", pa.string()), ("entries", pa.int64()),
-                                                ("bytes", pa.int64()), ("columns", pa.list_(pa.string()))]))
+            yield from self._flight.list_flights(payload, options=self._options())
 
     def sql_batches(self, query: str) -> pa.RecordBatchReader:
         """Run a SQL query through the server's Flight SQL front end (datasets are tables:
@@ -550,7 +556,8 @@ class Client:
         ``mode``: "create" (the name must be free), "append" (same columns) or "replace".
         With ``parent``, the rows are derived columns of that dataset: an int64 ``entry``
         column (from ``with_entry_numbers``) says which parent entry each row extends.
-        Nothing is kept unless every batch arrives. Returns the server's summary.
+        Nothing is kept unless every batch arrives: the last message says "commit" (an
+        interrupted put leaves nothing on the server). Returns the server's summary.
         """
         msg = pb.PutRequest(dataset=name, mode=mode, parent=parent or "")
         msg.metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
@@ -569,10 +576,18 @@ class Client:
             try:
                 for batch in batches:
                     writer.write_batch(batch)
+                writer.write_metadata(pa.py_buffer(PUT_COMMIT))  # all sent: only now may the server keep it
                 writer.done_writing()
                 answer = reader.read()
-            finally:
-                writer.close()
+            except BaseException:
+                # interrupted (Ctrl-C, the data source raised): the stream ends without the commit
+                # message, so the server keeps nothing; its answer to that is not the error to show
+                try:
+                    writer.close()
+                except Exception:
+                    pass
+                raise
+            writer.close()
         return json.loads(answer.to_pybytes()) if answer is not None else {}
 
     def skim(self, name: str, parent: str, where: str = "", *, materialize: bool = False,

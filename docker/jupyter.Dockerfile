@@ -13,16 +13,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# arrowroot is one distribution (client and server); install it as the README does
-# (`pip install .` from the repository root) with the dataframe extras, plus JupyterLab and
-# jupyterhub-singleuser (the hub layout, compose profile "hub", spawns this image).
+# The client alone (`pip install .` installs no server libraries: README "Quick start"), with the
+# awkward and dataframe extras the notebooks use, plus JupyterLab and jupyterhub-singleuser
+# (the hub layout, compose profile "hub", spawns this image).
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY catalog ./catalog
 COPY flight_server ./flight_server
 COPY clients ./clients
-RUN pip install ".[pandas,polars]" jupyterlab jupytext matplotlib "jupyterhub>=6,<7" \
+RUN pip install ".[awkward,pandas,polars]" jupyterlab jupytext matplotlib "jupyterhub>=6,<7" \
  && cd / && rm -rf /src \
  && python -c "import arrowroot.clients, matplotlib, jupytext"
 WORKDIR /

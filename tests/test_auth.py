@@ -28,6 +28,8 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.cli.demo import write_sample_files
 from arrowroot.flight_server.server.flight import ArrowrootServer
 
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 DETECTOR = "lab/scan.h5:detector"
 PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "carol": "carol-pw-3"}

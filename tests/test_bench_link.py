@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import link  # noqa: E402
 

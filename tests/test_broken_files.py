@@ -44,6 +44,7 @@ def test_names_in_broken_files_say_why(serve, messy):
     assert str(messy) not in r.stdout
 
 
+@pytest.mark.slow
 def test_warm_restart_still_reports_broken_files(messy):
     cold = run_cli("index", str(messy))
     warm = run_cli("index", str(messy))  # nothing changed

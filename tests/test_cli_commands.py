@@ -11,6 +11,8 @@ import pytest
 
 from arrowroot.clients import InvalidRequest
 
+pytestmark = pytest.mark.slow
+
 DS = "hep/events.root:events"
 
 

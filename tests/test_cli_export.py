@@ -14,6 +14,8 @@ import pytest
 
 from arrowroot.clients import ServerError
 
+pytestmark = pytest.mark.slow
+
 DS = "hep/events.root:events"
 
 

@@ -93,6 +93,7 @@ def run_cli(*args, timeout=120):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_ls_schema_get(sample_server, tmp_path):
     loc = sample_server.location
     out = run_cli("ls", "-l", loc)
@@ -115,6 +116,7 @@ def test_cli_ls_schema_get(sample_server, tmp_path):
     assert out.returncode == 1
 
 
+@pytest.mark.slow
 def test_cli_index_and_serve(tmp_path):
     from arrowroot.flight_server.cli.demo import write_sample_files
 
@@ -137,6 +139,7 @@ def test_cli_index_and_serve(tmp_path):
     assert "flight DoGet user=- dataset=hep/events.root:events rows=5 " in log and "entries=0:5" in log
 
 
+@pytest.mark.slow
 def test_demo_runs():
     out = run_cli("demo", timeout=300)
     assert out.returncode == 0, out.stderr

@@ -133,7 +133,7 @@ def test_client_default_and_per_call_override(relayed):
         _, plain = relay.measure(lambda: c.read(DS, compression="none"))
         info = c.flight_info(DS)
     assert default * 3 < plain, (default, plain)
-    opened = TicketSigner(relayed[3]).open(info.endpoints[0].ticket.ticket)
+    opened = TicketSigner(relayed[3], 3600).open(info.endpoints[0].ticket.ticket)
     assert opened.compression == "zstd"  # the client's default went into the signed task
 
 
@@ -163,9 +163,10 @@ def test_unknown_codec_is_invalid_argument_naming_the_field(relayed):
 
 
 def test_tickets_carry_the_codec():
-    signer = TicketSigner()
+    signer = TicketSigner(None, 3600)
     task = ReadTask(dataset="d", format="hdf5", kind="dataset", read_schema=pa.schema([("x", pa.int64())]),
-                    columns=("x",), parts=(PartRead("f.h5", 1, 1.0, "/x", 0, 0, 10),), compression="lz4")
+                    columns=("x",), parts=(PartRead("f.h5", 1, 1.0, "/x", 0, 0, 10),), compression="lz4",
+                    batch_rows=1024, batch_bytes=1 << 20, chunk_rows=4096)
     (ticket,) = signer.sign([task])
     assert signer.open(ticket).compression == "lz4"
     (plain,) = signer.sign([ReadTask(**{**task.__dict__, "compression": ""})])

@@ -258,6 +258,7 @@ except ImportError:  # pragma: no cover - the module-level property test is miss
     random_cuts = None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(random_cuts is None, reason="tests/test_expr_hypothesis.py strategies not importable")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])

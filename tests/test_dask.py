@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow
+
 dd = pytest.importorskip("dask.dataframe", reason="pip install arrowroot[dask]")
 distributed = pytest.importorskip("distributed", reason="pip install arrowroot[dask]")
 dak = pytest.importorskip("dask_awkward", reason="pip install arrowroot[dask]")

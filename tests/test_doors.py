@@ -323,15 +323,20 @@ def bounded(doors, tmp_path_factory):
 
 
 @pytest.mark.parametrize("where", ["coordinator", "node"])
+@pytest.mark.slow
 def test_stalled_streams_bounded_alike(bounded, where):
     """Stalled streams on a node meet the same cap and idle timeout as on the coordinator: the
-    fifth is refused (resource exhausted), and once the stalled ones time out, reads work again."""
+    fifth is refused (resource exhausted), and once the stalled ones time out, reads work again.
+    Their connections were cut (that frees the gRPC threads blocked writing to them): a stalled
+    client sees UNAVAILABLE, never a stream that timed out while its thread still waited on it."""
     coordinator, node = bounded
     location = coordinator if where == "coordinator" else node.location
     c = fl.connect(coordinator)
     req = {"dataset": "huge.h5:x", "batch_rows": 65536}  # 96 MB: outlives gRPC's and the kernel's buffers
     info = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(req)))
-    client = fl.connect(location)
+    # gRPC's flow-control windows grow with use (BDP probing) and sometimes swallowed whole 61 MiB
+    # endpoints; a client that stalls does not probe: so these clients do not either
+    client = fl.connect(location, generic_options=[("grpc.http2.bdp_probe", 0)])
     stalled = []
     for _ in range(4):
         r = client.do_get(info.endpoints[0].ticket)
@@ -342,11 +347,6 @@ def test_stalled_streams_bounded_alike(bounded, where):
     time.sleep(7)  # the idle timeout (5 s) ends the stalled streams and frees their slots
     small = c.get_flight_info(fl.FlightDescriptor.for_command(json.dumps({"dataset": EV, "columns": ["nMuon"]})))
     assert fl.connect(location).do_get(small.endpoints[0].ticket).read_all().num_rows > 0
-    ended = 0
-    for r in stalled:  # each ended: timed out at its next pull (or, had gRPC buffered it all, complete)
-        try:
+    for r in stalled:  # each ended by the timeout: its connection cut
+        with pytest.raises(fl.FlightUnavailableError):
             r.read_all()
-        except (fl.FlightTimedOutError, pa.ArrowException) as exc:
-            assert "idle" in str(exc) or isinstance(exc, fl.FlightTimedOutError), exc
-            ended += 1
-    assert ended >= 1

@@ -20,6 +20,9 @@ tifffile = pytest.importorskip("tifffile")
 EVENTS = "hep/events.root:events"
 
 
+pytestmark = pytest.mark.slow   # ROOT, RNTuple, HDF5 and TIFF files written and read back
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", *args], capture_output=True,
                           text=True, timeout=120)

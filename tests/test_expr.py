@@ -399,6 +399,7 @@ def _throughput(text: str, batch: pa.RecordBatch, repeat: int = 5) -> float:
     return batch.num_rows / best / 1e6
 
 
+@pytest.mark.slow
 def test_throughput_one_million_entries() -> None:
     """Vectorised evaluation: 1M entries must take well under a second (measured: see the
     docstring of lang/cuts.py); a loose bound so that slow CI machines pass."""

@@ -15,10 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arrowroot.flight_server.lang.cuts import parse
+
+pytestmark = pytest.mark.slow
 
 Ref = Callable[[dict], Any]
 NAN = float("nan")

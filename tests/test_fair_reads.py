@@ -83,6 +83,7 @@ def big_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_tiny_read_does_not_wait_for_large_reads_in_flight(big_root: Path):
     """Large streams of 8 columns each queue their decompression jobs; a tiny read then asks for 2
     columns × 100 entries. First come first served, it would finish after most of them."""

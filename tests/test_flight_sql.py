@@ -39,7 +39,7 @@ EVENTS = "hep/events.root:events"
 DETECTOR = "lab/scan.h5:detector"
 Q = f'"{EVENTS}"'
 
-pytestmark = pytest.mark.filterwarnings("ignore:Cannot disable autocommit")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Cannot disable autocommit")]
 
 
 # ----------------------------------------------------------------------------- fixtures

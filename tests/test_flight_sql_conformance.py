@@ -42,7 +42,7 @@ N = 3000
 README = Path(__file__).resolve().parents[1] / "README.md"
 SLOW = "SELECT count(*) AS n FROM range(100000000000) a(x), range(100) b(y) WHERE x % 7 = y"
 
-pytestmark = pytest.mark.filterwarnings("ignore:Cannot disable autocommit")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Cannot disable autocommit")]   # ADBC drivers
 
 
 @pytest.fixture(scope="module")

@@ -302,7 +302,8 @@ def test_enough_cases() -> None:
     assert len(CASES) >= 100
 
 
-@pytest.mark.parametrize("name,call,status,pattern", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,call,status,pattern", [
+    pytest.param(*c, id=c[0], marks=pytest.mark.slow if c[0].startswith("bomb") else ()) for c in CASES])
 def test_bad_input(client: fl.FlightClient, root: Path, name: str, call: Call, status: type, pattern: str) -> None:
     t0 = time.monotonic()
     with pytest.raises(status) as info:
@@ -313,6 +314,7 @@ def test_bad_input(client: fl.FlightClient, root: Path, name: str, call: Call, s
     _normal_read(client)
 
 
+@pytest.mark.slow
 def test_sql_bombs_keep_server_memory_bounded(client: fl.FlightClient, server: RunningServer) -> None:
     before = rss_mb()
     for q in ("SELECT length(repeat('x', 2000000000))", "SELECT len(generate_series(1, 2000000000))"):
@@ -362,6 +364,7 @@ def test_not_found_quotes_a_bounded_prefix(client: fl.FlightClient) -> None:
 # ------------------------------------------------------------------ globs, limits, cuts
 
 
+@pytest.mark.slow
 def test_glob_matches_like_fnmatch() -> None:
     rng = np.random.default_rng(3)
     alphabet = list("ab-[]!*?/c")
@@ -430,6 +433,7 @@ def test_login_limiter_server_wide_budget() -> None:
     lim.check("user3", now=56.0)
 
 
+@pytest.mark.slow
 def test_login_lockout_over_flight(tmp_path: Path) -> None:
     write_sample_files(tmp_path / "d", entries=100)
     cat = Catalog(tmp_path / "cat.duckdb")
@@ -484,6 +488,7 @@ Indexer(sys.argv[1], cat).run(progress=lambda rel, i, n: print(i, flush=True))
 """
 
 
+@pytest.mark.slow
 def test_kill_9_during_indexing_leaves_a_consistent_catalog(tmp_path: Path) -> None:
     import h5py
 
@@ -515,6 +520,7 @@ def test_kill_9_during_indexing_leaves_a_consistent_catalog(tmp_path: Path) -> N
 # ------------------------------------------------------------------ streams
 
 
+@pytest.mark.slow
 def test_stream_caps_and_idle_timeout(server: RunningServer, client: fl.FlightClient) -> None:
     slots = server.server.streams
     request = {"dataset": "big.h5:x", "batch_rows": 1000}
@@ -529,7 +535,9 @@ def test_stream_caps_and_idle_timeout(server: RunningServer, client: fl.FlightCl
     while slots.open_count("") and time.monotonic() < deadline:  # nobody reads: idle timeout
         time.sleep(0.1)
     assert slots.open_count("") == 0
-    with pytest.raises(TIMEOUT, match="idle"):
+    # the stalled streams' connection was cut (a thread blocked writing to a client that reads
+    # nothing is freed only so): what the client had buffered, then UNAVAILABLE
+    with pytest.raises(UNAVAILABLE):
         while True:
             readers[0].read_chunk()
     _normal_read(client)

@@ -35,6 +35,9 @@ EVT = "l200/evt"
 CH = list(legend.CHANNELS)
 
 
+pytestmark = pytest.mark.slow   # a LEGEND production written by legend-lh5io and compared with pygama
+
+
 @pytest.fixture(scope="session")
 def production(tmp_path_factory):
     return legend.write_production(tmp_path_factory.mktemp("legend"), events=300)
@@ -327,7 +330,7 @@ def test_a_level_task_runs_without_the_catalog(server, production):
            "mode": "any", "where": "multiplicity >= 2"}
     info = server.flight().get_flight_info(fl.FlightDescriptor.for_command(json.dumps(req)))
     expected = pa.concat_tables(server.flight().do_get(ep.ticket).read_all() for ep in info.endpoints)
-    node = TicketSigner(server.server.tickets.key)
+    node = TicketSigner(server.server.tickets.key, server.server.settings.ticket_ttl)
     readers = ReaderCache(production.root)
     batches = []
     for ep in info.endpoints:
@@ -475,6 +478,7 @@ def test_levels_over_http(server, client):
         web.stop()
 
 
+@pytest.mark.slow
 def test_a_data_node_serves_level_tasks(production, client, tmp_path):
     """Real processes: a coordinator plans, a data node (no catalog) runs the level tasks."""
     import os

@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+pytestmark = pytest.mark.slow
+
 lh5 = pytest.importorskip("lh5", reason="pip install legend-lh5io")
 from lgdo import types as lt  # noqa: E402
 from lh5.compression import RadwareSigcompress, ULEB128ZigZagDiff, radware  # noqa: E402

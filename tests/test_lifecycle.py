@@ -27,6 +27,8 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.server.flight import ArrowrootServer
 from arrowroot.flight_server.server.node import NodeServer
 
+pytestmark = pytest.mark.slow   # real server processes stopped with signals
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 BIG = "big/wide.root:t"

@@ -20,6 +20,8 @@ import pytest
 
 from arrowroot.clients import Client, InvalidRequest, Unavailable
 
+pytestmark = pytest.mark.slow
+
 SLOW_SERVER = Path(__file__).with_name("slow_flight_server.py")
 REUSE = "arrow-flight-reuse-connection://?"
 

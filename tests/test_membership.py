@@ -11,7 +11,7 @@ import pytest
 
 from arrowroot.flight_server.server.node import flight_health_probe
 from arrowroot.flight_server.service.membership import (Membership, NodeRefused, check_registration,
-                                                       health_answer, registration)
+                                                       health_answer, registration, sign)
 
 KEY = b"k" * 32
 
@@ -26,7 +26,7 @@ class Clock:
 
 def test_registration_is_signed_and_fresh() -> None:
     body = registration(KEY, "n1", "grpc://10.0.0.1:8816")
-    assert check_registration(KEY, body) == ("n1", "grpc://10.0.0.1:8816")
+    assert check_registration(KEY, body)[:2] == ("n1", "grpc://10.0.0.1:8816")
     with pytest.raises(NodeRefused, match="the node's key is not the coordinator's"):
         check_registration(b"x" * 32, body)
     forged = json.loads(body)
@@ -36,9 +36,32 @@ def test_registration_is_signed_and_fresh() -> None:
     with pytest.raises(NodeRefused, match="clock"):
         check_registration(KEY, registration(KEY, "n1", "grpc://a:1", now=1000.0))
     for bad in (b"", b"[]", b'{"id": "n"}', json.dumps({"id": "n", "location": "http://a", "time": "1",
-                                                        "signature": "00"}).encode()):
+                                                        "nonce": "1", "signature": "00"}).encode(),
+                json.dumps({"id": "n\ngrpc://a:1", "location": "grpc://a:1", "time": "1", "nonce": "1",
+                            "signature": "00"}).encode()):
         with pytest.raises(ValueError, match="node.register"):
             check_registration(KEY, bad)
+    old = json.loads(body)  # a registration of an older node (no nonce) is refused with the reason
+    del old["nonce"]
+    with pytest.raises(ValueError, match="nonce"):
+        check_registration(KEY, json.dumps(old).encode())
+    nan = registration(KEY, "n1", "grpc://a:1")
+    with pytest.raises(NodeRefused, match="clock"):  # a time that is no time: refused, not accepted
+        check_registration(KEY, nan.replace(json.loads(nan)["time"].encode(), b"nan").replace(
+            json.loads(nan)["signature"].encode(), sign(KEY, "register", "n1", "grpc://a:1", "nan",
+                                                         json.loads(nan)["nonce"]).encode()))
+
+
+def test_a_captured_registration_cannot_be_replayed() -> None:
+    """Replayed within the clock window (the hole: 30 s), a registration is refused; the node's
+    own next heartbeat, signed afresh, is not."""
+    m = Membership(KEY, ttl=3.0)
+    body = registration(KEY, "n1", "grpc://h1:8816")
+    m.register(body)
+    with pytest.raises(NodeRefused, match="used before"):
+        m.register(body)
+    m.register(registration(KEY, "n1", "grpc://h1:8816"))
+    assert [n.id for n in m.live()] == ["n1"]
 
 
 def test_silent_nodes_leave_and_placement_follows() -> None:
@@ -99,7 +122,8 @@ def test_locations_for_tasks() -> None:
 
     def task(path: str) -> ReadTask:
         return ReadTask(dataset="d", format="root", kind="ttree", read_schema=pa.schema([("x", pa.int32())]),
-                        columns=("x",), parts=(PartRead(path, 10, 1.0, "t", 0, 0, 10),))
+                        columns=("x",), parts=(PartRead(path, 10, 1.0, "t", 0, 0, 10),),
+                        batch_rows=1024, batch_bytes=1 << 20, chunk_rows=4096)
 
     nodes = Placement(["grpc://a:1", "grpc://b:1", "grpc://c:1"])
     got = locations_for(task("runs/r1.root"), nodes)

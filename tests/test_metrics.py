@@ -66,6 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_a_scripted_workload_is_counted(served) -> None:
     server, web, location = served
     metrics_url = server.ops.metrics_server.url

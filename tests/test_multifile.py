@@ -21,6 +21,8 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.server.flight import ArrowrootServer
 from arrowroot.flight_server.service.caller import Caller
 
+pytestmark = pytest.mark.slow
+
 N_FILES = 50
 TOML = """
 [[dataset]]

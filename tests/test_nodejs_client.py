@@ -31,10 +31,10 @@ MAX_SAFE_INTEGER = 2**53 - 1
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     NODE is None or NPM is None,
     reason="node and npm are needed for the Node.js client test (not found on PATH)",
-)
+)]
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ from arrowroot.flight_server.service.tickets import Keys, TicketSigner
 
 from test_nodejs_client import nodejs_client, run_client  # noqa: F401  (a fixture: npm ci, once)
 
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 BIG = "big/wide.root:t"
 BIG_ROWS = 1_000_000
@@ -183,7 +185,7 @@ def test_a_node_refuses_what_is_not_a_valid_ticket_of_its_coordinator(cluster, d
     with Client(coord.location) as c:
         ticket = c.flight_info(EVENTS, ["nMuon"]).endpoints[0].ticket.ticket
     key = Keys(Settings(root=data, ticket_key_file=key_file).ticket_key()).key("tickets")
-    task = TicketSigner(key).open(ticket)
+    task = TicketSigner(key, 3600).open(ticket)
     nc = fl.FlightClient(node.location)
 
     def refused(raw: bytes, match: str) -> None:
@@ -191,13 +193,13 @@ def test_a_node_refuses_what_is_not_a_valid_ticket_of_its_coordinator(cluster, d
             nc.do_get(fl.Ticket(raw)).read_all()
 
     assert nc.do_get(fl.Ticket(ticket)).read_all().num_rows == task.entries   # the real one works
-    refused(TicketSigner(b"another key " * 3).sign([task])[0], "signature does not match")
-    refused(TicketSigner(key).sign([dataclasses.replace(task, expires=time.time() - 30)])[0], "expired")
+    refused(TicketSigner(b"another key " * 3, 3600).sign([task])[0], "signature does not match")
+    refused(TicketSigner(key, 3600).sign([dataclasses.replace(task, expires=time.time() - 30)])[0], "expired")
     outside = dataclasses.replace(task, parts=(dataclasses.replace(task.parts[0], path="../../etc/passwd"),))
-    refused(TicketSigner(key).sign([outside])[0], "outside the served directory")
+    refused(TicketSigner(key, 3600).sign([outside])[0], "outside the served directory")
     moved: PartRead = dataclasses.replace(task.parts[0], size=task.parts[0].size + 1)
     with pytest.raises(fl.FlightUnavailableError, match="modified"):
-        nc.do_get(fl.Ticket(TicketSigner(key).sign([dataclasses.replace(task, parts=(moved,))])[0])).read_all()
+        nc.do_get(fl.Ticket(TicketSigner(key, 3600).sign([dataclasses.replace(task, parts=(moved,))])[0])).read_all()
     refused(b"not a ticket at all", "malformed")
     with pytest.raises(pa.ArrowNotImplementedError, match="data node"):
         nc.get_flight_info(fl.FlightDescriptor.for_path(EVENTS))
@@ -282,8 +284,8 @@ def test_killing_a_node_mid_read_finishes_from_the_fallback_and_the_node_is_drop
         victim.kill()                                  # SIGKILL mid-stream
         got.extend(batches)
         part = pa.Table.from_batches(got)
-        task = TicketSigner(Keys(Settings(root=data, ticket_key_file=key_file).ticket_key()).key("tickets")).open(
-            target.ticket.ticket)
+        task = TicketSigner(Keys(Settings(root=data, ticket_key_file=key_file).ticket_key()).key("tickets"),
+                            3600).open(target.ticket.ticket)
         a, b = task.entry_start, task.entry_stop
         assert b - a > 100_000
         assert part["i"].to_pylist() == list(range(a, b))        # every row once, in order

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 jupytext = pytest.importorskip("jupytext", reason="pip install jupytext nbclient ipykernel matplotlib")
 nbclient = pytest.importorskip("nbclient", reason="pip install jupytext nbclient ipykernel matplotlib")
 pytest.importorskip("ipykernel", reason="pip install jupytext nbclient ipykernel matplotlib")

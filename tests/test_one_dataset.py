@@ -105,6 +105,7 @@ def _expected_weights() -> list:
     return out
 
 
+@pytest.mark.slow
 def test_allow_missing_at_every_door(both, tmp_path):
     want = _expected_weights()
     assert None in want and any(v is not None for v in want)
@@ -141,6 +142,7 @@ def test_allow_missing_at_every_door(both, tmp_path):
 REASON = "HDF5 type float128 (128-bit) has no Arrow equivalent"
 
 
+@pytest.mark.slow
 def test_why_unreadable_is_said_at_every_door(both, tmp_path):
     name = "quad.h5:q"
     text = f"'{name}' has no readable columns: q: {REASON}"

@@ -19,6 +19,9 @@ MUPAGE = "mupage/mcv8.1.mupage_tuned_100G.sirene.jterbr00013288.10.root"
 HEADER = "km3net_timeslice_L1/KM3NETDAQ::JDAQTimeslice/KM3NETDAQ::JDAQTimesliceHeader"
 
 
+pytestmark = pytest.mark.slow   # ROOT's Event file, parent branches against uproot
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from conftest import start_server

@@ -21,6 +21,8 @@ import uproot
 
 from arrowroot.clients import Client
 
+pytestmark = pytest.mark.slow
+
 km3 = pytest.importorskip("km3net_testdata")
 
 ROOT_FILES = [

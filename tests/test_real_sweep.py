@@ -8,6 +8,8 @@ import pytest
 
 import real_sweep
 
+pytestmark = pytest.mark.slow   # every real file of the test-data packages
+
 
 def test_pytables_files():
     found = real_sweep.corpora()

@@ -12,9 +12,12 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import uproot
 
 from arrowroot.flight_server.sources.root import RootReader
+
+pytestmark = pytest.mark.slow   # a stress test of parallel first reads
 
 FIELDS = 4
 MAX_READERS = 1000

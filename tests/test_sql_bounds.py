@@ -28,6 +28,8 @@ from arrowroot.flight_server.cli.demo import write_sample_files
 from arrowroot.protos import flight_sql as fs
 from tests.conftest import RunningServer, start_server
 
+pytestmark = pytest.mark.slow   # SQL workers killed, memory bombs under prlimit, SIGTERM
+
 EVENTS = "hep/events.root:events"
 N = 4000
 #: grows a string per row (300 MB × (nMuon + 1)): past DuckDB's memory_limit, which does not

@@ -12,7 +12,13 @@ import pyarrow as pa
 import pytest
 
 from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, PermissionDenied, TimedOut
+from arrowroot.flight_server.core.settings import default
 from arrowroot.flight_server.sql.engine import PreparedQuery, QueryCancelled, SqlEngine, TableProvider
+
+pytestmark = pytest.mark.slow
+
+LIMITS = {"timeout_s": default("sql_timeout"), "memory_limit": default("sql_memory_limit"),
+          "workers": default("sql_workers")}
 
 EVENTS = "cms/run2012.root:Events"
 H5 = "km3/det.h5:/hits"
@@ -97,7 +103,7 @@ def provider(tables) -> MemoryProvider:  # noqa: ANN001
 
 @pytest.fixture
 def engine(provider) -> SqlEngine:  # noqa: ANN001
-    return SqlEngine(provider)
+    return SqlEngine(provider, **LIMITS)
 
 
 def _direct(tables: dict[str, pa.Table], query: str, params: list | None = None) -> pa.Table:
@@ -231,7 +237,7 @@ def test_parameter_count_mismatch(engine) -> None:  # noqa: ANN001
 
 
 def test_batches_are_bounded_by_bytes(provider) -> None:  # noqa: ANN001
-    engine = SqlEngine(provider, max_batch_bytes=256 * 1024)
+    engine = SqlEngine(provider, max_batch_bytes=256 * 1024, **LIMITS)
     reader = engine.execute(f'SELECT * FROM "{EVENTS}"')
     sizes = [b.nbytes for b in reader]
     assert sum(1 for _ in sizes) > 1
@@ -239,7 +245,7 @@ def test_batches_are_bounded_by_bytes(provider) -> None:  # noqa: ANN001
 
 
 def test_timeout_interrupts(tables) -> None:  # noqa: ANN001
-    engine = SqlEngine(MemoryProvider(tables), timeout_s=0.3)
+    engine = SqlEngine(MemoryProvider(tables), **{**LIMITS, "timeout_s": 0.3})
     t0 = time.perf_counter()
     with pytest.raises(TimedOut):
         _run(engine, "SELECT count(*) FROM range(10000000000) a(x), range(1000) b(y) WHERE x % 7 = y")
@@ -250,7 +256,7 @@ def test_timeout_interrupts(tables) -> None:  # noqa: ANN001
 
 def test_cancel_while_streaming(tables) -> None:  # noqa: ANN001
     provider = MemoryProvider(tables, delay_s=0.05)
-    engine = SqlEngine(provider)
+    engine = SqlEngine(provider, **LIMITS)
     reader = engine.execute(f'SELECT MET_pt FROM "{EVENTS}"', query_id="q1")
     reader.read_next_batch()
     assert engine.running() == ["q1"]

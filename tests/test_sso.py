@@ -494,6 +494,7 @@ def test_web_login_through_the_hub(hub: Hub, tmp_path: Path) -> None:
         cat.close()
 
 
+@pytest.mark.browser
 def test_web_login_in_a_real_browser(served: Served, provider: OidcProvider, tmp_path: Path) -> None:
     """Chromium (Debian's, driven by Playwright) goes through the provider's own login and consent
     pages and lands on the dataset page as alice; logging out ends the session."""

@@ -11,6 +11,8 @@ import pytest
 
 from arrowroot.catalog.store import Catalog
 
+pytestmark = pytest.mark.slow
+
 
 def run_cli(*args, env=None, timeout=60):
     return subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", *args], capture_output=True,

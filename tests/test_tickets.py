@@ -33,7 +33,7 @@ def test_executor_runs_a_ticket_without_any_catalog(sample_server, sample_dir):
     req = {"dataset": DS, "columns": ["nMuon", "Muon_pt"], "where": "nMuon >= 2", "with_entry_numbers": True}
     info = c.get_flight_info(cmd(req))
     expected = pa.concat_tables(c.do_get(ep.ticket).read_all() for ep in info.endpoints)
-    signer = TicketSigner(sample_server.server.tickets.key)  # only the key is shared
+    signer = TicketSigner(sample_server.server.tickets.key, 3600)  # only the key is shared
     readers = ReaderCache(sample_dir)
     got = []
     for ep in info.endpoints:
@@ -57,7 +57,8 @@ def test_a_task_built_by_hand_runs(sample_dir):
         want = tree["nMuon"].array(library="np", entry_start=5, entry_stop=25)
         fields = [pa.field("nMuon", pa.from_numpy_dtype(want.dtype))]
     task = ReadTask(dataset="x", format="root", kind="ttree", read_schema=pa.schema(fields), columns=("nMuon",),
-                    parts=(PartRead("hep/events.root", st.st_size, st.st_mtime, "events", 0, 5, 25),))
+                    parts=(PartRead("hep/events.root", st.st_size, st.st_mtime, "events", 0, 5, 25),),
+                    batch_rows=1024, batch_bytes=1 << 20, chunk_rows=4096)
     readers = ReaderCache(sample_dir)
     table = _table(stream_task(task, readers, StreamStats()))
     readers.close()
@@ -101,14 +102,14 @@ def test_ticket_from_another_key_refused_and_shared_key_accepted(serve, sample_d
 
 
 def test_ticket_key_from_environment(monkeypatch, tmp_path):
-    from arrowroot.flight_server.core.settings import from_env
+    from arrowroot.flight_server.core.settings import load
 
     monkeypatch.setenv("ARROWROOT_TICKET_KEY", "x" * 20)
-    a, b = from_env(tmp_path).ticket_key(), from_env(tmp_path).ticket_key()
+    a, b = load(tmp_path).ticket_key(), load(tmp_path).ticket_key()
     assert a == b and len(a) == 32
     monkeypatch.setenv("ARROWROOT_TICKET_KEY", "short")
     with pytest.raises(ValueError, match="at least 16"):
-        from_env(tmp_path).ticket_key()
+        load(tmp_path).ticket_key()
 
 
 def test_ticket_paths_are_relative_and_cannot_leave_the_root(sample_server, sample_dir):

@@ -12,6 +12,9 @@ import pytest
 START, STOP = 968654552.25, 968654552.5
 
 
+pytestmark = pytest.mark.slow   # gwpy time series through pandas
+
+
 @pytest.fixture
 def hlv(tmp_path, serve):
     gwpy = pytest.importorskip("gwpy")

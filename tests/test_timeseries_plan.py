@@ -67,6 +67,7 @@ def test_overlap_and_rate_mismatch_name_the_files():
     assert plan.gaps == [] and plan.rows == 320
 
 
+@pytest.mark.slow
 def test_leap_seconds_match_gwpy():
     time = pytest.importorskip("gwpy.time")
     for iso in ("2015-09-14T09:50:45.4", "1999-01-01T00:00:00", "2017-01-01T00:00:00", "2026-12-01T12:00:00",

@@ -150,6 +150,7 @@ def test_channel_search(gw):
             c.channels("H1:*", rate="fast")
 
 
+@pytest.mark.slow
 def test_read_timeseries_to_gwpy_and_pandas(gw):
     gwpy = pytest.importorskip("gwpy.timeseries")
     server, strains = gw
@@ -168,6 +169,7 @@ def test_read_timeseries_to_gwpy_and_pandas(gw):
     assert table.column_names == ["time", "Strain"]
 
 
+@pytest.mark.slow
 def test_gwpy_shipped_file_by_time(tmp_path, serve):
     gwpy = pytest.importorskip("gwpy")
     from gwpy.timeseries import TimeSeries

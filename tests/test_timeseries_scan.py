@@ -50,6 +50,7 @@ def write_gwosc(path: Path, gps: int, duration: int = 8, rate: int = 4096, detec
     return strain
 
 
+@pytest.mark.slow
 def test_gwpy_shipped_file():
     gwpy = pytest.importorskip("gwpy")
     path = os.path.join(os.path.dirname(gwpy.__file__), "testing", "data", "HLV-HW100916-968654552-1.hdf")

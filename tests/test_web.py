@@ -36,6 +36,8 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.server.flight import ArrowrootServer
 from arrowroot.flight_server.web import WebServer
 
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 DETECTOR = "lab/scan.h5:detector"
 IMAGE = "lab/scan.h5:entry/data/image"

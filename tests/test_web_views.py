@@ -22,6 +22,9 @@ from tests.web_views_data import (CUBE, CUTFLOW, DUR, GPS, GWOSC, GWOSC_STARTS, 
                                   RUNS, STRAIN, build, gwpy_file, make_skim)
 
 
+pytestmark = pytest.mark.slow   # every view against uproot, gwpy, h5py and awkward
+
+
 @pytest.fixture(scope="module")
 def views(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Both, dict, Path]]:
     root = tmp_path_factory.mktemp("views")

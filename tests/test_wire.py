@@ -63,6 +63,7 @@ def sliced_arrays(draw):
     return array.slice(c)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sliced_arrays())
 def test_to_wire_keeps_values_of_sliced_nested_arrays(array):
@@ -73,6 +74,7 @@ def test_to_wire_keeps_values_of_sliced_nested_arrays(array):
     assert out.type == wire_type(array.type)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(sliced_arrays(), st.integers(0, 5))
 def test_to_wire_inside_a_list_whose_child_is_sliced(array, start):

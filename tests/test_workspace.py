@@ -16,8 +16,11 @@ import pytest
 from arrowroot.clients import Client
 from arrowroot.clients.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from arrowroot.flight_server.cli.demo import write_sample_files
+from arrowroot.protos import PUT_COMMIT
 
 from conftest import read_request, start_server
+
+pytestmark = pytest.mark.slow
 
 EVENTS = "hep/events.root:events"
 
@@ -66,6 +69,7 @@ def test_raw_flight_do_put_json_command_and_path(ws) -> None:
     t = _table(300)
     writer, meta = client.do_put(fl.FlightDescriptor.for_command(json.dumps({"dataset": "home/local/raw"})), t.schema)
     writer.write_table(t, max_chunksize=64)
+    writer.write_metadata(pa.py_buffer(PUT_COMMIT))
     writer.done_writing()
     answer = json.loads(meta.read().to_pybytes())
     writer.close()
@@ -73,6 +77,7 @@ def test_raw_flight_do_put_json_command_and_path(ws) -> None:
                       "bytes": answer["bytes"]}
     writer, _ = client.do_put(fl.FlightDescriptor.for_path("home/local/raw_path"), t.schema)
     writer.write_table(t)
+    writer.write_metadata(pa.py_buffer(PUT_COMMIT))
     writer.close()
     assert read_request(ws, {"dataset": "home/local/raw_path", "columns": ["x"]})["x"].to_pylist() == list(range(300))
 
@@ -525,7 +530,7 @@ def test_quota_counts_uploads_still_running(tmp_path) -> None:
     from arrowroot.catalog.store import Catalog
 
     cat = Catalog(tmp_path / "c.duckdb")
-    ws = Workspace(tmp_path, None, cat, Limits(quota_bytes=3_000_000), "test")
+    ws = Workspace(tmp_path, None, cat, Limits(max_upload_bytes=1 << 30, quota_bytes=3_000_000), "test")
     schema = pa.schema([("z", pa.float64())])
     data = pa.record_batch([pa.array(np.random.default_rng(2).random(200_000))], schema=schema)  # ~1.5 MB stored
     a = ws.begin("home/u/a", "u", "create", schema)

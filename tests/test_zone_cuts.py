@@ -97,6 +97,7 @@ def _zones(table: pa.Table, edges: list[int]) -> list[dict[str, Zone]]:
 TABLES = {(order, seed): _table(order, seed) for order in ("sorted", "partly", "random") for seed in (1, 2)}
 
 
+@pytest.mark.slow   # 600 examples; test_zone_maps.py has the quick random cuts
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=flat_bool, key=st.sampled_from(sorted(TABLES)), cuts=st.lists(st.integers(1, N - 1), max_size=12))
 def test_zone_reasoning_never_skips_a_passing_entry(text: str, key, cuts: list[int]) -> None:

@@ -2,7 +2,9 @@
 directory's catalog, plus the ``serve`` options for authentication and TLS.
 
 They write the catalog file directly, so they run while no server holds it (DuckDB lets one
-process write a file): stop the server, change, start it again. Passwords are read with a hidden
+process write a file): while ``arrowroot serve`` runs they stop in one line that says so (stop
+the server, change, start it again). The catalog file is found like every setting: --catalog >
+$ARROWROOT_CATALOG > ``DIR/arrowroot.toml`` [server] catalog > DIR/.arrowroot/catalog.duckdb. Passwords are read with a hidden
 prompt, or one line from stdin with ``--password-stdin`` (scripts); never from an argument, where
 they would land in the shell history and ``ps``.
 """
@@ -20,32 +22,36 @@ from typing import Any
 
 import click
 
+from arrowroot.flight_server.cli.options import load_settings, setting
+
 DIR = click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-CATALOG = click.option("--catalog", type=click.Path(path_type=Path),
-                       help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+CATALOG = setting("--catalog", setting="catalog", type=click.Path(path_type=Path),
+                  help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
 PASSWORD_STDIN = click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 
 
 @contextmanager
 def _catalog(directory: Path, catalog: Path | None) -> Iterator[Any]:
-    """Open the catalog of DIR, turning DuckDB's lock error and catalog errors into clear CLI errors."""
+    """Open the catalog of DIR; a catalog held by a running server, or any catalog error, ends in
+    one line with the fix."""
     import duckdb
 
-    from arrowroot.catalog.errors import CatalogError
+    from arrowroot.catalog.errors import CatalogError, CatalogInUse
     from arrowroot.catalog.store import Catalog
 
-    from arrowroot.flight_server.core.settings import from_env
-
-    path = from_env(directory, catalog=catalog).catalog_path
+    try:
+        path = load_settings(directory, {"catalog": catalog}).catalog_path
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         cat = Catalog(path)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise click.ClickException(
-                f"{path} is open in another process (a running `arrowroot serve`?): stop it, make the change, "
-                "start it again") from None
+    except CatalogInUse:
+        raise click.ClickException(
+            f"{path} is held by a running server (DuckDB lets one process write it): stop that "
+            "`arrowroot serve`, run this command, then start the server again") from None
+    except duckdb.Error as exc:
         raise click.ClickException(f"{path}: {exc}") from None
-    except RuntimeError as exc:  # store.py's own message for a locked or incompatible catalog
+    except RuntimeError as exc:  # store.py's own message for an incompatible catalog
         raise click.ClickException(str(exc)) from None
     try:
         yield cat
@@ -328,17 +334,17 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     options = [
-        click.option("--auth/--no-auth", "auth", default=None,
-                     help="Require credentials [on when the catalog has users or grants]; "
-                          "--auth refuses to start without any."),
-        click.option("--token-ttl", type=click.FloatRange(min=1), default=12 * 3600, show_default=True,
-                     help="Seconds a login token stays valid."),
-        click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="PEM server certificate (chain): serve grpc+tls://."),
-        click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="PEM private key of --tls-cert."),
-        click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="PEM CA: clients must present a certificate it signed (mutual TLS)."),
+        setting("--auth/--no-auth", setting="auth",
+                help="Require credentials [on when the catalog has users or grants]; "
+                     "--auth refuses to start without any."),
+        setting("--token-ttl", setting="token_ttl", type=click.FloatRange(min=1),
+                help="Seconds a login token stays valid."),
+        setting("--tls-cert", setting="tls_cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="PEM server certificate (chain): serve grpc+tls://."),
+        setting("--tls-key", setting="tls_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="PEM private key of --tls-cert."),
+        setting("--tls-client-ca", setting="tls_client_ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="PEM CA: clients must present a certificate it signed (mutual TLS)."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -360,6 +366,9 @@ def client_credentials() -> dict[str, Any]:
     if os.environ.get("ARROWROOT_TLS_CA"):
         out["tls_root_certs"] = Path(os.environ["ARROWROOT_TLS_CA"]).read_bytes()
     return out
+
+
+groups.add_command(groups_members, "list")  # `users list`, `keys list`, and so `groups list` too
 
 
 def register(main: click.Group) -> None:

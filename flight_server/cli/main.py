@@ -1,34 +1,40 @@
-"""The ``arrowroot`` command line: serve, index, ls, schema, get, demo."""
+"""The ``arrowroot`` command line: serve, node, index, settings, ls, schema, get, sql, action, demo
+(and the admin and workspace commands of ``admin.py`` and ``workspace.py``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.cli.admin import register, serve_options
+from arrowroot.flight_server.cli.failures import debugging, one_line, report, short, startup
+from arrowroot.flight_server.cli.options import LOCATION_KEY, load_settings, location_option, setting
 from arrowroot.flight_server.cli.workspace import register as register_workspace, workspace_options
+from arrowroot.flight_server.core.settings import MiB
 
-DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
+COMMAND_KEY = "arrowroot.command"   # how a failure names the command, when more than its name says it
+#: libraries that log at INFO about themselves (NumExpr's thread count, absl, ...): WARNING unless -v
+_OWN = "arrowroot"
 
 
-def _logging(verbose: int, log_format: str = "text") -> None:
-    """Logs to stderr; the access log (one line per call) at INFO. ``json``: the access log's
-    lines are bare JSON objects, one per line, for log shippers."""
-    from arrowroot.flight_server.service import calllog
+def _logging(verbose: int, own: int = logging.WARNING, log_format: str = "text") -> None:
+    """arrowroot's own lines at ``own`` (-v: INFO, -vv: DEBUG); other libraries' at WARNING unless -v.
+    The access log (one line per call) is arrowroot's at INFO; ``json``: its lines are bare JSON
+    objects, one per line, for log shippers."""
+    others = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=others, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger(_OWN).setLevel(own if verbose == 0 else min(own, others))
+    if log_format != "text":
+        from arrowroot.flight_server.service import calllog
 
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    calllog.set_format(log_format)
-    if log_format == "json":
+        calllog.set_format(log_format)
         access = logging.getLogger("arrowroot.access")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -78,15 +84,14 @@ def serve_until_stopped(server, also_stop=None) -> None:
 def ops_options(fn):
     """--health-port, --metrics-port, --no-metrics and --drain-seconds (server/ops.py)."""
     options = [
-        click.option("--health-port", type=click.IntRange(min=0, max=65535),
-                     help="Serve the standard gRPC health service (grpc.health.v1) on this port, for "
-                          "Kubernetes grpc probes (0 picks a free one) [off]."),
-        click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
-                     help="Serve Prometheus /metrics on this port (with --http, /metrics is there too) [off]."),
-        click.option("--metrics/--no-metrics", "metrics", default=None,
-                     help="Count calls for /metrics [on]."),
-        click.option("--drain-seconds", type=click.FloatRange(min=0),
-                     help="On SIGTERM, how long open streams may finish before they are cut [30]."),
+        setting("--health-port", setting="health_port", type=click.IntRange(min=0, max=65535),
+                help="Serve the standard gRPC health service (grpc.health.v1) on this port, for "
+                     "Kubernetes grpc probes (0 picks a free one) [off]."),
+        setting("--metrics-port", setting="metrics_port", type=click.IntRange(min=0, max=65535),
+                help="Serve Prometheus /metrics on this port (with --http, /metrics is there too) [off]."),
+        setting("--metrics/--no-metrics", setting="metrics", help="Count calls for /metrics [on]."),
+        setting("--drain-seconds", setting="drain_seconds", type=click.FloatRange(min=0),
+                help="On SIGTERM, how long open streams may finish before they are cut."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -114,48 +119,20 @@ def _parse_entries(text: str | None) -> tuple[int | None, int | None] | None:
 
 
 class _Commands(click.Group):
-    """Client-side failures (not found, bad request, no credentials, server down) end with
-    the server's message on stderr and exit status 1, not a Python traceback."""
+    """Every failure ends in one line on stderr (``cli/failures.py``), never a traceback: the
+    server's message for client commands (with the fix where gRPC's own says nothing useful),
+    the cause and fix for start-up failures, and "internal error" for a bug."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from arrowroot.clients import ArrowrootError
-
         try:
             return super().invoke(ctx)
-        except ArrowrootError as exc:
-            click.echo(f"arrowroot {ctx.invoked_subcommand}: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
-
-
-@contextlib.contextmanager
-def startup(what: str, host: str | None = None, port: int | None = None) -> Iterator[None]:
-    """Start-up failures end in one line with the cause and the fix, and exit status 2."""
-    import pyarrow as pa
-
-    from arrowroot.flight_server.core.errors import ArrowrootError
-
-    try:
-        yield
-    except ArrowrootError as exc:  # catalog in use, bad auth or TLS setup, bad settings
-        click.echo(f"arrowroot {what}: {exc}", err=True)
-        sys.exit(2)
-    except (ValueError, OSError, pa.ArrowException) as exc:
-        text = str(exc)
-        if port and host is not None and "did not start" in text and _port_taken(host, port):
-            text = (f"port {port} on {host} is in use (another arrowroot server?): stop it, choose another "
-                    "--port, or --port 0 for a free one")
-        click.echo(f"arrowroot {what}: {text}", err=True)
-        sys.exit(2)
-
-
-def _port_taken(host: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if debugging():
+                raise
+            command = ctx.meta.get(COMMAND_KEY) or ctx.invoked_subcommand or ""
+            sys.exit(report(command, exc, ctx.meta.get(LOCATION_KEY)))
 
 
 @click.group(cls=_Commands)
@@ -166,73 +143,69 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8815, show_default=True, help="Port (0 picks a free one and prints it).")
-@click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
-@click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
-@click.option("--endpoint-mb", type=float, help="Target size of one endpoint, MiB of requested columns [64].")
-@click.option("--chunk-mb", type=float, help="Target size of one read from a file, MiB [16].")
-@click.option("--no-index", is_flag=True, help="Serve the catalog as it is; do not scan the directory at start.")
-@click.option("--show-internal", is_flag=True, default=None,
-              help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
-@click.option("--sql-timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
-              help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
-@click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
-@click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
-@click.option("--no-zone-maps", "zone_maps", flag_value=False, default=None,
-              help="Do not use zone maps (cuts read every cluster; SQL count/min/max scan).")
-@click.option("--zone-index-mb", type=click.FloatRange(min=0),
-              help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut) [32].")
-@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Shared ticket key: data nodes given the same file serve this server's tickets.")
-@click.option("--nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
-                              "nodes started with --join register themselves instead.")
-@click.option("--http", "http_port", type=click.IntRange(min=0, max=65535),
-              help="Also serve the web view and HTTP API on this port (0 picks a free one) [off].")
-@click.option("--http-max-mb", type=click.FloatRange(min=0),
-              help="Largest HTTP download in MiB [0: no limit]; HDF5 downloads use as much temporary disk.")
-@click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Access-log lines as text or as one JSON object per line (for log shippers).")
+@setting("--host", setting="host", help="Address to listen on.")
+@setting("--port", setting="port", type=click.IntRange(0, 65535), help="Port (0 picks a free one and prints it).")
+@setting("--catalog", setting="catalog", type=click.Path(path_type=Path),
+         help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+@setting("--compression", setting="compression", type=click.Choice(["lz4", "zstd"]),
+         help="Compress IPC bodies (for remote clients) [none].")
+@setting("--endpoint-mb", setting="endpoint_bytes", scale=MiB, type=click.FloatRange(min=0.001),
+         help="Target size of one endpoint, MiB of requested columns.")
+@setting("--chunk-mb", setting="chunk_bytes", scale=MiB, type=click.FloatRange(min=0.001),
+         help="Target size of one read from a file, MiB.")
+@setting("--index/--no-index", setting="index_on_start",
+         help="Scan the directory in the background at start (--no-index: serve the catalog as it is) [--index].")
+@setting("--show-internal", setting="show_internal", is_flag=True,
+         help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
+@setting("--sql-timeout", setting="sql_timeout", type=click.FloatRange(min=0.1),
+         help="Seconds a Flight SQL query may run before it is cancelled (DEADLINE_EXCEEDED).")
+@setting("--sql-workers", setting="sql_workers", type=click.IntRange(min=1),
+         help="SQL worker processes: Flight SQL queries running at once (more wait for a free one).")
+@setting("--cache-mb", setting="cache_mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables).")
+@setting("--cache-dir", setting="cache_dir", type=click.Path(file_okay=False, path_type=Path),
+         help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
+@setting("--cache-dir-mb", setting="cache_dir_mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB.")
+@setting("--zone-maps/--no-zone-maps", setting="zone_maps",
+         help="Use zone maps: cuts skip clusters they cannot pass, SQL count/min/max come from them [--zone-maps].")
+@setting("--zone-index-mb", setting="zone_index_mb", type=click.FloatRange(min=0),
+         help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut).")
+@setting("--key-file", setting="ticket_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+         help="Shared ticket key: data nodes given the same file serve this server's tickets.")
+@setting("--nodes", setting="nodes", help="Static data nodes, comma-separated (grpc://n1:8816,grpc://n2:8816); "
+                                          "nodes started with --join register themselves instead.")
+@setting("--http", setting="http_port", type=click.IntRange(min=0, max=65535),
+         help="Also serve the web view and HTTP API on this port (0 picks a free one) [off].")
+@setting("--http-max-mb", setting="http_max_bytes", scale=MiB, type=click.FloatRange(min=0),
+         help="Largest HTTP download in MiB (0: no limit); HDF5 downloads use as much temporary disk.")
+@click.option("-v", "--verbose", count=True, help="-v also logs other libraries' INFO lines, -vv debug.")
+@setting("--log-format", setting="log_format", type=click.Choice(["text", "json"]),
+         help="Access-log lines as text or as one JSON object per line (for log shippers).")
 @serve_options
 @workspace_options
 @ops_options
-def serve(directory: Path, host: str, port: int, catalog: Path | None, compression: str | None,
-          endpoint_mb: float | None, chunk_mb: float | None, no_index: bool, show_internal: bool | None,
-          sql_timeout: float, cache_mb: float | None, cache_dir: Path | None, cache_dir_mb: float | None,
-          zone_maps: bool | None, zone_index_mb: float | None, key_file: Path | None, nodes: str | None,
-          http_port: int | None, http_max_mb: float | None,
-          verbose: int, log_format: str, **auth: object) -> None:
+def serve(directory: Path, verbose: int, **flags: object) -> None:
     """Serve DIRECTORY; indexing runs in the background while the server answers."""
-    from arrowroot.flight_server.core.settings import MiB, from_env
-    from arrowroot.flight_server.server.flight import ArrowrootServer
+    with startup("serve"):
+        settings = load_settings(directory, flags)
+    _logging(verbose, own=logging.INFO, log_format=settings.log_format)
+    with startup("serve", settings.host, settings.port):
+        from arrowroot.flight_server.server.flight import ArrowrootServer
 
-    _logging(max(verbose, 1), log_format)
-    with startup("serve", host, port):
-        settings = from_env(directory, host=host, port=port, catalog=catalog, compression=compression,
-                            endpoint_bytes=int(endpoint_mb * MiB) if endpoint_mb else None,
-                            chunk_bytes=int(chunk_mb * MiB) if chunk_mb else None,
-                            sql_timeout=sql_timeout, show_internal=show_internal, cache_mb=cache_mb,
-                            cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, zone_maps=zone_maps,
-                            zone_index_mb=zone_index_mb,
-                            ticket_key_file=key_file, nodes=nodes, http_port=http_port,
-                            http_max_bytes=int(http_max_mb * MiB) if http_max_mb is not None else None, **auth)
         server = ArrowrootServer(settings)
     n = len(server.catalog.datasets())
-    if not no_index:
+    if settings.index_on_start:
         server.indexer.start()
         if server.ctx.watcher is not None:  # live data: index files as they come (ARROWROOT_WATCH=0: off)
             server.ctx.watcher.start()
     scheme = settings.location.partition("://")[0]
-    click.echo(f"serving {scheme}://{host}:{server.port} ({n} datasets{', indexing ...' if not no_index else ''})")
+    click.echo(f"serving {scheme}://{settings.host}:{server.port} "
+               f"({n} datasets{', indexing ...' if settings.index_on_start else ''})")
     _echo_ops(server)
     web = None
     if settings.http_port is not None:
         from arrowroot.flight_server.web import WebServer
 
-        with startup("serve --http"):
+        with startup("serve --http", settings.host, settings.http_port):
             web = WebServer(server.service, flight_port=server.port).start()
         click.echo(f"web view and HTTP API on {web.url}")
     serve_until_stopped(server, web.stop if web is not None else None)
@@ -240,51 +213,53 @@ def serve(directory: Path, host: str, port: int, catalog: Path | None, compressi
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8816, show_default=True, help="Port (0 picks a free one and prints it).")
-@click.option("--join", "coordinator", help="Coordinator to register with (grpc://coordinator:8815); "
-                                            "without it, list this node in the coordinator's --nodes.")
-@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The coordinator's ticket key file [or $ARROWROOT_TICKET_KEY].")
-@click.option("--advertise", help="Location clients use to reach this node [grpc://HOST:PORT].")
-@click.option("--id", "node_id", help="Node name in the coordinator's list [hostname:port].")
-@click.option("--cache-mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables) [512].")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
-@click.option("--cache-dir-mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB [4096].")
-@click.option("--compression", type=click.Choice(["lz4", "zstd"]), help="Compress IPC bodies (for remote clients).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM server certificate (chain): serve grpc+tls://.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM key of --tls-cert.")
+@setting("--host", setting="host", help="Address to listen on.")
+@setting("--port", setting="node_port", type=click.IntRange(0, 65535), help="Port (0 picks a free one and prints it).")
+@setting("--join", setting="join", help="Coordinator to register with (grpc://coordinator:8815); "
+                                        "without it, list this node in the coordinator's --nodes.")
+@setting("--key-file", setting="ticket_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+         help="The coordinator's ticket key file [or $ARROWROOT_TICKET_KEY].")
+@setting("--advertise", setting="advertise", help="Location clients use to reach this node [grpc://HOST:PORT].")
+@setting("--id", setting="node_id", help="Node name in the coordinator's list [hostname:port].")
+@setting("--cache-mb", setting="cache_mb", type=click.FloatRange(min=0), help="Column-chunk cache, MiB (0 disables).")
+@setting("--cache-dir", setting="cache_dir", type=click.Path(file_okay=False, path_type=Path),
+         help="Also keep decoded column chunks in this local directory (kept across restarts) [off].")
+@setting("--cache-dir-mb", setting="cache_dir_mb", type=click.FloatRange(min=0), help="Bound of --cache-dir, MiB.")
+@setting("--compression", setting="compression", type=click.Choice(["lz4", "zstd"]),
+         help="Compress IPC bodies (for remote clients) [none].")
+@setting("--tls-cert", setting="tls_cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+         help="PEM server certificate (chain): serve grpc+tls://.")
+@setting("--tls-key", setting="tls_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+         help="PEM key of --tls-cert.")
 @click.option("-v", "--verbose", count=True, help="-v logs one line per request, -vv debug.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Access-log lines as text or as one JSON object per line (for log shippers).")
+@setting("--log-format", setting="log_format", type=click.Choice(["text", "json"]),
+         help="Access-log lines as text or as one JSON object per line (for log shippers).")
 @ops_options
-def node(directory: Path, host: str, port: int, coordinator: str | None, key_file: Path | None,
-         advertise: str | None, node_id: str | None, cache_mb: float | None, cache_dir: Path | None,
-         cache_dir_mb: float | None, compression: str | None,
-         tls_cert: Path | None, tls_key: Path | None, verbose: int, log_format: str, **ops: object) -> None:
+def node(directory: Path, verbose: int, **flags: object) -> None:
     """Serve the tickets of a coordinator over the same files (a data node; no catalog)."""
-    from arrowroot.flight_server.core.settings import from_env
-    from arrowroot.flight_server.server.node import JoinRefused, NodeServer
+    import dataclasses
 
-    _logging(verbose, log_format)
-    settings = from_env(directory, host=host, port=port, ticket_key_file=key_file, cache_mb=cache_mb,
-                        cache_dir=cache_dir, cache_dir_mb=cache_dir_mb, compression=compression,
-                        tls_cert=tls_cert, tls_key=tls_key, **ops)
-    with startup("node", host, port):
-        server = NodeServer(settings, node_id=node_id, advertise=advertise)
+    with startup("node"):
+        settings = load_settings(directory, flags)
+        settings = dataclasses.replace(settings, port=settings.node_port)
+    _logging(verbose, log_format=settings.log_format)
+    with startup("node", settings.host, settings.port):
+        from arrowroot.flight_server.server.node import NodeServer
+
+        server = NodeServer(settings, node_id=settings.node_id or None, advertise=settings.advertise or None)
     joined = ""
-    if coordinator:
+    if settings.join:
+        from arrowroot.flight_server.server.node import JoinRefused
+
         try:
-            server.join(coordinator)
-            joined = f", joined {coordinator}"
+            server.join(settings.join)
+            joined = f", joined {settings.join}"
         except JoinRefused as exc:
             server.shutdown()
             raise click.ClickException(str(exc)) from None
         except Exception as exc:
             server.shutdown()
-            raise click.ClickException(f"cannot reach the coordinator {coordinator}: {exc}") from None
+            raise click.ClickException(f"cannot reach the coordinator {settings.join}: {one_line(exc)}") from None
     click.echo(f"node serving {server.advertise} as {server.node_id}{joined}")
     _echo_ops(server)
     serve_until_stopped(server)
@@ -292,24 +267,27 @@ def node(directory: Path, host: str, port: int, coordinator: str | None, key_fil
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--catalog", type=click.Path(path_type=Path), help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
-@click.option("--zone-index-mb", type=click.FloatRange(min=0),
-              help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut) [32].")
+@setting("--catalog", setting="catalog", type=click.Path(path_type=Path),
+         help="DuckDB catalog file [DIR/.arrowroot/catalog.duckdb].")
+@setting("--zone-index-mb", setting="zone_index_mb", type=click.FloatRange(min=0),
+         help="Collect zone maps while indexing files up to this size, MiB (larger: on their first cut).")
 @click.option("--path", "sub", help="Only this sub-path of DIRECTORY.")
-@click.option("--show-internal", is_flag=True, default=None,
-              help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
-def index(directory: Path, catalog: Path | None, zone_index_mb: float | None, sub: str | None,
-          show_internal: bool | None) -> None:
+@setting("--show-internal", setting="show_internal", is_flag=True,
+         help="Also list file-library internals (PyTables' index arrays, zero-column objects).")
+@click.option("-v", "--verbose", count=True, help="-v also logs other libraries' INFO lines, -vv debug.")
+def index(directory: Path, sub: str | None, verbose: int, **flags: object) -> None:
     """Index DIRECTORY into its catalog without serving (with a progress bar)."""
     from rich.progress import Progress
 
     from arrowroot.catalog.store import Catalog
 
-    from arrowroot.flight_server.core.settings import from_env
+    from arrowroot.flight_server.core import readpool
     from arrowroot.flight_server.index.indexer import Indexer
 
+    _logging(verbose, own=logging.ERROR)  # the report below names every error and drift, one line each
     with startup("index"):
-        settings = from_env(directory, catalog=catalog, show_internal=show_internal, zone_index_mb=zone_index_mb)
+        settings = load_settings(directory, flags)
+        readpool.configure(settings.read_threads)
         cat = Catalog(settings.catalog_path)
     with Progress(transient=True) as progress:
         bar = progress.add_task("indexing", total=None)
@@ -318,16 +296,46 @@ def index(directory: Path, catalog: Path | None, zone_index_mb: float | None, su
             progress.update(bar, completed=done, total=total, description=f"indexing {path[-40:]}")
 
         indexer = Indexer(settings.root, cat, show_internal=settings.show_internal,
-                          zone_index_bytes=int(settings.zone_index_mb * (1 << 20)))
+                          links_outside_root=settings.links_outside_root,
+                          zone_index_bytes=int(settings.zone_index_mb * MiB))
         report = indexer.run(sub, progress=update)
         progress.update(bar, description="zone maps")
         indexer.zones.wait(timeout=24 * 3600)   # the catalog is complete when the command ends
+    from arrowroot.flight_server.datasets.drift import summary
+
     click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
                f"{report.unchanged} unchanged, {len(report.errors)} errors "
                f"({len(cat.datasets())} datasets in {settings.catalog_path})")
     for path, error in report.errors:
-        click.echo(f"  error: {path}: {error}", err=True)
+        click.echo(f"  error: {path}: {short(error, 200)}", err=True)
+    for d in report.drift:
+        click.echo(f"  schema drift in {d['dataset']}: {summary(d)}", err=True)
+    if report.errors or report.drift:
+        click.echo("  (in full: `arrowroot ls --errors` against a server of this directory)", err=True)
     cat.close()
+
+
+@main.command("settings")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="As JSON: {setting: {value, from}}.")
+@click.option("--markdown", is_flag=True, help="The README's table of every setting, its variable, flags and default.")
+def settings_(directory: Path | None, as_json: bool, markdown: bool) -> None:
+    """Print every setting for DIRECTORY (default: the current one) and where its value comes from:
+    the environment, DIRECTORY/arrowroot.toml [server], or the default (a command's flags win over all)."""
+    from arrowroot.flight_server.cli.options import readme_block
+    from arrowroot.flight_server.core import settings as config
+
+    if markdown:
+        click.echo(readme_block(main))
+        return
+    with startup("settings"):
+        values = config.explain(directory or Path.cwd())
+    if as_json:
+        click.echo(json.dumps({k: {"value": v if v is None or isinstance(v, (bool, int, float)) else str(v),
+                                   "from": origin} for k, (v, origin) in values.items()}, indent=2))
+        return
+    for name, (value, origin) in values.items():
+        click.echo(f"{name} = {'-' if value is None else value}\t({origin})")
 
 
 def _client(location: str):
@@ -338,24 +346,38 @@ def _client(location: str):
     return Client(location, **client_credentials())
 
 
+def _attributes(schema) -> dict:
+    raw = (schema.metadata or {}).get(b"arrowroot.attributes")
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
 @main.command("ls")
 @click.argument("pattern", required=False)
-@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@location_option
 @click.option("--format", "fmt", help="Only this source format (root, hdf5, lh5, ...).")
 @click.option("--kind", help="Only this object kind (ttree, rntuple, th1, hdf5.table, ...).")
 @click.option("--has-column", help="Only datasets with this column.")
 @click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Only datasets whose attribute KEY is VALUE.")
-@click.option("--errors", is_flag=True, help="List the files that failed to index (or hold no datasets) and why.")
+@click.option("--errors", is_flag=True, help="List the files that failed to index (or hold no datasets) and why, "
+                                             "and the schema drift of multi-file datasets in full.")
 def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, has_column: str | None,
         attrs: tuple[str, ...], errors: bool) -> None:
     """List datasets (PATTERN is a shell glob on names), optionally filtered."""
     if errors:
         with _client(location) as c:
             failed = c.action("stats").get("file_errors", [])
+            drifted = [(info.descriptor.path[0].decode(), _attributes(info.schema).get("schema_drift"))
+                       for info in c.dataset_infos(pattern)]
         for f in failed:
             click.echo(f"{f['path']}\t{f['error']}")
-        if not failed:
-            click.echo("no file failed to index", err=True)
+        for dataset, drift in drifted:
+            if drift:
+                click.echo(f"{dataset}\tschema drift: {json.dumps(drift, default=str)}")
+        if not failed and not any(d for _, d in drifted):
+            click.echo("no file failed to index, no dataset has schema drift", err=True)
         return
     criteria: dict[str, object] = {}
     if fmt:
@@ -387,7 +409,7 @@ def ls_(pattern: str | None, location: str, fmt: str | None, kind: str | None, h
 
 @main.command()
 @click.argument("dataset")
-@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@location_option
 @click.option("--full", is_flag=True, help="The whole Arrow schema with field and dataset metadata.")
 def schema(dataset: str, location: str, full: bool) -> None:
     """Print a dataset's columns and types (--full: with all metadata), then the columns
@@ -411,14 +433,18 @@ def schema(dataset: str, location: str, full: bool) -> None:
 
 @main.command()
 @click.argument("query")
-@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@location_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the result to a .csv or .parquet file instead of printing a table.")
 @click.option("--max-rows", default=50, show_default=True, help="Rows printed (not written).")
 def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
     """Run a SQL QUERY through the server's Flight SQL front end (datasets are tables)."""
-
-
+    fmt = None
+    if output is not None:
+        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(output.suffix.lower())
+        if fmt is None:
+            raise click.BadParameter("write .csv or .parquet", param_hint="--output")
+        check_writable(output, "--output")
     with _client(location) as c:
         reader = c.sql_batches(query)
         if output is None:
@@ -435,11 +461,19 @@ def sql(query: str, location: str, output: Path | None, max_rows: int) -> None:
             Console().print(table)
             click.echo(f"{total} rows" + (f" ({shown} shown; -o FILE writes all)" if total > shown else ""))
             return
-        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(output.suffix.lower())
-        if fmt is None:
-            raise click.BadParameter("write .csv or .parquet", param_hint="--output")
         rows = write_file(output, fmt, reader)
         click.echo(f"wrote {rows} rows to {output}")
+
+
+def check_writable(output: Path, option: str = "OUTPUT") -> None:
+    """Refuse an output path that cannot be written before asking the server for anything."""
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.BadParameter(f"the directory {parent} does not exist: create it first (mkdir -p {parent})",
+                                 param_hint=option)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write in {parent} (permission denied): choose another directory",
+                                 param_hint=option)
 
 
 def write_file(output: Path, fmt: str, reader, on_batch=None, object_name: str = "") -> int:
@@ -477,7 +511,7 @@ def write_file(output: Path, fmt: str, reader, on_batch=None, object_name: str =
 @click.option("-c", "--columns", multiple=True, help="Column name or glob (repeatable).")
 @click.option("-e", "--entries", help="START:STOP entry range.")
 @click.option("-w", "--where", help="Server-side cut, e.g. 'nMuon >= 2 and MET_pt > 40'.")
-@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@location_option
 @click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "arrow", "csv", "hdf5", "root", "rntuple",
                                                     "tiff"]),
               help="Output format [from the file suffix: .parquet .feather .arrows .csv .h5 .root .tiff].")
@@ -521,6 +555,7 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
         fmt = format_for(str(output), fmt).name
     except InvalidRequest as exc:
         raise click.BadParameter(f"{exc}; or pass --format", param_hint="OUTPUT") from None
+    check_writable(output)
 
     from arrowroot.clients.client import notes, skipped_message
 
@@ -547,16 +582,40 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
 
 @main.command()
 @click.argument("name", default="health")
-@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+@location_option
 @click.option("-b", "--body", default="{}", help="JSON body.")
-def action(name: str, location: str, body: str) -> None:
-    """Run a server action (health, rescan, stats) and print its JSON answer; exits 1 on failure."""
+@click.option("--json", "as_json", is_flag=True, help="rescan: print the whole report as JSON, not a summary.")
+def action(name: str, location: str, body: str, as_json: bool) -> None:
+    """Run a server action (health, rescan, stats) and print its answer (JSON; rescan: a summary,
+    --json for the whole report); exits 1 on failure (a healthcheck)."""
+    click.get_current_context().meta[COMMAND_KEY] = f"action {name}"   # "arrowroot action health: ..."
     try:
-        with _client(location) as c:
-            click.echo(json.dumps(c.action(name, json.loads(body)), indent=2))
-    except Exception as exc:
-        click.echo(f"arrowroot action {name}: {exc}", err=True)
-        sys.exit(1)
+        args = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--body") from None
+    with _client(location) as c:
+        answer = c.action(name, args)
+    if name == "rescan" and not as_json and isinstance(answer, dict) and "added" in answer:
+        for line in rescan_summary(answer):
+            click.echo(line)
+        return
+    click.echo(json.dumps(answer, indent=2))
+
+
+def rescan_summary(report: dict, shown: int = 10) -> list[str]:
+    """A rescan report in a few lines: the counts, then one short line per error and per drift."""
+    from arrowroot.flight_server.datasets.drift import summary
+
+    errors, drift = report.get("errors") or [], report.get("drift") or []
+    lines = [f"rescan: {report.get('added', 0)} added, {report.get('updated', 0)} updated, "
+             f"{report.get('removed', 0)} removed, {report.get('unchanged', 0)} unchanged, {len(errors)} errors, "
+             f"{report.get('derived', 0)} multi-file datasets ({len(drift)} with schema drift) "
+             f"in {report.get('seconds', 0):.1f} s"]
+    lines += [f"  error: {e.get('path')}: {short(e.get('error', ''), 200)}" for e in errors[:shown]]
+    lines += [f"  drift: {d.get('dataset')}: {summary(d)}" for d in drift[:shown]]
+    if len(errors) > shown or len(drift) > shown:
+        lines.append("  ... (all of them: `arrowroot ls --errors`, or this command with --json)")
+    return lines
 
 
 @main.command()

@@ -6,12 +6,15 @@ batches, so a file larger than memory uploads fine.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import click
 
-DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
+from arrowroot.flight_server.cli.options import location_option, setting
+from arrowroot.flight_server.core.settings import GiB, MiB
+
 
 
 def _client(location: str):
@@ -57,7 +60,7 @@ def register(main: click.Group) -> None:
     @click.option("-m", "--meta", multiple=True, help="KEY=VALUE kept with the provenance (repeatable).")
     @click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "csv"]),
                   help="Input format [from the file suffix].")
-    @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+    @location_option
     def put(file: Path, name: str, mode: str, parent: str | None, meta: tuple[str, ...], fmt: str | None,
             location: str) -> None:
         """Upload FILE as the workspace dataset NAME (home/<you>/...)."""
@@ -69,14 +72,19 @@ def register(main: click.Group) -> None:
     @main.command()
     @click.argument("name")
     @click.argument("parent")
-    @click.option("-w", "--where", required=True, help="The cut, e.g. 'nMuon >= 2'.")
-    @click.option("--materialize", is_flag=True, help="Store a copy of the rows instead of entry numbers.")
+    @click.option("-w", "--where", default="", help="The cut, e.g. 'nMuon >= 2' (required unless --materialize).")
+    @click.option("--materialize", is_flag=True, help="Store a copy of the rows instead of entry numbers "
+                                                      "(without --where: every row).")
     @click.option("-c", "--columns", multiple=True, help="With --materialize: the columns to copy [all].")
     @click.option("--replace", is_flag=True, help="Replace NAME if it exists.")
-    @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+    @location_option
     def skim(name: str, parent: str, where: str, materialize: bool, columns: tuple[str, ...], replace: bool,
              location: str) -> None:
-        """Store the entries of PARENT passing --where as NAME."""
+        """Store the entries of PARENT passing --where as NAME (PARENT: any dataset, derived columns and
+        skims included), or with --materialize a copy of the rows."""
+        if not where.strip() and not materialize:
+            raise click.BadParameter("give the cut, e.g. -w 'nMuon >= 2' (or --materialize to copy every row)",
+                                     param_hint="--where")
         with _client(location) as c:
             answer = c.skim(name, parent, where, materialize=materialize, columns=list(columns) or None,
                             mode="replace" if replace else "create")
@@ -86,7 +94,7 @@ def register(main: click.Group) -> None:
     @main.command()
     @click.argument("name")
     @click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
-    @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+    @location_option
     def lineage(name: str, as_json: bool, location: str) -> None:
         """Where workspace dataset NAME came from, nearest first."""
         with _client(location) as c:
@@ -96,6 +104,12 @@ def register(main: click.Group) -> None:
             return
         for depth, item in enumerate(chain):
             what = item.get("kind", "")
+            if what == "deleted":
+                when = dt.datetime.fromtimestamp(item["deleted_at"]).strftime("%Y-%m-%d %H:%M") \
+                    if item.get("deleted_at") else "?"
+                what = f"deleted on {when}"
+            elif what == "missing":
+                what = "no longer in the catalog"
             extra = []
             if item.get("cut"):
                 extra.append(f"where {item['cut']!r}")
@@ -107,7 +121,7 @@ def register(main: click.Group) -> None:
 
     @main.command("rm")
     @click.argument("name")
-    @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+    @location_option
     def rm(name: str, location: str) -> None:
         """Delete your workspace dataset NAME."""
         with _client(location) as c:
@@ -117,7 +131,7 @@ def register(main: click.Group) -> None:
     @main.command("mv")
     @click.argument("name")
     @click.argument("new_name")
-    @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True)
+    @location_option
     def mv(name: str, new_name: str, location: str) -> None:
         """Rename your workspace dataset NAME to NEW_NAME."""
         with _client(location) as c:
@@ -127,24 +141,14 @@ def register(main: click.Group) -> None:
 
 def workspace_options(fn):
     """``serve`` options for the workspace; they arrive as the ``Settings`` fields they fill."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, workspace=None, max_upload_mb=None, quota_gb=None, **kwargs):
-        if workspace is not None:
-            kwargs["workspace"] = workspace
-        if max_upload_mb is not None:
-            kwargs["max_upload_bytes"] = int(max_upload_mb * (1 << 20))
-        if quota_gb is not None:
-            kwargs["quota_bytes"] = int(quota_gb * (1 << 30))
-        return fn(*args, **kwargs)
-
     options = [
-        click.option("--workspace", type=click.Path(file_okay=False, path_type=Path),
-                     help="Directory for uploads and skims [next to the catalog: DIR/.arrowroot/workspace]."),
-        click.option("--max-upload-mb", type=click.FloatRange(min=0.001), help="Largest upload per request, MiB [4096]."),
-        click.option("--quota-gb", type=click.FloatRange(min=0), help="Bytes stored per user, GiB [20]."),
+        setting("--workspace", setting="workspace", type=click.Path(file_okay=False, path_type=Path),
+                help="Directory for uploads and skims [next to the catalog: DIR/.arrowroot/workspace]."),
+        setting("--max-upload-mb", setting="max_upload_bytes", scale=MiB, type=click.FloatRange(min=0.001),
+                help="Largest upload per request, MiB."),
+        setting("--quota-gb", setting="quota_bytes", scale=GiB, type=click.FloatRange(min=0),
+                help="Bytes stored per user, GiB."),
     ]
     for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+        fn = option(fn)
+    return fn

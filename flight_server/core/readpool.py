@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+from arrowroot.flight_server.core.settings import default
+
 SMALL_BYTES = 1 << 20   # a read of at most this many (uncompressed) bytes is "small"
 LARGE_EVERY = 8         # with both lanes waiting, one pick in this many takes a large job
 
@@ -104,3 +106,35 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+# ---------------------------------------------------------------- the process-wide pools
+
+_SHARED: dict[str, ReadPool] = {}
+_shared_lock = threading.Lock()
+_read_threads: int = default("read_threads")
+
+
+def threads_for(read_threads: int) -> int:
+    """Workers of one pool for the setting ``read_threads`` (0: one per core, at least 2)."""
+    return read_threads if read_threads > 0 else max(2, os.cpu_count() or 2)
+
+
+def shared(name: str) -> ReadPool:
+    """The process-wide pool ``name`` (sources share decompression work through it), sized by
+    ``Settings.read_threads``; :func:`configure` sets that at start."""
+    with _shared_lock:
+        pool = _SHARED.get(name)
+        if pool is None:
+            pool = _SHARED[name] = ReadPool(threads_for(_read_threads), name=name)
+        return pool
+
+
+def configure(read_threads: int) -> None:
+    """Size every shared pool from ``Settings.read_threads`` (a process's composition root calls it)."""
+    global _read_threads
+    with _shared_lock:
+        _read_threads = read_threads
+        for pool in _SHARED.values():
+            pool.workers = threads_for(read_threads)
+

@@ -7,7 +7,7 @@ shares the files and the signing key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -94,9 +94,9 @@ class ReadTask:
     with_entry_numbers: bool = False
     channel_column: str | None = None  # per-channel datasets: the column filled from PartRead.channel
     cast: bool = False             # multi-file datasets: cast each file's types to the dataset's
-    batch_rows: int = 131_072
-    batch_bytes: int = 4 << 20
-    chunk_rows: int = 1 << 20      # rows per read from a file (read one ahead)
+    batch_rows: int = field(kw_only=True)   # the planner's limits (Settings); no defaults here
+    batch_bytes: int = field(kw_only=True)
+    chunk_rows: int = field(kw_only=True)   # rows per read from a file (read one ahead)
     principal: str = ""
     expires: float = 0.0           # unix time after which the ticket is refused (0 = never)
     time_scale: str = ""           # with_time: "gps" (float64 seconds) or "utc" (timestamp[ns]) time column

@@ -8,10 +8,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from arrowroot.flight_server.core.settings import CONFIG_NAME, SECTION
 from arrowroot.flight_server.lang import filekeys
 from arrowroot.flight_server.core.errors import InvalidRequest
 
-CONFIG_NAME = "arrowroot.toml"
 ATTR_MISSING = "arrowroot.missing"        # column → member names ("path:object") lacking it
 ATTR_FINGERPRINT = "arrowroot.fingerprint"
 ATTR_KEYS = "file_keys"                   # key field → type
@@ -83,10 +83,11 @@ def load_config(root: Path) -> Config:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{CONFIG_NAME}: {exc}") from None
-    unknown = set(data) - {"dataset", "folder_datasets", "timeseries", "level", "auth"}  # [auth]: service/sso.py
+    # [server]: core/settings.py; [auth]: service/sso.py
+    unknown = set(data) - {"dataset", "folder_datasets", "timeseries", "level", SECTION, "auth"}
     if unknown:
         raise InvalidRequest(f"{CONFIG_NAME}: unknown top-level keys {sorted(unknown)}; "
-                             "known: dataset, folder_datasets, level, timeseries, auth")
+                             f"known: dataset, folder_datasets, level, timeseries, {SECTION}, auth")
     series = data.get("timeseries", {})
     if not isinstance(series, dict) or not all(isinstance(v, dict) for v in series.values()):
         raise InvalidRequest(f"{CONFIG_NAME}: timeseries must hold tables ([timeseries.NAME] t0 = ..., rate = ...)")

@@ -23,6 +23,7 @@ from arrowroot.flight_server.datasets.config import (ATTR_CHANNEL, ATTR_FINGERPR
                                                      ATTR_TIMESERIES_DQ, ATTR_TIMESERIES_PARTS, CONFIG_NAME,
                                                      TIMESERIES_KEY,
                                                      load_config)
+from arrowroot.flight_server.datasets.drift import summary as drift_summary
 from arrowroot.flight_server.datasets.levels import derive_levels
 from arrowroot.flight_server.lang import filekeys
 
@@ -413,7 +414,6 @@ def derive(catalog: Catalog, root: Path) -> DeriveReport:
     # logged when the derived datasets change, not at every start (the report keeps it all)
     for d in report.not_merged if report.written else ():
         log.info("%s: %d files not merged into one dataset: %s", d["dataset"], d["files"], d["reason"])
-    for d in report.drift if report.written else ():
-        log.warning("schema drift in %s: %s", d["dataset"], json.dumps({k: v for k, v in d.items() if k != "dataset"},
-                                                                        default=str)[:2000])
+    for d in report.drift if report.written else ():  # one short line each; the details: `arrowroot ls --errors`
+        log.warning("schema drift in %s: %s", d["dataset"], drift_summary(d))
     return report

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import cachetools
 import pyarrow as pa
@@ -43,10 +43,12 @@ import pyarrow as pa
 from arrowroot.flight_server.core.files import FileIdentity
 from arrowroot.flight_server.sources.base import Units
 
+if TYPE_CHECKING:
+    from arrowroot.flight_server.core.settings import Settings
+
 log = logging.getLogger("arrowroot.cache")
 
 MiB = 1 << 20
-DEFAULT_CACHE_BYTES = 512 * MiB
 #: a storage piece only partly inside a read is read whole (and cached) when the read covers at
 #: least this share of it, or the piece is this small; otherwise just the rows asked for are read
 WHOLE_SHARE = 0.5
@@ -284,7 +286,7 @@ class DiskTier:
 class ChunkCache:
     """Column pieces by storage key: memory (LRU, ``max_bytes``; 0 = none) over an optional disk tier."""
 
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES, disk: DiskTier | None = None):
+    def __init__(self, max_bytes: int, disk: DiskTier | None = None):  # max_bytes: Settings.cache_bytes
         self.max_bytes = max(0, int(max_bytes))
         self.disk = disk
         self._lock = threading.Lock()
@@ -454,15 +456,13 @@ class ChunkCache:
         return out
 
 
-def chunk_cache(settings: object) -> ChunkCache:
+def chunk_cache(settings: Settings) -> ChunkCache:
     """The cache a server or data node runs with: ``cache_mb`` of memory, and a disk tier when
     ``cache_dir`` is set (``cache_dir_mb`` bounds it)."""
-    max_bytes = int(getattr(settings, "cache_bytes", DEFAULT_CACHE_BYTES))
-    directory = getattr(settings, "cache_dir", None)
     disk = None
-    if directory:
-        disk = DiskTier(Path(directory), int(float(getattr(settings, "cache_dir_mb", 4096.0)) * MiB))
-    return ChunkCache(max_bytes, disk)
+    if settings.cache_dir:
+        disk = DiskTier(Path(settings.cache_dir), int(settings.cache_dir_mb * MiB))
+    return ChunkCache(settings.cache_bytes, disk)
 
 
 __all__ = ["ChunkCache", "ChunkKey", "DiskTier", "FileIdentity", "chunk_cache", "column_bytes"]

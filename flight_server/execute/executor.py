@@ -1,16 +1,17 @@
 """One read task → a stream of record batches, with bounded memory. Never touches the catalog.
 
-The next chunk is read in a background thread while the current one is sent (the queue holds
-at most one chunk ahead), so decompression overlaps the network. Batches are split by bytes as
-well as rows: many gRPC clients refuse messages over 16 MiB. With a cut, each chunk is read in
-two phases: the cut's columns first; a chunk where nothing passes ends there.
+The next chunk is read in a background thread while the current one is sent (at most one chunk
+ahead), so decompression overlaps the network. Batches are split by bytes as well as rows: many
+gRPC clients refuse messages over 16 MiB. With a cut, each chunk is read in two phases: the cut's
+columns first; a chunk where nothing passes ends there. What a stream holds for a client that
+stopped reading can be dropped (:class:`Held`) and is read again if it comes back.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arrowroot.flight_server.core.batches import split_batches
 from arrowroot.flight_server.core.errors import Cancelled, InvalidRequest, SourceError
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, HIT_ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
@@ -53,6 +53,7 @@ class Chunk:
     local_start: int = 0
 
 
+MASK_ROWS = 1 << 18   # entries per slice of a cut's evaluation (a cancelled read stops after one)
 _CUTS: dict[tuple[str, int], tuple[pa.Schema, Cut]] = {}
 _CUTS_LOCK = threading.Lock()
 MAX_CUTS = 256
@@ -96,6 +97,7 @@ class Execution:
         #: levels: the tier tables this task holds, (path, object) → (reader, its pin in the reader cache)
         self._tables: dict[tuple[str, str], tuple[Reader, tuple]] = {}
         self._readers: ReaderCache | None = None
+        self._tables_lock = threading.Lock()  # a dropped chunk is read again while the next one is read ahead
 
     def close(self) -> None:
         """Let go of the tier tables a level task held (the reader cache may close them again)."""
@@ -117,9 +119,10 @@ class Execution:
 
         def open_tier(tier, channel, entries):  # each tier file's identity is checked when it is opened
             key = (tier.path, tier.object_of(channel))
-            got = self._tables.get(key)
-            if got is None:
-                got = self._tables[key] = readers.acquire(tier.part(channel, entries), task.format, TIER_KIND)
+            with self._tables_lock:
+                got = self._tables.get(key)
+                if got is None:
+                    got = self._tables[key] = readers.acquire(tier.part(channel, entries), task.format, TIER_KIND)
             return got[0]
 
         if task.level == "hit":
@@ -172,14 +175,17 @@ class Execution:
                 arrays.append(arr)
         return pa.Table.from_arrays(arrays, names=list(columns))
 
-    def read_chunk(self, reader: Reader, part: PartRead, a: int, b: int, in_one_go: bool = False) -> Chunk:
+    def read_chunk(self, reader: Reader, part: PartRead, a: int, b: int, in_one_go: bool = False,
+                   cancelled: Callable[[], bool] | None = None) -> Chunk:
         """Read one chunk; with a cut, in two phases.
 
         Phase one reads only the columns the cut needs and computes the mask; a chunk where
         nothing passes ends there. Phase two reads the other requested columns and keeps the
         passing rows. Columns used by both are read once. ``in_one_go`` reads both sets at
         once (in parallel): the caller asks for it while chunks keep having passing entries,
-        where the two phases would only serialise the same reads.
+        where the two phases would only serialise the same reads. ``cancelled`` is asked between
+        slices of the cut's evaluation and before phase two: a heavy cut over a large chunk stops
+        within a slice of its client going away.
         """
         task = self.task
         first = part.entry_offset + a
@@ -199,15 +205,29 @@ class Execution:
         else:
             cut_table = self.read_part(reader, part, a, b, cut_columns, cut_phase=True)
             rest_table = None
-        mask = self.cut.mask(cut_table)
-        passed = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        passed = np.flatnonzero(self._mask(cut_table, cancelled))
         if len(passed) == 0:
             return Chunk(None, first, b - a, passed, part, a)
+        if cancelled is not None and cancelled():
+            raise Cancelled("the request was cancelled")
         if rest and rest_table is None:
             rest_table = self.read_part(reader, part, a, b, rest)
         keep = pa.array(passed)
         columns = [(cut_table if c in reuse else rest_table).column(c).take(keep) for c in task.columns]
         return Chunk(pa.Table.from_arrays(columns, names=list(task.columns)), first, b - a, passed, part, a)
+
+    def _mask(self, table: pa.Table, cancelled: Callable[[], bool] | None) -> np.ndarray:
+        """The cut's mask over ``table``, evaluated MASK_ROWS entries at a time (a cut is per entry)."""
+        assert self.cut is not None
+        n = table.num_rows
+        if n <= MASK_ROWS or cancelled is None:
+            return self.cut.mask(table).to_numpy(zero_copy_only=False)
+        parts = []
+        for start in range(0, n, MASK_ROWS):
+            if cancelled():
+                raise Cancelled("the request was cancelled")
+            parts.append(self.cut.mask(table.slice(start, MASK_ROWS)).to_numpy(zero_copy_only=False))
+        return np.concatenate(parts)
 
     def read_events(self, reader: Reader, part: PartRead, a: int, b: int) -> Chunk:
         """Events [a, b) of an event level: the cut's columns (and the hits' channels, when events
@@ -289,102 +309,270 @@ def _entries(part: PartRead, a: int, b: int) -> str:
     return f"entries {part.entry_offset + a}-{part.entry_offset + b} of the dataset"
 
 
-def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
-                execution: Execution | None = None,
-                cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
-    """Batches for one task; reads one chunk ahead in a thread.
+SLOW_CLIENT_S = 0.2    # a client that took longer than this to ask for the next batch gets copies ...
+COPY_BATCH_BYTES = 1 << 20   # ... of at most this size: what a stalled stream leaves in gRPC's hands
 
-    With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
-    app_metadata, and the stream ends with an empty batch carrying the totals.
+
+class Held:
+    """What a stream holds for its client between batches, and a way to let it go.
+
+    ``drop()`` is called from another thread (the stream slots' reaper) once the client has read
+    nothing for a while: the chunk read ahead is given back and the rest of the current chunk is
+    forgotten; both are read again if the client comes back. For that to free anything, the batch
+    the transport still holds must not be a slice of the chunk: batches handed to a client that has
+    not kept up (or not read yet: the first chunk) are copies. A client that keeps up gets
+    zero-copy slices. So a stalled stream holds one batch, not two chunks (49 MB before).
     """
-    ex = execution or Execution(task)
-    chunks = ex.chunks()
-    out_schema = ex.schema
-    ahead: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
 
-    def gone() -> bool:
-        return stop.is_set() or (cancelled is not None and cancelled())
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._table: pa.Table | None = None
+        self.dropped = False
+        self.drops = 0
+
+    def drop(self) -> None:
+        with self._lock:
+            if self._table is not None or not self.dropped:
+                self.drops += 1
+            self._table = None
+            self.dropped = True
+
+    def hold(self, table: pa.Table | None) -> None:
+        with self._lock:
+            self._table = table
+
+    def resume(self) -> pa.Table | None:
+        """The client is back: the current table, or None if it was dropped."""
+        with self._lock:
+            self.dropped = False
+            return self._table
+
+
+def _owned(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A copy of ``batch`` whose buffers hold only its own rows (a slice keeps its whole chunk)."""
+    try:
+        return pa.RecordBatch.from_arrays([pa.concat_arrays([c]) for c in batch.columns], schema=batch.schema)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # a type concat cannot copy
+        return batch
+
+
+class _Mailbox:
+    """One chunk between the read-ahead thread and the stream; the reader may take it back."""
+
+    _EMPTY = object()
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: object = self._EMPTY
+
+    def put(self, item: object, gone: Callable[[], bool]) -> bool:
+        with self._cond:
+            while self._item is not self._EMPTY:
+                if gone():
+                    return False
+                self._cond.wait(0.1)
+            self._item = item
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> object:
+        with self._cond:
+            if self._item is self._EMPTY:
+                self._cond.wait(timeout)
+            item, self._item = self._item, self._EMPTY
+            self._cond.notify_all()
+            return item
+
+    def wait_empty(self, timeout: float) -> bool:
+        with self._cond:
+            if self._item is not self._EMPTY:
+                self._cond.wait(timeout)
+            return self._item is self._EMPTY
+
+    def reclaim(self) -> bool:
+        """Take back what was put and not taken; True if there was something."""
+        with self._cond:
+            had, self._item = self._item is not self._EMPTY, self._EMPTY
+            self._cond.notify_all()
+            return had
+
+
+class _Reader:
+    """Reads chunk ``i`` of a task (the same rows every time: a dropped chunk is read again)."""
+
+    def __init__(self, task: ReadTask, readers: ReaderCache, ex: Execution, gone: Callable[[], bool]):
+        self.task, self.readers, self.ex, self.gone = task, readers, ex, gone
+        self.specs = ex.chunks()
+        self.previous_passed = False
+
+    def read(self, i: int) -> Chunk:
+        if self.gone():
+            raise Cancelled("the request was cancelled")
+        part, a, b = self.specs[i]
+        readers = self.readers
+        reader = None if part.fill else self.ex.reader(readers, part)
+        try:
+            chunk = self.ex.read_chunk(reader, part, a, b, in_one_go=self.previous_passed, cancelled=self.gone)
+        except (SourceError, OSError) as exc:  # the file broke, or went away under us
+            if part.fill:
+                raise
+            readers.check(part, self.task.growing)  # FileChanged (UNAVAILABLE): deleted or rewritten
+            if isinstance(exc, SourceError):
+                raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
+            raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
+                              f"{type(exc).__name__}") from exc
+        if not self.ex.selective and chunk.table is not None and chunk.table.num_rows != b - a:
+            readers.check(part, self.task.growing)
+            raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
+                              f"not {b - a}; the file may have changed")
+        self.previous_passed = chunk.table is not None
+        return chunk
+
+    def inline(self) -> Iterator[tuple[int, Chunk]]:
+        for i in range(len(self.specs)):
+            yield i, self.read(i)
+
+
+def _ahead(source: _Reader, held: Held, gone: Callable[[], bool], cancelled: Callable[[], bool] | None,
+           stop: threading.Event, join: bool = False) -> Iterator[tuple[int, Chunk]]:
+    """The chunks, read in a thread one chunk ahead of the stream (reading overlaps sending): the
+    next is read only once the stream took the previous one, and given back when the client has
+    gone quiet (``held.dropped``) — to be read again when it is back."""
+    box = _Mailbox()
+    done = object()
 
     def produce() -> None:
         try:
-            previous_passed = False
-            for part, a, b in chunks:
-                if gone():
-                    ahead.put(Cancelled("the request was cancelled"))
-                    return
-                reader = None if part.fill else ex.reader(readers, part)
-                try:
-                    chunk = ex.read_chunk(reader, part, a, b, in_one_go=previous_passed)
-                except (SourceError, OSError) as exc:  # the file broke, or went away under us
-                    if part.fill:
-                        raise
-                    readers.check(part, task.growing)  # FileChanged (UNAVAILABLE): deleted or rewritten
-                    if isinstance(exc, SourceError):
-                        raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
-                    raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
-                                      f"{type(exc).__name__}") from exc
-                if not ex.selective and chunk.table is not None and chunk.table.num_rows != b - a:
-                    readers.check(part, task.growing)
-                    raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
-                                      f"not {b - a}; the file may have changed")
-                previous_passed = chunk.table is not None
-                while True:
-                    if gone():  # a stalled or cancelled stream drops its read-ahead chunk
+            i, n = 0, len(source.specs)
+            while True:
+                while not box.wait_empty(0.1):  # one chunk ahead, never two (the last one too)
+                    if gone():
                         return
-                    try:
-                        ahead.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-            ahead.put(None)
+                    if held.dropped and box.reclaim():
+                        i -= 1  # given back: read again when the client is back
+                if i >= n:
+                    break
+                while held.dropped:  # a client that reads nothing gets nothing read ahead
+                    if gone():
+                        return
+                    time.sleep(0.05)
+                if not box.put((i, source.read(i)), gone):  # no local keeps the chunk: it can be given back
+                    return
+                i += 1
+            box.put(done, gone)
         except BaseException as exc:  # handed to the consumer, which raises it
-            ahead.put(exc)
+            box.put(exc, gone)
 
     worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
     worker.start()
     try:
         while True:
-            try:
-                item = ahead.get(timeout=0.5)
-            except queue.Empty:
+            item = box.take(0.5)
+            if item is _Mailbox._EMPTY:
                 if cancelled is not None and cancelled():
                     raise Cancelled("the request was cancelled") from None
                 continue
-            if item is None:
-                break
+            if item is done:
+                return
             if isinstance(item, BaseException):
                 raise item
-            chunk: Chunk = item
+            out = [item]
+            item = None
+            yield out.pop()  # type: ignore[misc]  # (no local of this frame keeps the chunk while suspended)
+    finally:
+        stop.set()
+        box.reclaim()
+        if join:  # what the reader thread uses is closed after this: let it finish first
+            worker.join(timeout=30)
+
+
+def _output(task: ReadTask, ex: Execution, chunk: Chunk) -> pa.Table:
+    """A chunk's rows as the stream sends them: entry numbers and time added, the output schema."""
+    table = chunk.table
+    assert table is not None
+    if task.with_entry_numbers:
+        if chunk.passed is not None:
+            numbers = chunk.passed.astype(np.int64) + chunk.first_entry
+        else:
+            numbers = np.arange(chunk.first_entry, chunk.first_entry + table.num_rows, dtype=np.int64)
+        table = table.add_column(0, ENTRY_COLUMN, pa.array(numbers))
+    if task.time_scale:
+        table = table.add_column(1 if task.with_entry_numbers else 0, TIME_COLUMN,
+                                 ex.time_column(chunk, table.num_rows))
+    return pa.Table.from_arrays(table.columns, schema=ex.schema).combine_chunks()
+
+
+def _next_batch(table: pa.Table, offset: int, rows: int, max_bytes: int) -> pa.RecordBatch:
+    """The batch at ``offset``: ``rows`` rows, halved until it is at most ``max_bytes`` (or one row)."""
+    batch = table.slice(offset, rows).to_batches()[0]
+    while batch.num_rows > 1 and batch.nbytes > max_bytes:
+        batch = batch.slice(0, batch.num_rows // 2)
+    return batch
+
+
+def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
+                execution: Execution | None = None,
+                cancelled: Callable[[], bool] | None = None,
+                read_ahead: bool = True,
+                held: Held | None = None) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
+    """Batches for one task; reads one chunk ahead in a thread (``read_ahead``), or in the
+    caller's thread (a bounded pool's worker: the HTTP door's reads stay within its pool).
+    ``held`` lets the stream's owner drop what it holds for a client gone quiet (:class:`Held`).
+
+    With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
+    app_metadata, and the stream ends with an empty batch carrying the totals.
+    """
+    ex = execution or Execution(task)
+    out_schema = ex.schema
+    stop = threading.Event()
+    held = held if held is not None else Held()
+
+    def gone() -> bool:
+        return stop.is_set() or (cancelled is not None and cancelled())
+
+    source = _Reader(task, readers, ex, gone)
+    chunks = _ahead(source, held, gone, cancelled, stop, join=bool(task.level)) if read_ahead else source.inline()
+    first = True
+    try:
+        for i, chunk in chunks:
             stats.entries_scanned += chunk.scanned
             if chunk.table is None:
                 continue
-            table = chunk.table
-            stats.entries_passed += table.num_rows
-            if task.with_entry_numbers:
-                if chunk.passed is not None:
-                    numbers = chunk.passed.astype(np.int64) + chunk.first_entry
-                else:
-                    numbers = np.arange(chunk.first_entry, chunk.first_entry + table.num_rows, dtype=np.int64)
-                table = table.add_column(0, ENTRY_COLUMN, pa.array(numbers))
-            if task.time_scale:
-                table = table.add_column(1 if task.with_entry_numbers else 0, TIME_COLUMN,
-                                         ex.time_column(chunk, table.num_rows))
-            table = pa.Table.from_arrays(table.columns, schema=out_schema)
-            for batch in split_batches(table, task.batch_rows, task.batch_bytes):
+            table = _output(task, ex, chunk)
+            del chunk
+            n = table.num_rows
+            stats.entries_passed += n
+            rows = max(1, min(task.batch_rows, int(n * task.batch_bytes / max(table.nbytes, 1))))
+            held.hold(table)
+            del table
+            offset, whole_copy = 0, first  # the first chunk: the client has not shown it reads at all
+            copy = whole_copy
+            first = False
+            while offset < n:
+                current = held.resume()
+                if current is None:  # dropped while the client was quiet: read it again
+                    current = _output(task, ex, source.read(i))
+                    held.hold(current)
+                batch = _next_batch(current, offset, rows, min(task.batch_bytes, COPY_BATCH_BYTES) if copy
+                                    else task.batch_bytes)
+                del current
+                offset += batch.num_rows
+                if copy:
+                    batch = _owned(batch)
                 stats.rows += batch.num_rows
                 stats.bytes += batch.nbytes
+                asked = time.monotonic()
                 yield (batch, stats.metadata()) if ex.selective else batch
+                del batch
+                copy = whole_copy or time.monotonic() - asked > SLOW_CLIENT_S  # fell behind: copies
+            held.hold(None)
         if ex.selective:
             yield pa.RecordBatch.from_pylist([], schema=out_schema), stats.metadata()
     finally:
         stop.set()
-        # drain so the producer is never blocked on a full queue
-        try:
-            while True:
-                ahead.get_nowait()
-        except queue.Empty:
-            pass
+        held.hold(None)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
         if task.level:  # the tier tables are the task's own: close them once the producer is done
-            worker.join(timeout=30)
             ex.close()

@@ -26,9 +26,8 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +35,9 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from arrowroot.flight_server.core.errors import InvalidRequest
+
+if TYPE_CHECKING:   # h5py is imported by the HDF5 writer only: a client-only install writes the rest
+    import h5py
 
 PIECE = 1 << 20
 
@@ -259,6 +261,8 @@ class _Hdf5Column:
         else:
             dt = _numpy_dtype(inner)
             if dt is None:
+                import h5py
+
                 dt, self.text = h5py.string_dtype(), True
                 shape = ()
                 self.shape = ()
@@ -304,6 +308,8 @@ class _Hdf5Column:
 
 
 def _write_hdf5(tmp: Any, schema: pa.Schema, batches: Iterable[pa.RecordBatch], max_bytes: int) -> None:
+    import h5py
+
     with h5py.File(tmp, "w") as f:
         f.attrs["arrowroot.schema"] = schema.to_string(show_schema_metadata=False)
         cols = [_Hdf5Column(f, field) for field in schema]

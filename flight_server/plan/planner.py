@@ -21,6 +21,7 @@ from arrowroot.catalog.models import DatasetRecord, PartRecord
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.ranges import split_range
 from arrowroot.flight_server.core.request import ReadSpec
+from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.core.shapes import sliced_field
 from arrowroot.flight_server.core.task import ENTRY_COLUMN, TIME_COLUMN, PartRead, ReadTask
 from arrowroot.flight_server.core.unreadable import (UNSUPPORTED, no_columns_text, without_reasons)
@@ -43,12 +44,16 @@ MAX_FILL_ROWS = 1 << 31
 
 @dataclass(frozen=True)
 class Limits:
-    """The size targets planning uses (from Settings)."""
+    """The size targets planning uses: the Settings fields of the same names (no defaults here)."""
 
-    endpoint_bytes: int = 64 << 20
-    chunk_bytes: int = 16 << 20
-    batch_bytes: int = 4 << 20
-    batch_rows: int = 131_072
+    endpoint_bytes: int
+    chunk_bytes: int
+    batch_bytes: int
+    batch_rows: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.endpoint_bytes, settings.chunk_bytes, settings.batch_bytes, settings.batch_rows)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ def _part_read(rec: DatasetRecord, part: PartRecord, a: int, b: int, absent: tup
                     part.channel, absent)
 
 
-def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits = Limits(), principal: str = "",
+def plan_read(spec: ReadSpec, rec: DatasetRecord, limits: Limits, principal: str = "",
               expires: float = 0.0, slices_supported: bool = True, request_id: str = "") -> Plan:
     """Columns, schema and self-contained tasks for a request; raises NotFound/InvalidRequest.
 

@@ -17,6 +17,7 @@ import pyarrow.flight as fl
 
 from arrowroot.flight_server.service.requests import decode_command, decode_path
 from arrowroot.flight_server.service.service import ACTIONS, Service, encode_result, parse_action_body
+from arrowroot.flight_server.server import peers
 from arrowroot.flight_server.server.auth import caller_of, record_of
 from arrowroot.flight_server.server.transport import guarded, ipc_options, mapped
 
@@ -80,7 +81,8 @@ class DatasetsDoor:
         record.dataset = read.task.dataset
         record.request_id = read.task.request_id or record.request_id
         record.detail = f"entries={read.task.entry_start}:{read.task.entry_stop}"
-        batches = self.service.stream(read, record, context.is_cancelled)
+        peer = context.peer()  # an idle stream's connection is cut: that frees the gRPC thread blocked on it
+        batches = self.service.stream(read, record, context.is_cancelled, lambda: peers.cut(peer))
         return fl.GeneratorStream(read.schema, mapped(batches, record, context),
                                   options=self.ipc[read.task.compression])
 

@@ -44,6 +44,7 @@ from arrowroot.flight_server.sql.engine import PreparedQuery, SqlEngine, address
 from arrowroot.flight_server.sql.errors import QueryCancelled
 from arrowroot.flight_server.sql.sandbox import Sandbox
 from arrowroot.flight_server.sql.screen import ONLY_SELECT
+from arrowroot.flight_server.server import peers
 from arrowroot.flight_server.server.auth import caller_of, record_of
 from arrowroot.flight_server.server.errors import fail
 from arrowroot.flight_server.server.sql_info import SQL_INFO_SCHEMA, sql_info_table
@@ -219,7 +220,8 @@ class FlightSqlFrontEnd:
 
     def _engine(self, provider: ServerTableProvider) -> SqlEngine:
         return SqlEngine(provider, timeout_s=self.timeout_s, max_batch_bytes=self.max_batch_bytes,
-                         memory_limit=self.settings.sql_memory_limit, threads=SQL_THREADS, pool=self.pool)
+                         memory_limit=self.settings.sql_memory_limit, workers=self.settings.sql_workers,
+                         threads=SQL_THREADS, pool=self.pool)
 
     def _provider(self, context: fl.ServerCallContext | None) -> ServerTableProvider:
         return ServerTableProvider(self.service, self.workspace, self._caller(context), self.scan_log,
@@ -407,8 +409,10 @@ class FlightSqlFrontEnd:
         exists = {1: "fail", 2: "append", 3: "replace"}.get(opts.if_exists, "fail")
         create = opts.if_not_exist != 2
         schema = msg.schema if msg.HasField("schema") else None
+        peer = context.peer()  # an ingest idle past the timeout has its connection cut
         return self.workspace.ingest(self._caller(context), msg.table, schema, exists, create,
-                                     reader.schema, batches_of(reader), complete=lambda: completed(context))
+                                     reader.schema, batches_of(reader), complete=lambda: completed(context),
+                                     on_expired=lambda: peers.cut(peer))
 
     # ------------------------------------------------------------ DoAction
 

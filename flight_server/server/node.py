@@ -34,7 +34,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest, Unimplemented
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.service.context import ServerContext
 from arrowroot.flight_server.service.membership import HEALTH_ACTION, REGISTER_ACTION, health_answer, registration
-from arrowroot.flight_server.service.service import Service, encode_result
+from arrowroot.flight_server.service.service import Service, encode_result, memory
 from arrowroot.flight_server.server.auth import NODE_HEADER, flight_kwargs, record_of, tls_kwargs
 from arrowroot.flight_server.server.datasets_door import DatasetsDoor
 from arrowroot.flight_server.server.errors import fail
@@ -140,7 +140,8 @@ class NodeServer(fl.FlightServerBase):
         if kind == "stats":
             served = self.ctx.served.snapshot()
             totals = {k: sum(v.get(k, 0) for v in served.values()) for k in ("requests", "rows", "bytes")}
-            return {"node": self.node_id, "served": totals, "datasets": served, "cache": self.ctx.readers.chunks.stats()}
+            return {"node": self.node_id, "served": totals, "datasets": served, "cache": self.ctx.readers.chunks.stats(),
+                    "memory": memory(self.ctx)}
         raise Unimplemented(f"no action {kind[:100]!r} on a data node; served: health, stats")
 
     # ------------------------------------------------------------ joining a coordinator

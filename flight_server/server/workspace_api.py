@@ -6,8 +6,10 @@ service's (``service/workspace.py``). Statuses come from the one error table: a 
 INVALID_ARGUMENT "already exists: …", writing outside your home PERMISSION_DENIED, over quota
 UNAVAILABLE "resource exhausted: …".
 
-An upload is kept only when the client ended its stream normally and the call was not cancelled:
-a client killed (or a connection cut) mid-stream leaves no dataset and no temporary file.
+An upload is kept only when the client sent the commit message after its last batch
+(``arrowroot.protos.PUT_COMMIT`` as app_metadata), ended its stream normally and the call was not
+cancelled: a client killed, interrupted (Ctrl-C closes its writer cleanly) or stalled past the idle
+timeout, or a connection cut mid-stream, leaves no dataset and no temporary file.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from arrowroot.flight_server.service.service import encode_result, parse_action_
 from arrowroot.flight_server.service.workspace import ACTIONS, WorkspaceService
 from arrowroot.flight_server.server.auth import caller_of, record_of
 from arrowroot.flight_server.server.errors import fail
-from arrowroot.flight_server.server.transport import batches_of, completed
+from arrowroot.flight_server.server import peers
+from arrowroot.flight_server.server.transport import PutStream
 from arrowroot.protos import arrowroot_pb2 as pb
 
 
@@ -57,9 +60,12 @@ class WorkspaceApi:
             else:
                 msg = _parse_put(descriptor.command)
             record.dataset = msg.dataset
+            stream = PutStream(reader)
+            peer = context.peer()
             result = self.workspace.put(caller_of(context, "workspace"), msg.dataset, msg.mode or "create",
-                                        reader.schema, batches_of(reader), msg.parent or None, dict(msg.metadata),
-                                        complete=lambda: completed(context))
+                                        reader.schema, stream, msg.parent or None, dict(msg.metadata),
+                                        complete=lambda: stream.complete(context),
+                                        on_expired=lambda: peers.cut(peer))
             record.rows = int(result.get("written", 0))
             record.bytes = int(result.get("bytes", 0))
             writer.write(pa.py_buffer(json.dumps(result).encode()))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from arrowroot.catalog.store import Catalog
 from arrowroot.flight_server import __version__
+from arrowroot.flight_server.core import readpool
 from arrowroot.flight_server.core.errors import InvalidRequest
 from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.execute.cache import chunk_cache
@@ -23,6 +24,7 @@ from arrowroot.flight_server.index.watch import Watcher
 from arrowroot.flight_server.plan.planner import Limits
 from arrowroot.flight_server.service import sso
 from arrowroot.flight_server.service.access import Access, AuthConfigError
+from arrowroot.flight_server.service.allocator import use_returning_pool
 from arrowroot.flight_server.service.counters import Counters
 from arrowroot.flight_server.service.identity import Authenticator
 from arrowroot.flight_server.service.membership import Membership, Probe
@@ -114,6 +116,8 @@ class ServerContext:
 
     @classmethod
     def _common(cls, settings: Settings, role: str, keys: Keys) -> ServerContext:
+        use_returning_pool()  # freed memory goes back to the OS (see allocator.py)
+        readpool.configure(settings.read_threads)   # the sources' shared decompression pools
         metrics = Metrics(role, enabled=settings.metrics)
         ctx = cls(settings=settings, role=role, keys=keys, metrics=metrics,
                   tickets=TicketSigner(keys.key("tickets"), settings.ticket_ttl),

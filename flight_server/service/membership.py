@@ -14,7 +14,11 @@ comes back rejoins. A node that stops gracefully says so first (a signed registr
 so new FlightInfos name the other nodes while it finishes its open streams.
 
 Every proof is an HMAC with the shared key over a fresh value, so a node with another key
-is refused (and told why), and a captured registration cannot be replayed later.
+is refused (and told why): a registration (or leave) signs its time and a random nonce, is
+accepted only within ``MAX_CLOCK_SKEW`` of the coordinator's clock, and only once — a captured
+registration replayed is refused. Registrations pass an ``--auth`` coordinator's door without a
+user (the ``x-arrowroot-node`` header), their signature being the credential; that header lets
+nothing else through.
 """
 
 from __future__ import annotations
@@ -71,44 +75,77 @@ def sign(key: bytes, *fields: str) -> str:
     return hmac.new(key, "\n".join(fields).encode(), hashlib.sha256).hexdigest()
 
 
-def registration(key: bytes, node_id: str, location: str, now: float | None = None, leave: bool = False) -> bytes:
-    """The body of a node's ``node.register`` action (``leave``: it is stopping)."""
+def registration(key: bytes, node_id: str, location: str, now: float | None = None, leave: bool = False,
+                 nonce: str | None = None) -> bytes:
+    """The body of a node's ``node.register`` action (``leave``: it is stopping): signed, timed and
+    carrying a fresh nonce."""
     t = f"{time.time() if now is None else now:.3f}"
+    nonce = nonce or secrets.token_hex(16)
     verb = "leave" if leave else "register"
-    body = {"id": node_id, "location": location, "time": t, "signature": sign(key, verb, node_id, location, t)}
+    body = {"id": node_id, "location": location, "time": t, "nonce": nonce,
+            "signature": sign(key, verb, node_id, location, t, nonce)}
     if leave:
         body["leave"] = True
     return json.dumps(body).encode()
 
 
-def check_registration(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str]:
-    """(node id, location) of a valid registration; NodeRefused / ValueError otherwise."""
-    return _check(key, body, now)[:2]
+def check_registration(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str, str, float]:
+    """(node id, location, nonce, signing time) of a valid registration; NodeRefused / InvalidRequest
+    otherwise. Whether the nonce was seen before is the caller's to check (:class:`Nonces`)."""
+    return _check(key, body, now)[:4]
 
 
-def _check(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str, bool]:
-    """(node id, location, leaving) of a valid registration or leave."""
+def _check(key: bytes, body: bytes, now: float | None = None) -> tuple[str, str, str, float, bool]:
+    """(node id, location, nonce, signing time, leaving) of a valid registration or leave."""
     try:
         d = json.loads(body)
-        node_id, location, t, signature = d["id"], d["location"], d["time"], d["signature"]
+        node_id, location, t, nonce, signature = d["id"], d["location"], d["time"], d["nonce"], d["signature"]
     except (ValueError, KeyError, TypeError):
-        raise InvalidRequest('node.register: body must be {"id", "location", "time", "signature"}') from None
-    if not all(isinstance(x, str) and x for x in (node_id, location, t, signature)):
-        raise InvalidRequest("node.register: id, location, time and signature must be non-empty strings")
+        raise InvalidRequest('node.register: body must be {"id", "location", "time", "nonce", "signature"} '
+                             "(a node of another arrowroot version?)") from None
+    if not all(isinstance(x, str) and x for x in (node_id, location, t, nonce, signature)):
+        raise InvalidRequest("node.register: id, location, time, nonce and signature must be non-empty strings")
+    if len(nonce) > 64 or len(node_id) > 256 or len(location) > 512:
+        raise InvalidRequest("node.register: id, location or nonce too long")
+    if not all(x.isprintable() for x in (node_id, location, t, nonce)):  # the signed text joins them by lines
+        raise InvalidRequest("node.register: id, location, time and nonce must be printable text")
     if not location.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
-        raise InvalidRequest(f"node.register: location {location!r} is not a grpc:// URI")
+        raise InvalidRequest(f"node.register: location {location[:100]!r} is not a grpc:// URI")
     leave = d.get("leave") is True
-    if not hmac.compare_digest(signature, sign(key, "leave" if leave else "register", node_id, location, t)):
+    if not hmac.compare_digest(signature, sign(key, "leave" if leave else "register", node_id, location, t, nonce)):
         raise NodeRefused("node.register: signature does not match: the node's key is not the coordinator's "
                           "(give both the same --key-file or ARROWROOT_TICKET_KEY)")
     try:
-        skew = abs((time.time() if now is None else now) - float(t))
+        signed = float(t)
     except ValueError:
         raise InvalidRequest("node.register: time must be a number of seconds") from None
-    if skew > MAX_CLOCK_SKEW:
+    skew = abs((time.time() if now is None else now) - signed)
+    if not skew <= MAX_CLOCK_SKEW:
         raise NodeRefused(f"node.register: signed {skew:.0f} s away from the coordinator's clock "
                           f"(more than {MAX_CLOCK_SKEW:.0f} s): check the clocks")
-    return node_id, location, leave
+    return node_id, location, nonce, signed, leave
+
+
+class Nonces:
+    """Registration nonces seen while they could still be replayed (their signing time is within
+    the clock-skew window): a captured registration sent again is refused."""
+
+    def __init__(self, window: float = MAX_CLOCK_SKEW, clock: Callable[[], float] = time.time):
+        self.window = window
+        self._clock = clock
+        self._seen: dict[str, float] = {}   # nonce → signing time
+        self._lock = threading.Lock()
+
+    def first_use(self, nonce: str, signed: float) -> bool:
+        """Record ``nonce``; False if it was used before."""
+        now = self._clock()
+        with self._lock:
+            if nonce in self._seen:
+                return False
+            if len(self._seen) > 1024:  # only validly signed bodies get here: a node's heartbeats
+                self._seen = {n: t for n, t in self._seen.items() if now - t <= self.window}
+            self._seen[nonce] = signed
+            return True
 
 
 def health_answer(key: bytes, challenge: str) -> dict:
@@ -146,6 +183,7 @@ class Membership:
         self._placement_of: tuple[str, ...] = ()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._nonces = Nonces()
         self._counts = {"heartbeats": 0, "refused": 0, "polls_ok": 0, "polls_failed": 0, "leaves": 0}
 
     # ------------------------------------------------------------ registration
@@ -153,8 +191,11 @@ class Membership:
     def register(self, body: bytes) -> dict:
         """A node's signed registration, heartbeat or leave; returns what the node should know."""
         try:
-            node_id, location, leave = _check(self.key, body)
-        except (NodeRefused, ValueError):
+            node_id, location, nonce, signed, leave = _check(self.key, body)
+            if not self._nonces.first_use(nonce, signed):
+                raise NodeRefused("node.register: this registration was used before (a replay); a node signs "
+                                  "every registration afresh")
+        except (NodeRefused, InvalidRequest, ValueError):
             with self._lock:
                 self._counts["refused"] += 1
             raise

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import FileChanged, NotFound
 from arrowroot.flight_server.core.task import ReadTask
-from arrowroot.flight_server.execute.executor import Execution, StreamStats, stream_task
+from arrowroot.flight_server.execute.executor import Execution, Held, StreamStats, stream_task
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
@@ -82,22 +82,31 @@ class Reads:
             self.on_changed(exc.path)
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
-               cancelled: Callable[[], bool] = _never, slot: Stream | None = None) -> Iterator[Item]:
+               cancelled: Callable[[], bool] = _never,
+               on_expired: Callable[[], None] | None = None, read_ahead: bool = True,
+               slot: Stream | None = None) -> Iterator[Item]:
         """The batches of one task (with cut metadata when it has a cut), under a stream slot.
 
         The slot is taken when the first batch is asked for (a stream never started holds
         nothing) and released exactly once however the stream ends; a stream whose client reads
-        nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut). A follow
-        stream (``follow.py``) passes the one slot it holds for its whole life."""
+        nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut), which
+        also calls ``on_expired`` (the door's way to free what waits on the client).
+        ``read_ahead=False`` reads in the caller's thread (the HTTP door's bounded pool). A follow
+        stream (``follow.py``) passes the one ``slot`` it holds for its whole life."""
         task, ex = read.task, read.execution
         stats = StreamStats()
         if record is not None:
             record.dataset = record.dataset or task.dataset
             record.request_id = task.request_id or record.request_id
-        held = slot is not None
-        slot = slot if slot is not None else self.streams.acquire(task.principal)
+        own_slot = slot is None
+        slot = self.streams.acquire(task.principal) if slot is None else slot
+        if on_expired is not None:
+            slot.when_expired(on_expired)
+        held = Held()
+        slot.when_quiet(held.drop)  # a quiet client's read-ahead and chunk are let go
         stopped = slot.cancelled
-        batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped())
+        batches = stream_task(task, self.readers, stats, ex, cancelled=lambda: cancelled() or stopped(),
+                              read_ahead=read_ahead, held=held)
         try:
             while True:
                 slot.pulling()
@@ -114,8 +123,10 @@ class Reads:
             raise
         finally:
             batches.close()
-            if not held:
+            if own_slot:
                 slot.release()
+            else:
+                slot.forget_quiet(held.drop)
             if record is not None:
                 record.rows, record.bytes = stats.rows, stats.bytes
             self.served.add(task.dataset, requests=1, rows=stats.rows, bytes=stats.bytes,
@@ -124,12 +135,13 @@ class Reads:
                             entries_passed=stats.entries_passed if ex.cut is not None else 0)
 
     def run(self, tasks: list[ReadTask], record: CallRecord | None = None,
-            cancelled: Callable[[], bool] = _never) -> Iterator[pa.RecordBatch]:
+            cancelled: Callable[[], bool] = _never,
+            on_expired: Callable[[], None] | None = None, read_ahead: bool = True) -> Iterator[pa.RecordBatch]:
         """Every batch of tasks planned in this process, in order (HTTP, SQL scans, skims):
         the same checks and limits as a DoGet, empty batches and cut metadata dropped."""
         for task in tasks:
             read = self.prepare(task)
-            for item in self.stream(read, record, cancelled):
+            for item in self.stream(read, record, cancelled, on_expired, read_ahead):
                 batch = item[0] if isinstance(item, tuple) else item
                 if batch.num_rows:
                     yield batch

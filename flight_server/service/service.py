@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pyarrow as pa
 
 from arrowroot.catalog.models import DatasetRecord
@@ -195,15 +196,17 @@ class Service:
         return self.reads.open(ticket, caller)
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
-               cancelled: Callable[[], bool] | None = None) -> Iterator[Item]:
-        return self.reads.stream(read, record, cancelled or (lambda: False))
+               cancelled: Callable[[], bool] | None = None,
+               on_expired: Callable[[], None] | None = None) -> Iterator[Item]:
+        return self.reads.stream(read, record, cancelled or (lambda: False), on_expired)
 
     def run(self, plan: Plan, record: CallRecord | None = None,
-            cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch]:
+            cancelled: Callable[[], bool] | None = None,
+            on_expired: Callable[[], None] | None = None, read_ahead: bool = True) -> Iterator[pa.RecordBatch]:
         """Every non-empty batch of a plan, run here (HTTP, SQL scans, skims)."""
         if record is not None:
             record.dataset = plan.dataset.name
-        return self.reads.run(list(plan.tasks), record, cancelled or (lambda: False))
+        return self.reads.run(list(plan.tasks), record, cancelled or (lambda: False), on_expired, read_ahead)
 
     # ------------------------------------------------------------ actions
 
@@ -257,7 +260,7 @@ class Service:
         ctx = self.ctx
         served = ctx.served.snapshot()
         if ctx.catalog is None:  # a data node: what it served, its cache
-            return {"served": served, "cache": ctx.readers.chunks.stats()}
+            return {"served": served, "cache": ctx.readers.chunks.stats(), "memory": memory(ctx)}
         assert ctx.access is not None and ctx.indexer is not None
         datasets = self.visible(caller)
         visible = {d.name for d in datasets}
@@ -276,9 +279,17 @@ class Service:
                               if ctx.access.could_read(p, caller)]
         out["cache"] = ctx.readers.chunks.stats()
         out["plans"] = self.plans_made
+        out["memory"] = memory(ctx)
         if ctx.membership is not None:
             out["nodes"] = ctx.membership.describe()
         return out
+
+
+def memory(ctx: ServerContext) -> dict[str, Any]:
+    """Where this process's memory is: resident, Arrow's allocator, the chunk cache, open streams."""
+    return {"rss_bytes": psutil.Process().memory_info().rss, "arrow_allocated_bytes": pa.total_allocated_bytes(),
+            "arrow_allocator": pa.default_memory_pool().backend_name, "cache_bytes": ctx.readers.chunks.bytes,
+            "open_streams": ctx.streams.open_count()}
 
 
 def parse_action_body(kind: str, body: bytes) -> dict[str, Any]:

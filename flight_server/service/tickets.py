@@ -100,7 +100,7 @@ def _shared_message(t: ReadTask) -> pb.Task:
 class TicketSigner:
     """Signs tasks into tickets and opens them again; one key per deployment (or per process)."""
 
-    def __init__(self, key: bytes | None = None, ttl: float = 3600.0):
+    def __init__(self, key: bytes | None, ttl: float):  # ttl: Settings.ticket_ttl
         self.key = key or secrets.token_bytes(32)
         self.ttl = float(ttl)
 

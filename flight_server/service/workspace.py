@@ -11,20 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
 
 from arrowroot.catalog.models import DatasetRecord
 from arrowroot.flight_server.core.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
-from arrowroot.flight_server.core.request import ReadSpec
-from arrowroot.flight_server.lang.cuts import ExprError, parse
-from arrowroot.flight_server.plan.levels import level_selection, skim_meta
+from arrowroot.flight_server.service import skims
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.service import Service
+from arrowroot.flight_server.service.streams import Stream
 from arrowroot.flight_server.workspace import names
-from arrowroot.flight_server.workspace.store import ENTRY, OVERLAY_FORMAT, Upload, provenance_dict, version_of
+from arrowroot.flight_server.workspace.store import ENTRY, Upload, provenance_dict
 
 log = logging.getLogger("arrowroot.workspace")
 
@@ -68,49 +67,70 @@ class WorkspaceService:
 
     # -------------------------------------------------------- uploads
 
-    def put(self, caller: Caller, name: str, mode: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
+    def put(self, caller: Caller, name: str, mode: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
             parent: str | None = None, metadata: dict[str, str] | None = None,
-            complete: Callable[[], None] | None = None) -> dict[str, Any]:
+            complete: Callable[[], None] | None = None,
+            on_expired: Callable[[], None] | None = None) -> dict[str, Any]:
         """Stream batches into ``name``; nothing is kept unless every batch arrived and
-        ``complete()`` (the door's check that the client finished its stream) does not raise."""
+        ``complete()`` (the door's check that the client finished its stream) does not raise.
+
+        An upload is a stream: it takes a slot (the same caps as reads) and a client that sends
+        nothing for ``stream_idle_timeout`` has it ended — its temporary file deleted at once,
+        ``on_expired`` called (the Flight door cuts the connection the read waits on)."""
         t0 = time.perf_counter()
         owner = self.owner(caller)
         parent_rec = self._parent(caller, parent) if parent else None
-        up = _permission(lambda: self.workspace.begin(name, owner, mode or "create", schema, parent_rec, metadata))
+        slot = self.service.ctx.streams.acquire(caller.principal, upload=True)
         try:
-            self._drain(up, batches)
-            if complete is not None:
-                complete()
-            entry = up.commit()
-        except BaseException:
-            up.abort()
-            raise
+            up = _permission(lambda: self.workspace.begin(name, owner, mode or "create", schema, parent_rec,
+                                                          metadata))
+            slot.when_expired(up.abort)
+            if on_expired is not None:
+                slot.when_expired(on_expired)
+            try:
+                self._drain(up, batches, slot)
+                if complete is not None:
+                    complete()
+                entry = up.commit()
+            except BaseException:
+                up.abort()
+                raise
+        finally:
+            slot.release()
         log.info("%s put %s mode=%s rows=%d bytes=%d %.3fs", owner, name, mode, up.rows, entry.bytes,
                  time.perf_counter() - t0)
         return {"dataset": name, "kind": entry.kind, "rows": self.catalog.dataset(name).entries,
                 "written": up.rows - up.copied, "bytes": entry.bytes}
 
     @staticmethod
-    def _drain(up: Upload, batches: Iterator[pa.RecordBatch]) -> None:
+    def _drain(up: Upload, batches: Iterable[pa.RecordBatch], slot: Stream) -> None:
         limit = getattr(up, "base_entries", None)
-        for batch in batches:
+        it = iter(batches)
+        while True:
+            slot.waiting()  # the client's turn: the reaper times it out if nothing comes
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            slot.pulling()  # TimedOut if the reaper ended the upload meanwhile
             if limit is not None and batch.num_rows:
                 up.check_entries(batch.column(ENTRY).cast(pa.int64()).to_numpy(), limit)
             up.write(batch)
+        slot.pulling()
 
     def _parent(self, caller: Caller, name: str) -> DatasetRecord:
         return self.service.dataset(caller, name)  # the caller must be able to read it (and it is current)
 
     def ingest(self, caller: Caller, table: str, db_schema: str | None, if_exists: str, create: bool,
-               schema: pa.Schema, batches: Iterator[pa.RecordBatch],
-               complete: Callable[[], None] | None = None) -> int:
+               schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+               complete: Callable[[], None] | None = None, on_expired: Callable[[], None] | None = None) -> int:
         """Flight SQL ``CommandStatementIngest`` (ADBC ``adbc_ingest``): rows written."""
         name = f"{db_schema}/{table}" if db_schema else table
         exists = self.catalog.workspace_entry(name) is not None
         if not exists and not create:
             raise NotFound(f"no workspace dataset named {name!r} to append to")
         mode = {"fail": "create", "append": "append", "replace": "replace"}[if_exists] if exists else "create"
-        result = self.put(caller, name, mode, schema, batches, complete=complete)
+        result = self.put(caller, name, mode, schema, batches, complete=complete, on_expired=on_expired)
         return int(result["written"])
 
     # -------------------------------------------------------- actions
@@ -136,7 +156,7 @@ class WorkspaceService:
             for item in chain[1:]:  # ancestors the caller may not read show their name only
                 if item["name"] not in visible:
                     for k in list(item):
-                        if k not in ("name", "kind"):
+                        if k not in ("name", "kind", "deleted_at"):
                             item.pop(k)
             return {"dataset": name, "lineage": chain}
         if kind == "delete":
@@ -153,71 +173,14 @@ class WorkspaceService:
         raise NotFound(f"no action {kind!r}")
 
     def skim(self, caller: Caller, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Evaluate ``where`` on the parent server-side; store the passing entries (or the rows)."""
+        """Evaluate ``where`` on the parent server-side; store the passing entries (or the rows): skims.py."""
         t0 = time.perf_counter()
         owner = self.owner(caller)
-        parent_name, where = args.get("parent"), args.get("where")
-        if not isinstance(parent_name, str) or not parent_name:
-            raise InvalidRequest("skim.parent: the dataset to skim is required")
-        selection = level_selection(args)  # levels: files, channels, hit_where, hit_mode (plan/levels.py)
-        if not isinstance(where, str) or not (where.strip() or selection):
-            raise InvalidRequest("skim.where: a cut is required, e.g. \"nMuon >= 2\"")
-        materialize = args.get("materialize", False)
-        if not isinstance(materialize, bool):
-            raise InvalidRequest("skim.materialize: true or false")
-        columns = args.get("columns") or []
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise InvalidRequest("skim.columns: a list of column names")
-        metadata = args.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise InvalidRequest("skim.metadata: a JSON object of strings")
-        metadata = {str(k): str(v) for k, v in metadata.items()}
-        mode = args.get("mode", "create")
-        parent = self._parent(caller, parent_name)
-        is_overlay = parent.format == OVERLAY_FORMAT
-        if materialize:
-            spec = ReadSpec(dataset=parent_name, columns=tuple(columns), where=where,
-                            with_entry_numbers=not is_overlay, **selection)
-            plan = self.service.plan(caller, spec)
-            up = self.workspace.begin(name, owner, mode, plan.schema.remove_metadata(), None, metadata,
-                                      kind="materialized", cut=where)
-            up.extra["parent_version"] = version_of(self.workspace.base_of(parent).rec)
-            try:
-                for batch in self.service.run(plan):
-                    up.write(batch)
-                entry = up.commit({"columns": list(plan.schema.names)})
-            except BaseException:
-                up.abort()
-                raise
-        else:
-            schema = self.service.schema(parent)
-            try:
-                cut = parse(where, schema) if where.strip() else None
-            except ExprError as exc:
-                raise InvalidRequest(f"where: {exc}") from None
-            if is_overlay:
-                spec = ReadSpec(dataset=parent_name, columns=(ENTRY,), where=where, **selection)
-            else:
-                first = next((n for n in schema.names if cut is not None and n in cut.columns), schema.names[0])
-                spec = ReadSpec(dataset=parent_name, columns=(first,), where=where, with_entry_numbers=True,
-                                **selection)
-            plan = self.service.plan(caller, spec)
-            up = self.workspace.begin_skim(name, owner, parent, where, metadata, mode,
-                                           level=skim_meta(parent, spec, plan.tasks))
-            try:
-                for batch in self.service.run(plan):
-                    entries = batch.column(ENTRY).to_numpy()
-                    up.check_entries(entries, up.base_entries)  # type: ignore[attr-defined]
-                    up.write(pa.RecordBatch.from_arrays([pa.array(entries, pa.int64())], schema=up.schema))
-                entry = up.commit({"columns": []})
-            except BaseException:
-                up.abort()
-                raise
-        rec = self.catalog.dataset(name)
-        log.info("%s skim %s from %s where=%r rows=%d bytes=%d %.3fs", owner, name, parent_name, where, rec.entries,
-                 entry.bytes, time.perf_counter() - t0)
-        return {"dataset": name, "kind": entry.kind, "rows": rec.entries, "parent_entries": parent.entries,
-                "bytes": entry.bytes}
+        answer = skims.skim(self.workspace, owner, name, args, lambda parent: self._parent(caller, parent),
+                            lambda spec: self.service.plan(caller, spec), self.service.run)
+        log.info("%s skim %s from %s where=%r rows=%d bytes=%d %.3fs", owner, name, args.get("parent"),
+                 args.get("where"), answer["rows"], answer["bytes"], time.perf_counter() - t0)
+        return answer
 
     def provenance_table(self, visible: set[str]) -> pa.Table:
         """``arrowroot.provenance``: one row per workspace dataset the caller may read."""

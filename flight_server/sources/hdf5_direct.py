@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
-from arrowroot.flight_server.core.readpool import ReadPool
+from arrowroot.flight_server.core import readpool
 
 from .base import SourceError
 from .hdf5_codecs import CorruptChunk, DecodeError, Pipeline
@@ -35,7 +35,7 @@ from .hdf5_codecs import CorruptChunk, DecodeError, Pipeline
 PARALLEL_BYTES = 4 << 20   # plain reads at least this large are spread over the threads too
 MAX_CACHED_CHUNKS = 65_536  # chunk locations remembered per dataset
 # Small reads go first (core/readpool.py): a small read does not wait behind large ones.
-_POOL = ReadPool(max(2, os.cpu_count() or 2), name="hdf5-inflate")
+_POOL = readpool.shared("hdf5-inflate")
 
 
 class Fallback(Exception):

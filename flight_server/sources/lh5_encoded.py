@@ -19,14 +19,13 @@ thread pool (``bench/timeseries.py`` measures the gain).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import pyarrow as pa
 
-from arrowroot.flight_server.core.readpool import ReadPool
+from arrowroot.flight_server.core import readpool
 
 from .base import ColumnUnreadable, SourceError
 
@@ -35,8 +34,6 @@ VOEV = "encoded_array"
 CODECS = ("radware_sigcompress", "uleb128_zigzag_diff")
 # Entries decoded per task; a block's padded byte matrix stays a few MB.
 BLOCK_ENTRIES = 2048
-MAX_THREADS = max(1, min(4, os.cpu_count() or 1))
-_pool: ReadPool | None = None
 
 
 def is_encoded(datatype: str) -> bool:
@@ -144,11 +141,8 @@ def _decode_block(spec: Encoded, flat: np.ndarray, lens: np.ndarray, sizes: np.n
                           f"its decoded_size says {int(sizes[bad])}: the data are corrupt")
 
 
-def _thread_pool() -> ReadPool:
-    global _pool
-    if _pool is None:
-        _pool = ReadPool(MAX_THREADS, name="lh5-decode")  # small reads first: core/readpool.py
-    return _pool
+def _thread_pool() -> readpool.ReadPool:
+    return readpool.shared("lh5-decode")  # small reads first: core/readpool.py
 
 
 def read(group: h5py.Group, spec: Encoded, start: int, stop: int, threads: int | None = None) -> pa.Array:
@@ -180,7 +174,7 @@ def read(group: h5py.Group, spec: Encoded, start: int, stop: int, threads: int |
         lo, hi = block
         _decode_block(spec, flat[byte_at[lo]:byte_at[hi]], lens[lo:hi], sizes[lo:hi], out[lo:hi])
 
-    workers = MAX_THREADS if threads is None else max(1, threads)
+    workers = _thread_pool().workers if threads is None else max(1, threads)
     if workers > 1 and len(blocks) > 1:
         nbytes = 4 * n * width  # the decoded int32 samples
         for f in [_thread_pool().submit(run, b, nbytes=nbytes) for b in blocks]:

@@ -13,6 +13,7 @@ glob, so nothing is served twice by default (field metadata ``arrowroot.parent``
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Sequence
 
@@ -21,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import uproot
 from uproot.interpretation.numerical import AsDouble32, AsFloat16
-from uproot.interpretation.objects import AsStridedObjects
+from uproot.interpretation.objects import AsStridedObjects, CannotBeAwkward
 
-from arrowroot.flight_server.core.readpool import ReadPool
+from arrowroot.flight_server.core import readpool
 from arrowroot.flight_server.core.shapes import META_PARENT
 
 from .base import ColumnInfo, ColumnUnreadable, DatasetInfo, Reader, Source, SourceError, Units
@@ -35,7 +36,7 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 
 # Branches are read in parallel: uproot's decompression releases the GIL. Small reads go first
 # (core/readpool.py), so a tiny read does not wait behind every large one.
-_POOL = ReadPool(max(2, os.cpu_count() or 2), name="root-read")
+_POOL = readpool.shared("root-read")
 
 
 def _ak_to_arrow(array: ak.Array) -> pa.Array:
@@ -95,6 +96,27 @@ def _same_py(x, y) -> bool:
 def _scrub(message: str, path: str) -> str:
     """uproot quotes the file's absolute path; clients see the file name only."""
     return message.replace(path, os.path.basename(path)) if path else message
+
+
+_NO_AWKWARD = re.compile(r"cannot produce Awkward Arrays for interpretation (?P<interp>.+?) because\s+(?P<why>.+?)"
+                         r"\s+instead, try library=", re.S)
+_UPROOT_WHERE = re.compile(r"\s+in file \S.*$", re.S)   # uproot's closing "in file F / in object O" lines
+
+
+def uproot_reason(exc: BaseException, path: str) -> str:
+    """uproot's message in one line and in arrowroot's terms: its advice to use ``library="np"``
+    does not apply (arrowroot serves Arrow, built from Awkward arrays), and the file and object are
+    named by the caller already."""
+    text = str(exc)
+    m = _NO_AWKWARD.search(text)
+    because = getattr(exc, "because", None) if isinstance(exc, CannotBeAwkward) else m and m["why"]
+    if because:
+        why = " ".join(str(because).split())
+        what = ("pointers to other objects" if why == "arbitrary pointer" else f"class {why}" if " " not in why
+                else why)
+        return f"uproot has no columnar (Awkward/Arrow) form for it: {what}"
+    text = " ".join(_scrub(_UPROOT_WHERE.sub("", text), path).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _stored_as(branch) -> str:
@@ -204,10 +226,10 @@ class RootReader(Reader):
             return _ak_to_arrow(arr)
         except Exception as exc:
             what = "branch" if self._paths is not None else "field"
-            detail = _scrub(f"{type(exc).__name__}: {exc}", self._path).strip()[:500]
+            detail = uproot_reason(exc, self._path)[:500]
             raise ColumnUnreadable(
                 f"{what} {name!r} of {self.object_path!r}, entries {start}-{stop}: "
-                f"uproot cannot read it ({detail})"
+                + (detail if detail.startswith("uproot ") else f"uproot cannot read it ({detail})")
             ) from exc
 
     def _node(self, name: str):
@@ -341,8 +363,7 @@ class RootSource(Source):
                     return None, (f"uproot decodes it inconsistently: entries 0-{b2} read at once differ from "
                                   f"the same entries read as 0-{b1} and {b1}-{b2}")
         except ColumnUnreadable as exc:
-            cause = exc.__cause__
-            return None, _scrub(f"{type(cause).__name__}: {cause}", reader._path).strip()[:500]
+            return None, uproot_reason(exc.__cause__ or exc, reader._path)[:500]
         if pa.types.is_null(arrow_type):
             return None, "uproot reads it as an empty object type"
         return arrow_type, ""

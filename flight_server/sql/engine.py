@@ -152,13 +152,13 @@ class SqlEngine:
         self,
         provider: TableProvider,
         *,
-        timeout_s: float = 300.0,
+        timeout_s: float,                  # Settings.sql_timeout
+        memory_limit: str,                 # Settings.sql_memory_limit
+        workers: int,                      # Settings.sql_workers (the pool's size when none is given)
         max_query_bytes: int = 1_000_000,
         max_batch_bytes: int = 8 << 20,
         batch_rows: int = 65_536,
-        memory_limit: str = "2GB",
         threads: int = 4,
-        workers: int = 4,
         pool: Sandbox | None = None,
     ) -> None:
         self.provider = provider

@@ -237,7 +237,7 @@ class Sandbox:
     At most ``max_workers`` jobs run at once; more wait for a free slot up to their deadline
     (starting a worker costs ~0.3 s of CPU, so a burst of queries must not start one each)."""
 
-    def __init__(self, as_bytes: int = 0, max_workers: int = 4, max_idle: int | None = None,
+    def __init__(self, as_bytes: int, max_workers: int, max_idle: int | None = None,
                  database: tuple[str, int] | None = None) -> None:
         self.as_bytes, self.max_workers = as_bytes, max_workers
         #: (memory_limit, threads) of the database a new worker opens before its first job
@@ -365,7 +365,7 @@ _SANDBOXES: dict[tuple, Sandbox] = {}
 _SANDBOX_LOCK = threading.Lock()
 
 
-def sandbox(as_bytes: int = 0, max_workers: int = 4, database: tuple[str, int] | None = None) -> Sandbox:
+def sandbox(as_bytes: int, max_workers: int, database: tuple[str, int] | None = None) -> Sandbox:
     """A process-wide worker pool for one cap, size and database setting (engines without a pool
     of their own; a server owns its pool)."""
     key = (as_bytes, max_workers, database)

@@ -5,18 +5,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from arrowroot.flight_server import __version__
-from arrowroot.flight_server.core.errors import InvalidRequest
-from arrowroot.flight_server.export.formats import FORMATS, TooLarge, ahead, encode, get_format
+from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest
+from arrowroot.flight_server.export.formats import FORMATS, TooLarge, encode, get_format
 from arrowroot.flight_server.service.errors import status_of
 from arrowroot.flight_server.web import data
 from arrowroot.flight_server.web.door import Door
-from arrowroot.flight_server.web.middleware import disconnected, record_of
+from arrowroot.flight_server.web.connections import ABORT_KEY
+from arrowroot.flight_server.web.middleware import CLEANUP, disconnected, record_of
 from arrowroot.flight_server.web.openapi import openapi
 from arrowroot.flight_server.web.present import describe
 from arrowroot.flight_server.web.query import criteria, selection
@@ -62,7 +64,40 @@ class Api:
     def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi(__version__, list(FORMATS)))
 
-    def data(self, request: Request) -> Response:
+    async def data(self, request: Request) -> Response:
+        """A download: planned and its first piece made in the bounded pool (so its errors still
+        get a JSON status), then each further piece made there while the client reads. A client
+        that goes away stops the read within a chunk; one that stops reading has its connection
+        cut by the read path's idle timeout; both free their stream slot."""
+        door = self.door
+        name = request.path_params["name"]
+        record = record_of(request)
+        try:
+            fmt, plan, pieces, first = await door.workers.run(self._start_download, request)
+        except ArrowrootError:
+            raise
+        except Exception as exc:
+            return door.json_error("data", exc, record)
+        filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
+        headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
+                   "x-arrowroot-rows": str(plan.total_records), "cache-control": "no-store"}
+        rest = door.workers.iterate(pieces)
+        request.scope.setdefault(CLEANUP, []).append(rest.aclose)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                yield first
+                async for piece in rest:
+                    yield piece
+            except Exception as exc:  # headers are sent: the client sees a cut connection
+                record.status = status_of(exc).grpc
+                f = data.failure(f"http download {name}", exc, record.request_id)
+                log.warning("http download %s aborted: %s", name, f.message)
+                raise
+
+        return StreamingResponse(body(), media_type=fmt.media_type, headers=headers)
+
+    def _start_download(self, request: Request) -> tuple[Any, Any, Iterator[bytes], bytes]:
         door = self.door
         caller = door.caller(request)
         name = request.path_params["name"]
@@ -79,23 +114,13 @@ class Api:
         if limit and plan.total_bytes > limit:
             raise TooLarge(f"the selection is about {plan.total_bytes / (1 << 20):.0f} MiB, over the server's "
                            f"limit of {limit / (1 << 20):.0f} MiB (--http-max-mb); select fewer columns or entries")
-        record = record_of(request)
-        gone = disconnected(request)
-        pieces = ahead(encode(fmt, plan.schema, data.read_batches(door.service, plan, caller, record, gone), limit,
-                              object_name=name, compression="" if compression == "none" else compression))
-        first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
-        filename = name.replace("/", "_").replace(":", "_") + fmt.suffix
-        headers = {"content-disposition": f"attachment; filename=\"{filename}\"",
-                   "x-arrowroot-rows": str(plan.total_records), "cache-control": "no-store"}
-
-        def body() -> Iterator[bytes]:
-            try:
-                yield first
-                yield from pieces
-            except Exception as exc:  # headers are sent: the client sees a cut connection
-                record.status = status_of(exc).grpc
-                f = data.failure(f"http download {name}", exc, record.request_id)
-                log.warning("http download %s aborted: %s", name, f.message)
-                raise
-
-        return StreamingResponse(body(), media_type=fmt.media_type, headers=headers)
+        batches = data.read_batches(door.service, plan, caller, record_of(request), disconnected(request),
+                                    request.scope.get(ABORT_KEY))
+        pieces = encode(fmt, plan.schema, batches, limit, object_name=name,
+                        compression="" if compression == "none" else compression)
+        try:
+            first = next(pieces, b"")  # the first read happens here: its errors still get a JSON status
+        except BaseException:
+            pieces.close()
+            raise
+        return fmt, plan, pieces, first

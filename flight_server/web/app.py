@@ -48,16 +48,16 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
     routes = [
         Route("/", door.page("index", pages.index)),
         Route("/datasets/{name:path}", door.page("dataset", pages.dataset)),
-        Route("/plot/{kind}/{name:path}", views.png),
+        Route("/plot/{kind}/{name:path}", door.heavy(views.png)),
         Route("/login", login.form, methods=["GET"]),
         Route("/login", login.login, methods=["POST"]),
         Route("/logout", login.logout, methods=["POST"]),
         *([Route("/login/sso", door.sso.start), Route("/auth/callback", door.sso.callback)] if door.sso else []),
         Route("/api/openapi.json", api.openapi),
-        Route("/api/health", door.api("health", api.health)),
+        Route("/api/health", door.api("health", api.health, light=True)),  # outside the pool
         Route("/api/datasets", door.api("datasets", api.datasets)),
         Route("/api/datasets/{name:path}", door.api("dataset", api.dataset)),
-        Route("/api/data/{name:path}", door.api("data", api.data)),
+        Route("/api/data/{name:path}", api.data),  # its pieces in the pool (api.py)
         Route("/api/view/{name:path}", door.api("view", views.json)),
         Route("/api/follow/{name:path}", door.api("follow", live.endpoint(door))),
         Route("/metrics", metrics_page(service.ctx.metrics)),  # Prometheus (service/metrics.py)

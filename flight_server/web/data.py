@@ -59,11 +59,14 @@ def plan(service: Service, caller: Caller, read: ReadSpec) -> Plan:
 
 
 def read_batches(service: Service, read: Plan | ReadSpec, caller: Caller, record: CallRecord | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> Iterator[pa.RecordBatch]:
+                 cancelled: Callable[[], bool] | None = None,
+                 on_expired: Callable[[], None] | None = None) -> Iterator[pa.RecordBatch]:
     """Every non-empty batch of a read, in entry order, through the one read path (the stream
-    limits and checks of a DoGet)."""
+    limits and checks of a DoGet; ``on_expired`` cuts the connection of a client that stopped
+    reading). The reads happen in the calling thread — a worker of the HTTP door's bounded pool —
+    never in a read-ahead thread of their own, so the HTTP door's CPU work stays within its pool."""
     p = read if isinstance(read, Plan) else plan(service, caller, read)
-    return service.run(p, record, cancelled)
+    return service.run(p, record, cancelled, on_expired, read_ahead=False)
 
 
 def files(service: Service, caller: Caller, name: str) -> pa.Table:

@@ -23,6 +23,7 @@ from arrowroot.flight_server.web.middleware import record_of
 from arrowroot.flight_server.web.present import human, quote, short
 from arrowroot.flight_server.web.query import safe_next
 from arrowroot.flight_server.web.sso import web_sso
+from arrowroot.flight_server.web.workers import Workers
 
 COOKIE = "arrowroot_session"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -34,6 +35,7 @@ class WebOptions:
 
     max_bytes: int = 0             # largest download (bytes written); 0 = no limit
     plot_entries: int = 1_000_000  # entries a histogram or scatter reads at most
+    workers: int = 0               # threads for pages, plots, views and downloads (0: the machine's cores)
     secure_cookie: bool = False    # Secure flag on the session cookie (on with TLS)
     flight_location: str = ""      # what snippets connect to (grpc://host:port)
 
@@ -41,9 +43,11 @@ class WebOptions:
 class Door:
     """The HTTP door's shared state and boundaries, handed to every handler."""
 
-    def __init__(self, service: Service, options: WebOptions):
+    def __init__(self, service: Service, options: WebOptions, workers: Workers | None = None):
         self.service = service
         self.options = options
+        #: the bounded pool every page, view and download piece runs in (health stays outside it)
+        self.workers = workers or Workers(options.workers)
         assert service.ctx.auth is not None
         self.auth = service.ctx.auth
         #: login through an OIDC issuer or the JupyterHub instead of the password form ([auth.web])
@@ -70,16 +74,24 @@ class Door:
         return Caller(user=login.user, door="http", peer=record.peer, request_id=record.request_id,
                       groups=login.groups, scopes=login.scopes)
 
-    def api(self, what: str, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    def api(self, what: str, fn: Callable[[Request], Response], light: bool = False) -> Callable:
         """An API endpoint: our errors go to the table's exception handlers (``create_app``);
-        anything else is answered here as an internal error (logged with the request id)."""
-        def endpoint(request: Request) -> Response:
+        anything else is answered here as an internal error (logged with the request id).
+        It runs in the bounded pool (``workers.py``) unless ``light`` (health): light endpoints
+        run in Starlette's own threads, which nothing heavy uses."""
+        def call(request: Request) -> Response:
             try:
                 return fn(request)
             except ArrowrootError:
                 raise
             except Exception as exc:
                 return self.json_error(what, exc, record_of(request))
+        return call if light else self.heavy(call)
+
+    def heavy(self, fn: Callable[[Request], Response]) -> Callable:
+        """A synchronous endpoint run in the bounded pool."""
+        async def endpoint(request: Request) -> Response:
+            return await self.workers.run(fn, request)
         return endpoint
 
     def json_error(self, what: str, exc: BaseException, record: CallRecord | None = None) -> JSONResponse:
@@ -89,7 +101,7 @@ class Door:
         headers = {"www-authenticate": 'Bearer realm="arrowroot", Basic realm="arrowroot"'} if f.status == 401 else None
         return JSONResponse({"error": f.kind, "status": f.status, "message": f.message}, f.status, headers=headers)
 
-    def page(self, what: str, fn: Callable[[Request, Caller], Response]) -> Callable[[Request], Response]:
+    def page(self, what: str, fn: Callable[[Request, Caller], Response]) -> Callable:
         """A page: no session → the login form; a failure → the error page with its status."""
         def endpoint(request: Request) -> Response:
             try:
@@ -103,7 +115,7 @@ class Door:
                 record.status = status_of(exc).grpc
                 f = data.failure(what, exc, record.request_id)
                 return self.render(request, caller, "error.html", {"failure": f}, f.status)
-        return endpoint
+        return self.heavy(endpoint)
 
     def to_login(self, request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -3,6 +3,9 @@ answer. Both are pure ASGI (a streamed download passes through untouched)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +25,9 @@ SECURITY_HEADERS = [
      b"default-src 'none'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
      b"style-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
 ]
+GONE = "arrowroot.gone"          # scope key: a threading.Event set when the client went away
+CLEANUP = "arrowroot.cleanup"    # scope key: coroutines run when the request is over, however it ended
+log = logging.getLogger("arrowroot.http")
 #: routes whose tail is a dataset name: logged by their prefix only
 NAMED = ("/api/data/", "/datasets/", "/plot/", "/api/datasets/", "/api/view/", "/view/")
 
@@ -58,18 +64,31 @@ class AccessLog:
                     record.status = HTTP_TO_GRPC.get(record.http, "UNKNOWN")
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done.set()
                 record.finish()
 
-        async def receive_watched() -> dict:
-            message = await receive()
-            if message["type"] == "http.disconnect":  # the read path stops within a chunk
-                gone = scope.get("arrowroot.gone")
-                if gone is not None:
-                    gone["gone"] = True
-                if record.status == "OK":
-                    record.status = "CANCELLED"
-            return message
+        # The client's messages are read from the start, by a task of their own, so that a client
+        # going away is noticed while the handler is still working (a heavy cut can run for minutes
+        # before its first byte): ``scope[GONE]`` is set and the read path stops within a chunk.
+        gone = scope[GONE] = threading.Event()
+        done = threading.Event()                          # the response's last byte was sent
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=1)  # one message ahead: uploads keep their back-pressure
 
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect" and not done.is_set():
+                    gone.set()
+                    if record.status == "OK":
+                        record.status = "CANCELLED"
+                await inbox.put(message)
+                if message["type"] == "http.disconnect":
+                    return
+
+        async def receive_watched() -> dict:
+            return await inbox.get()
+
+        watcher = asyncio.ensure_future(watch())
         try:
             await self.app(scope, receive_watched, send_logged)
         except BaseException:
@@ -77,6 +96,15 @@ class AccessLog:
                 record.status = "CANCELLED"
             record.finish()
             raise
+        finally:
+            watcher.cancel()
+            # a response cancelled while it waited to send (its client went away) leaves its body
+            # generator suspended, holding what it read: close it now, not when the GC gets to it
+            for close in scope.get(CLEANUP, ()):
+                try:
+                    await close()
+                except Exception:  # the request is over; its clean-up must not fail the server
+                    log.exception("closing the body of %s", route)
         record.finish()
 
 
@@ -100,11 +128,7 @@ class SecurityHeaders:
 
 
 def disconnected(request: Request) -> Callable[[], bool]:
-    """A cheap "has the client gone?" for a streamed response's read path (checked between chunks)."""
-    state = {"gone": False}
-
-    def gone() -> bool:
-        return state["gone"]
-
-    request.scope["arrowroot.gone"] = state
-    return gone
+    """A cheap "has the client gone?" for the read path (checked between chunks): set by
+    :class:`AccessLog` as soon as the client disconnects, even before the first byte."""
+    event = request.scope.get(GONE)
+    return event.is_set if event is not None else (lambda: False)

@@ -1,5 +1,6 @@
 """Run the web app on uvicorn in a background thread of the Flight server's process, so both
-ports share one catalog, one reader cache and one set of sessions."""
+ports share one catalog, one reader cache and one set of sessions. The connection bounds
+(count, request timeout, head size, keep-alive) are ``connections.py``'s, from the settings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from arrowroot.flight_server.web.app import WebOptions, create_app
+from arrowroot.flight_server.web.connections import ConnectionLimits, guarded_protocol
 
 log = logging.getLogger("arrowroot.http")
 
@@ -32,14 +34,20 @@ class WebServer:
         self.tls = bool(cert)
         flight = f"{'grpc+tls' if self.tls else 'grpc'}://{self.host}:{flight_port or settings.port}"
         options = WebOptions(max_bytes=max_bytes, plot_entries=plot_entries, secure_cookie=self.tls,
-                             flight_location=flight)
+                             flight_location=flight, workers=settings.http_workers)
+        limits = ConnectionLimits(max_connections=settings.http_max_connections,
+                                  max_per_client=settings.http_max_connections_per_client,
+                                  request_timeout=settings.http_request_timeout, keep_alive=settings.http_keep_alive,
+                                  max_head_bytes=settings.http_max_header_bytes)
         tls: dict[str, Any] = {}
         if self.tls:  # the same PEM files as the Flight port (auth.tls_kwargs checked them)
             tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
             if client_ca:
                 tls.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
         self.config = uvicorn.Config(create_app(service, options), log_level="warning", access_log=False,
-                                     lifespan="off", timeout_graceful_shutdown=5, server_header=False, **tls)
+                                     lifespan="off", timeout_graceful_shutdown=5, server_header=False,
+                                     http=guarded_protocol(limits), timeout_keep_alive=int(max(1, limits.keep_alive)),
+                                     **tls)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

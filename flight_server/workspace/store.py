@@ -35,14 +35,15 @@ from arrowroot.catalog.errors import Conflict
 from arrowroot.catalog.models import ColumnRecord, DatasetRecord, FileUpdate, NewDataset, WorkspaceRecord
 from arrowroot.catalog.store import Catalog
 
-from arrowroot.flight_server.core.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied, ResourceExhausted
+from arrowroot.flight_server.core.errors import (AlreadyExists, Cancelled, InvalidRequest, NotFound, PermissionDenied,
+                                                ResourceExhausted)
 from arrowroot.flight_server.sources.base import META_SOURCE_TYPE
 from arrowroot.flight_server.sources.parquet import KIND as PARQUET_KIND, OBJECT, scan_parquet, wire_type
 from arrowroot.flight_server.workspace import names
+from arrowroot.flight_server.workspace.types import storable_schema
 
 log = logging.getLogger("arrowroot.workspace")
 
-GiB = 1 << 30
 MODES = ("create", "append", "replace")
 ENTRY = "entry"
 OVERLAY_KEY = b"arrowroot.overlay"
@@ -64,8 +65,8 @@ class ParentChanged(InvalidRequest):
 
 @dataclass(frozen=True)
 class Limits:
-    max_upload_bytes: int = 4 * GiB      # Arrow bytes received by one DoPut
-    quota_bytes: int = 20 * GiB          # stored bytes per owner (all their workspace datasets)
+    max_upload_bytes: int     # Arrow bytes received by one DoPut (Settings.max_upload_bytes)
+    quota_bytes: int          # stored bytes per owner, all their workspace datasets (Settings.quota_bytes)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ class Upload:
         self.dir = ws.owner_dir(owner)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.id = uuid.uuid4().hex
+        self.dataset_id = self.id      # the dataset's identity; an append or replace keeps the old one
+        self.parent_id: str | None = None
         self.tmp = self.dir / f".tmp-{self.id}.parquet"
         self.final = self.dir / f"{self.id}.parquet"
         meta = dict(schema.metadata or {})
@@ -123,11 +126,19 @@ class Upload:
         self._pending_bytes = 0
         self._last_entry = -1
         self.done = False
+        #: the slots' reaper may abort an idle upload from its own thread
+        self._guard = threading.RLock()
 
     # -------------------------------------------------------- writing
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add one batch (its schema must be the upload's); flushes a row group when full."""
+        with self._guard:
+            if self.done:
+                raise Cancelled("upload: it was ended (idle past the timeout); nothing was stored")
+            self._write(batch)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
         batch = self._conform(batch)
@@ -191,6 +202,12 @@ class Upload:
     def commit(self, provenance: dict[str, Any] | None = None) -> WorkspaceRecord:
         """Close, fsync and rename the file, then register it; the name may be taken meanwhile
         (Conflict for 'create')."""
+        with self._guard:
+            if self.done:
+                raise Cancelled("upload: it was ended (idle past the timeout); nothing was stored")
+            return self._commit(provenance)
+
+    def _commit(self, provenance: dict[str, Any] | None) -> WorkspaceRecord:
         try:
             self._flush()
             assert self._writer is not None
@@ -217,7 +234,11 @@ class Upload:
         return entry
 
     def abort(self) -> None:
-        """Remove everything written; safe to call twice."""
+        """Remove everything written; safe to call twice, and from another thread."""
+        with self._guard:
+            self._abort()
+
+    def _abort(self) -> None:
         if self.done:
             return
         self.done = True
@@ -253,13 +274,13 @@ def _fsync_dir(path: Path) -> None:
 class Workspace:
     """The workspace directory of one server and the catalog rows of its datasets."""
 
-    def __init__(self, root: Path, directory: Path | None, catalog: Catalog, limits: Limits | None = None,
+    def __init__(self, root: Path, directory: Path | None, catalog: Catalog, limits: Limits,
                  version: str = ""):
         self.root = Path(root).resolve()
         self.version = version
         self.dir = Path(directory).resolve() if directory else self.root / ".arrowroot" / "workspace"
         self.catalog = catalog
-        self.limits = limits or Limits()
+        self.limits = limits
         self._locks: dict[str, threading.Lock] = {}
         self._quota_lock = threading.Lock()
         self._inflight: dict[str, dict[str, int]] = {}   # owner → upload id → bytes written so far
@@ -331,22 +352,28 @@ class Workspace:
             raise InvalidRequest(f"mode: one of {', '.join(MODES)} (got {mode!r})")
         if names.owner_of(name) != owner:
             raise PermissionDenied(f"{name!r} is not in your home namespace {names.home_of(owner)!r}")
-        existing = self.catalog.workspace_entry(name)
-        if existing is None and name in {d.name for d in self.catalog.datasets()}:
-            raise AlreadyExists(f"{name!r} (not a workspace dataset)")
-        if mode == "create" and existing is not None:
-            raise AlreadyExists(f"{name!r}; choose another name, or put with mode 'replace' or 'append'")
-        lock = None
-        if mode in ("append", "replace"):
-            lock = self._lock(name)
-            if not lock.acquire(timeout=600):
-                raise AlreadyExists(f"{name!r} is being written by another request; try again")
+        schema = storable_schema(schema)
+        # appends and replaces take the name's lock before reading its entry: a concurrent
+        # append may replace the file that entry names (3 of 6 concurrent appends failed so)
+        lock = self._take(name) if mode in ("append", "replace") else None
         try:
+            existing = self.catalog.workspace_entry(name)
+            if existing is None and name in {d.name for d in self.catalog.datasets()}:
+                raise AlreadyExists(f"{name!r} (not a workspace dataset)")
+            if mode == "create" and existing is not None:
+                raise AlreadyExists(f"{name!r}; choose another name, or put with mode 'replace' or 'append'")
             return self._begin(name, owner, mode, schema, parent, metadata or {}, kind, cut, existing, lock)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
+
+    def _take(self, name: str, timeout: float = 600.0) -> threading.Lock:
+        """The name's write lock (appends, replaces, deletes and renames of one name take turns)."""
+        lock = self._lock(name)
+        if not lock.acquire(timeout=timeout):
+            raise AlreadyExists(f"{name!r} is being written by another request; try again")
+        return lock
 
     def _begin(self, name: str, owner: str, mode: str, schema: pa.Schema, parent: DatasetRecord | None,
                metadata: dict[str, str], kind: str | None, cut: str | None,
@@ -372,7 +399,8 @@ class Workspace:
                 overlay = json.loads(pq.read_schema(str(copy_from)).metadata[OVERLAY_KEY])
                 if existing.kind == "skim":
                     raise InvalidRequest(f"mode: {name!r} is a skim; make a new skim instead of appending")
-            parent = None if existing.parent is None else self._record(existing.parent)
+            # the parent of an upload or a copy is provenance only; an overlay reads its base
+            parent = None if existing.parent is None or overlay is None else self._record(existing.parent)
         else:
             parent_name = parent.name if parent is not None else None
         if parent is not None and overlay is None:
@@ -382,6 +410,7 @@ class Workspace:
         budget = self.budget(owner, name if existing is not None else None)
         up = Upload(self, name, owner, mode, schema, kind or ("derived" if overlay else "upload"), budget,
                     parent_name, {"metadata": dict(metadata), "cut": cut}, overlay, lock)
+        self._identify(up, existing)
         if overlay is not None:
             up.base_entries = overlay["base"]["entries"]  # type: ignore[attr-defined]
         if copy_from is not None:
@@ -403,20 +432,47 @@ class Workspace:
     def _record(self, name: str) -> DatasetRecord:
         return self.catalog.dataset(name)
 
+    def _identify(self, up: Upload, existing: WorkspaceRecord | None) -> None:
+        """The dataset keeps its id through appends and replaces; its parent is known by id."""
+        if existing is not None and existing.id:
+            up.dataset_id = existing.id
+        parent = self.catalog.workspace_entry(up.parent) if up.parent else None
+        up.parent_id = parent.id or None if parent is not None else None
+
+    def set_parent(self, up: Upload, parent: DatasetRecord) -> None:
+        """Record ``parent`` as the provenance of an upload that does not read from it (a copy)."""
+        up.parent = parent.name
+        up.extra["parent_version"] = version_of(self.skim_base(parent)[0].rec)
+        self._identify(up, None if up.mode == "create" else self.catalog.workspace_entry(up.name))
+
     # -------------------------------------------------------- overlays (derived columns, skims)
 
     def base_of(self, parent: DatasetRecord) -> Base:
         """The dataset holding ``parent``'s columns: itself, or a skim's base (skims compose)."""
         entry = self.catalog.workspace_entry(parent.name)
         if entry is not None and entry.kind == "derived":
-            raise InvalidRequest(f"parent: {parent.name!r} has derived columns itself; derive from its parent, "
-                             "or materialise it first")
+            raise InvalidRequest(f"parent: {parent.name!r} has derived columns itself; derive from its parent, or "
+                                 f"from a copy: `arrowroot skim home/<you>/copy {parent.name} --materialize`")
         if entry is not None and entry.kind == "skim":
             base = self.catalog.dataset(entry.base) if entry.base else None
             if base is None:
                 raise NotFound(f"parent: the base of {parent.name!r} is gone")
             return Base(base, version_of(base))
         return Base(parent, version_of(parent))
+
+    def skim_base(self, parent: DatasetRecord) -> tuple[Base, list[str]]:
+        """What a skim of ``parent`` reads from: the base dataset whose files hold the parent's
+        columns, and the parent's own (derived) columns, which the skim copies at its entries.
+        Any dataset: files, uploads, copies, derived columns, skims (of skims, of derived ...)."""
+        entry = self.catalog.workspace_entry(parent.name)
+        if entry is None or entry.kind not in ("derived", "skim"):
+            return Base(parent, version_of(parent)), []
+        base = self.catalog.dataset(entry.base) if entry.base else None
+        if base is None:
+            raise NotFound(f"parent: the base of {parent.name!r} is gone")
+        meta = pq.read_schema(str(self.abs(entry.path))).metadata or {}
+        own = json.loads(meta[OVERLAY_KEY])["own"] if OVERLAY_KEY in meta else []
+        return Base(base, version_of(base)), list(own)
 
     def overlay_meta(self, base: Base, own: list[str], owner: str, level: dict[str, Any] | None = None,
                      level_dir: Path | None = None) -> dict[str, Any]:
@@ -457,22 +513,31 @@ class Workspace:
             raise PermissionDenied(f"{name!r} is not in your home namespace {names.home_of(owner)!r}")
         if mode not in ("create", "replace"):
             raise InvalidRequest("mode: a skim is 'create' or 'replace'")
-        existing = self.catalog.workspace_entry(name)
-        if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
-            raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
-        base = self.base_of(parent)
-        level_dir = None
-        if level is None and LEVEL_KEY in base.rec.attributes:  # a skim of a level's skim: its tables
-            entry = self.catalog.workspace_entry(parent.name)
-            if entry is not None:
-                path = self.abs(entry.path)
-                level = json.loads(pq.read_schema(str(path)).metadata[OVERLAY_KEY])["base"].get("level")
-                level_dir = path.parent
-        overlay = self.overlay_meta(base, [], owner, level, level_dir)
-        schema = _overlay_schema(pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)]), base.rec)
-        up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
-                    parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay,
-                    encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
+        lock = self._take(name) if mode == "replace" else None
+        try:
+            existing = self.catalog.workspace_entry(name)
+            if mode == "create" and (existing is not None or name in {d.name for d in self.catalog.datasets()}):
+                raise AlreadyExists(f"{name!r}; choose another name, or use mode 'replace'")
+            base, own = self.skim_base(parent)
+            level_dir = None
+            if level is None and LEVEL_KEY in base.rec.attributes:  # a skim of a level's skim: its tables
+                entry = self.catalog.workspace_entry(parent.name)
+                if entry is not None:
+                    path = self.abs(entry.path)
+                    level = json.loads(pq.read_schema(str(path)).metadata[OVERLAY_KEY])["base"].get("level")
+                    level_dir = path.parent
+            overlay = self.overlay_meta(base, own, owner, level, level_dir)
+            parent_schema = pa.ipc.read_schema(pa.py_buffer(parent.schema))
+            fields = [pa.field(ENTRY, pa.int64(), nullable=False)] + [parent_schema.field(c).remove_metadata() for c in own]
+            schema = _overlay_schema(pa.schema(fields), base.rec)
+            up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
+                        parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay, lock,
+                        encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
+            self._identify(up, existing)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         up.base_entries = base.rec.entries  # type: ignore[attr-defined]
         return up
 
@@ -510,6 +575,7 @@ class Workspace:
             columns=tuple(provenance["columns"] if "columns" in provenance else [c.name for c in columns]),
             created_at=time.time(),
             version=self.version, metadata=dict(up.extra.get("metadata") or {}),
+            id=up.dataset_id, parent_id=up.parent_id,
         )
         update = FileUpdate(rel, fmt, st.st_size, st.st_mtime, (ds,))
         try:
@@ -531,11 +597,17 @@ class Workspace:
 
     def delete(self, name: str, owner: str) -> None:
         self._owned(name, owner)
-        users = self.dependents(name)
-        if users:
-            raise InvalidRequest(f"{name!r} holds the data of {', '.join(map(repr, users[:5]))}; delete those first")
-        path = self.catalog.drop_workspace(name)
-        self.abs(path).unlink(missing_ok=True)
+        lock = self._take(name, timeout=30.0)  # not while an append still copies the file
+        try:
+            self._owned(name, owner)
+            users = self.dependents(name)
+            if users:
+                raise InvalidRequest(f"{name!r} holds the data of {', '.join(map(repr, users[:5]))}; "
+                                     "delete those first")
+            path = self.catalog.drop_workspace(name)
+            self.abs(path).unlink(missing_ok=True)
+        finally:
+            lock.release()
 
     def rename(self, old: str, new: str, owner: str) -> None:
         self._owned(old, owner)
@@ -596,12 +668,13 @@ class Workspace:
         return {"temp": removed, "orphans": orphans, "missing": missing}
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
-        """This dataset's provenance and its ancestors', nearest first."""
-        out = []
+        """This dataset's provenance and its ancestors', nearest first. Workspace parents are
+        followed by id, so a renamed parent shows its current name and a deleted one says when."""
+        out: list[dict[str, Any]] = []
         seen = set()
+        e = self.catalog.workspace_entry(name)
         while name and name not in seen:
             seen.add(name)
-            e = self.catalog.workspace_entry(name)
             if e is None:
                 try:
                     rec = self.catalog.dataset(name)
@@ -611,12 +684,20 @@ class Workspace:
                     out.append({"name": name, "kind": "missing"})
                 break
             out.append(provenance_dict(e))
-            name = e.parent or ""
+            name, parent_id = e.parent or "", e.parent_id
+            e = self.catalog.workspace_by_id(parent_id) if parent_id else self.catalog.workspace_entry(name)
+            if e is not None:
+                name = e.name
+            elif parent_id and (gone := self.catalog.workspace_removed(parent_id)) is not None:
+                out.append({"name": gone["name"], "kind": "deleted", "owner": gone["owner"],
+                            "was": gone["kind"], "deleted_at": gone["removed_at"]})
+                break
         return out
 
 
 def provenance_dict(e: WorkspaceRecord) -> dict[str, Any]:
-    return {"name": e.name, "kind": e.kind, "owner": e.owner, "parent": e.parent,
+    return {"name": e.name, "id": e.id or None, "kind": e.kind, "owner": e.owner, "parent": e.parent,
+            "parent_id": e.parent_id,
             "parent_version": e.parent_version, "base": e.base, "cut": e.cut, "columns": list(e.columns),
             "bytes": e.bytes, "created_at": e.created_at, "arrowroot_version": e.version,
             "metadata": e.metadata}
