@@ -515,8 +515,9 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 cancelled: Callable[[], bool] | None = None,
                 read_ahead: bool = True,
                 held: Held | None = None) -> Iterator[pa.RecordBatch | tuple[pa.RecordBatch, bytes]]:
-    """Batches for one task; reads one chunk ahead in a thread (``read_ahead``), or in the
-    caller's thread (a bounded pool's worker: the HTTP door's reads stay within its pool).
+    """Batches for one task; reads one chunk ahead in a thread (``read_ahead``, when the task has
+    more than one chunk), or in the caller's thread (a bounded pool's worker: the HTTP door's reads
+    stay within its pool).
     ``held`` lets the stream's owner drop what it holds for a client gone quiet (:class:`Held`).
 
     With a cut, every batch carries ``{"scanned": N, "passed": M}`` (cumulative) as
@@ -531,7 +532,9 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
         return stop.is_set() or (cancelled is not None and cancelled())
 
     source = _Reader(task, readers, ex, gone)
-    chunks = _ahead(source, held, gone, cancelled, stop, join=bool(task.level)) if read_ahead else source.inline()
+    # one chunk has nothing to read ahead of: reading it here spares a tiny read a thread's start
+    ahead = read_ahead and len(source.specs) > 1
+    chunks = _ahead(source, held, gone, cancelled, stop, join=bool(task.level)) if ahead else source.inline()
     first = True
     try:
         for i, chunk in chunks:

@@ -23,7 +23,8 @@ from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.service.streams import Stream
 from arrowroot.flight_server.workspace import names
-from arrowroot.flight_server.workspace.store import ENTRY, Upload, provenance_dict
+from arrowroot.flight_server.workspace.lineage import provenance_dict
+from arrowroot.flight_server.workspace.upload import ENTRY, Upload
 
 log = logging.getLogger("arrowroot.workspace")
 

@@ -16,18 +16,15 @@ The served data directory is never written: the workspace directory defaults to
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -35,28 +32,22 @@ from arrowroot.catalog.errors import Conflict
 from arrowroot.catalog.models import ColumnRecord, DatasetRecord, FileUpdate, NewDataset, WorkspaceRecord
 from arrowroot.catalog.store import Catalog
 
-from arrowroot.flight_server.core.errors import (AlreadyExists, Cancelled, InvalidRequest, NotFound, PermissionDenied,
-                                                ResourceExhausted)
-from arrowroot.flight_server.sources.base import META_SOURCE_TYPE
-from arrowroot.flight_server.sources.parquet import KIND as PARQUET_KIND, OBJECT, scan_parquet, wire_type
+from arrowroot.flight_server.core.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied
+from arrowroot.flight_server.sources.parquet import KIND as PARQUET_KIND, OBJECT, scan_parquet
 from arrowroot.flight_server.workspace import names
+from arrowroot.flight_server.workspace.lineage import lineage
+from arrowroot.flight_server.workspace.overlays import (Base, check_same_schema, level_paths, overlay_boundaries,
+                                                        overlay_columns, overlay_schema, version_of)
 from arrowroot.flight_server.workspace.types import storable_schema
+from arrowroot.flight_server.workspace.upload import ENTRY, OVERLAY_KEY, QuotaExceeded, Upload
 
 log = logging.getLogger("arrowroot.workspace")
 
 MODES = ("create", "append", "replace")
-ENTRY = "entry"
-OVERLAY_KEY = b"arrowroot.overlay"
 OVERLAY_FORMAT = "overlay"
 LEVEL_KEY = "arrowroot.level"     # a level's dataset attribute (datasets/levels.py)
-ROW_GROUP_ROWS = 131_072
-ROW_GROUP_BYTES = 32 << 20
 SKIM_ROW_GROUP = 1 << 20
 MOUNT = "@workspace"        # catalog path prefix of workspace files outside the served root
-
-
-class QuotaExceeded(ResourceExhausted):
-    """The upload would take the owner over their byte quota or the per-request limit."""
 
 
 class ParentChanged(InvalidRequest):
@@ -67,208 +58,6 @@ class ParentChanged(InvalidRequest):
 class Limits:
     max_upload_bytes: int     # Arrow bytes received by one DoPut (Settings.max_upload_bytes)
     quota_bytes: int          # stored bytes per owner, all their workspace datasets (Settings.quota_bytes)
-
-
-@dataclass(frozen=True)
-class Base:
-    """The dataset whose files hold an overlay's parent columns (never itself an overlay)."""
-
-    rec: DatasetRecord
-    version: str
-
-
-def version_of(rec: DatasetRecord) -> str:
-    """Digest of a dataset's file identities: changes whenever any of its files does."""
-    h = hashlib.sha256()  # not the name: a renamed parent is the same data
-    for p in rec.parts:
-        h.update(json.dumps([p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
-    for p in sorted(rec.links, key=lambda p: (p.row, p.tier or "", p.path, p.object_path)):  # levels' other tiers
-        h.update(json.dumps([p.tier, p.row, p.path, p.object_path, p.size, p.mtime, p.entries, p.channel]).encode())
-    return h.hexdigest()[:20]
-
-
-def _wire(t: pa.DataType) -> pa.DataType:
-    return wire_type(t)
-
-
-class Upload:
-    """One Parquet file being written; ``commit`` makes it a dataset, ``abort`` removes it."""
-
-    def __init__(self, ws: Workspace, name: str, owner: str, mode: str, schema: pa.Schema, kind: str,
-                 budget: int, parent: str | None = None, extra: dict[str, Any] | None = None,
-                 overlay: dict[str, Any] | None = None, lock: threading.Lock | None = None,
-                 encodings: dict[str, str] | None = None, row_group_rows: int = ROW_GROUP_ROWS):
-        self.ws, self.name, self.owner, self.mode, self.kind = ws, name, owner, mode, kind
-        self.parent, self.extra, self.overlay = parent, dict(extra or {}), overlay
-        self.budget = budget
-        self.rows = 0
-        self.copied = 0            # rows carried over from the dataset appended to
-        self.received = 0
-        self.lock = lock
-        self._rg_rows = row_group_rows
-        self.dir = ws.owner_dir(owner)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.id = uuid.uuid4().hex
-        self.dataset_id = self.id      # the dataset's identity; an append or replace keeps the old one
-        self.parent_id: str | None = None
-        self.tmp = self.dir / f".tmp-{self.id}.parquet"
-        self.final = self.dir / f"{self.id}.parquet"
-        meta = dict(schema.metadata or {})
-        if overlay is not None:
-            meta[OVERLAY_KEY] = json.dumps(overlay).encode()
-        self.schema = schema.with_metadata(meta)
-        kwargs: dict[str, Any] = {"compression": "zstd"}
-        if encodings:
-            kwargs.update(use_dictionary=False, column_encoding=encodings)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(str(self.tmp), self.schema, **kwargs)
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-        self._pending_bytes = 0
-        self._last_entry = -1
-        self.done = False
-        #: the slots' reaper may abort an idle upload from its own thread
-        self._guard = threading.RLock()
-
-    # -------------------------------------------------------- writing
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Add one batch (its schema must be the upload's); flushes a row group when full."""
-        with self._guard:
-            if self.done:
-                raise Cancelled("upload: it was ended (idle past the timeout); nothing was stored")
-            self._write(batch)
-
-    def _write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        batch = self._conform(batch)
-        self.received += batch.nbytes
-        if self.received > self.ws.limits.max_upload_bytes:
-            raise QuotaExceeded(f"upload: more than the {self.ws.limits.max_upload_bytes}-byte limit per request; "
-                                "split it and append")
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        self._pending_bytes += batch.nbytes
-        self.rows += batch.num_rows
-        if self._pending_rows >= self._rg_rows or self._pending_bytes >= ROW_GROUP_BYTES:
-            self._flush()
-
-    def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """The batch in the upload's column order and types; ValueError names a mismatch."""
-        if batch.schema.equals(self.schema, check_metadata=False):
-            return batch
-        extra = [n for n in batch.schema.names if n not in self.schema.names]
-        if extra:
-            raise InvalidRequest(f"schema: column {extra[0]!r} is not in the dataset")
-        arrays = []
-        for f in self.schema:
-            if f.name not in batch.schema.names:
-                raise InvalidRequest(f"schema: column {f.name!r} is missing from the batch")
-            arr = batch.column(f.name)
-            if not arr.type.equals(f.type):
-                try:
-                    arr = arr.cast(f.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise InvalidRequest(f"schema: column {f.name!r} is {arr.type}, the dataset has {f.type}") from None
-            arrays.append(arr)
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-
-    def write_table(self, table: pa.Table) -> None:
-        for b in table.to_batches(max_chunksize=self._rg_rows):
-            self.write(b)
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
-        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
-        assert self._writer is not None
-        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        self.ws.reserve(self, self.tmp.stat().st_size)
-
-    def check_entries(self, entries: np.ndarray, limit: int) -> None:
-        """Overlay entry numbers: sorted, unique, inside the base (across batches too)."""
-        if len(entries) == 0:
-            return
-        if entries[0] <= self._last_entry or (len(entries) > 1 and np.any(np.diff(entries) <= 0)):
-            raise InvalidRequest(f"columns: {ENTRY!r} must hold strictly increasing entry numbers of the parent")
-        if entries[0] < 0 or entries[-1] >= limit:
-            raise InvalidRequest(f"columns: {ENTRY!r} holds entry {int(entries[-1] if entries[-1] >= limit else entries[0])}"
-                             f", outside the parent's 0..{limit - 1}")
-        self._last_entry = int(entries[-1])
-
-    # -------------------------------------------------------- finishing
-
-    def commit(self, provenance: dict[str, Any] | None = None) -> WorkspaceRecord:
-        """Close, fsync and rename the file, then register it; the name may be taken meanwhile
-        (Conflict for 'create')."""
-        with self._guard:
-            if self.done:
-                raise Cancelled("upload: it was ended (idle past the timeout); nothing was stored")
-            return self._commit(provenance)
-
-    def _commit(self, provenance: dict[str, Any] | None) -> WorkspaceRecord:
-        try:
-            self._flush()
-            assert self._writer is not None
-            self._writer.close()
-            self._writer = None
-            with open(self.tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            size = self.tmp.stat().st_size
-            self.ws.reserve(self, size)
-            os.replace(self.tmp, self.final)
-            _fsync_dir(self.dir)
-        except BaseException:
-            self.abort()
-            raise
-        try:
-            entry = self.ws.register(self, size, provenance or {})
-        except BaseException:
-            self.final.unlink(missing_ok=True)
-            self.done = True
-            self._release()
-            raise
-        self.done = True
-        self._release()
-        return entry
-
-    def abort(self) -> None:
-        """Remove everything written; safe to call twice, and from another thread."""
-        with self._guard:
-            self._abort()
-
-    def _abort(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        except Exception:
-            pass
-        self._writer = None
-        self.tmp.unlink(missing_ok=True)
-        self._release()
-
-    def _release(self) -> None:
-        self.ws.release(self)
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Workspace:
@@ -390,7 +179,7 @@ class Workspace:
             if parent is not None and existing.parent != parent.name:
                 raise InvalidRequest(f"parent: {name!r} extends {existing.parent!r}, not {parent.name!r}")
             old_schema = pq.read_schema(str(self.abs(existing.path)))
-            _check_same_schema(old_schema, schema)
+            check_same_schema(old_schema, schema)
             schema = old_schema.remove_metadata()
             copy_from = self.abs(existing.path)
             kind = existing.kind
@@ -406,7 +195,7 @@ class Workspace:
         if parent is not None and overlay is None:
             base = self.base_of(parent)
             overlay = self.overlay_meta(base, [n for n in schema.names if n != ENTRY], owner)
-            schema = _overlay_schema(schema, base.rec)
+            schema = overlay_schema(schema, base.rec)
         budget = self.budget(owner, name if existing is not None else None)
         up = Upload(self, name, owner, mode, schema, kind or ("derived" if overlay else "upload"), budget,
                     parent_name, {"metadata": dict(metadata), "cut": cut}, overlay, lock)
@@ -500,7 +289,7 @@ class Workspace:
                          "schema": base64.b64encode(rec.schema).decode(),
                          "channel_column": rec.attributes.get("channel_column"),
                          "missing": rec.attributes.get("arrowroot.missing") or {},
-                         **({"level": _level_paths(level, level_dir or self.root, here)} if level else {})},
+                         **({"level": level_paths(level, level_dir or self.root, here)} if level else {})},
                 "own": own}
 
     def begin_skim(self, name: str, owner: str, parent: DatasetRecord, cut: str,
@@ -529,7 +318,7 @@ class Workspace:
             overlay = self.overlay_meta(base, own, owner, level, level_dir)
             parent_schema = pa.ipc.read_schema(pa.py_buffer(parent.schema))
             fields = [pa.field(ENTRY, pa.int64(), nullable=False)] + [parent_schema.field(c).remove_metadata() for c in own]
-            schema = _overlay_schema(pa.schema(fields), base.rec)
+            schema = overlay_schema(pa.schema(fields), base.rec)
             up = Upload(self, name, owner, mode, schema, "skim", self.budget(owner, name if existing else None),
                         parent.name, {"metadata": dict(metadata or {}), "cut": cut}, overlay, lock,
                         encodings={ENTRY: "DELTA_BINARY_PACKED"}, row_group_rows=SKIM_ROW_GROUP)
@@ -553,9 +342,9 @@ class Workspace:
         boundaries = list(info.boundaries)
         if overlay:
             rec = self.catalog.dataset(base_name)
-            columns, schema = _overlay_columns(info, rec, overlay["own"])
+            columns, schema = overlay_columns(info, rec, overlay["own"])
             fmt, kind = OVERLAY_FORMAT, up.kind
-            boundaries = _overlay_boundaries(up.final, rec, boundaries)
+            boundaries = overlay_boundaries(up.final, rec, boundaries)
         else:
             schema = info.schema
             columns = [ColumnRecord(c.name, str(c.arrow_type), c.source_type, (), c.compressed_bytes,
@@ -640,6 +429,10 @@ class Workspace:
                                 f"now (version {version_of(base)}, made from {entry.parent_version}); re-run it, "
                                 "or make it with materialize=true to pin a copy")
 
+    def lineage(self, name: str) -> list[dict[str, Any]]:
+        """This dataset's provenance and its ancestors' (``lineage.py``)."""
+        return lineage(self.catalog, name)
+
     def recover(self) -> dict[str, int]:
         """At start: delete temp files and files no catalog row references; drop rows whose
         file is gone (a crash can leave the first two, never a row without a complete file)."""
@@ -667,110 +460,6 @@ class Workspace:
                      removed, orphans, missing)
         return {"temp": removed, "orphans": orphans, "missing": missing}
 
-    def lineage(self, name: str) -> list[dict[str, Any]]:
-        """This dataset's provenance and its ancestors', nearest first. Workspace parents are
-        followed by id, so a renamed parent shows its current name and a deleted one says when."""
-        out: list[dict[str, Any]] = []
-        seen = set()
-        e = self.catalog.workspace_entry(name)
-        while name and name not in seen:
-            seen.add(name)
-            if e is None:
-                try:
-                    rec = self.catalog.dataset(name)
-                    out.append({"name": name, "kind": "source", "format": rec.format, "entries": rec.entries,
-                                "version": version_of(rec)})
-                except NotFound:
-                    out.append({"name": name, "kind": "missing"})
-                break
-            out.append(provenance_dict(e))
-            name, parent_id = e.parent or "", e.parent_id
-            e = self.catalog.workspace_by_id(parent_id) if parent_id else self.catalog.workspace_entry(name)
-            if e is not None:
-                name = e.name
-            elif parent_id and (gone := self.catalog.workspace_removed(parent_id)) is not None:
-                out.append({"name": gone["name"], "kind": "deleted", "owner": gone["owner"],
-                            "was": gone["kind"], "deleted_at": gone["removed_at"]})
-                break
-        return out
 
-
-def provenance_dict(e: WorkspaceRecord) -> dict[str, Any]:
-    return {"name": e.name, "id": e.id or None, "kind": e.kind, "owner": e.owner, "parent": e.parent,
-            "parent_id": e.parent_id,
-            "parent_version": e.parent_version, "base": e.base, "cut": e.cut, "columns": list(e.columns),
-            "bytes": e.bytes, "created_at": e.created_at, "arrowroot_version": e.version,
-            "metadata": e.metadata}
-
-
-def _level_paths(level: dict[str, Any], src: Path, here: Path) -> dict[str, Any]:
-    """A level's table paths (relative to ``src``) made relative to the overlay's folder ``here``."""
-    out = dict(level)
-    out["parts"] = {k: [{**t, "path": os.path.relpath(os.path.normpath(os.path.join(src, t["path"])), here)}
-                        for t in tiers] for k, tiers in level["parts"].items()}
-    return out
-
-
-def _check_same_schema(old: pa.Schema, new: pa.Schema) -> None:
-    """Appends must send the stored columns with the same types: ValueError names the column."""
-    old_names = [n for n in old.names]
-    for f in new:
-        if f.name not in old_names:
-            raise InvalidRequest(f"schema: column {f.name!r} is not in the dataset (it has {', '.join(old_names[:20])})")
-        want = old.field(f.name).type
-        if not _wire(f.type).equals(_wire(want)):
-            raise InvalidRequest(f"schema: column {f.name!r} is {f.type} here but {want} in the dataset")
-    missing = [n for n in old_names if n not in new.names]
-    if missing:
-        raise InvalidRequest(f"schema: column {missing[0]!r} is missing from the appended batches")
-    if new.names != old_names:
-        raise InvalidRequest(f"schema: columns must come in the dataset's order ({', '.join(old_names[:20])})")
-
-
-def _overlay_schema(schema: pa.Schema, base: DatasetRecord) -> pa.Schema:
-    """Derived columns: ``entry`` must be an integer column (stored as int64, first)."""
-    if ENTRY not in schema.names:
-        raise InvalidRequest(f"columns: derived columns need an {ENTRY!r} column with the parent's entry numbers "
-                         "(read the parent with with_entry_numbers)")
-    t = schema.field(ENTRY).type
-    if not pa.types.is_integer(t):
-        raise InvalidRequest(f"columns: {ENTRY!r} must be an integer column (got {t})")
-    rest = [f for f in schema if f.name != ENTRY]
-    return pa.schema([pa.field(ENTRY, pa.int64(), nullable=False)] + rest, metadata=schema.metadata)
-
-
-def _overlay_columns(info: Any, base: DatasetRecord, own: list[str]) -> tuple[list[ColumnRecord], pa.Schema]:
-    """Catalog columns and schema of an overlay: the base's columns, then ``entry`` and its own."""
-    base_schema = pa.ipc.read_schema(pa.py_buffer(base.schema))
-    # Base columns keep the base's byte counts: reading a skim decompresses the base clusters
-    # holding its entries, so planning by these bytes sizes endpoints by the work they cost.
-    cols: list[ColumnRecord] = []
-    fields: list[pa.Field] = []
-    for c in base.columns:
-        if not c.readable or c.name not in base_schema.names:
-            cols.append(c)
-            continue
-        cols.append(replace(c, compressed_bytes=None))
-        fields.append(base_schema.field(c.name))
-    own_info = {c.name: c for c in info.columns}
-    for name in [ENTRY] + list(own):
-        c = own_info[name]
-        src = "entry number in the parent" if name == ENTRY else c.source_type
-        cols.append(ColumnRecord(name, str(c.arrow_type), src, (), c.compressed_bytes, c.uncompressed_bytes, True, ""))
-        fields.append(pa.field(name, c.arrow_type, nullable=name != ENTRY, metadata={META_SOURCE_TYPE: src.encode()}))
-    return cols, pa.schema(fields)
-
-
-def _overlay_boundaries(path: Path, base: DatasetRecord, own: list[int]) -> list[int]:
-    """Overlay entries where a base cluster starts: endpoints and reads are cut there, so
-    each base cluster is decompressed by one read only (a row group of the overlay's own,
-    cheap columns may be read twice instead)."""
-    starts = np.asarray([p.entry_offset + b for p in base.parts for b in p.boundaries], dtype=np.int64)
-    entries = pq.read_table(str(path), columns=[ENTRY]).column(ENTRY).to_numpy()  # 8 bytes a row
-    cuts = np.unique(np.searchsorted(entries, starts))
-    return [0] + [int(c) for c in cuts if 0 < c < len(entries)]
-
-
-
-__all__ = ["Workspace", "Upload", "Limits", "QuotaExceeded", "ParentChanged", "version_of", "provenance_dict",
-           "ENTRY", "MODES", "OVERLAY_FORMAT", "field"]
+__all__ = ["Workspace", "Upload", "Limits", "QuotaExceeded", "ParentChanged", "version_of", "ENTRY", "MODES",
+           "OVERLAY_FORMAT"]
