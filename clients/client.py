@@ -22,6 +22,7 @@ from arrowroot.protos import arrowroot_pb2 as pb
 from .bearer import find_token, read_token_file
 from .convert import convert
 from .errors import Unavailable, translate
+from .follow import Follower
 
 _DONE = object()
 REUSE_CONNECTION = "arrow-flight-reuse-connection:"
@@ -497,6 +498,33 @@ class Client:
         if library in ("pd", "pandas"):
             return to_pandas(table, meta, time_index)
         return convert(table, library)
+
+    def follow(self, dataset: str, columns: Sequence[str] | str | None = None,
+               entries: tuple[int | None, int | None] | None = None, *, resume: str | None = None,
+               reconnect: float = 0.0, heartbeats: bool = False, **kwargs: Any) -> Follower:
+        """Follow a dataset as it grows: an iterator of record batches — everything that matches now,
+        then new entries (new files, grown files, new samples) as the server indexes them, with the same
+        columns, ``where``, slices and file filters as :meth:`read`. ``time=(T, None)`` follows a channel
+        from time T; ``entries=(-N, None)`` starts with the last N entries.
+
+        The returned :class:`~arrowroot.clients.follow.Follower` keeps ``resume_token``, the position
+        after the last batch it gave you: ``follow(..., resume=token)`` continues there with no gap and
+        no duplicate (after a crash, or a server restart). ``reconnect``: seconds to keep trying to
+        reconnect (with the token) when the server goes away. ``heartbeats``: also yield the empty
+        batches the server sends while nothing new comes."""
+        if kwargs.get("compression") is None:
+            kwargs["compression"] = self.compression
+        base = _request(dataset, columns, entries, **kwargs)
+        base.follow = True
+
+        def request(token: str | None) -> fl.FlightDescriptor:
+            msg = pb.ReadRequest()
+            msg.CopyFrom(base)
+            if token:
+                msg.resume = token
+            return fl.FlightDescriptor.for_command(msg.SerializeToString())
+
+        return Follower(self, request, resume, reconnect, heartbeats)
 
     def read(self, dataset: str, columns: Sequence[str] | str | None = None,
              entries: tuple[int | None, int | None] | None = None, *, library: str = "pa",

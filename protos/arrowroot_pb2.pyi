@@ -17,7 +17,7 @@ class AxisSlice(_message.Message):
     def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq", "compression", "hit_where", "mode", "orientation")
+    __slots__ = ("dataset", "columns", "entry_start", "entry_stop", "slices", "batch_rows", "where", "with_entry_numbers", "files", "channels", "allow_missing", "time_start", "time_stop", "time_start_iso", "time_stop_iso", "with_time", "fill_gaps", "dq", "compression", "follow", "resume", "hit_where", "mode", "orientation")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ENTRY_START_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class ReadRequest(_message.Message):
     FILL_GAPS_FIELD_NUMBER: _ClassVar[int]
     DQ_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     HIT_WHERE_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     ORIENTATION_FIELD_NUMBER: _ClassVar[int]
@@ -59,10 +61,12 @@ class ReadRequest(_message.Message):
     fill_gaps: bool
     dq: str
     compression: str
+    follow: bool
+    resume: str
     hit_where: str
     mode: str
     orientation: str
-    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ..., compression: _Optional[str] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ...) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., entry_start: _Optional[int] = ..., entry_stop: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., batch_rows: _Optional[int] = ..., where: _Optional[str] = ..., with_entry_numbers: _Optional[bool] = ..., files: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., allow_missing: _Optional[bool] = ..., time_start: _Optional[float] = ..., time_stop: _Optional[float] = ..., time_start_iso: _Optional[str] = ..., time_stop_iso: _Optional[str] = ..., with_time: _Optional[bool] = ..., fill_gaps: _Optional[bool] = ..., dq: _Optional[str] = ..., compression: _Optional[str] = ..., follow: _Optional[bool] = ..., resume: _Optional[str] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ...) -> None: ...
 
 class TierRead(_message.Message):
     __slots__ = ("tier", "path", "size", "mtime", "object_path", "entries", "channels", "absent", "absent_channels")
@@ -131,7 +135,7 @@ class LevelColumn(_message.Message):
     def __init__(self, column: _Optional[str] = ..., tier: _Optional[str] = ..., source: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "request_id", "level", "level_columns", "hit_where", "mode", "orientation", "tcm_layout", "drop_empty")
+    __slots__ = ("version", "dataset", "format", "kind", "read_schema", "columns", "where", "slices", "with_entry_numbers", "channel_column", "cast", "batch_rows", "batch_bytes", "chunk_rows", "principal", "expires", "parts", "signature", "time_scale", "time_rate", "compression", "request_id", "level", "level_columns", "hit_where", "mode", "orientation", "tcm_layout", "drop_empty", "growing")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +165,7 @@ class Task(_message.Message):
     ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     TCM_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     DROP_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    GROWING_FIELD_NUMBER: _ClassVar[int]
     version: int
     dataset: str
     format: str
@@ -190,7 +195,24 @@ class Task(_message.Message):
     orientation: str
     tcm_layout: str
     drop_empty: bool
-    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., request_id: _Optional[str] = ..., level: _Optional[str] = ..., level_columns: _Optional[_Iterable[_Union[LevelColumn, _Mapping]]] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ..., tcm_layout: _Optional[str] = ..., drop_empty: _Optional[bool] = ...) -> None: ...
+    growing: bool
+    def __init__(self, version: _Optional[int] = ..., dataset: _Optional[str] = ..., format: _Optional[str] = ..., kind: _Optional[str] = ..., read_schema: _Optional[bytes] = ..., columns: _Optional[_Iterable[str]] = ..., where: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[AxisSlice, _Mapping]]] = ..., with_entry_numbers: _Optional[bool] = ..., channel_column: _Optional[str] = ..., cast: _Optional[bool] = ..., batch_rows: _Optional[int] = ..., batch_bytes: _Optional[int] = ..., chunk_rows: _Optional[int] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., parts: _Optional[_Iterable[_Union[PartRead, _Mapping]]] = ..., signature: _Optional[bytes] = ..., time_scale: _Optional[str] = ..., time_rate: _Optional[float] = ..., compression: _Optional[str] = ..., request_id: _Optional[str] = ..., level: _Optional[str] = ..., level_columns: _Optional[_Iterable[_Union[LevelColumn, _Mapping]]] = ..., hit_where: _Optional[str] = ..., mode: _Optional[str] = ..., orientation: _Optional[str] = ..., tcm_layout: _Optional[str] = ..., drop_empty: _Optional[bool] = ..., growing: _Optional[bool] = ...) -> None: ...
+
+class FollowTicket(_message.Message):
+    __slots__ = ("version", "request", "principal", "expires", "request_id", "signature")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    request: bytes
+    principal: str
+    expires: float
+    request_id: str
+    signature: bytes
+    def __init__(self, version: _Optional[int] = ..., request: _Optional[bytes] = ..., principal: _Optional[str] = ..., expires: _Optional[float] = ..., request_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class PutRequest(_message.Message):
     __slots__ = ("dataset", "mode", "parent", "metadata")

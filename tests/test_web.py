@@ -237,7 +237,7 @@ def test_openapi_describes_every_api_route(open_server: Both) -> None:
         doc = h.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {"/api/health", "/api/datasets", "/api/datasets/{name}", "/api/data/{name}",
-                                 "/api/view/{name}"}
+                                 "/api/view/{name}", "/api/follow/{name}"}
     data = doc["paths"]["/api/data/{name}"]["get"]
     assert {p["name"] for p in data["parameters"]} >= {"columns", "entry_start", "entry_stop", "where", "format", "slices",
                                                        "compression", "time_last", "allow_missing"}

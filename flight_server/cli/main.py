@@ -217,6 +217,8 @@ def serve(directory: Path, verbose: int, **flags: object) -> None:
     n = len(server.catalog.datasets())
     if settings.index_on_start:
         server.indexer.start()
+        if server.ctx.watcher is not None:  # live data: index files as they come (ARROWROOT_WATCH=0: off)
+            server.ctx.watcher.start()
     scheme = settings.location.partition("://")[0]
     click.echo(f"serving {scheme}://{settings.host}:{server.port} "
                f"({n} datasets{', indexing ...' if settings.index_on_start else ''})")
@@ -535,10 +537,18 @@ def write_file(output: Path, fmt: str, reader, on_batch=None, object_name: str =
 @click.option("--format", "fmt", type=click.Choice(["parquet", "feather", "arrow", "csv", "hdf5", "root", "rntuple",
                                                     "tiff"]),
               help="Output format [from the file suffix: .parquet .feather .arrows .csv .h5 .root .tiff].")
+@click.option("--follow", is_flag=True, help="Keep going: write new entries as the server indexes them "
+              "(OUTPUT '-' prints JSON lines; .csv or .arrows files are flushed per batch); Ctrl-C stops.")
+@click.option("--resume", help="With --follow: continue from a resume token an earlier follow printed.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --follow: keep the latest resume token in this file.")
+@click.option("--time-start", help="Read by time from T (seconds in the channel's scale, or ISO-8601); with "
+                                   "--follow: from T and keep going.")
 @click.option("--allow-missing", is_flag=True,
               help="Multi-file datasets: read columns some files lack as nulls instead of failing.")
 def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | None, where: str | None,
-        location: str, fmt: str | None, allow_missing: bool) -> None:
+        location: str, fmt: str | None, allow_missing: bool, follow: bool = False, resume: str | None = None,
+        token_file: Path | None = None, time_start: str | None = None) -> None:
     """Fetch DATASET into OUTPUT (Parquet, Feather, Arrow, CSV, HDF5, ROOT TTree or RNTuple,
     TIFF for image data), with a progress bar."""
     from rich.progress import Progress
@@ -546,6 +556,23 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
     from arrowroot.flight_server.core.errors import InvalidRequest
     from arrowroot.flight_server.export.formats import format_for
 
+    since: float | str | None = None
+    if time_start:
+        try:
+            since = float(time_start)
+        except ValueError:
+            since = time_start
+    if follow or resume:
+        from arrowroot.flight_server.cli.follow import follow_to
+
+        extra: dict[str, object] = {"where": where} if where else {}
+        if allow_missing:
+            extra["allow_missing"] = True
+        if since is not None:
+            extra["time"] = (since, None)
+        with _client(location) as c:
+            follow_to(c, dataset, output, list(columns) or None, _parse_entries(entries), extra, resume, token_file)
+        return
     try:
         fmt = format_for(str(output), fmt).name
     except InvalidRequest as exc:
@@ -557,6 +584,8 @@ def get(dataset: str, output: Path, columns: tuple[str, ...], entries: str | Non
     kwargs: dict[str, object] = {"where": where} if where else {}
     if allow_missing:
         kwargs["allow_missing"] = True
+    if since is not None:
+        kwargs["time"] = (since, None)
     with _client(location) as c:
         info = c.flight_info(dataset, list(columns) or None, _parse_entries(entries), **kwargs)
         skipped = notes(info).get("skipped_columns")

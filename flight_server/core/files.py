@@ -23,6 +23,12 @@ def matches(st: os.stat_result, size: int, mtime: float) -> bool:
     return st.st_size == size and abs(st.st_mtime - mtime) <= MTIME_TOLERANCE
 
 
+def grown(st: os.stat_result, size: int, mtime: float) -> bool:
+    """Whether a fresh ``stat`` shows the file recorded as (size, mtime) at least as large and no older:
+    appended to, as a live file is (a follow's ``growing`` reads)."""
+    return st.st_size >= size and st.st_mtime >= mtime - MTIME_TOLERANCE
+
+
 def change(path: str, size: int, mtime: float) -> tuple[os.stat_result | None, str | None]:
     """``stat`` a recorded file: (its stat, None) when unchanged, else (stat or None, "deleted"/"modified")."""
     try:

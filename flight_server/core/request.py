@@ -27,6 +27,8 @@ class ReadSpec:
     fill_gaps: bool = False
     dq: str = ""                   # data-quality expression over the channel's flags
     compression: str = ""          # IPC body codec asked for: "" (server default), "none", "lz4", "zstd"
+    follow: bool = False           # keep the stream open and send new entries (service/follow.py)
+    resume: str = ""               # a follow's resume token: continue where an earlier stream stopped
     # Event levels (datasets/levels.py): the cut on each hit, "any" | "only", "" | "hit" (a row per hit)
     hit_where: str = ""
     mode: str = ""

@@ -102,6 +102,14 @@ class Settings:
     metrics_port: int | None = _s(None, "/metrics on its own port (when the HTTP port is off; nodes) [off]")
     health_port: int | None = _s(None, "grpc.health.v1 on this port (Kubernetes grpc probes) [off]")
     drain_seconds: float = _s(30.0, "on SIGTERM, open streams may finish for this long, then are cut")
+    # Live data (index/watch.py, service/follow.py): files indexed as they come, grow and go; follow streams.
+    watch: bool = _s(True, "`serve` watches the directory and indexes files as they come, grow and go (off: rescans only)")
+    watch_poll: bool | None = _s(None, "poll instead of inotify [on for network file systems]")
+    watch_settle: float = _s(0.3, "seconds a file must not change before it is indexed (when its header cannot say "
+                                  "it is whole)")
+    watch_grace: float = _s(10.0, "seconds a file that fails to scan is taken as still being written")
+    follow_heartbeat: float = _s(5.0, "seconds between heartbeats of an idle follow stream")
+    max_follows: int = _s(32, "follow streams open at once (each also holds a stream slot)")
 
     @property
     def catalog_path(self) -> Path:

@@ -110,6 +110,7 @@ class ReadTask:
     tcm_layout: str = ""           # ... the TCM's column names ("table_key" or "array_id") ...
     drop_empty: bool = False       # ... and whether events left without hits are dropped
     request_id: str = ""           # the planning call's id (its DoGets log it too)
+    growing: bool = False          # live data: files may have grown since planning (readers.check)
 
     def with_parts(self, parts: tuple[PartRead, ...]) -> ReadTask:
         """This task with other parts: the planner makes one per endpoint from one template. A plain

@@ -110,7 +110,7 @@ class Execution:
         """The reader of one part: the file's object, or a level's tiers (``levels/``)."""
         task = self.task
         if not task.level:
-            reader = readers.get(part, task.format, task.kind)
+            reader = readers.get(part, task.format, task.kind, task.growing)
             if getattr(reader, "wants_cut_compiler", False):  # a skim of an event level: its stored hit cut
                 reader.compile_cut = compile_hit_cut  # type: ignore[attr-defined]
             return reader
@@ -416,13 +416,13 @@ class _Reader:
         except (SourceError, OSError) as exc:  # the file broke, or went away under us
             if part.fill:
                 raise
-            readers.check(part)  # FileChanged (UNAVAILABLE) when it was deleted or rewritten
+            readers.check(part, self.task.growing)  # FileChanged (UNAVAILABLE): deleted or rewritten
             if isinstance(exc, SourceError):
                 raise SourceError(f"{exc} (file {part.path}, {_entries(part, a, b)})") from exc
             raise SourceError(f"cannot read {part.path}, {_entries(part, a, b)}: "
                               f"{type(exc).__name__}") from exc
         if not self.ex.selective and chunk.table is not None and chunk.table.num_rows != b - a:
-            readers.check(part)
+            readers.check(part, self.task.growing)
             raise SourceError(f"{part.path}: {_entries(part, a, b)} gave {chunk.table.num_rows} rows, "
                               f"not {b - a}; the file may have changed")
         self.previous_passed = chunk.table is not None

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.errors import FileChanged, InvalidRequest
 from arrowroot.flight_server.core.task import PartRead
-from arrowroot.flight_server.core.files import FileIdentity, change
+from arrowroot.flight_server.core.files import FileIdentity, change, grown
 from arrowroot.flight_server.execute.cache import ChunkCache
 from arrowroot.flight_server.sources import Reader, source_for
 from arrowroot.flight_server.sources.base import Units
@@ -84,20 +84,25 @@ class ReaderCache:
                 raise InvalidRequest("ticket: the file is outside the served directory")
         return path
 
-    def check(self, part: PartRead) -> str:
-        """Absolute path of the part's file, after checking it still matches the plan."""
-        return self._stat(part)[0]
+    def check(self, part: PartRead, growing: bool = False) -> str:
+        """Absolute path of the part's file, after checking it still matches the plan.
 
-    def _stat(self, part: PartRead) -> tuple[str, os.stat_result]:
+        ``growing`` (live data): a file at least as large and as new as planned passes too — it was
+        appended to (or flushed in HDF5 SWMR mode), and the planned entries are read as they were."""
+        return self._stat(part, growing)[0]
+
+    def _stat(self, part: PartRead, growing: bool = False) -> tuple[str, os.stat_result]:
         path = self.path_of(part.path)
         st, changed = change(path, part.size, part.mtime)
+        if changed == "modified" and growing and st is not None and grown(st, part.size, part.mtime):
+            changed = None
         if changed or st is None:
             raise FileChanged(part.path, f"the file was {changed}")
         return path, st
 
-    def get(self, part: PartRead, fmt: str, kind: str) -> Reader:
+    def get(self, part: PartRead, fmt: str, kind: str, growing: bool = False) -> Reader:
         """The open reader of a part's file, reading through the chunk cache when it is on."""
-        reader, identity = self._open(part, fmt, kind)
+        reader, identity = self._open(part, fmt, kind, growing=growing)
         if not self.chunks.enabled or not getattr(reader, "cacheable", True):
             return reader  # (workspace overlays: their bytes live in other files, checked on every read)
         return CachedReader(reader, self.chunks, identity, part.object_path)
@@ -132,7 +137,8 @@ class ReaderCache:
             old, _ = self._readers.pop(key)
             old.close()
 
-    def _open(self, part: PartRead, fmt: str, kind: str, pin: bool = False) -> tuple[Reader, FileIdentity]:
+    def _open(self, part: PartRead, fmt: str, kind: str, pin: bool = False,
+              growing: bool = False) -> tuple[Reader, FileIdentity]:
         # an open reader of this identity: the caller checked the file when it opened the task
         # (Reads.prepare: the part's file and a level's tier files), so no stat per chunk; a new
         # reader checks the file before opening it
@@ -144,7 +150,7 @@ class ReaderCache:
                 if pin:
                     self._pins[key] = self._pins.get(key, 0) + 1
                 return found
-        path, st = self._stat(part)
+        path, st = self._stat(part, growing)  # the identity as opened: a grown file is another
         reader = source_for(fmt).open(path, part.object_path, kind)
         found = (reader, FileIdentity.from_stat(part.path, st))
         with self._lock:

@@ -13,7 +13,7 @@ import posixpath
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,8 @@ class IndexReport:
     derived: int = 0                                   # multi-file datasets (declared + folder)
     drift: list[dict] = field(default_factory=list)   # schema drift found in them, by dataset
     not_merged: list[dict] = field(default_factory=list)  # folder groups that are not one table, and why
+    held: list[str] = field(default_factory=list)      # refresh(): files left for later (still being written)
+    derived_written: bool = False                      # the multi-file datasets changed
 
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "removed": self.removed,
@@ -96,6 +98,9 @@ class Indexer:
         # summed over runs, for the metrics (server/metrics.py); times are Unix seconds
         self._totals = {"runs": 0, "failed_runs": 0, "added": 0, "updated": 0, "removed": 0, "unchanged": 0,
                         "errors": 0, "last_start": None, "last_end": None}
+        #: bumped after every run that changed the catalog; followers wait on it (``wait_change``)
+        self.version = 0
+        self._change = threading.Condition()
 
     def normalise(self, sub: str | None) -> str | None:
         """``sub`` as a clean relative posix path ("./hep/" → "hep"); None for the whole root.
@@ -188,7 +193,115 @@ class Indexer:
             t["errors"] += len(report.errors)
             if not sub:  # a whole-tree run: everything that changed before it started is in
                 t["last_start"], t["last_end"] = started, time.time()
+            self._changed(report)
             return report
+
+    def _changed(self, report: IndexReport) -> None:
+        if report.added or report.updated or report.removed or report.derived_written:
+            with self._change:
+                self.version += 1
+                self._change.notify_all()
+
+    def wake(self) -> None:
+        """Wake every ``wait_change`` (the server is stopping)."""
+        with self._change:
+            self._change.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Block until the catalog changed after version ``seen`` (or ``timeout`` s); the version now."""
+        with self._change:
+            self._change.wait_for(lambda: self.version != seen, timeout)
+            return self.version
+
+    def refresh(self, paths: Iterable[str], hold: Callable[[str, os.stat_result], bool] | None = None) -> IndexReport:
+        """Bring these files (relative paths; a directory means everything under it) up to date: the
+        live indexer's step (``watch.py``), one transaction and one derivation for all of them.
+
+        A file whose size or mtime moved while it was scanned is left for later (in ``held``), as is
+        a file that failed to scan while ``hold(path, stat)`` says it may still be being written;
+        its catalog entry stays as it was meanwhile."""
+        with self._lock:
+            self.running = True
+            try:
+                report = self._refresh(list(paths), hold)
+            finally:
+                self.running = False
+            t = self._totals
+            t["runs"] += 1
+            for k in ("added", "updated", "removed", "unchanged"):
+                t[k] += getattr(report, k)
+            t["errors"] += len(report.errors)
+            self._changed(report)
+            return report
+
+    def _refresh(self, paths: list[str], hold: Callable[[str, os.stat_result], bool] | None) -> IndexReport:
+        t0 = time.perf_counter()
+        report = IndexReport()
+        owned = self.catalog.workspace_paths()
+        known = {p: r for p, r in self.catalog.files().items() if p not in owned}
+        found: dict[str, os.stat_result] = {}
+        gone: set[str] = set()
+        root = os.path.realpath(self.root)
+        for raw in paths:
+            rel = self.normalise(raw)
+            if rel is None:
+                continue
+            full = os.path.join(root, rel)
+            if any(part.startswith(".") for part in rel.split("/")) or not self._allowed(full, root):
+                continue
+            try:
+                st = os.stat(full)
+            except OSError:
+                st = None
+            if st is None:  # deleted: the file, or everything under a deleted directory
+                gone.update(p for p in known if p == rel or p.startswith(rel + "/"))
+            elif stat.S_ISDIR(st.st_mode):  # a directory moved in, or created with files already in it
+                inside = self.walk(rel)
+                found.update((p, s) for p, s in inside.items() if p not in owned)
+                gone.update(p for p in known if p.startswith(rel + "/") and p not in inside)
+            elif stat.S_ISREG(st.st_mode) and rel not in owned:
+                found[rel] = st
+        if gone:
+            report.removed = self.catalog.remove_files(sorted(gone))
+        self._configure_timeseries(report)
+        updates: list[FileUpdate] = []
+        for rel, st in sorted(found.items()):
+            rec = known.get(rel)
+            if rec is not None and matches(st, rec.size, rec.mtime):
+                report.unchanged += 1
+                continue
+            update = self.scan_file(rel, st)
+            try:
+                after = os.stat(self.root / rel)
+            except OSError:
+                after = None
+            if after is None or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                report.held.append(rel)   # it moved under the scan: what we read may be torn
+                continue
+            if update.error and update.format is not None and hold is not None and hold(rel, st):
+                report.held.append(rel)   # probably half-written: try again when it settles
+                continue
+            updates.append(update)
+            if update.format is None:
+                continue
+            if rec is not None:
+                report.updated += 1
+            else:
+                report.added += 1
+            if update.error:
+                report.errors.append((rel, update.error))
+        for i in range(0, len(updates), BATCH_FILES):
+            self.catalog.record_files(updates[i:i + BATCH_FILES])
+        if report.added or report.updated or report.removed:
+            derived = derive(self.catalog, self.root)
+            report.derived, report.drift, report.not_merged = derived.datasets, derived.drift, derived.not_merged
+            report.derived_written = derived.written
+            report.errors.extend(derived.errors)
+        report.seconds = time.perf_counter() - t0
+        if report.added or report.updated or report.removed:
+            log.info("live: %d added, %d updated, %d removed, %d held, %d errors in %.3fs", report.added,
+                     report.updated, report.removed, len(report.held), len(report.errors), report.seconds)
+        return report
 
     def totals(self) -> dict:
         """Runs, files by result and errors summed over runs; start and end of the last whole run."""
@@ -245,6 +358,7 @@ class Indexer:
             progress("", len(todo), len(todo))
         derived = derive(self.catalog, self.root)  # multi-file datasets, from the catalog alone
         report.derived, report.drift, report.not_merged = derived.datasets, derived.drift, derived.not_merged
+        report.derived_written = derived.written
         report.errors.extend(derived.errors)
         report.seconds = time.perf_counter() - t0
         log.info("indexed %s: %d added, %d updated, %d removed, %d unchanged, %d errors in %.2fs",

@@ -48,6 +48,12 @@ class DatasetsDoor:
         def run() -> fl.FlightInfo:
             spec = self._spec(descriptor)
             record.dataset = spec.dataset
+            if spec.follow:  # one endpoint on this server: the follow stream (service/follow.py)
+                plan, ticket = self.service.follows.plan(caller_of(context), spec, descriptor.command)
+                record.dataset, record.detail = plan.dataset.name, "follow"
+                notes = {**plan.notes, "follow": True}
+                return fl.FlightInfo(plan.schema, descriptor, [fl.FlightEndpoint(ticket, [])], -1, -1,
+                                     app_metadata=json.dumps(notes).encode())
             plan = self.service.plan(caller_of(context), spec)
             record.dataset = plan.dataset.name
             endpoints = [fl.FlightEndpoint(e.ticket, e.locations) for e in self.service.endpoints(plan)]
@@ -69,6 +75,8 @@ class DatasetsDoor:
 
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
         record = record_of(context)
+        if self.service.follows.claims(ticket.ticket):
+            return self._follow(context, ticket.ticket)
         read = guarded(context, lambda: self.service.open(caller_of(context), ticket.ticket))
         record.dataset = read.task.dataset
         record.request_id = read.task.request_id or record.request_id
@@ -77,6 +85,18 @@ class DatasetsDoor:
         batches = self.service.stream(read, record, context.is_cancelled, lambda: peers.cut(peer))
         return fl.GeneratorStream(read.schema, mapped(batches, record, context),
                                   options=self.ipc[read.task.compression])
+
+    def _follow(self, context: fl.ServerCallContext, ticket: bytes) -> fl.FlightDataStream:
+        """A follow stream: batches and heartbeats (or endpoints), each with its resume token."""
+        record = record_of(context)
+        caller = caller_of(context)
+        read = guarded(context, lambda: self.service.follows.open_ticket(caller, ticket))
+        record.dataset, record.detail = read.spec.dataset, "follow"
+        record.request_id = read.request_id or record.request_id
+        messages = self.service.follows.run(caller, read, record, context.is_cancelled)
+        items = ((m.batch, m.metadata()) for m in messages)
+        return fl.GeneratorStream(read.schema, mapped(items, record, context),
+                                  options=self.ipc[read.spec.compression])
 
     def actions(self) -> list[tuple[str, str]]:
         return sorted(ACTIONS.items())

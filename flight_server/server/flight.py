@@ -46,6 +46,7 @@ class ArrowrootServer(fl.FlightServerBase):
                                                                self.ops.sink, self.ops.draining)}
         super().__init__(self.settings.location, **kwargs)
         self.ops.metrics.watch_sql(lambda: len(self.sql.active_queries()))
+        self.ops.drain.before.append(self.service.follows.stop)  # follow streams never end by themselves
         self.ops.started()  # the catalog is open and the port answers: SERVING
 
     # the context's parts, as operators and tests name them
@@ -146,6 +147,7 @@ class ArrowrootServer(fl.FlightServerBase):
     def shutdown(self) -> None:
         if self.ctx.membership is not None:
             self.ctx.membership.stop()
+        self.service.follows.stop()
         self.sql.close()  # running SQL stops and nobody waits for a SQL worker: shutdown never hangs on one
         super().shutdown()
         self.ctx.close()

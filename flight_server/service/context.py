@@ -20,6 +20,7 @@ from arrowroot.flight_server.core.settings import Settings
 from arrowroot.flight_server.execute.cache import chunk_cache
 from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.index.indexer import Indexer
+from arrowroot.flight_server.index.watch import Watcher
 from arrowroot.flight_server.plan.planner import Limits
 from arrowroot.flight_server.service import sso
 from arrowroot.flight_server.service.access import Access, AuthConfigError
@@ -54,6 +55,7 @@ class ServerContext:
     workspace: workspace_store.Workspace | None = None
     membership: Membership | None = None
     metrics: Metrics | None = None    # Prometheus metrics of this server (service/metrics.py)
+    watcher: Watcher | None = None    # the live indexer (index/watch.py); started by whoever serves
 
     @classmethod
     def coordinator(cls, settings: Settings, catalog: Catalog | None = None,
@@ -88,6 +90,9 @@ class ServerContext:
         directory = settings.workspace or settings.catalog_path.parent / "workspace"
         ctx.workspace = workspace_store.Workspace(settings.root, directory, catalog, limits, __version__)
         ctx.workspace.recover()
+        if settings.watch:  # built here, started by `arrowroot serve` (Watcher.start)
+            ctx.watcher = Watcher(ctx.indexer, poll=settings.watch_poll, settle=settings.watch_settle,
+                                  grace=settings.watch_grace, ignore=(settings.catalog_path, directory))
         ctx.readers.mount(workspace_store.MOUNT, ctx.workspace.dir)
         m = ctx.metrics
         m.watch_indexer(ctx.indexer, catalog)
@@ -127,6 +132,8 @@ class ServerContext:
         return ctx
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.membership is not None:
             self.membership.stop()
         self.readers.close()

@@ -21,7 +21,7 @@ from arrowroot.flight_server.execute.readers import ReaderCache
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.counters import Counters
-from arrowroot.flight_server.service.streams import StreamSlots
+from arrowroot.flight_server.service.streams import Stream, StreamSlots
 from arrowroot.flight_server.service.tickets import TicketSigner
 
 Item = pa.RecordBatch | tuple[pa.RecordBatch, bytes]
@@ -69,7 +69,7 @@ class Reads:
         try:
             for part in task.parts:
                 if not part.fill:  # filled gaps of time reads read no file
-                    self.readers.check(part)
+                    self.readers.check(part, task.growing)
                 for tier in {t.path: t for t in part.tiers if t.path != part.path}.values():
                     self.readers.check(tier.part())  # a level's other tier files
         except FileChanged as exc:
@@ -83,20 +83,23 @@ class Reads:
 
     def stream(self, read: OpenRead, record: CallRecord | None = None,
                cancelled: Callable[[], bool] = _never,
-               on_expired: Callable[[], None] | None = None, read_ahead: bool = True) -> Iterator[Item]:
+               on_expired: Callable[[], None] | None = None, read_ahead: bool = True,
+               slot: Stream | None = None) -> Iterator[Item]:
         """The batches of one task (with cut metadata when it has a cut), under a stream slot.
 
         The slot is taken when the first batch is asked for (a stream never started holds
         nothing) and released exactly once however the stream ends; a stream whose client reads
         nothing for ``stream_idle_timeout`` is ended by the slots' reaper (TimedOut), which
         also calls ``on_expired`` (the door's way to free what waits on the client).
-        ``read_ahead=False`` reads in the caller's thread (the HTTP door's bounded pool)."""
+        ``read_ahead=False`` reads in the caller's thread (the HTTP door's bounded pool). A follow
+        stream (``follow.py``) passes the one ``slot`` it holds for its whole life."""
         task, ex = read.task, read.execution
         stats = StreamStats()
         if record is not None:
             record.dataset = record.dataset or task.dataset
             record.request_id = task.request_id or record.request_id
-        slot = self.streams.acquire(task.principal)
+        own_slot = slot is None
+        slot = self.streams.acquire(task.principal) if slot is None else slot
         if on_expired is not None:
             slot.when_expired(on_expired)
         held = Held()
@@ -120,7 +123,10 @@ class Reads:
             raise
         finally:
             batches.close()
-            slot.release()
+            if own_slot:
+                slot.release()
+            else:
+                slot.forget_quiet(held.drop)
             if record is not None:
                 record.rows, record.bytes = stats.rows, stats.bytes
             self.served.add(task.dataset, requests=1, rows=stats.rows, bytes=stats.bytes,

@@ -62,6 +62,8 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
     if (time_start is not None or time_stop is not None or msg.with_time or msg.fill_gaps or msg.dq) and (
             msg.HasField("entry_start") or msg.HasField("entry_stop")):
         raise InvalidRequest("time_start/time_stop: a read is by entries or by time, not both")
+    if msg.resume and not msg.follow:
+        raise InvalidRequest("resume: a resume token continues a follow; set follow too")
     compression = msg.compression.strip().lower()
     if compression not in COMPRESSIONS:
         raise InvalidRequest(f"compression: {quote(msg.compression)} is not one of 'none', 'lz4', 'zstd' "
@@ -89,6 +91,8 @@ def spec_from_message(msg: pb.ReadRequest) -> ReadSpec:
         channels=tuple(msg.channels),
         allow_missing=msg.allow_missing,
         compression=compression,
+        follow=msg.follow,
+        resume=msg.resume,
     )
 
 

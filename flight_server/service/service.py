@@ -34,6 +34,7 @@ from arrowroot.flight_server.plan.planner import Plan, dataset_schema, plan_read
 from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.context import ServerContext
+from arrowroot.flight_server.service.follow import Follows
 from arrowroot.flight_server.service.membership import REGISTER_ACTION, NodeRefused, locations_for
 from arrowroot.flight_server.service.reads import Item, OpenRead, Reads
 from arrowroot.flight_server.sources import supports_slices
@@ -77,6 +78,7 @@ class Service:
         #: reads planned since start (the stats action's "plans"); a DoGet never plans, so this
         #: counts GetFlightInfo/GetSchema, HTTP reads, SQL scans and skims
         self.plans_made = 0
+        self.follows = Follows(self)  # follow streams (follow.py)
 
     # ------------------------------------------------------------ catalog
 

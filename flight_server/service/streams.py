@@ -54,6 +54,13 @@ class Stream:
         stream lets go of what it holds for it (executor.Held.drop)."""
         self._on_park.append(fn)
 
+    def forget_quiet(self, fn: Callable[[], None]) -> None:
+        """Drop a ``when_quiet`` callback: a follow stream's slot outlives each task read under it."""
+        try:
+            self._on_park.remove(fn)
+        except ValueError:
+            pass
+
     def pulling(self) -> None:
         """The client asked for the next batch (an upload: the client's next message arrived)."""
         if self.stopped:
@@ -81,7 +88,7 @@ class Stream:
         return self.expired or self.stopped
 
     def _park(self) -> None:
-        for fn in self._on_park:
+        for fn in list(self._on_park):
             try:
                 fn()
             except Exception:  # a callback's failure must not stop the reaper

@@ -31,7 +31,7 @@ class Keys:
     — read tickets, SQL statement handles, node membership — so a value signed for one purpose
     is never valid for another."""
 
-    PURPOSES = ("tickets", "sql-statements", "membership")
+    PURPOSES = ("tickets", "sql-statements", "membership", "follow")
 
     def __init__(self, master: bytes | None = None):
         self.shared = master is not None
@@ -89,7 +89,8 @@ def _shared_message(t: ReadTask) -> pb.Task:
                   batch_rows=t.batch_rows, batch_bytes=t.batch_bytes, chunk_rows=t.chunk_rows,
                   principal=t.principal, expires=t.expires, time_scale=t.time_scale, time_rate=t.time_rate,
                   compression=t.compression, request_id=t.request_id, level=t.level, hit_where=t.hit_where,
-                  mode=t.mode, orientation=t.orientation, tcm_layout=t.tcm_layout, drop_empty=t.drop_empty)
+                  mode=t.mode, orientation=t.orientation, tcm_layout=t.tcm_layout, drop_empty=t.drop_empty,
+                  growing=t.growing)
     msg.level_columns.extend(pb.LevelColumn(column=c.column, tier=c.tier, source=c.source, role=c.role)
                              for c in t.level_columns)
     slices_to_message(t.slices, msg.slices)
@@ -165,4 +166,4 @@ class TicketSigner:
                         compression=msg.compression, request_id=msg.request_id[:64], level=msg.level,
                         level_columns=tuple(LevelColumn(c.column, c.tier, c.source, c.role) for c in msg.level_columns),
                         hit_where=msg.hit_where, mode=msg.mode, orientation=msg.orientation,
-                        tcm_layout=msg.tcm_layout, drop_empty=msg.drop_empty)
+                        tcm_layout=msg.tcm_layout, drop_empty=msg.drop_empty, growing=msg.growing)

@@ -18,8 +18,10 @@ site's own, see ``timeseries.py``) also gets ``attributes["timeseries"]``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -344,21 +346,115 @@ def _entries(ds: h5py.Dataset) -> int:
     return int(ds.shape[0]) if ds.ndim else 1
 
 
+class _SwmrFiles:
+    """The files this process reads while another process writes them in SWMR mode: one h5py handle
+    per file and one per object, refreshed before use, shared by every reader and scan.
+
+    HDF5 shares an open file between the handles of one process, and after a second handle of a
+    growing dataset is refreshed, reads through the first follow stale chunk locations (measured:
+    rows of the wrong chunk). One handle each, refreshed, reads right at every flush."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._files: dict[str, list] = {}   # real path → [h5py.File, users, {object path: handle}]
+
+    def get(self, real: str) -> h5py.File | None:
+        with self._lock:
+            entry = self._files.get(real)
+            if entry is None:
+                return None
+            entry[1] += 1
+            return entry[0]
+
+    def open(self, real: str, **kwargs: Any) -> h5py.File:
+        with self._lock:
+            f = self.get(real)
+            if f is None:
+                f = h5py.File(real, "r", swmr=True, **kwargs)
+                self._files[real] = [f, 1, {}]
+            return f
+
+    def owns(self, f: h5py.File) -> bool:
+        with self._lock:
+            return any(e[0] is f for e in self._files.values())
+
+    def node(self, f: h5py.File, name: str) -> Any:
+        """The one handle of an object of a shared file, refreshed (datasets, and a group's datasets)."""
+        with self._lock:
+            entry = next(e for e in self._files.values() if e[0] is f)
+            key = "/" + name.strip("/")
+            obj = entry[2].get(key)
+            if obj is None:
+                obj = entry[2][key] = f[key]
+            if isinstance(obj, h5py.Dataset):
+                obj.refresh()
+            return obj
+
+    def release(self, f: h5py.File) -> bool:
+        """Drop one user of a shared file (closed with the last); False when ``f`` is not shared."""
+        with self._lock:
+            for real, entry in list(self._files.items()):
+                if entry[0] is f:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        del self._files[real]
+                        entry[2].clear()
+                        f.close()
+                    return True
+        return False
+
+
+_SWMR = _SwmrFiles()
+
+
+def open_h5(path: str, **kwargs: Any) -> h5py.File:
+    """``h5py.File(path, "r")``; a file another process is writing in SWMR mode (HDF5 refuses a
+    plain reader: "already open for write") is opened as a SWMR reader, which sees it consistent
+    as of the writer's last flush (live data, ``sources/writing.py``), through the process's one
+    shared handle of it. Close with :func:`close_h5`."""
+    real = os.path.realpath(path)
+    shared = _SWMR.get(real)
+    if shared is not None:
+        return shared
+    try:
+        return h5py.File(path, "r", **kwargs)
+    except OSError as exc:
+        if "already open for write" not in str(exc):
+            raise
+        try:
+            return _SWMR.open(real, **kwargs)
+        except OSError:
+            raise exc from None
+
+
+def close_h5(f: h5py.File) -> None:
+    if not _SWMR.release(f):
+        f.close()
+
+
 class Hdf5Reader(Reader):
     def __init__(self, path: str, object_path: str, kind: str):
         self._path = path
         try:
-            self._file = h5py.File(path, "r")
-            self._obj = self._file[object_path]
+            self._file = open_h5(path)
+            self._shared = _SWMR.owns(self._file)   # written in SWMR mode right now (_SwmrFiles)
+            # ... and then not through the column-chunk cache: a flush may fill rows of a chunk already
+            # allocated without moving the file's size (and within its mtime's tick), so the file's
+            # identity would not tell a cached piece from the new bytes
+            self.cacheable = not self._shared
+            self._obj = _SWMR.node(self._file, object_path) if self._shared else self._file[object_path]
         except Exception as exc:
             raise SourceError(f"{os.path.basename(path)}: cannot open {object_path!r}: "
                               f"{without_paths(str(exc), path)}") from exc
         self.kind = kind
+        if self._shared and isinstance(self._obj, h5py.Group):
+            for key in list(self._obj):
+                _SWMR.node(self._file, f"{self._obj.name}/{key}")
         if isinstance(self._obj, h5py.Dataset):
             self.entries = _entries(self._obj)
         else:
-            first = next(v for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim)
-            self.entries = int(first.shape[0])
+            shapes = [int(v.shape[0]) for v in self._obj.values() if isinstance(v, h5py.Dataset) and v.ndim]
+            self.entries = min(shapes) if self._shared else shapes[0]  # SWMR: the rows every column has
         self._fd = os.open(path, os.O_RDONLY)
         self._columns: dict[str, Column] = {}
         self._units: dict[str, Units] = {}
@@ -382,12 +478,18 @@ class Hdf5Reader(Reader):
         """What a read of one column needs, looked up once per reader (h5py calls cost µs each)."""
         col = self._columns.get(name)
         if col is None:
-            ds = self._obj if isinstance(self._obj, h5py.Dataset) else self._obj[name]
+            if self._shared:  # one refreshed handle per object (_SwmrFiles)
+                ds = _SWMR.node(self._file, self._obj.name if isinstance(self._obj, h5py.Dataset)
+                                else f"{self._obj.name}/{name}")
+            else:
+                ds = self._obj if isinstance(self._obj, h5py.Dataset) else self._obj[name]
             try:
                 arrow_type = column_type(ds.dtype, tuple(int(n) for n in ds.shape[1:])) if ds.ndim else None
             except ColumnUnreadable:
                 arrow_type = None
             col = self._columns[name] = Column(ds, arrow_type)
+        elif self._shared:
+            _SWMR.node(self._file, col.ds.name)  # refreshed: as of the writer's last flush
         return col
 
     def _read_dataset(self, col: Column, start: int, stop: int, slices: Sequence[slice]) -> np.ndarray:
@@ -417,7 +519,10 @@ class Hdf5Reader(Reader):
                                   else _nd_to_arrow(col, fdt.subdtype[0], _field_type(fdt)))
             else:
                 cols = [self._column(name) for name in columns]
-                direct = read_direct(self._fd, cols, entry_start, entry_stop) if not slices else None
+                # a file written in SWMR mode right now: HDF5's own reads follow its chunk index as the
+                # writer flushes it; the direct path's view of the index can be stale
+                direct = (read_direct(self._fd, cols, entry_start, entry_stop)
+                          if not slices and not self._shared else None)
                 for i, col in enumerate(cols):
                     if direct is not None and direct[i] is not None:
                         arrays.append(direct[i])
@@ -436,7 +541,7 @@ class Hdf5Reader(Reader):
         return pa.Table.from_arrays(arrays, names=list(columns))
 
     def close(self) -> None:
-        self._file.close()
+        close_h5(self._file)
         os.close(self._fd)
 
 
@@ -486,12 +591,22 @@ class Hdf5Source(Source):
 
     def scan(self, path: str) -> list[DatasetInfo]:
         try:
-            f = h5py.File(path, "r")
+            f = open_h5(path)
         except Exception as exc:
             raise SourceError(f"{os.path.basename(path)}: not a readable HDF5 file "
                               f"({type(exc).__name__}: {without_paths(str(exc), path)})") from exc
         found: list[DatasetInfo] = []
-        with f:
+        if _SWMR.owns(f):  # refresh the shared handles first: the walk below then sees the last flush
+            names: list[str] = []
+            f.visit(names.append)
+            for name in names:
+                if isinstance(f.get(name, getlink=True), h5py.HardLink):
+                    try:
+                        _SWMR.node(f, name)
+                    except Exception:
+                        pass
+        with contextlib.ExitStack() as stack:
+            stack.callback(close_h5, f)
             groups: list[tuple[str, h5py.Group]] = [("/", f)]
             pytables = "PYTABLES_FORMAT_VERSION" in f.attrs
 
@@ -512,7 +627,7 @@ class Hdf5Source(Source):
                 raise SourceError(f"{os.path.basename(path)}: cannot walk the file "
                                   f"({type(exc).__name__}: {without_paths(str(exc), path)})") from exc
             for name, group in groups:
-                table = self._scan_group(name, group, pytables)
+                table = self._scan_group(name, group, pytables, live=_SWMR.owns(f))
                 if table is not None:
                     found.append(table)
         if not self.show_internal:
@@ -538,7 +653,10 @@ class Hdf5Source(Source):
             attrs[timeseries.KEY] = series
         return DatasetInfo(name, kind, entries, _dataset_columns(ds), attrs, _chunk_boundaries(entries, chunks))
 
-    def _scan_group(self, name: str, group: h5py.Group, pytables: bool = False) -> DatasetInfo | None:
+    def _scan_group(self, name: str, group: h5py.Group, pytables: bool = False,
+                    live: bool = False) -> DatasetInfo | None:
+        """A group of same-length datasets as one table. ``live`` (written in SWMR mode right now): a
+        writer extends its columns one after the other, so the table has the rows every column has."""
         children = []
         for key in group:
             if not self.show_internal and pytables and _PYTABLES_HIDDEN.match(key):
@@ -559,9 +677,9 @@ class Hdf5Source(Source):
         if not children:
             return None
         lengths = {int(c.shape[0]) for _, c in children}
-        if len(lengths) != 1:
+        if len(lengths) != 1 and not live:
             return None
-        entries = lengths.pop()
+        entries = min(lengths)
         columns = tuple(_column_info(key, child) for key, child in children)
         chunk_rows = max((c.chunks[0] for _, c in children if c.chunks), default=None)
         return DatasetInfo(name, "hdf5.table", entries, columns, attributes(group),

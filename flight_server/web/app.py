@@ -4,6 +4,7 @@ error type of the one table) and the middleware. Each room does one job:
     pages.py     /  and  /datasets/NAME           HTML (server-side; usable without JavaScript)
     views.py     /api/view/NAME, /plot/VIEW/NAME  each view's numbers as JSON, or as a PNG
     api.py       /api/datasets, /api/data, ...    the JSON/Arrow API
+    live.py      /api/follow/NAME                  live data: a follow stream as SSE or Arrow IPC
     login.py     /login, /logout                   the browser session (sso.py: an outside issuer's login)
     door.py      who is calling, error boundaries, rendering
     middleware   one access-log line per request (also feeding /metrics), security headers
@@ -30,6 +31,7 @@ from arrowroot.flight_server.service.errors import TABLE
 from arrowroot.flight_server.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from arrowroot.flight_server.service.service import Service
 from arrowroot.flight_server.web.api import Api
+from arrowroot.flight_server.web import live
 from arrowroot.flight_server.web.door import Door, WebOptions
 from arrowroot.flight_server.web.login import Login
 from arrowroot.flight_server.web.middleware import AccessLog, SecurityHeaders, record_of
@@ -57,6 +59,7 @@ def create_app(service: Service, options: WebOptions | None = None) -> Any:
         Route("/api/datasets/{name:path}", door.api("dataset", api.dataset)),
         Route("/api/data/{name:path}", api.data),  # its pieces in the pool (api.py)
         Route("/api/view/{name:path}", door.api("view", views.json)),
+        Route("/api/follow/{name:path}", door.api("follow", live.endpoint(door))),
         Route("/metrics", metrics_page(service.ctx.metrics)),  # Prometheus (service/metrics.py)
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -122,6 +122,20 @@ def openapi(version: str, formats: list[str]) -> dict[str, Any]:
                                       "content": {MEDIA[f]: {"schema": {"type": "string", "format": "binary"}}
                                                   for f in formats}},
                               **ERRORS}}},
+            "/api/follow/{name}": {"get": {
+                "summary": "Follow a dataset as it grows (live data): what matches now, then new entries as "
+                           "they are indexed, with heartbeats while idle; never ends by itself",
+                "parameters": [NAME, *SELECTION,
+                               _q("format", "sse: one 'rows' event per batch, its id the resume token; arrow: "
+                                  "one IPC stream, each batch's custom metadata holding 'resume'",
+                                  {"type": "string", "enum": ["sse", "arrow"], "default": "sse"}),
+                               _q("resume", "continue after this resume token (or send Last-Event-ID)",
+                                  {"type": "string"})],
+                "responses": {"200": {"description": "The stream (until the client closes it)",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}},
+                                                  "application/vnd.apache.arrow.stream": {
+                                                      "schema": {"type": "string", "format": "binary"}}}},
+                              **ERRORS}}},
         },
         "components": {
             "securitySchemes": {

@@ -103,7 +103,7 @@
   /** Page form fields → the view's JSON parameters (the page names each view's column its own way). */
   const VIEW_COLUMN = { column: "hist", plane: "image", series: "line" };
   const PAGE_COLUMNS = new Set(Object.values(VIEW_COLUMN));
-  const CLIENT_ONLY = new Set(["clock", "rows"]);
+  const CLIENT_ONLY = new Set(["clock", "rows", "live"]);
 
   function viewParams(view, entries) {
     const out = new URLSearchParams();
@@ -565,7 +565,8 @@
     const url = `/api/view/${encodeURI(section.dataset.name).replace(/#/g, "%23").replace(/\?/g, "%3F")}?${params}`;
     section.dataset.pending = "1";
     try {
-      const r = await fetch(url, { credentials: "same-origin" });
+      // live: the view's address is the same, its answer is not (views are cached for a minute)
+      const r = await fetch(url, { credentials: "same-origin", cache: section.dataset.live ? "no-store" : "default" });
       const v = await r.json();
       if (!r.ok) throw new Error(v.message || r.statusText);
       clear(chart);
@@ -646,12 +647,68 @@
     build();
   }
 
+  /** The views of data that grows, and the form field naming the column each plots. */
+  const LIVE_COLUMN = { series: "line", column: "hist", scatter: "x" };
+
+  /** A "live" toggle: follow the dataset (``/api/follow``, server-sent events, starting at its last
+   *  entry) and redraw the view with the new entries as they are indexed, at most once a second. */
+  function live(section, form) {
+    const field = LIVE_COLUMN[section.dataset.view];
+    if (!field || !form) return;
+    const label = document.createElement("label");
+    const span = document.createElement("span");
+    const box = document.createElement("input");
+    box.type = "checkbox"; box.name = "live"; box.value = "1";
+    span.append(box, " live: add new entries as they come");
+    label.append(span);
+    form.insertBefore(label, form.querySelector("button[type=submit]"));
+    let source = null, timer = null;
+    const stop = () => {
+      if (source) source.close();
+      source = null;
+      clearTimeout(timer);
+      timer = null;
+      delete section.dataset.live;
+    };
+    const redraw = () => {
+      if (timer) return;
+      timer = setTimeout(() => { timer = null; if (source) refresh(section); }, section.dataset.pending ? 1000 : 250);
+    };
+    box.addEventListener("change", () => {
+      stop();
+      if (!box.checked) return;
+      const state = formState(section);
+      const column = (state.entries.find(([k]) => k === field) || [])[1] || "";
+      const params = new URLSearchParams({ format: "sse", entry_start: "-1" });
+      if (column) params.set("columns", column);
+      const name = encodeURI(section.dataset.name).replace(/#/g, "%23").replace(/\?/g, "%3F");
+      source = new EventSource(`/api/follow/${name}?${params}`);
+      section.dataset.live = "on";
+      let first = true;
+      source.addEventListener("rows", () => {
+        section.dataset.liveEvents = String((+section.dataset.liveEvents || 0) + 1);
+        if (first) { first = false; return; }   // the entry the stream starts at: already drawn
+        redraw();
+      });
+      source.addEventListener("error", (e) => {
+        if (e.data) {   // the server ended the stream with a status: say so, stop following
+          const note = section.querySelector(".note");
+          note.textContent = "live: " + (JSON.parse(e.data).message || "the follow stream failed");
+          note.classList.add("error");
+          box.checked = false;
+          stop();
+        }
+      });
+    });
+  }
+
   function start() {
     document.querySelectorAll("section.view").forEach((section) => {
       const form = section.querySelector("form.viewform");
+      live(section, form);
       if (form) {
         form.addEventListener("submit", (e) => { e.preventDefault(); refresh(section); });
-        form.addEventListener("change", (e) => { if (e.target.name !== "plane") refresh(section); });
+        form.addEventListener("change", (e) => { if (e.target.name !== "plane" && e.target.name !== "live") refresh(section); });
         form.querySelectorAll("input[type=range]").forEach((r) => r.addEventListener("input", () => refresh(section)));
         form.querySelectorAll("select[name=axis]").forEach((s) => s.addEventListener("change", () => {
           const idx = form.querySelector("input[name=index]");
