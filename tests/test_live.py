@@ -442,6 +442,8 @@ def test_storm_of_new_files_indexed_in_batches(tmp_path):
         r.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_web_view_live_toggle_appends_to_the_plot(tmp_path):
     """The dataset page's "live" toggle (real Chromium): new files written by uproot in another
     process show up in the drawn histogram without a reload."""

@@ -34,8 +34,12 @@ def test_the_quick_run_leaves_out_browsers_and_machine_set_ups():
     for path in sorted((REPO / "tests").glob("test_*.py")):
         text = path.read_text()
         marks = _module_marks(text)
-        tested = marks | set(re.findall(r"^@pytest\.mark\.(\w+)", text, re.M))   # and on the test that does it
-        if re.search(r"(import|importorskip\()\W*playwright", text) and not ("slow" in marks and "browser" in tested):
+        # the module, or each test that starts the browser (a module of mostly fast tests)
+        browser_tests = re.findall(r"((?:^@pytest\.mark\.\w+\n)*)def (test_\w+)\([^\n]*\n(?:(?!^def |^@).*\n)*?.*playwright",
+                                   text, re.M)
+        if re.search(r"(import|importorskip\()\W*playwright", text) and not (
+                {"slow", "browser"} <= marks | set(re.findall(r"mark\.(\w+)", "".join(m for m, _ in browser_tests)))
+                and (marks >= {"slow", "browser"} or browser_tests)):
             wrong.append(f"{path.name}: drives a browser, marks {sorted(marks)}")
         if re.search(r"which\(\"docker\"\)|\"netns\"", text) and not {"network", "slow"} <= marks:
             wrong.append(f"{path.name}: needs docker or a namespace, marks {sorted(marks)}")
