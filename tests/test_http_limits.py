@@ -30,6 +30,9 @@ import uproot
 
 from arrowroot.flight_server.cli.demo import write_sample_files
 
+# real server processes, writers and clients in other processes: not in the quick run
+pytestmark = pytest.mark.slow
+
 AS_LIMIT = 5 << 30                       # the server's address space: a runaway bound kills it, not the host
 STALL = "big/stall.root:t"               # 61 MiB in one endpoint: more than socket buffers hold
 HEAVY = "sin(x)*cos(x)*tan(x)*exp(sin(x)) > 1e9"   # passes nothing: a download's first byte is its last

@@ -28,6 +28,9 @@ from arrowroot.flight_server.sources import writing
 
 from conftest import start_server
 
+# real server processes, writers and clients in other processes: not in the quick run
+pytestmark = pytest.mark.slow
+
 WRITERS = str(Path(__file__).with_name("live_writers.py"))
 ROOT = Path(__file__).resolve().parents[1]
 

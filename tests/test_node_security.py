@@ -31,6 +31,9 @@ from arrowroot.flight_server.service.tickets import Keys
 
 from test_nodes import Proc, arrowroot_cmd
 
+# real server processes, writers and clients in other processes: not in the quick run
+pytestmark = pytest.mark.slow
+
 EVENTS = "hep/events.root:events"
 PASSWORD = "correct horse battery staple"
 

@@ -26,6 +26,9 @@ from arrowroot.protos import PUT_COMMIT
 
 from conftest import start_server
 
+# real server processes, writers and clients in other processes: not in the quick run
+pytestmark = pytest.mark.slow
+
 CLIENT = Path(__file__).with_name("upload_client.py")
 
 
