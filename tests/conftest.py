@@ -41,6 +41,28 @@ class RunningServer:
         self.server.shutdown()
 
 
+def indexed_data_with_a_big_tree(root: Path, entries: int) -> Path:
+    """The sample files plus ``big/stall.root:t`` (4M entries, 61 MiB uncompressed: more than any
+    socket buffer holds, so a client that stops reading really stalls its stream), indexed by the
+    CLI so server processes start with --no-index."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import uproot
+
+    root = write_sample_files(root, entries=entries)
+    (root / "big").mkdir()
+    with uproot.recreate(root / "big" / "stall.root", compression=None) as f:
+        f.mktree("t", {"i": "int64", "x": "float64"})
+        for start in range(0, 4_000_000, 500_000):
+            i = np.arange(start, start + 500_000, dtype=np.int64)
+            f["t"].extend({"i": i, "x": i * 0.5})
+    subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
+                   capture_output=True)
+    return root
+
+
 def start_server(root: Path, index: bool = True, **settings: object) -> RunningServer:
     """Index ``root`` (synchronously) and serve it on a free loopback port in a thread."""
     server = ArrowrootServer(Settings(root=Path(root), port=0, **settings))

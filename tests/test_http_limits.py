@@ -22,13 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import psutil
 import pyarrow.flight as fl
 import pytest
-import uproot
 
-from arrowroot.flight_server.cli.demo import write_sample_files
+from conftest import indexed_data_with_a_big_tree
 
 # real server processes, writers and clients in other processes: not in the quick run
 pytestmark = pytest.mark.slow
@@ -78,16 +76,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_sample_files(tmp_path_factory.mktemp("http_limits"), entries=2000)
-    (root / "big").mkdir()
-    with uproot.recreate(root / "big" / "stall.root", compression=None) as f:
-        f.mktree("t", {"i": "int64", "x": "float64"})
-        for start in range(0, 4_000_000, 500_000):
-            i = np.arange(start, start + 500_000, dtype=np.int64)
-            f["t"].extend({"i": i, "x": i * 0.5})
-    subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
-                   capture_output=True)
-    return root
+    return indexed_data_with_a_big_tree(tmp_path_factory.mktemp("http_limits"), entries=2000)
 
 
 @pytest.fixture(scope="module")

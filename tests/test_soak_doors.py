@@ -41,7 +41,7 @@ import pyarrow.flight as fl
 import pytest
 import uproot
 
-from arrowroot.flight_server.cli.demo import write_sample_files
+from conftest import indexed_data_with_a_big_tree
 from arrowroot.protos import PUT_COMMIT
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Cannot disable autocommit")]
@@ -138,16 +138,7 @@ class Proc:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_sample_files(tmp_path_factory.mktemp("soak"), entries=20_000)
-    (root / "big").mkdir()
-    with uproot.recreate(root / "big" / "stall.root", compression=None) as f:
-        f.mktree("t", {"i": "int64", "x": "float64"})
-        for start in range(0, 4_000_000, 500_000):
-            i = np.arange(start, start + 500_000, dtype=np.int64)
-            f["t"].extend({"i": i, "x": i * 0.5})
-    subprocess.run([sys.executable, "-m", "arrowroot.flight_server.cli", "index", str(root)], check=True,
-                   capture_output=True)
-    return root
+    return indexed_data_with_a_big_tree(tmp_path_factory.mktemp("soak"), entries=20_000)
 
 
 @pytest.fixture(scope="module")
