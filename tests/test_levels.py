@@ -474,6 +474,16 @@ def test_levels_over_http(server, client):
                 assert page.status_code == 200 and "cuspEmax_ctc_cal" in page.text
             r = h.get(f"/api/data/{EVT}", params={"columns": "channel,muon_veto", "format": "parquet"})
             assert r.status_code == 200
+            # event reads by a hit cut take the same words as Flight and the Python client
+            for kw in (dict(hit_where="cuspEmax_ctc_cal > 500", mode="any", where="not muon_veto"),
+                       dict(hit_where="cuspEmax_ctc_cal > 300 and AoE > -1", mode="only", orientation="hit")):
+                r = h.get(f"/api/data/{EVT}", params={"columns": "cuspEmax_ctc_cal,channel", "format": "arrow", **kw})
+                assert r.status_code == 200, r.text
+                got = pa.ipc.open_stream(r.content).read_all()
+                want = client.read(EVT, ["cuspEmax_ctc_cal", "channel"], **kw)
+                assert got.num_rows > 0 and got.to_pydict() == want.to_pydict()
+            r = h.get(f"/api/data/{EVT}", params={"columns": "channel", "hit_where": "AoE > 0", "mode": "some"})
+            assert r.status_code == 400 and "mode" in r.json()["message"]
     finally:
         web.stop()
 

@@ -57,6 +57,11 @@ SELECTION = [
     _q("time_last", "Time series: the last N seconds of the coverage (instead of time_start/time_stop)",
        {"type": "number"}),
     _q("dq", "Time series: keep only the time where this data-quality expression holds, e.g. DATA & CBC_CAT1"),
+    _q("hit_where", "Event levels: a cut on each hit, e.g. cuspEmax_ctc_cal > 500"),
+    _q("mode", "Event levels: how hit_where selects an event's hits: only (the passing hits) or any",
+       {"type": "string", "enum": ["only", "any"]}),
+    _q("orientation", "Event levels: evt (a row per event) or hit (a row per hit)",
+       {"type": "string", "enum": ["evt", "hit"]}),
 ]
 
 VIEW = [

@@ -11,7 +11,8 @@ from arrowroot.flight_server.core.errors import InvalidRequest
 
 #: the query parameters that are part of a selection (kept across forms and links)
 SELECTION_KEYS = ("columns", "entry_start", "entry_stop", "where", "slices", "files", "channels",
-                  "time_start", "time_stop", "time_last", "with_time", "fill_gaps", "allow_missing", "dq")
+                  "time_start", "time_stop", "time_last", "with_time", "fill_gaps", "allow_missing", "dq",
+                  "hit_where", "mode", "orientation")
 
 
 def integer(q: Any, key: str) -> int | None:
@@ -86,7 +87,8 @@ def selection(name: str, q: Any, series: dict | None = None) -> dict[str, Any]:
         v = integer(q, key)
         if v is not None:
             req[key] = v
-    for key in ("where", "files", "dq"):
+    # event levels (pygama's vocabulary): a hit cut, how it selects an event's hits, a row per event or hit
+    for key in ("where", "files", "dq", "hit_where", "mode", "orientation"):
         if (q.get(key) or "").strip():
             req[key] = q.get(key)
     if (q.get("slices") or "").strip():
