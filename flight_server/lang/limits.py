@@ -92,9 +92,22 @@ _AST_LOCK = threading.Lock()
 def parse_expression(text: str) -> ast.Expression:
     """``ast.parse(text, mode="eval")``, one call at a time in this process.
 
-    CPython's parser is not safe to run concurrently on pathological input: under a 32-client
-    soak one cut in ~1,000 failed with ``SystemError: AST constructor recursion depth mismatch``.
-    Cut and file-key texts are short (bounded before they get here), so serialising costs nothing.
+    CPython 3.11 keeps the AST constructor's recursion count per interpreter: when the garbage
+    collector switches threads in the middle of one ``ast.parse`` and another thread builds an AST,
+    the first fails with ``SystemError: AST constructor recursion depth mismatch`` (one cut in
+    ~1,000 under a 32-client soak). Our own parses are serialised; others in the process (the
+    ``traceback`` module parses source lines to place its carets) cannot be, so a parse that failed
+    that way — a miscount, not a fault of the text — is tried again. Cut and file-key texts are short
+    (bounded before they get here), so serialising costs nothing.
     """
     with _AST_LOCK:
-        return ast.parse(text, mode="eval")
+        for attempt in range(_AST_TRIES):
+            try:
+                return ast.parse(text, mode="eval")
+            except SystemError as exc:
+                if "recursion depth mismatch" not in str(exc) or attempt == _AST_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+_AST_TRIES = 5

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from arrowroot.flight_server.core.zones import Zone
 from arrowroot.flight_server.lang.cuts import _prescan, parse
+from arrowroot.flight_server.lang.limits import parse_expression
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INF = math.inf
@@ -559,7 +560,7 @@ class ZoneCut:
         cut = parse(text, schema)        # validates; the same text the executor runs
         self.columns = cut.columns
         src = _prescan(text)
-        tree = ast.parse(src.parsed[src.lead:], mode="eval")
+        tree = parse_expression(src.parsed[src.lead:])
         self._fn = _Compiler(schema, dict(src.backquoted)).compile(tree.body)
 
     def may_pass(self, zones: Env) -> bool:
