@@ -110,3 +110,29 @@ def sample_server(sample_dir: Path) -> Iterator[RunningServer]:
     r = start_server(sample_dir)
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="session")
+def skhep_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every ROOT file of scikit-hep-testdata, indexed once (about a minute): the corpus sweep and
+    the ROOT-file tests each start from a copy (``copy_catalog``), and their rescan finds them unchanged."""
+    from arrowroot.catalog.store import Catalog
+    from arrowroot.flight_server.index.indexer import Indexer
+
+    skhep = pytest.importorskip("skhep_testdata")
+    root = Path(skhep.data_path("uproot-HZZ.root")).parent
+    path = tmp_path_factory.mktemp("skhep-catalog") / "catalog.duckdb"
+    cat = Catalog(path)
+    try:
+        Indexer(root, cat).run()
+    finally:
+        cat.close()
+    return path
+
+
+def copy_catalog(catalog: Path, into: Path) -> Path:
+    """A private copy of an indexed catalog file (a test may change its own)."""
+    import shutil
+
+    into.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy2(catalog, into / catalog.name))

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -78,10 +79,14 @@ def _uproot_reads(branch) -> bool:
     return not isinstance(arr.layout.form, ak.forms.EmptyForm) and str(arr.type).split(" * ", 1)[-1] != "unknown"
 
 
-def sweep(corpus: str, root: Path) -> Sweep:
+def sweep(corpus: str, root: Path, catalog: Path | None = None) -> Sweep:
+    """Index ``root`` (or rescan a copy of ``catalog``, already indexed from it) and count."""
     out = Sweep(corpus)
     with tempfile.TemporaryDirectory() as tmp:
-        cat = Catalog(Path(tmp) / "catalog.duckdb")
+        path = Path(tmp) / "catalog.duckdb"
+        if catalog is not None:
+            shutil.copy2(catalog, path)
+        cat = Catalog(path)
         report = Indexer(root, cat).run()
         out.file_errors = len(cat.file_errors())
         out.files = len(cat.files())

@@ -31,11 +31,12 @@ SKHEP_DIR = Path(skhep.data_path("uproot-HZZ.root")).parent
 
 
 @pytest.fixture(scope="module")
-def skhep_server(tmp_path_factory):
-    """Every ROOT file scikit-hep-testdata ships, served in place (catalog elsewhere)."""
-    from conftest import start_server
+def skhep_server(tmp_path_factory, skhep_catalog):
+    """Every ROOT file scikit-hep-testdata ships, served in place (catalog elsewhere, indexed once
+    for the session)."""
+    from conftest import copy_catalog, start_server
 
-    catalog = tmp_path_factory.mktemp("skhep") / "catalog.duckdb"
+    catalog = copy_catalog(skhep_catalog, tmp_path_factory.mktemp("skhep"))
     r = start_server(SKHEP_DIR, catalog=catalog, endpoint_bytes=2_000_000)
     yield r
     r.stop()
@@ -382,3 +383,14 @@ def test_skhep_corpus_sweep(skhep_server):
     assert tally.trees >= 70 and tally.histograms >= 25
     assert not tally.missed, tally.missed
     assert tally.compared > 2000
+
+
+def test_skhep_branches_uproot_reads_are_all_named(skhep_catalog):
+    """Every TTree branch uproot reads is a column arrowroot can name (readable, or listed with the
+    reason it is not)."""
+    import real_sweep
+
+    r = real_sweep.sweep("skhep", SKHEP_DIR, skhep_catalog)
+    print("\n" + real_sweep.table([r]))
+    assert r.branches > 4000 and r.uproot_reads > 4000
+    assert not r.missed, r.missed

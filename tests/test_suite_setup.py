@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PYTEST = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-QUICK = 'python -m pytest tests -q -m "not slow"'
+QUICK = 'python -m pytest tests -q -m "not slow" -n 2'
 
 
 def _module_marks(text: str) -> set[str]:
@@ -61,4 +61,6 @@ def test_ci_runs_everything_and_fails_on_exit_5():
     tail = runs[0].split("python -m pytest", 1)[1]
     words = shlex.split(tail)
     assert words[0] == "tests" and not {"-m", "-k", "--deselect", "--lf", "-x"} & set(words), runs[0]
+    # two processes, whole modules each (addopts' --dist loadfile): ~10 minutes on CI's two cores
+    assert words[words.index("-n") + 1] == "2" and "--dist loadfile" in PYTEST["addopts"], runs[0]
     assert "||" not in tail and "; true" not in tail and "&" not in tail.replace("&&", ""), runs[0]
