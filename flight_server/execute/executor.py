@@ -311,6 +311,10 @@ def _entries(part: PartRead, a: int, b: int) -> str:
 
 SLOW_CLIENT_S = 0.2    # a client that took longer than this to ask for the next batch gets copies ...
 COPY_BATCH_BYTES = 1 << 20   # ... of at most this size: what a stalled stream leaves in gRPC's hands
+#: A stream's first bytes are copies too: until this much has gone out, the client may not be reading
+#: at all (gRPC and the sockets take ~9 MiB on loopback from a client that reads nothing). Past it,
+#: a client that keeps asking quickly is reading, and gets zero-copy slices in full-size batches.
+COPY_UNTIL_BYTES = 16 << 20
 
 
 class Held:
@@ -320,8 +324,9 @@ class Held:
     nothing for a while: the chunk read ahead is given back and the rest of the current chunk is
     forgotten; both are read again if the client comes back. For that to free anything, the batch
     the transport still holds must not be a slice of the chunk: batches handed to a client that has
-    not kept up (or not read yet: the first chunk) are copies. A client that keeps up gets
-    zero-copy slices. So a stalled stream holds one batch, not two chunks (49 MB before).
+    not kept up (or not shown it reads yet: the stream's first ``COPY_UNTIL_BYTES``) are copies. A
+    client that keeps up gets zero-copy slices. So a stalled stream holds a few batches, not two
+    chunks (49 MB before).
     """
 
     def __init__(self) -> None:
@@ -535,7 +540,6 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
     # one chunk has nothing to read ahead of: reading it here spares a tiny read a thread's start
     ahead = read_ahead and len(source.specs) > 1
     chunks = _ahead(source, held, gone, cancelled, stop, join=bool(task.level)) if ahead else source.inline()
-    first = True
     try:
         for i, chunk in chunks:
             stats.entries_scanned += chunk.scanned
@@ -548,9 +552,8 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
             rows = max(1, min(task.batch_rows, int(n * task.batch_bytes / max(table.nbytes, 1))))
             held.hold(table)
             del table
-            offset, whole_copy = 0, first  # the first chunk: the client has not shown it reads at all
-            copy = whole_copy
-            first = False
+            offset = 0
+            copy = stats.bytes < COPY_UNTIL_BYTES  # the client has not shown it reads at all
             while offset < n:
                 current = held.resume()
                 if current is None:  # dropped while the client was quiet: read it again
@@ -567,7 +570,8 @@ def stream_task(task: ReadTask, readers: ReaderCache, stats: StreamStats,
                 asked = time.monotonic()
                 yield (batch, stats.metadata()) if ex.selective else batch
                 del batch
-                copy = whole_copy or time.monotonic() - asked > SLOW_CLIENT_S  # fell behind: copies
+                # not shown it reads yet, or fell behind: copies
+                copy = stats.bytes < COPY_UNTIL_BYTES or time.monotonic() - asked > SLOW_CLIENT_S
             held.hold(None)
         if ex.selective:
             yield pa.RecordBatch.from_pylist([], schema=out_schema), stats.metadata()
