@@ -484,6 +484,22 @@ def test_levels_over_http(server, client):
                 assert got.num_rows > 0 and got.to_pydict() == want.to_pydict()
             r = h.get(f"/api/data/{EVT}", params={"columns": "channel", "hit_where": "AoE > 0", "mode": "some"})
             assert r.status_code == 400 and "mode" in r.json()["message"]
+            # the page's form has them for an event level (and previews with them), not for a hit level
+            page = h.get(f"/datasets/{EVT}", params={"columns": "cuspEmax_ctc_cal,channel", "rows": "5",
+                                                     "hit_where": "cuspEmax_ctc_cal > 500", "mode": "any"})
+            only = h.get(f"/datasets/{EVT}", params={"columns": "cuspEmax_ctc_cal,channel", "rows": "5",
+                                                     "hit_where": "cuspEmax_ctc_cal > 500"})
+            assert page.status_code == 200 and 'id="preview-error"' not in page.text
+            assert 'name="hit_where" value="cuspEmax_ctc_cal &gt; 500"' in page.text
+            assert '<option value="any" selected>' in page.text and 'id="preview"' in page.text
+            assert 'name="hit_where"' not in h.get(f"/datasets/{HIT}").text
+
+            def shown(text: str) -> str:
+                return text[text.index('id="preview"'):].split("</table>")[0]
+
+            plain = h.get(f"/datasets/{EVT}", params={"columns": "cuspEmax_ctc_cal,channel", "rows": "5"})
+            assert shown(only.text) != shown(plain.text)  # mode "only": the hits at or below 500 are gone
+            assert "hit_where=cuspEmax_ctc_cal" in only.text  # the downloads and snippets carry it too
     finally:
         web.stop()
 
