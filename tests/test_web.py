@@ -660,3 +660,21 @@ def test_snippets_name_the_logged_in_user(private: tuple[Both, Catalog]) -> None
         page = h.get(f"/datasets/{DETECTOR}", headers={"authorization": _basic("bob")}).text
     assert "username=&#39;bob&#39;" in page or "username='bob'" in page
     assert "USER" not in page and PASSWORDS["bob"] not in page
+
+
+def test_health_counts_what_each_caller_sees_and_follows_the_catalog(private: tuple[Both, Catalog]) -> None:
+    """Anonymous probes are answered on the event loop from a count kept per catalog generation; a
+    grant made meanwhile changes it at once, and a caller with credentials gets their own count."""
+    b, cat = private
+    with b.http() as h:
+        assert h.get("/api/health").json()["datasets"] == 0          # nothing is public
+        assert h.get("/api/health").json()["datasets"] == 0          # (the kept count)
+        hep = sum(1 for d in cat.datasets() if d.name.startswith("hep/"))
+        assert h.get("/api/health", headers={"authorization": _basic("alice")}).json()["datasets"] == hep
+        identities.grant(cat, DETECTOR, "public")
+        try:
+            assert h.get("/api/health").json()["datasets"] == 1
+        finally:
+            identities.revoke(cat, DETECTOR, "public")
+        assert h.get("/api/health").json()["datasets"] == 0
+        assert h.get("/api/health", headers={"authorization": "Bearer nonsense"}).status_code == 401

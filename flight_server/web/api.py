@@ -8,12 +8,14 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from arrowroot.flight_server import __version__
 from arrowroot.flight_server.core.errors import ArrowrootError, InvalidRequest
 from arrowroot.flight_server.export.formats import FORMATS, TooLarge, encode, get_format
+from arrowroot.flight_server.service.caller import Caller
 from arrowroot.flight_server.service.errors import status_of
 from arrowroot.flight_server.web import data
 from arrowroot.flight_server.web.door import Door
@@ -35,6 +37,7 @@ def series_of(rec: object) -> dict | None:
 class Api:
     def __init__(self, door: Door):
         self.door = door
+        self._health_count: tuple[int, int] | None = None  # (catalog generation, datasets) for probes
 
     def datasets(self, request: Request) -> Response:
         """list_flights criteria, and ``q``: the search box's words (or a glob), best match first."""
@@ -53,13 +56,29 @@ class Api:
         caller = self.door.caller(request)
         return JSONResponse(describe(data.dataset(self.door.service, caller, request.path_params["name"])))
 
-    def health(self, request: Request) -> Response:
-        door = self.door
-        caller = door.caller(request)
-        indexer = door.service.ctx.indexer
-        return JSONResponse({"status": "ok", "version": __version__,
-                             "datasets": len(data.all_visible(door.service, caller)),
+    async def health(self, request: Request) -> Response:
+        """Liveness for probes and load balancers, answered on the event loop when it can be:
+        an anonymous probe (no credentials: nothing to verify) while the catalog has not changed
+        since the last count. Anything else (a login to check, a catalog query) runs in a thread,
+        never in the bounded pool: a probe must not queue behind downloads (≤ 100 ms under load).
+        Probes need no login even when authentication is on: they are told only how many datasets
+        are public; a caller who sends credentials gets them checked and their own count."""
+        catalog = self.door.service.ctx.catalog
+        generation = catalog.generation if catalog is not None else -1
+        anonymous = self.door.anonymous(request)
+        if anonymous and self._health_count is not None and self._health_count[0] == generation:
+            count = self._health_count[1]
+        else:
+            count = await run_in_threadpool(self._count_visible, request, anonymous)
+            if anonymous:
+                self._health_count = (generation, count)
+        indexer = self.door.service.ctx.indexer
+        return JSONResponse({"status": "ok", "version": __version__, "datasets": count,
                              "indexing": bool(indexer.running if indexer else False)})
+
+    def _count_visible(self, request: Request, anonymous: bool) -> int:
+        caller = Caller(door="http") if anonymous else self.door.caller(request)
+        return len(data.all_visible(self.door.service, caller))
 
     def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi(__version__, list(FORMATS)))

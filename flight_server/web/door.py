@@ -57,6 +57,13 @@ class Door:
     def auth_on(self) -> bool:
         return bool(self.auth.enabled)
 
+    @staticmethod
+    def anonymous(request: Request) -> bool:
+        """No credentials of any kind ``caller`` reads: nothing to verify (health answers these on
+        the event loop)."""
+        return not (request.headers.get("authorization") or request.headers.get("x-api-key")
+                    or request.cookies.get(COOKIE))
+
     def caller(self, request: Request) -> Caller:
         """Who is calling: Authorization (Bearer token/API key, Basic), X-API-Key or the
         session cookie; Unauthenticated when that is required and missing/wrong."""
@@ -77,8 +84,18 @@ class Door:
     def api(self, what: str, fn: Callable[[Request], Response], light: bool = False) -> Callable:
         """An API endpoint: our errors go to the table's exception handlers (``create_app``);
         anything else is answered here as an internal error (logged with the request id).
-        It runs in the bounded pool (``workers.py``) unless ``light`` (health): light endpoints
-        run in Starlette's own threads, which nothing heavy uses."""
+        It runs in the bounded pool (``workers.py``) unless ``light`` (health): a light endpoint is
+        a coroutine on the event loop, which moves any blocking part to a thread of its own."""
+        if light:
+            async def on_loop(request: Request) -> Response:
+                try:
+                    return await fn(request)  # type: ignore[misc]
+                except ArrowrootError:
+                    raise
+                except Exception as exc:
+                    return self.json_error(what, exc, record_of(request))
+            return on_loop
+
         def call(request: Request) -> Response:
             try:
                 return fn(request)
@@ -86,7 +103,7 @@ class Door:
                 raise
             except Exception as exc:
                 return self.json_error(what, exc, record_of(request))
-        return call if light else self.heavy(call)
+        return self.heavy(call)
 
     def heavy(self, fn: Callable[[Request], Response]) -> Callable:
         """A synchronous endpoint run in the bounded pool."""
