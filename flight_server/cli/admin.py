@@ -1,9 +1,10 @@
 """``arrowroot users|groups|keys|grant|revoke|grants``: identities and grants in a served
 directory's catalog, plus the ``serve`` options for authentication and TLS.
 
-They write the catalog file directly, so they run while no server holds it (DuckDB lets one
-process write a file): while ``arrowroot serve`` runs they stop in one line that says so (stop
-the server, change, start it again). The catalog file is found like every setting: --catalog >
+They write the catalog file directly when no server holds it. While ``arrowroot serve`` runs
+(DuckDB lets one process write the file), they hand the same operation to that server over its
+local admin socket (``server/admin_socket.py``): only the server's OS user (or root) may, and the
+change takes effect at once, without a restart. The catalog file is found like every setting: --catalog >
 $ARROWROOT_CATALOG > ``DIR/arrowroot.toml`` [server] catalog > DIR/.arrowroot/catalog.duckdb. Passwords are read with a hidden
 prompt, or one line from stdin with ``--password-stdin`` (scripts); never from an argument, where
 they would land in the shell history and ``ps``.
@@ -15,8 +16,7 @@ import datetime as dt
 import functools
 import re
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,19 @@ CATALOG = setting("--catalog", setting="catalog", type=click.Path(path_type=Path
 PASSWORD_STDIN = click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 
 
-@contextmanager
-def _catalog(directory: Path, catalog: Path | None) -> Iterator[Any]:
-    """Open the catalog of DIR; a catalog held by a running server, or any catalog error, ends in
-    one line with the fix."""
+WRITES_THAT_NEED_AUTH = {"add_user", "add_group", "create_key", "grant"}
+
+
+def _admin(directory: Path, catalog: Path | None, op: str, **args: Any) -> Any:
+    """Run one operation of ``service/admin.py`` on DIR's catalog: directly, or through the
+    running server that holds the file. Every failure ends in one line with the fix."""
     import duckdb
 
     from arrowroot.catalog.errors import CatalogError, CatalogInUse
     from arrowroot.catalog.store import Catalog
+    from arrowroot.flight_server.core.errors import ArrowrootError
+    from arrowroot.flight_server.server import admin_socket
+    from arrowroot.flight_server.service import admin
 
     try:
         path = load_settings(directory, {"catalog": catalog}).catalog_path
@@ -46,16 +51,26 @@ def _catalog(directory: Path, catalog: Path | None) -> Iterator[Any]:
     try:
         cat = Catalog(path)
     except CatalogInUse:
-        raise click.ClickException(
-            f"{path} is held by a running server (DuckDB lets one process write it): stop that "
-            "`arrowroot serve`, run this command, then start the server again") from None
+        try:
+            result, auth_on = admin_socket.call(path, op, args)
+        except admin_socket.AdminRefused as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(
+                f"{path} is held by another process and no arrowroot server answers on its admin socket "
+                f"({exc}): run this as the user of the `arrowroot serve` that holds it, or stop that "
+                "process first") from None
+        if not auth_on and op in WRITES_THAT_NEED_AUTH:
+            click.echo("note: the running server was started without authentication, so it does not ask "
+                       "for logins yet; restart it (or start it with --auth) for this to take effect", err=True)
+        return result
     except duckdb.Error as exc:
         raise click.ClickException(f"{path}: {exc}") from None
     except RuntimeError as exc:  # store.py's own message for an incompatible catalog
         raise click.ClickException(str(exc)) from None
     try:
-        yield cat
-    except (CatalogError, ValueError) as exc:
+        return admin.run(cat, op, args)
+    except (ArrowrootError, CatalogError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         cat.close()
@@ -110,10 +125,7 @@ def users() -> None:
 def users_add(directory: Path, name: str, groups: tuple[str, ...], password_stdin: bool, catalog: Path | None) -> None:
     """Add user NAME to DIR's catalog."""
     password = _password(password_stdin)
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        identities.add_user(cat, name, password, groups)
+    _admin(directory, catalog, "add_user", name=name, password=password, groups=list(groups))
     click.echo(f"added user {name}" + (f" (groups: {', '.join(groups)})" if groups else ""))
 
 
@@ -125,10 +137,7 @@ def users_add(directory: Path, name: str, groups: tuple[str, ...], password_stdi
 def users_passwd(directory: Path, name: str, password_stdin: bool, catalog: Path | None) -> None:
     """Change NAME's password (their login tokens stop working)."""
     password = _password(password_stdin)
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        identities.set_password(cat, name, password)
+    _admin(directory, catalog, "set_password", name=name, password=password)
     click.echo(f"changed the password of {name}")
 
 
@@ -138,10 +147,7 @@ def users_passwd(directory: Path, name: str, password_stdin: bool, catalog: Path
 @CATALOG
 def users_remove(directory: Path, name: str, catalog: Path | None) -> None:
     """Remove NAME with their group memberships, API keys and personal grants."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        identities.remove_user(cat, name)
+    _admin(directory, catalog, "remove_user", name=name)
     click.echo(f"removed user {name}")
 
 
@@ -150,11 +156,8 @@ def users_remove(directory: Path, name: str, catalog: Path | None) -> None:
 @CATALOG
 def users_list(directory: Path, catalog: Path | None) -> None:
     """List users, their groups and number of valid API keys."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        for u in identities.list_users(cat):
-            click.echo(f"{u['name']}\tgroups={','.join(u['groups']) or '-'}\tkeys={u['keys']}\t"
+    for u in _admin(directory, catalog, "list_users"):
+        click.echo(f"{u['name']}\tgroups={','.join(u['groups']) or '-'}\tkeys={u['keys']}\t"
                        f"since {_when(u['created_at'])}")
 
 
@@ -173,10 +176,7 @@ def groups() -> None:
 @CATALOG
 def groups_add(directory: Path, group: str, members: tuple[str, ...], catalog: Path | None) -> None:
     """Create GROUP if needed and add MEMBERS (existing users) to it."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        identities.add_group(cat, group, members)
+    _admin(directory, catalog, "add_group", group=group, members=list(members))
     click.echo(f"group {group}" + (f": added {', '.join(members)}" if members else ""))
 
 
@@ -187,10 +187,7 @@ def groups_add(directory: Path, group: str, members: tuple[str, ...], catalog: P
 @CATALOG
 def groups_remove(directory: Path, group: str, members: tuple[str, ...], catalog: Path | None) -> None:
     """Remove MEMBERS from GROUP, or without MEMBERS the group itself and its grants."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        identities.remove_group(cat, group, members)
+    _admin(directory, catalog, "remove_group", group=group, members=list(members))
     click.echo(f"group {group}: removed {', '.join(members)}" if members else f"removed group {group}")
 
 
@@ -200,11 +197,8 @@ def groups_remove(directory: Path, group: str, members: tuple[str, ...], catalog
 @CATALOG
 def groups_members(directory: Path, group: str | None, catalog: Path | None) -> None:
     """List the members of GROUP (or of every group)."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        for g, members in identities.group_members(cat, group).items():
-            click.echo(f"{g}\t{', '.join(members) or '-'}")
+    for g, members in _admin(directory, catalog, "group_members", group=group).items():
+        click.echo(f"{g}\t{', '.join(members) or '-'}")
 
 
 # ---------------------------------------------------------------- API keys
@@ -223,11 +217,8 @@ def keys() -> None:
 @CATALOG
 def keys_create(directory: Path, user: str, label: str, expires: str | None, catalog: Path | None) -> None:
     """Create an API key for USER and print it once (only its hash is kept)."""
-    from arrowroot.catalog import identities
-
     expires_at = _expires(expires)
-    with _catalog(directory, catalog) as cat:
-        key_id, token = identities.create_key(cat, user, label, expires_at)
+    key_id, token = _admin(directory, catalog, "create_key", user=user, label=label, expires_at=expires_at)
     click.echo(f"key {key_id} for {user}, expires {_when(expires_at)}; store it now, it is not shown again:",
                err=True)
     click.echo(token)
@@ -239,10 +230,7 @@ def keys_create(directory: Path, user: str, label: str, expires: str | None, cat
 @CATALOG
 def keys_revoke(directory: Path, key_id: str, catalog: Path | None) -> None:
     """Revoke the API key KEY_ID."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        identities.revoke_key(cat, key_id)
+    _admin(directory, catalog, "revoke_key", key_id=key_id)
     click.echo(f"revoked key {key_id}")
 
 
@@ -252,12 +240,9 @@ def keys_revoke(directory: Path, key_id: str, catalog: Path | None) -> None:
 @CATALOG
 def keys_list(directory: Path, user: str | None, catalog: Path | None) -> None:
     """List API keys (ids, owners, labels, dates, state; never the keys)."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        for k in identities.list_keys(cat, user):
-            click.echo(f"{k['key_id']}\t{k['user']}\t{k['state']}\texpires {_when(k['expires_at'])}\t"
-                       f"{k['label'] or '-'}")
+    for k in _admin(directory, catalog, "list_keys", user=user):
+        click.echo(f"{k['key_id']}\t{k['user']}\t{k['state']}\texpires {_when(k['expires_at'])}\t"
+                   f"{k['label'] or '-'}")
 
 
 # ---------------------------------------------------------------- grants
@@ -276,12 +261,9 @@ TO = click.option("--to", "grantees", multiple=True, required=True,
 @CATALOG
 def grant(directory: Path, pattern: str, grantees: tuple[str, ...], permission: str, catalog: Path | None) -> None:
     """Let grantees read the datasets whose names match PATTERN (a shell glob, e.g. 'cms/*')."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        for to in grantees:
-            added = identities.grant(cat, pattern, to, permission)
-            click.echo(f"{'granted' if added else 'already granted'}: {permission} {pattern} to {to}")
+    for to in grantees:
+        added = _admin(directory, catalog, "grant", pattern=pattern, to=to, permission=permission)
+        click.echo(f"{'granted' if added else 'already granted'}: {permission} {pattern} to {to}")
 
 
 @click.command("revoke")
@@ -291,12 +273,9 @@ def grant(directory: Path, pattern: str, grantees: tuple[str, ...], permission: 
 @CATALOG
 def revoke(directory: Path, pattern: str, grantees: tuple[str, ...], catalog: Path | None) -> None:
     """Remove the read grant of PATTERN from the grantees."""
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        for to in grantees:
-            identities.revoke(cat, pattern, to)
-            click.echo(f"revoked: read {pattern} from {to}")
+    for to in grantees:
+        _admin(directory, catalog, "revoke", pattern=pattern, to=to)
+        click.echo(f"revoked: read {pattern} from {to}")
 
 
 @click.command("grants")
@@ -304,16 +283,8 @@ def revoke(directory: Path, pattern: str, grantees: tuple[str, ...], catalog: Pa
 @CATALOG
 def grants(directory: Path, catalog: Path | None) -> None:
     """List the read grants and the datasets each one matches now."""
-    from arrowroot.flight_server.lang import glob
-
-    from arrowroot.catalog import identities
-
-    with _catalog(directory, catalog) as cat:
-        names = [d.name for d in cat.datasets()]
-        for g in identities.list_grants(cat):
-            match = glob.Glob(g.pattern).match
-            n = sum(1 for name in names if match(name))
-            click.echo(f"{g.permission}\t{g.pattern}\t{g.to}\t({n} datasets now)")
+    for g in _admin(directory, catalog, "grants"):
+        click.echo(f"{g['permission']}\t{g['pattern']}\t{g['to']}\t({g['datasets']} datasets now)")
 
 
 # ---------------------------------------------------------------- serve options

@@ -101,6 +101,8 @@ class Settings:
     metrics: bool = _s(True, "count calls for /metrics (off: the registry stays, nothing counted)")
     metrics_port: int | None = _s(None, "/metrics on its own port (when the HTTP port is off; nodes) [off]")
     health_port: int | None = _s(None, "grpc.health.v1 on this port (Kubernetes grpc probes) [off]")
+    admin_socket: bool = _s(True, "let `arrowroot users|groups|keys|grant|revoke|grants` change a running "
+                                  "server's catalog through a local socket only its OS user can reach")
     drain_seconds: float = _s(30.0, "on SIGTERM, open streams may finish for this long, then are cut")
     # Live data (index/watch.py, service/follow.py): files indexed as they come, grow and go; follow streams.
     watch: bool = _s(True, "`serve` watches the directory and indexes files as they come, grow and go (off: rescans only)")

@@ -1,6 +1,7 @@
 """What an operator watches and signals, for one server: its metrics (``service/metrics.py``, on
-``--metrics-port`` here), its gRPC health side port (``health.py``) and its graceful stop
-(``lifecycle.py``).
+``--metrics-port`` here), its gRPC health side port (``health.py``), its graceful stop
+(``lifecycle.py``) and, on a server that holds a catalog, the local admin socket the identity
+commands use while it runs (``admin_socket.py``).
 
 The composition root (``ArrowrootServer``, ``NodeServer``) builds one ``Ops`` before its Flight
 port opens — the call middleware gets ``sink`` (every finished call into the metrics) and
@@ -10,6 +11,7 @@ port opens — the call middleware gets ``sink`` (every finished call into the m
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pyarrow.flight as fl
@@ -17,6 +19,7 @@ import pyarrow.flight as fl
 from arrowroot.flight_server.service.calllog import CallRecord
 from arrowroot.flight_server.service.context import ServerContext
 from arrowroot.flight_server.service.metrics import Metrics
+from arrowroot.flight_server.server.admin_socket import AdminSocket
 from arrowroot.flight_server.server.health import HealthServer
 from arrowroot.flight_server.server.lifecycle import Drain
 
@@ -61,6 +64,9 @@ class Ops:
             self.health = HealthServer(self.settings.health_port, self.settings.host).start()
             self.drain.health = self.health
         self.metrics_server: MetricsServer | None = None
+        self.catalog = ctx.catalog
+        self.access = ctx.access
+        self.admin: AdminSocket | None = None
 
     def sink(self, record: CallRecord) -> None:
         """Every finished call of this server (the call middleware's records) into its metrics."""
@@ -76,8 +82,16 @@ class Ops:
             cert = str(s.tls_cert) if s.tls_cert else None
             key = str(s.tls_key) if s.tls_key else None
             self.metrics_server = MetricsServer(self.metrics, s.metrics_port, s.host, cert, key)
+        if s.admin_socket and self.admin is None and self.catalog is not None and self.catalog.path != ":memory:":
+            try:
+                self.admin = AdminSocket(self.catalog, Path(self.catalog.path), self._auth_on).start()
+            except OSError as exc:  # the server still serves; the admin commands then say to stop it
+                log.warning("no admin socket (%s): identity commands need the server stopped", exc)
         if self.health is not None:
             self.health.ready(ready)
+
+    def _auth_on(self) -> bool:
+        return bool(self.access is not None and self.access.enabled)
 
     def ready(self, serving: bool) -> None:
         if self.health is not None and not self.drain.draining:
@@ -88,6 +102,9 @@ class Ops:
 
     def close(self) -> None:
         """Close the side ports (after the Flight server stopped)."""
+        if self.admin is not None:
+            self.admin.stop()
+            self.admin = None
         if self.health is not None:
             self.health.stop(grace=0.5)
         if self.metrics_server is not None:
