@@ -117,6 +117,11 @@ def test_a_symlink_swapped_in_after_indexing_is_refused_by_coordinator_and_node(
         f["t"] = {"v": np.arange(1000, 2000, dtype=np.int64)}
     with _alice(secured) as c:
         info = c.flight_info("swap/victim.root:t", ["v"])
+    coord = fl.connect(secured["coord"].location)
+    options = fl.FlightCallOptions(headers=[coord.authenticate_basic_token("alice", PASSWORD)])
+    node = fl.connect(secured["node"].location)
+    for client, opts in ((coord, options), (node, fl.FlightCallOptions())):  # read once: the file is known inside
+        assert client.do_get(info.endpoints[0].ticket, opts).read_all().num_rows > 0
     st = victim.stat()
     # ... made to look like the indexed one: same size and mtime, so only the realpath check is left
     shutil.copyfile(victim, outside)
@@ -124,9 +129,6 @@ def test_a_symlink_swapped_in_after_indexing_is_refused_by_coordinator_and_node(
     victim.unlink()
     victim.symlink_to(outside)
     assert victim.stat().st_size == st.st_size and victim.stat().st_mtime_ns == st.st_mtime_ns
-    coord = fl.connect(secured["coord"].location)
-    options = fl.FlightCallOptions(headers=[coord.authenticate_basic_token("alice", PASSWORD)])
-    node = fl.connect(secured["node"].location)
     for client, opts in ((coord, options), (node, fl.FlightCallOptions())):
         with pytest.raises(pa.ArrowInvalid, match="outside the served directory"):
             client.do_get(info.endpoints[0].ticket, opts).read_all()
