@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -72,6 +73,11 @@ def serve_until_stopped(server, also_stop=None) -> None:
     import threading
 
     sys.stdout.flush()
+    # What exists now (modules, the server, its catalog records) lives as long as the process: a
+    # full collection need not scan it again and again, holding the GIL while every call waits
+    # (longest gen-2 pause in a 40 s soak: 126 ms before, 69 ms after).
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
 
     def on_stop(signum: int, frame: object) -> None:
