@@ -64,16 +64,21 @@ def test_a_stalled_stream_holds_a_few_mib_and_memory_comes_back(tmp_path: Path) 
             reader = client.do_get(info(i + 1).endpoints[0].ticket)
             reader.read_chunk()
             clients.append((client, reader))
-        time.sleep(9)  # quiet for 5 s: the streams let go; the reaper gives the memory back
-        held = _rss_mb(server)
-        per_stream = (held - start) / STREAMS
+        # quiet for 5 s, the streams let go and the reaper gives the memory back: within 9 s on an idle
+        # machine, later when other work shares the cores (the suite runs two processes)
+        time.sleep(9)
+        deadline = time.monotonic() + 20
+        while (per_stream := ((held := _rss_mb(server)) - start) / STREAMS) > 8.0 and time.monotonic() < deadline:
+            time.sleep(1)
         assert per_stream <= 8.0, f"{per_stream:.1f} MiB per stalled stream ({start:.0f} → {held:.0f} MiB)"
         for client, reader in clients:
             reader.cancel()
             client.close()
         clients.clear()
         time.sleep(6)
-        after = _rss_mb(server)
+        deadline = time.monotonic() + 20
+        while (after := _rss_mb(server)) > start * 1.10 + 8 and time.monotonic() < deadline:
+            time.sleep(1)
         assert after <= start * 1.10 + 8, f"RSS {start:.0f} MiB at start, {after:.0f} MiB after the streams closed"
         # the streams were only quiet, not broken: a client that comes back reads on
         back = info(20)
