@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,31 @@ class Catalog:
             self._conn.close()
 
     def _changed(self) -> None:
+        if getattr(self._local, "holding", 0):  # inside this thread's ``consistent()``: shown at its end
+            self._local.changed = True
+            return
         with self._cache_lock:
             self.generation += 1
             self._by_name = None
         self.zones.clear()
+
+    @contextmanager
+    def consistent(self) -> Iterator[None]:
+        """This thread's writes inside are shown to readers together, when the block ends.
+
+        Why: re-indexing a file is two commits — recording it drops every dataset made of it (a
+        folder dataset too), then the derivation makes the folder again — and a reader between them
+        found the folder gone (a live follower reconnecting while files were rewritten got 404).
+        Readers keep the snapshot from before the block meanwhile (loaded now if none is)."""
+        self._load()
+        self._local.holding = getattr(self._local, "holding", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.holding -= 1
+            if not self._local.holding and getattr(self._local, "changed", False):
+                self._local.changed = False
+                self._changed()
 
     # ------------------------------------------------------------ files
 
@@ -279,10 +301,19 @@ class Catalog:
     # ------------------------------------------------------------ datasets
 
     def _load(self) -> dict[str, DatasetRecord]:
+        if getattr(self._local, "changed", False):  # inside ``consistent()`` after a write: its own view
+            return self._query_datasets()
         with self._cache_lock:
             if self._by_name is not None:
                 return self._by_name
             generation = self.generation
+        out = self._query_datasets()
+        with self._cache_lock:
+            if self.generation == generation:
+                self._by_name = out
+        return out
+
+    def _query_datasets(self) -> dict[str, DatasetRecord]:
         cur = self.cursor()
         cols: dict[int, list[ColumnRecord]] = {}
         for r in cur.execute(
@@ -310,9 +341,6 @@ class Catalog:
                                 r[7], tuple(parts.get(r[0], ())), tuple(cols.get(r[0], ())),
                                 tuple(links.get(r[0], ())), self.zones)
             out[rec.name] = rec
-        with self._cache_lock:
-            if self.generation == generation:
-                self._by_name = out
         return out
 
     def datasets(self) -> list[DatasetRecord]:

@@ -223,7 +223,8 @@ class Indexer:
         with self._lock:
             self.running = True
             try:
-                report = self._refresh(list(paths), hold)
+                with self.catalog.consistent():  # readers see the files and the folders they make at once
+                    report = self._refresh(list(paths), hold)
             finally:
                 self.running = False
             t = self._totals
