@@ -90,6 +90,7 @@ class Catalog:
     def _changed(self) -> None:
         if getattr(self._local, "holding", 0):  # inside this thread's ``consistent()``: shown at its end
             self._local.changed = True
+            self._local.view = None
             return
         with self._cache_lock:
             self.generation += 1
@@ -112,6 +113,7 @@ class Catalog:
             self._local.holding -= 1
             if not self._local.holding and getattr(self._local, "changed", False):
                 self._local.changed = False
+                self._local.view = None
                 self._changed()
 
     # ------------------------------------------------------------ files
@@ -302,7 +304,10 @@ class Catalog:
 
     def _load(self) -> dict[str, DatasetRecord]:
         if getattr(self._local, "changed", False):  # inside ``consistent()`` after a write: its own view
-            return self._query_datasets()
+            view = getattr(self._local, "view", None)
+            if view is None:
+                view = self._local.view = self._query_datasets()
+            return view
         with self._cache_lock:
             if self._by_name is not None:
                 return self._by_name
