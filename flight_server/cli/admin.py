@@ -158,7 +158,7 @@ def users_list(directory: Path, catalog: Path | None) -> None:
     """List users, their groups and number of valid API keys."""
     for u in _admin(directory, catalog, "list_users"):
         click.echo(f"{u['name']}\tgroups={','.join(u['groups']) or '-'}\tkeys={u['keys']}\t"
-                       f"since {_when(u['created_at'])}")
+                   f"since {_when(u['created_at'])}")
 
 
 # ---------------------------------------------------------------- groups

@@ -64,8 +64,7 @@ class Ops:
             self.health = HealthServer(self.settings.health_port, self.settings.host).start()
             self.drain.health = self.health
         self.metrics_server: MetricsServer | None = None
-        self.catalog = ctx.catalog
-        self.access = ctx.access
+        self.ctx = ctx
         self.admin: AdminSocket | None = None
 
     def sink(self, record: CallRecord) -> None:
@@ -82,16 +81,17 @@ class Ops:
             cert = str(s.tls_cert) if s.tls_cert else None
             key = str(s.tls_key) if s.tls_key else None
             self.metrics_server = MetricsServer(self.metrics, s.metrics_port, s.host, cert, key)
-        if s.admin_socket and self.admin is None and self.catalog is not None and self.catalog.path != ":memory:":
+        catalog = self.ctx.catalog
+        if s.admin_socket and self.admin is None and catalog is not None and catalog.path != ":memory:":
             try:
-                self.admin = AdminSocket(self.catalog, Path(self.catalog.path), self._auth_on).start()
+                self.admin = AdminSocket(catalog, Path(catalog.path), self._auth_on).start()
             except OSError as exc:  # the server still serves; the admin commands then say to stop it
                 log.warning("no admin socket (%s): identity commands need the server stopped", exc)
         if self.health is not None:
             self.health.ready(ready)
 
     def _auth_on(self) -> bool:
-        return bool(self.access is not None and self.access.enabled)
+        return bool(self.ctx.access is not None and self.ctx.access.enabled)
 
     def ready(self, serving: bool) -> None:
         if self.health is not None and not self.drain.draining:

@@ -37,10 +37,6 @@ def _create_key(catalog: Catalog, user: str, label: str = "", expires_at: float 
     return [key_id, token]
 
 
-def _group_members(catalog: Catalog, group: str | None = None) -> dict[str, list[str]]:
-    return identities.group_members(catalog, group)
-
-
 #: operation → function of (catalog, **arguments); every result is JSON
 OPS: dict[str, Callable[..., Any]] = {
     "add_user": identities.add_user,
@@ -49,7 +45,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "list_users": identities.list_users,
     "add_group": identities.add_group,
     "remove_group": identities.remove_group,
-    "group_members": _group_members,
+    "group_members": identities.group_members,
     "create_key": _create_key,
     "revoke_key": identities.revoke_key,
     "list_keys": identities.list_keys,
